@@ -1,0 +1,41 @@
+"""Framework adapters: one module per framework, each registered with ``registry``.
+
+The harness reaches backends only through this package's public names.
+"""
+
+from backends.base import (
+    Availability,
+    Backend,
+    BackendUnavailable,
+    BackendVariant,
+    DTYPES,
+    Unsupported,
+    Variant,
+)
+from backends.lowering import Absent, Namespace
+from backends.registry import (
+    RegistryError,
+    all_backends,
+    all_variants,
+    get_backend,
+    get_variant,
+    register,
+)
+
+__all__ = [
+    "Absent",
+    "Availability",
+    "Backend",
+    "BackendUnavailable",
+    "BackendVariant",
+    "DTYPES",
+    "Namespace",
+    "RegistryError",
+    "Unsupported",
+    "Variant",
+    "all_backends",
+    "all_variants",
+    "get_backend",
+    "get_variant",
+    "register",
+]

@@ -1,0 +1,321 @@
+"""The adapter interface every framework backend implements, and the uniform call.
+
+A backend module subclasses ``Backend`` once: it says how to import its framework, how
+to lower each catalogue op (its lowering table), and how each of its *variants* computes
+a Hessian (fwd-over-rev, rev-over-rev, jit, ...). The harness only ever talks to
+``BackendVariant``: ``hessian(program, x)``, ``gradient``, ``value`` and ``source``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.metadata
+import inspect
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, final
+
+import numpy as np
+
+from backends.lowering import Absent, Lowering, Namespace, SourceNamespace, Src, array_literal
+from harness.ir import Program
+
+__all__ = [
+    "Availability",
+    "Variant",
+    "Backend",
+    "BackendUnavailable",
+    "BackendVariant",
+    "DTYPES",
+    "Unsupported",
+]
+
+DTYPES = ("float32", "float64")
+
+
+class Unsupported(Exception):
+    """This variant cannot run this program: a documented framework limitation.
+
+    Distinct from a crash (a framework error on a program it claims to support) and from
+    a wrong answer; the diff engine reports it as its own outcome.
+    """
+
+
+class BackendUnavailable(Exception):
+    """The backend's framework is not installed; the message says what to install."""
+
+
+@dataclass(frozen=True)
+class Availability:
+    available: bool
+    version: str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way a framework computes a Hessian.
+
+    ``compose(m, f)`` returns the Hessian function of ``f``, written against the backend's
+    namespace ``m`` like a lowering, so it both runs and prints (``jax.hessian(f)``).
+    ``helpers`` are plain module-level functions the composition names (``m.helper``);
+    an emitted script carries their source.
+    """
+
+    description: str
+    compose: Callable[[Any, Any], Any]
+    helpers: tuple[Callable[..., Any], ...] = ()
+
+
+class Backend(ABC):
+    """One framework. Subclasses are final and registered with ``backends.registry``.
+
+    Class attributes a backend declares:
+        name: the backend's name ("jax").
+        distribution: the PyPI distribution whose version is reported ("jax").
+        extra: the hessdiff extra that installs it (``pip install 'hessdiff[jax]'``).
+        modules: the modules it imports; any missing makes the backend unavailable.
+        variants: variant name -> ``Variant``.
+        gradient: ``gradient(m, f)``, the framework's gradient of ``f``.
+        lowerings: catalogue op name -> lowering, or ``Absent(reason)``.
+        source_imports: the import lines of an emitted script.
+    """
+
+    name: ClassVar[str]
+    distribution: ClassVar[str]
+    extra: ClassVar[str]
+    modules: ClassVar[tuple[str, ...]]
+    variants: ClassVar[Mapping[str, Variant]]
+    gradient: ClassVar[Callable[[Any, Any], Any]]
+    lowerings: ClassVar[Mapping[str, Lowering | Absent]]
+    source_imports: ClassVar[str]
+
+    # --- what a backend implements ---------------------------------------------------
+
+    @abstractmethod
+    def namespace(self, dtype: str) -> Namespace:
+        """The real objects a lowering may name (``jnp``, ``dtype``, ...)."""
+
+    @abstractmethod
+    def source_names(self, dtype: str) -> Mapping[str, str]:
+        """The same names as ``namespace`` would bind, as source text."""
+
+    @abstractmethod
+    def to_numpy(self, value: Any) -> np.ndarray:
+        """A framework array as a NumPy array, however odd its internal representation."""
+
+    def source_to_numpy(self, expr: str) -> str:
+        """Source converting the framework array ``expr`` to NumPy in an emitted script."""
+        return f"np.asarray({expr})"
+
+    def precision(self, dtype: str) -> contextlib.AbstractContextManager[None]:
+        """A context in which ``dtype`` computations are possible (JAX's x64 switch)."""
+        return contextlib.nullcontext()
+
+    def source_setup(self, dtype: str) -> str:
+        """Lines an emitted script runs after its imports (e.g. enabling float64)."""
+        return ""
+
+    def unsupported_reason(self, exc: BaseException) -> str | None:
+        """If ``exc`` is the framework saying it does not implement something, say what."""
+        message = str(exc)
+        if isinstance(exc, NotImplementedError) or "not yet implemented" in message.lower():
+            return f"{type(exc).__name__}: {message.splitlines()[0] if message else ''}"
+        return None
+
+    # --- shared machinery ------------------------------------------------------------
+
+    def availability(self) -> Availability:
+        """Whether every module imports; never raises."""
+        for module in self.modules:
+            try:
+                importlib.import_module(module)
+            except Exception as exc:  # noqa: BLE001 - any import failure means unavailable
+                return Availability(
+                    False,
+                    "",
+                    f"{self.name}: {module} is not importable ({type(exc).__name__}); "
+                    f"install it with: pip install 'hessdiff[{self.extra}]'",
+                )
+        return Availability(True, self.version())
+
+    def version(self) -> str:
+        try:
+            return importlib.metadata.version(self.distribution)
+        except importlib.metadata.PackageNotFoundError:
+            return "unknown"
+
+    def require(self) -> None:
+        """Raise ``BackendUnavailable`` with the install hint if the framework is missing."""
+        status = self.availability()
+        if not status.available:
+            raise BackendUnavailable(status.reason)
+
+    def lower(self, program: Program, dtype: str) -> Callable[[Any], Any]:
+        """The program as a function of a framework array, built from the lowering table."""
+        self._check_lowerable(program)
+        ns = self.namespace(dtype)
+        consts = {
+            i: self.lowerings["const"](ns, program.constant(i))
+            for i, node in enumerate(program.nodes)
+            if node.kind == "const"
+        }
+        nodes = program.nodes
+
+        def f(x: Any) -> Any:
+            values: list[Any] = [x]
+            for i, node in enumerate(nodes[1:], start=1):
+                if node.kind == "const":
+                    values.append(consts[i])
+                else:
+                    args = [values[a] for a in node.args]
+                    values.append(self.lowerings[node.kind](ns, *args, **node.attr_dict))
+            return values[-1]
+
+        return f
+
+    def asarray(self, x: np.ndarray, dtype: str) -> Any:
+        """``x`` as a framework array of ``dtype``, through the table's ``const`` lowering."""
+        return self.lowerings["const"](self.namespace(dtype), np.asarray(x, dtype=np.float64))
+
+    def function_source(self, program: Program, dtype: str) -> tuple[list[str], list[str]]:
+        """(constant definitions, body lines of ``def f(x)``) for the program."""
+        self._check_lowerable(program)
+        ns = SourceNamespace(self.source_names(dtype))
+        names: list[Src] = []
+        consts: list[str] = []
+        body: list[str] = []
+        for i, node in enumerate(program.nodes):
+            if node.kind == "input":
+                names.append(Src("x"))
+            elif node.kind == "const":
+                expr = self.lowerings["const"](ns, Src(array_literal(program.constant(i))))
+                consts.append(f"c{i} = {_strip(expr.text)}")
+                names.append(Src(f"c{i}"))
+            else:
+                args = [names[a] for a in node.args]
+                expr = self.lowerings[node.kind](ns, *args, **node.attr_dict)
+                body.append(f"v{i} = {_strip(_text(expr))}")
+                names.append(Src(f"v{i}"))
+        body.append(f"return {names[-1].text}")
+        return consts, body
+
+    def _check_lowerable(self, program: Program) -> None:
+        for kind in sorted(program.op_names):
+            lowering = self.lowerings.get(kind)
+            if lowering is None:
+                raise Unsupported(f"{self.name} has no lowering for op {kind!r}")
+            if isinstance(lowering, Absent):
+                raise Unsupported(f"{self.name} has no {kind}: {lowering.reason}")
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, Src):
+        return value.text
+    raise TypeError(f"a lowering returned {value!r}, not an expression of its arguments")
+
+
+def _strip(text: str) -> str:
+    """Drop one pair of redundant outer parentheses: ``(a + b)`` -> ``a + b``."""
+    if text.startswith("(") and text.endswith(")"):
+        depth = 0
+        for k, ch in enumerate(text):
+            depth += ch == "("
+            depth -= ch == ")"
+            if depth == 0 and k < len(text) - 1:
+                return text
+        return text[1:-1]
+    return text
+
+
+@final
+@dataclass(frozen=True)
+class BackendVariant:
+    """One named way to get a Hessian from one framework: ``jax:fwdrev``.
+
+    The uniform call of hessdiff: every method takes a program and a NumPy point whose
+    dtype (float32 or float64) selects the precision, and returns NumPy.
+    """
+
+    backend: Backend
+    variant: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.backend.name}:{self.variant}"
+
+    @property
+    def spec(self) -> Variant:
+        return self.backend.variants[self.variant]
+
+    @property
+    def description(self) -> str:
+        return self.spec.description
+
+    def hessian(self, program: Program, x: np.ndarray) -> np.ndarray:
+        """The Hessian as the framework computes it (its shape is not forced to (n, n))."""
+        return self._run(program, x, self.spec.compose)
+
+    def gradient(self, program: Program, x: np.ndarray) -> np.ndarray:
+        return self._run(program, x, self.backend.gradient)
+
+    def value(self, program: Program, x: np.ndarray) -> np.ndarray:
+        return self._run(program, x, lambda m, f: f)
+
+    def _run(self, program: Program, x: np.ndarray, transform: Callable[[Any, Any], Any]) -> np.ndarray:
+        dtype = _dtype_name(x)
+        self.backend.require()
+        with self.backend.precision(dtype), self._translate_errors():
+            f = self.backend.lower(program, dtype)
+            ns = self.backend.namespace(dtype)
+            ns.__dict__.update({h.__name__: h for h in self.spec.helpers})
+            result = transform(ns, f)(self.backend.asarray(x, dtype))
+            return self.backend.to_numpy(result)
+
+    @contextlib.contextmanager
+    def _translate_errors(self) -> Iterator[None]:
+        try:
+            yield
+        except (Unsupported, BackendUnavailable):
+            raise
+        except Exception as exc:
+            reason = self.backend.unsupported_reason(exc)
+            if reason is not None:
+                raise Unsupported(f"{self.name}: {reason}") from exc
+            raise
+
+    def source(self, program: Program, x: np.ndarray) -> str:
+        """A standalone script that computes and prints this variant's Hessian at ``x``."""
+        dtype = _dtype_name(x)
+        consts, body = self.backend.function_source(program, dtype)
+        names = dict(self.backend.source_names(dtype))
+        names.update({h.__name__: h.__name__ for h in self.spec.helpers})
+        call = self.spec.compose(SourceNamespace(names), Src("f"))
+        helpers = "\n\n\n".join(inspect.getsource(h).strip() for h in self.spec.helpers)
+        lines = ["import numpy as np", self.backend.source_imports.strip()]
+        setup = self.backend.source_setup(dtype).strip()
+        if setup:
+            lines += ["", setup]
+        lines += [""] + consts + ["", "", "def f(x):"] + [f"    {line}" for line in body]
+        if helpers.strip():
+            lines += ["", "", helpers.strip()]
+        const_line = self.backend.lowerings["const"](
+            SourceNamespace(names), Src(array_literal(np.asarray(x, dtype=np.float64)))
+        )
+        lines += [
+            "",
+            "",
+            f"x = {_strip(const_line.text)}",
+            f"H = {_text(call)}(x)",
+            f"print('{self.name} hessian:', {self.backend.source_to_numpy('H')}.tolist())",
+        ]
+        return "\n".join(lines) + "\n"
+
+
+def _dtype_name(x: np.ndarray) -> str:
+    name = np.asarray(x).dtype.name
+    if name not in DTYPES:
+        raise ValueError(f"x has dtype {name}, but it must be one of {DTYPES}.")
+    return name

@@ -1,0 +1,1 @@
+"""hessdiff harness: program IR, op catalogue, oracle, generation, diff engine, reports, CLI."""

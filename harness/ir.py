@@ -1,0 +1,220 @@
+"""The backend-neutral program: a typed, immutable SSA list of nodes computing f: R^n -> R.
+
+A program is data. Backends lower it op by op through their own tables, the oracle
+evaluates it in multi-precision, the generator builds it, Hypothesis shrinks it and the
+reporter serialises it to JSON. Nothing here is ever turned into code and ``exec``'d.
+
+Node 0 is always the input vector ``x`` of shape ``(n,)``; every other node is a constant
+or an op of the catalogue applied to earlier nodes; the last node is the output and must
+be a scalar.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+from harness.ops import Shape, get_op
+
+__all__ = ["Node", "Program", "ProgramError", "const", "op", "program_from_json"]
+
+MAX_INPUTS = 64
+
+
+class ProgramError(ValueError):
+    """A program is malformed: bad node, bad reference, bad shape or bad attrs."""
+
+
+@dataclass(frozen=True)
+class Node:
+    """One SSA node.
+
+    ``kind`` is ``"input"``, ``"const"`` or the name of a catalogue op. ``args`` are the
+    indices of earlier nodes; ``attrs`` a sorted tuple of ``(name, value)`` pairs;
+    ``value`` the constant's entries as a nested tuple of floats.
+    """
+
+    kind: str
+    args: tuple[int, ...] = ()
+    attrs: tuple[tuple[str, Any], ...] = ()
+    value: Any = None
+
+    @property
+    def attr_dict(self) -> dict[str, Any]:
+        return dict(self.attrs)
+
+
+def op(kind: str, *args: int, **attrs: Any) -> Node:
+    """Build an op node: ``op("sin", 3)``, ``op("clip", 2, lo=-1.0, hi=1.0)``."""
+    return Node(kind, tuple(args), tuple(sorted(attrs.items())))
+
+
+def const(value: Any) -> Node:
+    """Build a constant node from a float or nested sequence of floats."""
+    return Node("const", value=_freeze(np.asarray(value, dtype=np.float64).tolist()))
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(_freeze(v) for v in value)
+    return float(value)
+
+
+@dataclass(frozen=True)
+class Program:
+    """f: R^n -> R as a list of nodes; node 0 is the input, the last node the output.
+
+    Construction validates everything (references, op names, attrs, shapes), so a
+    ``Program`` that exists is well-formed, and a malformed one raises ``ProgramError``
+    with one line naming the node.
+    """
+
+    n: int
+    nodes: tuple[Node, ...]
+    _shapes: tuple[Shape, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        nodes, shapes = _validate(self.n, tuple(self.nodes))
+        object.__setattr__(self, "nodes", nodes)
+        object.__setattr__(self, "_shapes", shapes)
+
+    @property
+    def shapes(self) -> tuple[Shape, ...]:
+        """The shape of every node."""
+        return self._shapes
+
+    @property
+    def output(self) -> int:
+        return len(self.nodes) - 1
+
+    @cached_property
+    def op_names(self) -> frozenset[str]:
+        """The catalogue ops this program uses."""
+        return frozenset(node.kind for node in self.nodes if node.kind not in ("input", "const"))
+
+    @property
+    def size(self) -> int:
+        """The number of op nodes: what shrinking minimises."""
+        return sum(1 for node in self.nodes if node.kind not in ("input", "const"))
+
+    def constant(self, index: int) -> np.ndarray:
+        """The float64 array of constant node ``index``."""
+        return np.asarray(self.nodes[index].value, dtype=np.float64)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict that ``program_from_json`` turns back into this program."""
+        out = []
+        for node in self.nodes:
+            entry: dict[str, Any] = {"op": node.kind}
+            if node.args:
+                entry["args"] = list(node.args)
+            if node.attrs:
+                entry["attrs"] = {k: list(v) if isinstance(v, tuple) else v for k, v in node.attrs}
+            if node.kind == "const":
+                entry["value"] = np.asarray(node.value, dtype=np.float64).tolist()
+            out.append(entry)
+        return {"n": self.n, "nodes": out}
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json())
+
+    def pretty(self) -> str:
+        """A one-line-per-node listing for humans (``v3 = sin(v2)``)."""
+        lines = []
+        for i, node in enumerate(self.nodes):
+            if node.kind == "input":
+                rhs = f"x  # shape ({self.n},)"
+            elif node.kind == "const":
+                rhs = f"const {np.asarray(node.value).tolist()}"
+            else:
+                parts = [f"v{a}" for a in node.args] + [f"{k}={v!r}" for k, v in node.attrs]
+                rhs = f"{node.kind}({', '.join(parts)})"
+            lines.append(f"v{i} = {rhs}")
+        return "\n".join(lines)
+
+
+def program_from_json(data: Mapping[str, Any] | str) -> Program:
+    """Load a program from ``Program.to_json`` output; raise ``ProgramError`` if malformed."""
+    if isinstance(data, str):
+        try:
+            data = json.loads(data)
+        except json.JSONDecodeError as exc:
+            raise ProgramError(f"program is not valid JSON: {exc}") from None
+    if not isinstance(data, Mapping) or "n" not in data or "nodes" not in data:
+        raise ProgramError("program must be an object with keys 'n' and 'nodes'.")
+    nodes_data = data["nodes"]
+    if not isinstance(nodes_data, Sequence) or isinstance(nodes_data, str):
+        raise ProgramError("program 'nodes' must be a list.")
+    nodes = []
+    for i, entry in enumerate(nodes_data):
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("op"), str):
+            raise ProgramError(f"node {i} must be an object with a string 'op'.")
+        kind = entry["op"]
+        args = entry.get("args", [])
+        attrs = entry.get("attrs", {})
+        if not isinstance(args, Sequence) or not all(isinstance(a, int) for a in args):
+            raise ProgramError(f"node {i} ({kind}): 'args' must be a list of node indices.")
+        if not isinstance(attrs, Mapping):
+            raise ProgramError(f"node {i} ({kind}): 'attrs' must be an object.")
+        frozen_attrs = tuple(
+            sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in attrs.items())
+        )
+        if kind == "const":
+            try:
+                value = _freeze(np.asarray(entry.get("value"), dtype=np.float64).tolist())
+            except (TypeError, ValueError):
+                raise ProgramError(f"node {i}: const 'value' must be numbers.") from None
+            nodes.append(Node("const", value=value))
+        else:
+            nodes.append(Node(kind, tuple(args), frozen_attrs))
+    n = data["n"]
+    if not isinstance(n, int) or isinstance(n, bool):
+        raise ProgramError(f"program n={n!r}, but it must be an integer.")
+    return Program(n, tuple(nodes))
+
+
+def _validate(n: int, nodes: tuple[Node, ...]) -> tuple[tuple[Node, ...], tuple[Shape, ...]]:
+    """Check every node and return the nodes with normalised attrs, and every shape."""
+    if not 1 <= n <= MAX_INPUTS:
+        raise ProgramError(f"program n={n}, but it must be between 1 and {MAX_INPUTS}.")
+    if not nodes or nodes[0] != Node("input"):
+        raise ProgramError("node 0 must be the input node {'op': 'input'}.")
+    shapes: list[Shape] = [(n,)]
+    normalised: list[Node] = [nodes[0]]
+    for i, node in enumerate(nodes[1:], start=1):
+        if not isinstance(node, Node):
+            raise ProgramError(f"node {i}: {node!r} is not a Node.")
+        if node.kind == "input":
+            raise ProgramError(f"node {i}: only node 0 may be the input.")
+        if node.kind == "const":
+            if node.args or node.attrs:
+                raise ProgramError(f"node {i}: a const takes no args or attrs.")
+            value = np.asarray(node.value, dtype=np.float64)
+            if not np.all(np.isfinite(value)):
+                raise ProgramError(f"node {i}: const values must be finite.")
+            shapes.append(value.shape)
+            normalised.append(node)
+            continue
+        try:
+            spec = get_op(node.kind)
+        except KeyError as exc:
+            raise ProgramError(f"node {i}: {exc.args[0]}") from None
+        if len(node.args) != spec.arity:
+            raise ProgramError(f"node {i}: {node.kind} takes {spec.arity} args, got {len(node.args)}.")
+        for a in node.args:
+            if not 0 <= a < i:
+                raise ProgramError(f"node {i}: arg {a} must refer to an earlier node (0..{i - 1}).")
+        try:
+            attrs = spec.check_attrs(node.attr_dict)
+            shapes.append(tuple(spec.shape(tuple(shapes[a] for a in node.args), attrs)))
+        except ValueError as exc:
+            raise ProgramError(f"node {i}: {exc}") from None
+        normalised.append(Node(node.kind, node.args, tuple(sorted(attrs.items()))))
+    if shapes[-1] != ():
+        raise ProgramError(f"the output (last node) must be a scalar, got shape {shapes[-1]}.")
+    return tuple(normalised), tuple(shapes)
