@@ -23,6 +23,9 @@ _BACKENDS: dict[str, Backend] = {}
 # imports a framework. Adding a backend: one module, one line here.
 BACKEND_MODULES: tuple[str, ...] = (
     "backends.jax_backend",
+    "backends.equinox_backend",
+    "backends.mlx_backend",
+    "backends.torch_backend",
 )
 _loaded = False
 

@@ -301,9 +301,7 @@ register_op(
         "clip", 1, "unary",
         Piecewise(
             lambda sp, a, lo, hi: [a - lo, a - hi],
-            lambda sp, s, a, lo, hi: (
-                sp.Float(lo) if s[0] < 0 else (a if s[1] < 0 else sp.Float(hi))
-            ),
+            lambda sp, s, a, lo, hi: lo if s[0] < 0 else (a if s[1] < 0 else hi),
         ),
         attrs=(AttrSpec("lo", "float"), AttrSpec("hi", "float")),
         special=lambda attrs: (attrs["lo"], attrs["hi"]),

@@ -1,0 +1,71 @@
+"""Equinox: ``eqx.filter_hessian`` eager and under ``eqx.filter_jit``.
+
+Equinox lowers to the same JAX primitives as the ``jax`` backend, so it reuses that
+module's lowering table, namespace and float64 context; what it adds is its own filtered
+transforms, which have had bugs of their own: with equinox 0.11.4 and jax 0.4.26,
+``eqx.filter_hessian(jax.nn.relu)(1.0)`` returned 1.0 instead of 0.0 (patrick-kidger/
+equinox#801). To catch that kind of bug, ``x`` is passed exactly as a user would (a
+``jnp`` array) and results are returned untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from typing import Any, final
+
+import numpy as np
+
+from backends.base import Backend, Variant
+from backends.jax_backend import (
+    JAX_LOWERINGS,
+    jax_namespace,
+    jax_precision,
+    jax_source_names,
+    jax_source_setup,
+)
+from backends.lowering import Namespace
+from backends.registry import register
+
+__all__ = ["EquinoxBackend"]
+
+
+@final
+class EquinoxBackend(Backend):
+    name = "equinox"
+    distribution = "equinox"
+    extra = "equinox"
+    modules = ("jax", "equinox")
+    variants = {
+        "filter_hessian": Variant(
+            "eqx.filter_hessian(f): filter_jacfwd(filter_jacrev(f)), eager",
+            lambda m, f: m.eqx.filter_hessian(f),
+        ),
+        "filter_jit": Variant(
+            "eqx.filter_jit(eqx.filter_hessian(f)), compiled",
+            lambda m, f: m.eqx.filter_jit(m.eqx.filter_hessian(f)),
+        ),
+    }
+    gradient = staticmethod(lambda m, f: m.eqx.filter_grad(f))
+    lowerings = JAX_LOWERINGS
+    source_imports = "import equinox as eqx\nimport jax\nimport jax.numpy as jnp"
+
+    def namespace(self, dtype: str) -> Namespace:
+        import equinox
+
+        return Namespace(**vars(jax_namespace(dtype)), eqx=equinox)
+
+    def source_names(self, dtype: str) -> Mapping[str, str]:
+        return {**jax_source_names(dtype), "eqx": "eqx"}
+
+    def precision(self, dtype: str) -> contextlib.AbstractContextManager[Any]:
+        return jax_precision(dtype)
+
+    def source_setup(self, dtype: str) -> str:
+        return jax_source_setup(dtype)
+
+    def to_numpy(self, value: Any) -> np.ndarray:
+        return np.asarray(value)
+
+
+register(EquinoxBackend())

@@ -1,0 +1,565 @@
+"""The independent oracle: the true Hessian of a program at a point, in multi-precision.
+
+The oracle shares no code path with any framework. Each op's derivative rule comes from
+SymPy differentiating the op's mathematical definition in the catalogue (once per op),
+evaluated with mpmath at 50 significant digits; the chain rule is carried by second-order
+forward-mode "jets" (value, gradient, Hessian) over NumPy object arrays of ``mpf``.
+
+Besides the Hessian it reports what a judge needs:
+
+* which entries are *undefined*: at a kink (a piecewise op's switch exactly 0) it
+  evaluates the pieces on both sides and marks every entry where they differ as NaN;
+  an exact zero times an undefined entry stays zero, since both one-sided values are
+  finite;
+* how close each piecewise op came to a kink (``kink_distance``), so a disagreement
+  within a few ulps of a kink is a convention, not a bug;
+* an error scale for every Hessian entry (``hessian_scale``): the chain rule evaluated
+  on absolute values, so cancellation (a small entry computed as big minus big) is
+  recognised as numerical noise, as running error analysis would.
+
+The program is evaluated with its inputs, constants and float attrs rounded to the
+requested dtype first: it judges the float32 program the framework actually ran.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import mpmath
+import numpy as np
+
+from harness.ir import Program
+from harness.ops import Bilinear, Elementwise, OpSpec, Piecewise, Structural, get_op
+
+__all__ = ["DIGITS", "Kink", "OracleResult", "OutOfDomain", "evaluate"]
+
+DIGITS = 50
+
+_NAN = mpmath.mpf("nan")
+_ZERO = mpmath.mpf(0)
+
+
+class OutOfDomain(ValueError):
+    """The program is undefined at this point (log of a negative, division by zero)."""
+
+
+@dataclass(frozen=True)
+class Kink:
+    """A piecewise op whose switch is exactly zero at the point."""
+
+    node: int
+    op: str
+    element: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class OracleResult:
+    """The oracle's verdict on a program at a point.
+
+    Arguments:
+        value: f(x), multi-precision.
+        gradient: (n,) object array of mpf, NaN where undefined.
+        hessian: (n, n) object array of mpf, NaN where undefined.
+        hessian_scale: (n, n) float64; the sum of absolute values of every term the chain
+            rule adds into each entry (a floating-point evaluation errs by about
+            ``eps * hessian_scale``).
+        gradient_scale: (n,) float64, the same for the gradient.
+        value_scale: float, the same for the value.
+        kinks: every piecewise op exactly at a kink.
+        kink_distance: the smallest relative distance |switch| / scale of any piecewise
+            op from its kink (``inf`` for a smooth program).
+        kink_ops: the ops whose kink that distance belongs to.
+        max_magnitude: the largest magnitude of any value or derivative carried along, so
+            the judge can tell when the true result overflows the dtype.
+        dtype: the dtype whose rounding of inputs and constants was applied.
+    """
+
+    value: Any
+    gradient: np.ndarray
+    hessian: np.ndarray
+    hessian_scale: np.ndarray
+    gradient_scale: np.ndarray
+    value_scale: float
+    kinks: tuple[Kink, ...]
+    kink_distance: float
+    kink_ops: frozenset[str]
+    max_magnitude: float
+    dtype: str
+
+    @property
+    def undefined(self) -> np.ndarray:
+        """Boolean (n, n): entries with no single value (a kink makes them one-sided)."""
+        return np.vectorize(mpmath.isnan, otypes=[bool])(self.hessian)
+
+    def hessian_float(self) -> np.ndarray:
+        """The Hessian in float64, NaN where undefined."""
+        return _to_float(self.hessian)
+
+    def gradient_float(self) -> np.ndarray:
+        return _to_float(self.gradient)
+
+
+def _to_float(a: np.ndarray) -> np.ndarray:
+    return np.array([float(v) for v in a.ravel()], dtype=np.float64).reshape(a.shape)
+
+
+# --- jets -----------------------------------------------------------------------------
+
+
+@dataclass
+class _Jet:
+    """Value, gradient and Hessian of one node, plus their error scales (float64).
+
+    ``g`` and ``h`` are None for a constant (all derivatives exactly zero).
+    """
+
+    v: np.ndarray
+    g: np.ndarray | None
+    h: np.ndarray | None
+    vm: np.ndarray
+    gm: np.ndarray | None
+    hm: np.ndarray | None
+
+
+def _mul0_scalar(a: Any, b: Any) -> Any:
+    if a == 0 or b == 0:
+        return _ZERO
+    return a * b
+
+
+_mul0 = np.frompyfunc(_mul0_scalar, 2, 1)
+
+
+def _obj(a: Any) -> np.ndarray:
+    return np.asarray(a, dtype=object)
+
+
+def _abs_float(a: np.ndarray) -> np.ndarray:
+    """|a| as float64, with NaN (undefined) counted as 0 magnitude."""
+    return np.array([_fabs(v) for v in np.ravel(a)], dtype=np.float64).reshape(np.shape(a))
+
+
+# --- symbolic derivative rules, compiled once per op ----------------------------------
+
+
+@dataclass(frozen=True)
+class _Rule:
+    """Lambdified f and its partials up to third order, for one smooth expression."""
+
+    f: Callable[..., Any]
+    d1: tuple[Callable[..., Any], ...]
+    d2: tuple[tuple[Callable[..., Any], ...], ...]
+    d3: tuple[tuple[tuple[Callable[..., Any], ...], ...], ...]
+
+
+def _sympy() -> Any:
+    import sympy
+
+    return sympy
+
+
+def _compile(expr_builder: Callable[..., Any], arity: int, int_attrs: dict[str, int],
+             float_attrs: Sequence[str]) -> tuple[Any, ...]:
+    sp = _sympy()
+    args = sp.symbols(f"a0:{arity}", real=True)
+    fattrs = {name: sp.Symbol(f"attr_{name}", real=True) for name in float_attrs}
+    return sp, args, fattrs, expr_builder(sp, *args, **int_attrs, **fattrs)
+
+
+def _lambdify(sp: Any, params: Sequence[Any], expr: Any) -> Callable[..., Any]:
+    return sp.lambdify(params, expr, modules="mpmath")
+
+
+def _rule_from_expr(sp: Any, args: Sequence[Any], params: Sequence[Any], expr: Any) -> _Rule:
+    n = len(args)
+    d1 = [sp.diff(expr, a) for a in args]
+    d2 = [[sp.diff(d1[i], args[j]) for j in range(n)] for i in range(n)]
+    d3 = [[[sp.diff(d2[i][j], args[k]) for k in range(n)] for j in range(n)] for i in range(n)]
+    lam = functools.partial(_lambdify, sp, params)
+    return _Rule(
+        lam(expr),
+        tuple(lam(e) for e in d1),
+        tuple(tuple(lam(e) for e in row) for row in d2),
+        tuple(tuple(tuple(lam(e) for e in col) for col in row) for row in d3),
+    )
+
+
+def _split_attrs(spec: OpSpec, attrs: dict[str, Any]) -> tuple[dict[str, int], tuple[str, ...]]:
+    ints = {a.name: attrs[a.name] for a in spec.attrs if a.kind != "float"}
+    floats = tuple(a.name for a in spec.attrs if a.kind == "float")
+    return ints, floats
+
+
+@functools.lru_cache(maxsize=None)
+def _smooth_rule(op: str, int_attrs: tuple[tuple[str, Any], ...]) -> _Rule:
+    spec = get_op(op)
+    assert isinstance(spec.math, Elementwise)
+    floats = tuple(a.name for a in spec.attrs if a.kind == "float")
+    sp, args, fattrs, expr = _compile(spec.math.expr, spec.arity, dict(int_attrs), floats)
+    return _rule_from_expr(sp, args, [*args, *fattrs.values()], expr)
+
+
+@functools.lru_cache(maxsize=None)
+def _switch_rules(op: str, int_attrs: tuple[tuple[str, Any], ...]) -> tuple[Callable[..., Any], ...]:
+    spec = get_op(op)
+    assert isinstance(spec.math, Piecewise)
+    floats = tuple(a.name for a in spec.attrs if a.kind == "float")
+    sp = _sympy()
+    args = sp.symbols(f"a0:{spec.arity}", real=True)
+    fattrs = {name: sp.Symbol(f"attr_{name}", real=True) for name in floats}
+    switches = spec.math.switches(sp, *args, **dict(int_attrs), **fattrs)
+    return tuple(_lambdify(sp, [*args, *fattrs.values()], s) for s in switches)
+
+
+@functools.lru_cache(maxsize=None)
+def _piece_rule(op: str, int_attrs: tuple[tuple[str, Any], ...], signs: tuple[int, ...]) -> _Rule:
+    spec = get_op(op)
+    assert isinstance(spec.math, Piecewise)
+    floats = tuple(a.name for a in spec.attrs if a.kind == "float")
+    sp = _sympy()
+    args = sp.symbols(f"a0:{spec.arity}", real=True)
+    fattrs = {name: sp.Symbol(f"attr_{name}", real=True) for name in floats}
+    expr = sp.sympify(spec.math.piece(sp, signs, *args, **dict(int_attrs), **fattrs))
+    return _rule_from_expr(sp, args, [*args, *fattrs.values()], expr)
+
+
+# --- the evaluator --------------------------------------------------------------------
+
+
+def _round(values: np.ndarray, dtype: str) -> np.ndarray:
+    return np.asarray(values, dtype=np.float64).astype(dtype).astype(np.float64)
+
+
+def _mpf_array(values: np.ndarray) -> np.ndarray:
+    flat = [mpmath.mpf(float(v)) for v in np.asarray(values, dtype=np.float64).ravel()]
+    return np.array(flat + [None], dtype=object)[:-1].reshape(np.shape(values))
+
+
+class _Evaluator:
+    def __init__(self, program: Program, x: np.ndarray, dtype: str) -> None:
+        self.program = program
+        self.n = program.n
+        self.dtype = dtype
+        self.x = _round(x, dtype)
+        self.kinks: list[Kink] = []
+        self.kink_distance = float("inf")
+        self.kink_ops: set[str] = set()
+        self.max_magnitude = 0.0
+
+    # Each op kind builds its result jet from its argument jets.
+
+    def run(self) -> OracleResult:
+        n = self.n
+        eye = np.empty((n, n), dtype=object)
+        for i, j in itertools.product(range(n), repeat=2):
+            eye[i, j] = mpmath.mpf(int(i == j))
+        x = self.x
+        jets: list[_Jet] = [
+            _Jet(_mpf_array(x), eye, _zeros_obj((n, n, n)), np.abs(x), np.zeros((n, n)),
+                 np.zeros((n, n, n)))
+        ]
+        for i, node in enumerate(self.program.nodes[1:], start=1):
+            if node.kind == "const":
+                c = _round(self.program.constant(i), self.dtype)
+                jets.append(_Jet(_mpf_array(c), None, None, np.abs(c), None, None))
+                continue
+            spec = get_op(node.kind)
+            attrs = node.attr_dict
+            args = [jets[a] for a in node.args]
+            shape = self.program.shapes[i]
+            if isinstance(spec.math, (Elementwise, Piecewise)):
+                jet = self._elementwise(i, spec, attrs, args, shape)
+            elif isinstance(spec.math, Structural):
+                jet = _structural(spec.math.apply, args[0], attrs, n)
+            elif isinstance(spec.math, Bilinear):
+                jet = _bilinear(spec.math.apply, args[0], args[1], n)
+            else:  # pragma: no cover - the catalogue only has the four kinds
+                raise TypeError(f"unknown op math {spec.math!r}")
+            self._track(jet)
+            jets.append(jet)
+        out = jets[-1]
+        g = out.g if out.g is not None else _zeros_obj((n,))
+        h = out.h if out.h is not None else _zeros_obj((n, n))
+        return OracleResult(
+            value=out.v[()],
+            gradient=g,
+            hessian=h,
+            hessian_scale=out.hm if out.hm is not None else np.zeros((n, n)),
+            gradient_scale=out.gm if out.gm is not None else np.zeros(n),
+            value_scale=float(out.vm),
+            kinks=tuple(self.kinks),
+            kink_distance=self.kink_distance,
+            kink_ops=frozenset(self.kink_ops),
+            max_magnitude=self.max_magnitude,
+            dtype=self.dtype,
+        )
+
+    def _track(self, jet: _Jet) -> None:
+        for part in (jet.v, jet.g, jet.h):
+            if part is not None and part.size:
+                self.max_magnitude = max(self.max_magnitude, float(np.max(_abs_float(part))))
+
+    def _elementwise(self, node: int, spec: OpSpec, attrs: dict[str, Any], args: list[_Jet],
+                     shape: tuple[int, ...]) -> _Jet:
+        n = self.n
+        ints, floats = _split_attrs(spec, attrs)
+        int_key = tuple(sorted(ints.items()))
+        fvals = [mpmath.mpf(float(np.float64(attrs[name]).astype(self.dtype))) for name in floats]
+        bargs = [_broadcast(a, shape, n) for a in args]
+        derivs = [a.g is not None for a in args]
+        any_deriv = any(derivs)
+        out = _Jet(
+            _zeros_obj(shape), _zeros_obj(shape + (n,)) if any_deriv else None,
+            _zeros_obj(shape + (n, n)) if any_deriv else None,
+            np.zeros(shape), np.zeros(shape + (n,)) if any_deriv else None,
+            np.zeros(shape + (n, n)) if any_deriv else None,
+        )
+        for idx in np.ndindex(*shape):
+            vals = [a.v[idx] for a in bargs]
+            point = [*vals, *fvals]
+            if spec.domain is not None and not spec.domain(tuple(vals)):
+                raise OutOfDomain(
+                    f"node {node} ({spec.name}) is outside its domain at "
+                    f"{[mpmath.nstr(v, 8) for v in vals]}"
+                )
+            if isinstance(spec.math, Elementwise):
+                results = [_apply_rule(_smooth_rule(spec.name, int_key), point, bargs, idx, derivs)]
+            else:
+                results = self._pieces(node, spec, int_key, point, bargs, idx, derivs)
+            _merge_into(out, idx, results)
+        return out
+
+    def _pieces(self, node: int, spec: OpSpec, int_key: tuple[tuple[str, Any], ...],
+                point: list[Any], bargs: list[_Jet], idx: tuple[int, ...],
+                derivs: list[bool]) -> list[tuple[Any, ...]]:
+        switches = [s(*point) for s in _switch_rules(spec.name, int_key)]
+        scale = max(float(bargs[k].vm[idx]) for k in range(len(bargs)))
+        for s in switches:
+            distance = float(abs(s)) / scale if scale > 0 else float(abs(s) > 0) * float("inf")
+            if distance < self.kink_distance:
+                self.kink_distance = distance
+                self.kink_ops = {spec.name}
+            elif distance == self.kink_distance:
+                self.kink_ops.add(spec.name)
+        choices = []
+        for s in switches:
+            if s > 0:
+                choices.append((1,))
+            elif s < 0:
+                choices.append((-1,))
+            else:
+                choices.append((-1, 1))
+        if any(len(c) > 1 for c in choices):
+            self.kinks.append(Kink(node, spec.name, idx))
+        return [
+            _apply_rule(_piece_rule(spec.name, int_key, signs), point, bargs, idx, derivs)
+            for signs in itertools.product(*choices)
+        ]
+
+
+def _zeros_obj(shape: tuple[int, ...]) -> np.ndarray:
+    out = np.empty(shape, dtype=object)
+    out.fill(_ZERO)
+    return out
+
+
+def _broadcast(jet: _Jet, shape: tuple[int, ...], n: int) -> _Jet:
+    def b(a: np.ndarray | None, extra: tuple[int, ...]) -> np.ndarray | None:
+        if a is None:
+            return None
+        lead = a.shape[: a.ndim - len(extra)]
+        a = a.reshape((1,) * (len(shape) - len(lead)) + a.shape)
+        return np.broadcast_to(a, shape + extra)
+
+    return _Jet(b(jet.v, ()), b(jet.g, (n,)), b(jet.h, (n, n)), b(jet.vm, ()), b(jet.gm, (n,)),
+                b(jet.hm, (n, n)))
+
+
+def _apply_rule(rule: _Rule, point: list[Any], args: list[_Jet], idx: tuple[int, ...],
+                derivs: list[bool]) -> tuple[Any, ...]:
+    """One element of y = f(args): value, gradient, Hessian and their error scales."""
+    k = len(args)
+    value = rule.f(*point)
+    vm = [float(args[i].vm[idx]) for i in range(k)]
+    d1 = [rule.d1[i](*point) if derivs[i] else _ZERO for i in range(k)]
+    value_scale = _fabs(value) + sum(_fabs(d1[i]) * vm[i] for i in range(k))
+    active = [i for i in range(k) if derivs[i]]
+    if not active:
+        return value, None, None, value_scale, None, None
+    d2 = {(i, j): rule.d2[i][j](*point) for i in active for j in active}
+    d3 = {(i, j, m): rule.d3[i][j][m](*point) for i in active for j in active for m in range(k)}
+    g = {i: args[i].g[idx] for i in active}
+    h = {i: args[i].h[idx] for i in active}
+    gm = {i: args[i].gm[idx] for i in active}
+    hm = {i: args[i].hm[idx] for i in active}
+    gabs = {i: _abs_float(g[i]) for i in active}
+    habs = {i: _abs_float(h[i]) for i in active}
+    grad = sum((_mul0(d1[i], g[i]) for i in active), start=_zeros_obj(g[active[0]].shape))
+    hess = sum((_mul0(d1[i], h[i]) for i in active), start=_zeros_obj(h[active[0]].shape))
+    for i in active:
+        for j in active:
+            hess = hess + _mul0(d2[i, j], _outer(g[i], g[j]))
+    # Error scales: |d| grows by the second derivative times the argument's own error.
+    d1m = {i: _fabs(d1[i]) + sum(_fabs(d2.get((i, j), _ZERO)) * vm[j] for j in active) for i in active}
+    d2m = {
+        (i, j): _fabs(d2[i, j]) + sum(_fabs(d3[i, j, m]) * vm[m] for m in range(k))
+        for i in active for j in active
+    }
+    grad_scale = sum(d1m[i] * gabs[i] + _fabs(d1[i]) * gm[i] for i in active)
+    hess_scale = sum(d1m[i] * habs[i] + _fabs(d1[i]) * hm[i] for i in active)
+    for i in active:
+        for j in active:
+            hess_scale = hess_scale + d2m[i, j] * np.outer(gabs[i], gabs[j]) + _fabs(d2[i, j]) * (
+                np.outer(gm[i], gabs[j]) + np.outer(gabs[i], gm[j])
+            )
+    return value, grad, hess, value_scale, grad_scale, hess_scale
+
+
+def _fabs(v: Any) -> float:
+    if mpmath.isnan(v):
+        return 0.0
+    out = float(abs(v))
+    return out if np.isfinite(out) else float(np.finfo(np.float64).max)
+
+
+def _outer(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return _mul0(a[:, None], b[None, :])
+
+
+def _merge_into(out: _Jet, idx: tuple[int, ...], results: list[tuple[Any, ...]]) -> None:
+    """Write one element; where one-sided pieces disagree, the entry is undefined (NaN)."""
+    value, grad, hess, vm, gm, hm = results[0]
+    for other in results[1:]:
+        value = _agree(value, other[0])
+        if out.g is not None:
+            grad = _agree_array(_or_zero(grad, out.g.shape[-1:]), _or_zero(other[1], out.g.shape[-1:]))
+            hess = _agree_array(_or_zero(hess, out.h.shape[-2:]), _or_zero(other[2], out.h.shape[-2:]))
+            gm = np.maximum(_or_fzero(gm, out.gm.shape[-1:]), _or_fzero(other[4], out.gm.shape[-1:]))
+            hm = np.maximum(_or_fzero(hm, out.hm.shape[-2:]), _or_fzero(other[5], out.hm.shape[-2:]))
+        vm = max(vm, other[3])
+    if mpmath.isnan(value) and out.g is not None:
+        grad = _full_nan(out.g.shape[-1:])
+        hess = _full_nan(out.h.shape[-2:])
+    out.v[idx] = value
+    out.vm[idx] = vm
+    if out.g is not None:
+        out.g[idx] = _or_zero(grad, out.g.shape[-1:])
+        out.h[idx] = _or_zero(hess, out.h.shape[-2:])
+        out.gm[idx] = _or_fzero(gm, out.gm.shape[-1:])
+        out.hm[idx] = _or_fzero(hm, out.hm.shape[-2:])
+
+
+def _or_zero(a: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
+    return _zeros_obj(shape) if a is None else a
+
+
+def _or_fzero(a: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
+    return np.zeros(shape) if a is None else a
+
+
+def _full_nan(shape: tuple[int, ...]) -> np.ndarray:
+    out = np.empty(shape, dtype=object)
+    out.fill(_NAN)
+    return out
+
+
+def _close(a: Any, b: Any) -> bool:
+    if mpmath.isnan(a) or mpmath.isnan(b):
+        return False
+    scale = max(abs(a), abs(b), mpmath.mpf(1))
+    return abs(a - b) <= scale * mpmath.mpf(10) ** (-(DIGITS - 10))
+
+
+def _agree(a: Any, b: Any) -> Any:
+    return a if _close(a, b) else _NAN
+
+
+def _agree_array(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    out = np.empty(a.shape, dtype=object)
+    for idx in np.ndindex(*a.shape):
+        out[idx] = _agree(a[idx], b[idx])
+    return out
+
+
+def _per_slice(apply: Callable[[np.ndarray], Any], a: np.ndarray, extra: int, dtype: Any) -> np.ndarray:
+    """Apply a linear map of the leading axes to every derivative slice of ``a``."""
+    trailing = a.shape[a.ndim - extra:]
+    slices = [np.asarray(apply(a[(...,) + k]), dtype=dtype) for k in np.ndindex(*trailing)]
+    stacked = np.stack(slices, axis=-1)
+    return stacked.reshape(stacked.shape[:-1] + trailing)
+
+
+def _structural(apply: Callable[..., Any], a: _Jet, attrs: dict[str, Any], n: int) -> _Jet:
+    fn = functools.partial(apply, np, **attrs)
+    v = np.asarray(fn(a.v), dtype=object)
+    vm = np.asarray(fn(a.vm), dtype=np.float64)
+    if a.g is None:
+        return _Jet(v, None, None, vm, None, None)
+    return _Jet(
+        v, _per_slice(fn, a.g, 1, object), _per_slice(fn, a.h, 2, object), vm,
+        _per_slice(fn, a.gm, 1, np.float64), _per_slice(fn, a.hm, 2, np.float64),
+    )
+
+
+def _bilinear(apply: Callable[..., Any], a: _Jet, b: _Jet, n: int) -> _Jet:
+    def mul(p: np.ndarray, q: np.ndarray, exact: bool = True) -> np.ndarray:
+        return np.asarray(apply(np, p, q, _mul0 if exact else np.multiply),
+                          dtype=object if exact else np.float64)
+
+    a_abs, b_abs = _abs_float(a.v), _abs_float(b.v)
+    v = mul(a.v, b.v)
+    vm = mul(a.vm, b_abs, False) + mul(a_abs, b.vm, False)
+    if a.g is None and b.g is None:
+        return _Jet(v, None, None, vm, None, None)
+    g_slices, h_slices, gm_slices, hm_slices = {}, {}, {}, {}
+    zero_g = lambda jet, k: jet.g is None  # noqa: E731
+    for k in range(n):
+        terms, scales = [], []
+        if not zero_g(a, k):
+            terms.append(mul(a.g[..., k], b.v))
+            scales.append(mul(a.gm[..., k], b_abs, False) + mul(_abs_float(a.g[..., k]), b.vm, False))
+        if not zero_g(b, k):
+            terms.append(mul(a.v, b.g[..., k]))
+            scales.append(mul(a_abs, b.gm[..., k], False) + mul(a.vm, _abs_float(b.g[..., k]), False))
+        g_slices[k] = sum(terms[1:], terms[0])
+        gm_slices[k] = sum(scales[1:], scales[0])
+    for k, l in itertools.product(range(n), repeat=2):
+        terms, scales = [], []
+        if a.h is not None:
+            terms.append(mul(a.h[..., k, l], b.v))
+            scales.append(mul(a.hm[..., k, l], b_abs, False) + mul(_abs_float(a.h[..., k, l]), b.vm, False))
+        if b.h is not None:
+            terms.append(mul(a.v, b.h[..., k, l]))
+            scales.append(mul(a_abs, b.hm[..., k, l], False) + mul(a.vm, _abs_float(b.h[..., k, l]), False))
+        if a.g is not None and b.g is not None:
+            for p, q in ((k, l), (l, k)):
+                terms.append(mul(a.g[..., p], b.g[..., q]))
+                scales.append(
+                    mul(a.gm[..., p], _abs_float(b.g[..., q]), False)
+                    + mul(_abs_float(a.g[..., p]), b.gm[..., q], False)
+                )
+        h_slices[k, l] = sum(terms[1:], terms[0])
+        hm_slices[k, l] = sum(scales[1:], scales[0])
+    g = np.stack([g_slices[k] for k in range(n)], axis=-1)
+    gm = np.stack([gm_slices[k] for k in range(n)], axis=-1)
+    h = np.stack([np.stack([h_slices[k, l] for l in range(n)], axis=-1) for k in range(n)], axis=-2)
+    hm = np.stack([np.stack([hm_slices[k, l] for l in range(n)], axis=-1) for k in range(n)], axis=-2)
+    return _Jet(v, g, h, vm, gm, hm)
+
+
+def evaluate(program: Program, x: np.ndarray, dtype: str = "float64", digits: int = DIGITS) -> OracleResult:
+    """The true value, gradient and Hessian of ``program`` at ``x`` (rounded to ``dtype``).
+
+    Raises ``OutOfDomain`` where the program is undefined at ``x``.
+    """
+    if dtype not in ("float32", "float64"):
+        raise ValueError(f"dtype={dtype!r}, but it must be 'float32' or 'float64'.")
+    x = np.asarray(x, dtype=np.float64)
+    if x.shape != (program.n,):
+        raise ValueError(f"x has shape {x.shape}, but the program takes ({program.n},).")
+    with mpmath.workdps(digits):
+        return _Evaluator(program, x, dtype).run()
