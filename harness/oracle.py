@@ -339,7 +339,10 @@ class _Evaluator:
         switches = [s(*point) for s in _switch_rules(spec.name, int_key)]
         scale = max(float(bargs[k].vm[idx]) for k in range(len(bargs)))
         for s in switches:
-            distance = float(abs(s)) / scale if scale > 0 else float(abs(s) > 0) * float("inf")
+            if s == 0:
+                distance = 0.0
+            else:
+                distance = float(abs(s)) / scale if scale > 0 else float("inf")
             if distance < self.kink_distance:
                 self.kink_distance = distance
                 self.kink_ops = {spec.name}
@@ -441,9 +444,17 @@ def _merge_into(out: _Jet, idx: tuple[int, ...], results: list[tuple[Any, ...]])
             gm = np.maximum(_or_fzero(gm, out.gm.shape[-1:]), _or_fzero(other[4], out.gm.shape[-1:]))
             hm = np.maximum(_or_fzero(hm, out.hm.shape[-2:]), _or_fzero(other[5], out.hm.shape[-2:]))
         vm = max(vm, other[3])
-    if mpmath.isnan(value) and out.g is not None:
-        grad = _full_nan(out.g.shape[-1:])
-        hess = _full_nan(out.h.shape[-2:])
+    if out.g is not None and len(results) > 1:
+        if mpmath.isnan(value):
+            grad = _full_nan(out.g.shape[-1:])
+        # A gradient entry that jumps across the kink has no derivative along the
+        # directions that cross it, even where both one-sided Hessians agree (|x| has
+        # H = 0 on both sides, yet none at 0). The entries that jump are the directions
+        # that cross, so H[i, j] is undefined when both g[i] and g[j] jump.
+        jumped = np.array([mpmath.isnan(v) for v in grad], dtype=bool)
+        if jumped.any():
+            hess = hess.copy()
+            hess[np.outer(jumped, jumped)] = _NAN
     out.v[idx] = value
     out.vm[idx] = vm
     if out.g is not None:
