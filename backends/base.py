@@ -114,6 +114,10 @@ class Backend(ABC):
         """A context in which ``dtype`` computations are possible (JAX's x64 switch)."""
         return contextlib.nullcontext()
 
+    def environment_report(self) -> str:
+        """The framework's own environment report for a bug report (``env.txt``)."""
+        return f"{self.distribution}=={self.version()}"
+
     def source_setup(self, dtype: str) -> str:
         """Lines an emitted script runs after its imports (e.g. enabling float64)."""
         return ""

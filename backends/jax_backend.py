@@ -108,5 +108,10 @@ class JaxBackend(Backend):
     def to_numpy(self, value: Any) -> np.ndarray:
         return np.asarray(value)
 
+    def environment_report(self) -> str:
+        import jax
+
+        return str(jax.print_environment_info(return_string=True))
+
 
 register(JaxBackend())

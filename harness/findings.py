@@ -1,0 +1,207 @@
+"""Findings as data: what the diff engine found, serialisable and loadable.
+
+A finding is one fault of one backend variant, found on one (minimal) program at one
+point in one dtype, with every backend's Hessian and the oracle's beside it. The same
+fault found a thousand times is one finding with a count: its ``signature`` (variant,
+kind, dtype, the ops of the minimal program) is what deduplicates, baselines and merges.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+import numpy as np
+
+from harness.ir import Program, program_from_json
+
+__all__ = ["Finding", "FindingError", "Kind", "SEVERITY", "finding_from_json", "load_findings"]
+
+
+class FindingError(ValueError):
+    """A finding file is unreadable or malformed."""
+
+
+class Kind(str, Enum):
+    """How a backend's Hessian differs from the truth.
+
+    The first five are faults; ``CONVENTION`` and ``NOISE`` are reported, at low
+    severity, so a maintainer can see what was dismissed and why.
+    """
+
+    WRONG_VALUE = "wrong_value"
+    WRONG_SHAPE = "wrong_shape"
+    NONFINITE = "nonfinite"
+    CRASH = "crash"
+    TIMEOUT = "timeout"
+    CONVENTION = "convention"
+    NOISE = "noise"
+
+    @property
+    def is_failure(self) -> bool:
+        return SEVERITY[self] in ("high", "medium")
+
+
+SEVERITY: dict[Kind, str] = {
+    Kind.WRONG_VALUE: "high",
+    Kind.WRONG_SHAPE: "high",
+    Kind.NONFINITE: "high",
+    Kind.CRASH: "medium",
+    Kind.TIMEOUT: "medium",
+    Kind.CONVENTION: "low",
+    Kind.NOISE: "info",
+}
+
+
+def _array_json(a: Any) -> Any:
+    """NumPy or nested lists to JSON, with NaN/inf as strings (JSON has neither)."""
+    if a is None:
+        return None
+    arr = np.asarray(a, dtype=np.float64)
+    def conv(v: Any) -> Any:
+        if isinstance(v, list):
+            return [conv(u) for u in v]
+        if math.isnan(v):
+            return "nan"
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        return v
+    return conv(arr.tolist())
+
+
+def _array_from_json(a: Any) -> np.ndarray | None:
+    if a is None:
+        return None
+    def conv(v: Any) -> Any:
+        if isinstance(v, list):
+            return [conv(u) for u in v]
+        return float(v)
+    return np.asarray(conv(a), dtype=np.float64)
+
+
+@dataclass
+class Finding:
+    """One fault, minimal and reproducible.
+
+    Arguments:
+        kind: how the Hessian is wrong.
+        variant: the backend variant ("equinox:filter_hessian").
+        versions: framework name -> version for every framework involved.
+        dtype: "float32" or "float64".
+        program: the (shrunk) program.
+        point: the input point (exactly representable in ``dtype``).
+        observed: the variant's Hessian (None when it crashed).
+        expected: the oracle's Hessian in float64 (NaN where undefined at a kink).
+        others: every other variant's Hessian at the same point (name -> array or None).
+        explanation: one paragraph: what differs, by how much, and why the expected value
+            is right (or why the difference was dismissed).
+        error: the exception text, for a crash.
+        max_error: the largest |observed - expected| over defined entries.
+        count: how many raw hits this finding stands for.
+        minimised: how it was minimised ("hypothesis shrink: 14 ops -> 2 ops").
+        first_seen / last_seen: ISO timestamps.
+    """
+
+    kind: Kind
+    variant: str
+    versions: dict[str, str]
+    dtype: str
+    program: Program
+    point: np.ndarray
+    observed: np.ndarray | None
+    expected: np.ndarray | None
+    others: dict[str, np.ndarray | None] = field(default_factory=dict)
+    explanation: str = ""
+    error: str = ""
+    max_error: float = 0.0
+    count: int = 1
+    minimised: str = ""
+    first_seen: str = ""
+    last_seen: str = ""
+
+    @property
+    def severity(self) -> str:
+        return SEVERITY[self.kind]
+
+    @property
+    def backend(self) -> str:
+        return self.variant.split(":", 1)[0]
+
+    @property
+    def signature(self) -> str:
+        """Stable identity: variant, kind, dtype and the ops of the minimal program."""
+        ops = "+".join(sorted(self.program.op_names))
+        return f"{self.variant}|{self.kind.value}|{self.dtype}|{ops}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "signature": self.signature,
+            "kind": self.kind.value,
+            "severity": self.severity,
+            "variant": self.variant,
+            "versions": dict(self.versions),
+            "dtype": self.dtype,
+            "program": self.program.to_json(),
+            "program_text": self.program.pretty(),
+            "point": [float(v) for v in np.asarray(self.point, dtype=np.float64)],
+            "observed": _array_json(self.observed),
+            "expected": _array_json(self.expected),
+            "others": {k: _array_json(v) for k, v in self.others.items()},
+            "explanation": self.explanation,
+            "error": self.error,
+            "max_error": _array_json(self.max_error),
+            "count": self.count,
+            "minimised": self.minimised,
+            "first_seen": self.first_seen,
+            "last_seen": self.last_seen,
+        }
+
+
+def finding_from_json(data: Mapping[str, Any]) -> Finding:
+    """Load a finding written by ``Finding.to_json``; raise ``FindingError`` if malformed."""
+    try:
+        return Finding(
+            kind=Kind(data["kind"]),
+            variant=str(data["variant"]),
+            versions=dict(data.get("versions", {})),
+            dtype=str(data["dtype"]),
+            program=program_from_json(data["program"]),
+            point=np.asarray(data["point"], dtype=np.float64),
+            observed=_array_from_json(data.get("observed")),
+            expected=_array_from_json(data.get("expected")),
+            others={k: _array_from_json(v) for k, v in data.get("others", {}).items()},
+            explanation=str(data.get("explanation", "")),
+            error=str(data.get("error", "")),
+            max_error=float(_array_from_json(data.get("max_error", 0.0))),
+            count=int(data.get("count", 1)),
+            minimised=str(data.get("minimised", "")),
+            first_seen=str(data.get("first_seen", "")),
+            last_seen=str(data.get("last_seen", "")),
+        )
+    except FindingError:
+        raise
+    except (KeyError, TypeError, ValueError) as exc:
+        raise FindingError(f"malformed finding: {type(exc).__name__}: {exc}") from None
+
+
+def load_findings(path: str) -> list[Finding]:
+    """Findings from a ``findings.json`` (a list, or an object with "findings") or one finding."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except OSError as exc:
+        raise FindingError(f"cannot read {path}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise FindingError(f"{path} is not valid JSON: {exc}") from None
+    if isinstance(data, Mapping) and "findings" in data:
+        data = data["findings"]
+    if isinstance(data, Mapping):
+        return [finding_from_json(data)]
+    if not isinstance(data, list):
+        raise FindingError(f"{path}: expected a finding or a list of findings.")
+    return [finding_from_json(d) for d in data]
+
