@@ -240,8 +240,9 @@ def _mpf_array(values: np.ndarray) -> np.ndarray:
 
 
 class _Evaluator:
-    def __init__(self, program: Program, x: np.ndarray, dtype: str) -> None:
+    def __init__(self, program: Program, x: np.ndarray, dtype: str, kink_fuzz: float = 0.0) -> None:
         self.program = program
+        self.kink_fuzz = kink_fuzz
         self.n = program.n
         self.dtype = dtype
         self.x = _round(x, dtype)
@@ -350,7 +351,9 @@ class _Evaluator:
                 self.kink_ops.add(spec.name)
         choices = []
         for s in switches:
-            if s > 0:
+            if self.kink_fuzz and float(abs(s)) <= self.kink_fuzz * scale:
+                choices.append((-1, 1))
+            elif s > 0:
                 choices.append((1,))
             elif s < 0:
                 choices.append((-1,))
@@ -562,8 +565,13 @@ def _bilinear(apply: Callable[..., Any], a: _Jet, b: _Jet, n: int) -> _Jet:
     return _Jet(v, g, h, vm, gm, hm)
 
 
-def evaluate(program: Program, x: np.ndarray, dtype: str = "float64", digits: int = DIGITS) -> OracleResult:
+def evaluate(program: Program, x: np.ndarray, dtype: str = "float64", digits: int = DIGITS,
+             kink_fuzz: float = 0.0) -> OracleResult:
     """The true value, gradient and Hessian of ``program`` at ``x`` (rounded to ``dtype``).
+
+    With ``kink_fuzz`` > 0, a switch within that relative distance of its kink counts as
+    on it: the undefined entries are then every entry a near-kink can affect, which is
+    how the judge tells a rounding-side convention from a wrong value elsewhere.
 
     Raises ``OutOfDomain`` where the program is undefined at ``x``.
     """
@@ -572,5 +580,93 @@ def evaluate(program: Program, x: np.ndarray, dtype: str = "float64", digits: in
     x = np.asarray(x, dtype=np.float64)
     if x.shape != (program.n,):
         raise ValueError(f"x has shape {x.shape}, but the program takes ({program.n},).")
+    with mpmath.workdps(digits), np.errstate(over="ignore", invalid="ignore"):
+        return _Evaluator(program, x, dtype, kink_fuzz).run()
+
+
+def node_values(n: int, nodes: Sequence[Any], x: np.ndarray, dtype: str = "float64",
+                digits: int = 30) -> list[np.ndarray]:
+    """The value of every node of a (possibly unfinished) node list at ``x``, as float64.
+
+    No derivatives: this is what the generator uses to aim a constant so that an
+    intermediate lands on a kink. Unlike ``evaluate`` it accepts a node list whose last
+    node is not a scalar, and never raises for a domain violation (the value is NaN).
+    """
+    values: list[np.ndarray] = []
     with mpmath.workdps(digits):
-        return _Evaluator(program, x, dtype).run()
+        for i, node in enumerate(nodes):
+            if node.kind == "input":
+                values.append(_mpf_array(_round(x, dtype)))
+            elif node.kind == "const":
+                values.append(_mpf_array(_round(np.asarray(node.value, dtype=np.float64), dtype)))
+            else:
+                values.append(_value_of(get_op(node.kind), node.attr_dict, [values[a] for a in node.args], dtype))
+    return [_to_float(np.asarray(v, dtype=object)) for v in values]
+
+
+def _value_of(spec: OpSpec, attrs: dict[str, Any], args: list[np.ndarray], dtype: str) -> np.ndarray:
+    if isinstance(spec.math, Structural):
+        return np.asarray(spec.math.apply(np, args[0], **attrs), dtype=object)
+    if isinstance(spec.math, Bilinear):
+        return np.asarray(spec.math.apply(np, args[0], args[1], _mul0), dtype=object)
+    ints, floats = _split_attrs(spec, attrs)
+    int_key = tuple(sorted(ints.items()))
+    fvals = [mpmath.mpf(float(np.float64(attrs[name]).astype(dtype))) for name in floats]
+
+    def one(*vals: Any) -> Any:
+        try:
+            if spec.domain is not None and not spec.domain(vals):
+                return _NAN
+            if isinstance(spec.math, Elementwise):
+                return _smooth_rule(spec.name, int_key).f(*vals, *fvals)
+            switches = [s(*vals, *fvals) for s in _switch_rules(spec.name, int_key)]
+            signs = tuple(1 if s >= 0 else -1 for s in switches)
+            return _piece_rule(spec.name, int_key, signs).f(*vals, *fvals)
+        except (ZeroDivisionError, ValueError, OverflowError):
+            return _NAN
+
+    return np.asarray(np.frompyfunc(one, len(args), 1)(*args), dtype=object)
+
+
+def piecewise_linear(program: Program) -> bool:
+    """Whether every node of ``program`` is linear or piecewise linear in the input.
+
+    Such a program's true Hessian is 0 almost everywhere, which is what a framework
+    must return off the kinks (and why "the Laplacian is zero with ReLU" is expected).
+    """
+    traced = [False] * len(program.nodes)
+    traced[0] = True
+    for i, node in enumerate(program.nodes[1:], start=1):
+        if node.kind == "const":
+            continue
+        spec = get_op(node.kind)
+        args_traced = [traced[a] for a in node.args]
+        traced[i] = any(args_traced)
+        if not traced[i] or isinstance(spec.math, Structural):
+            continue
+        if isinstance(spec.math, Bilinear):
+            if all(args_traced):
+                return False
+            continue
+        ints, _ = _split_attrs(spec, node.attr_dict)
+        int_key = tuple(sorted(ints.items()))
+        if isinstance(spec.math, Elementwise):
+            rules = [_smooth_rule(spec.name, int_key)]
+        else:
+            k = len(_switch_rules(spec.name, int_key))
+            rules = [_piece_rule(spec.name, int_key, s) for s in itertools.product((-1, 1), repeat=k)]
+        for rule in rules:
+            for a, row in enumerate(rule.d2):
+                for b, second in enumerate(row):
+                    if args_traced[a] and args_traced[b] and not _is_zero_function(second, spec.arity):
+                        return False
+    return True
+
+
+def _is_zero_function(fn: Callable[..., Any], arity: int) -> bool:
+    """Whether a lambdified derivative is identically 0 (it was simplified to a literal)."""
+    probes = ([mpmath.mpf("0.37")] * arity, [mpmath.mpf("-1.3")] * arity)
+    try:
+        return all(fn(*p, *([mpmath.mpf("0.1")] * 4)[: fn.__code__.co_argcount - arity]) == 0 for p in probes)
+    except (TypeError, ValueError, ZeroDivisionError):
+        return False

@@ -1,0 +1,248 @@
+"""The diff engine: run every backend variant on a case, judge each against the oracle.
+
+Each variant's Hessian is sorted into one kind (``harness.findings.Kind``): wrong value
+at a differentiable point, wrong shape, NaN/inf where the truth is finite, a crash of the
+framework, a disagreement only at (or within a few ulps of) a kink, which is a
+convention, or numerical noise that cancellation explains. Agreement is judged with the
+per-backend, per-dtype tolerance model of ``harness.tolerance`` scaled entry by entry by
+the oracle's error scale, never one magic atol.
+
+The harness's own errors (a bug in a lowering, in the oracle) raise ``HarnessError`` and
+are never reported as a framework's fault.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from backends import BackendVariant, Unsupported
+from harness.findings import Kind
+from harness.oracle import OracleResult, OutOfDomain, evaluate, piecewise_linear
+from harness.strategies import Case
+from harness.tolerance import tolerance_for
+
+__all__ = ["CaseResult", "HarnessError", "Outcome", "Verdict", "check_case", "judge", "run_variant"]
+
+_OWN_DIRS = tuple(
+    os.path.dirname(os.path.abspath(p))
+    for p in (__file__, __import__("backends").__file__)
+)
+
+PIECEWISE_LINEAR_NOTE = "expected: piecewise-linear, second derivative is 0 almost everywhere"
+
+
+class HarnessError(RuntimeError):
+    """hessdiff itself failed (not the framework): a bug to fix here, never a finding."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one variant did on one case: a Hessian, "unsupported", or a crash."""
+
+    variant: str
+    status: str
+    hessian: np.ndarray | None = None
+    error: str = ""
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One variant's disagreement with the truth on one case."""
+
+    variant: str
+    kind: Kind
+    explanation: str
+    max_error: float = 0.0
+
+
+@dataclass
+class CaseResult:
+    """Everything the engine learned from one case."""
+
+    case: Case
+    oracle: OracleResult | None
+    status: str
+    outcomes: dict[str, Outcome]
+    verdicts: list[Verdict] = field(default_factory=list)
+    note: str = ""
+
+    def hessians(self) -> dict[str, np.ndarray | None]:
+        return {name: o.hessian for name, o in self.outcomes.items()}
+
+
+def _ours(filename: str) -> bool:
+    path = os.path.abspath(filename)
+    return any(path.startswith(d + os.sep) for d in _OWN_DIRS)
+
+
+def run_variant(variant: BackendVariant, case: Case) -> Outcome:
+    """Run one variant; a framework exception is a crash outcome, ours a HarnessError."""
+    x = case.point.astype(case.dtype)
+    start = time.perf_counter()
+    try:
+        hessian = variant.hessian(case.program, x)
+    except Unsupported as exc:
+        return Outcome(variant.name, "unsupported", error=str(exc), seconds=time.perf_counter() - start)
+    except Exception as exc:  # noqa: BLE001 - every framework error is data
+        frames = traceback.extract_tb(exc.__traceback__)
+        if frames and _ours(frames[-1].filename):
+            raise HarnessError(
+                f"{variant.name} failed inside hessdiff ({frames[-1].filename}:{frames[-1].lineno}): "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        text = f"{type(exc).__name__}: {exc}".strip()
+        return Outcome(variant.name, "crash", error=text[:2000], seconds=time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    try:
+        hessian = np.asarray(hessian, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise HarnessError(f"{variant.name} returned something that is not an array: {exc}") from exc
+    return Outcome(variant.name, "ok", hessian, seconds=seconds)
+
+
+def check_case(case: Case, variants: Sequence[BackendVariant]) -> CaseResult:
+    """Run the oracle and every variant on ``case``, and judge them."""
+    try:
+        oracle = evaluate(case.program, case.point, case.dtype)
+    except OutOfDomain as exc:
+        return CaseResult(case, None, "out_of_domain", {}, note=str(exc))
+    outcomes = {v.name: run_variant(v, case) for v in variants}
+    return judge(case, oracle, outcomes)
+
+
+def judge(case: Case, oracle: OracleResult, outcomes: dict[str, Outcome]) -> CaseResult:
+    """Sort every outcome against the oracle (and, at kinks, against each other)."""
+    result = CaseResult(case, oracle, "judged", outcomes)
+    expected = oracle.hessian_float()
+    undefined = oracle.undefined
+    defined = ~undefined
+    if piecewise_linear(case.program) and not np.any(expected[defined]):
+        result.note = PIECEWISE_LINEAR_NOTE
+    n = case.program.n
+    at_kink: dict[str, np.ndarray] = {}
+    for name, outcome in outcomes.items():
+        if outcome.status == "unsupported":
+            continue
+        if outcome.status == "crash":
+            result.verdicts.append(Verdict(name, Kind.CRASH, f"{name} raised {outcome.error}"))
+            continue
+        tol = tolerance_for(name, case.dtype)
+        if oracle.max_magnitude > tol.max_magnitude / 4:
+            continue  # the true intermediates overflow this backend's range: not judged
+        h = outcome.hessian
+        assert h is not None
+        if h.shape != (n, n):
+            result.verdicts.append(Verdict(name, Kind.WRONG_SHAPE, _shape_text(name, h, n, oracle)))
+            continue
+        verdict = _judge_values(name, h, expected, defined, case, oracle, tol, result.note)
+        if verdict is not None:
+            result.verdicts.append(verdict)
+        if undefined.any():
+            at_kink[name] = h[undefined]
+    result.verdicts.extend(_conventions(at_kink, undefined, oracle, case.dtype))
+    return result
+
+
+NOISE_ULPS = 1024.0
+
+
+def _judge_values(name: str, h: np.ndarray, expected: np.ndarray, defined: np.ndarray,
+                  case: Case, oracle: OracleResult, tol: Any, note: str) -> Verdict | None:
+    nonfinite = defined & ~np.isfinite(h)
+    err = np.where(defined & ~nonfinite, np.abs(h - np.where(defined, expected, 0.0)), 0.0)
+    bound = tol.bound(oracle.hessian_scale, np.where(defined, expected, 0.0))
+    bad = nonfinite | (defined & (err > bound))
+    if bad.any():
+        affected = _near_kink_entries(case, oracle, tol)
+        kink_ops = ", ".join(sorted(oracle.kink_ops))
+        if not (bad & ~affected).any():
+            i, j = np.argwhere(bad)[0]
+            return Verdict(
+                name, Kind.CONVENTION,
+                f"{name} returns H[{i},{j}] = {float(h[i, j])!r} vs {float(expected[i, j])!r}, but the "
+                f"point lies within {oracle.kink_distance:.3g} (relative) of a kink of {kink_ops} "
+                "and this entry depends on the side: the framework's rounding can put the point "
+                "on the other side of the kink.",
+                float(np.max(err, initial=0.0)),
+            )
+        bad &= ~affected
+    if (bad & nonfinite).any():
+        i, j = np.argwhere(bad & nonfinite)[0]
+        return Verdict(
+            name, Kind.NONFINITE,
+            f"{name} returns H[{i},{j}] = {float(h[i, j])} where the true value is finite "
+            f"({float(expected[i, j])!r}, oracle: 50-digit multi-precision).",
+            float("inf"),
+        )
+    if bad.any():
+        i, j = np.unravel_index(np.argmax(np.where(bad, err / bound, 0.0)), err.shape)
+        text = (
+            f"{name} returns H[{i},{j}] = {float(h[i, j])!r}; the oracle (50-digit multi-precision, "
+            f"independent of every framework) gives {float(expected[i, j])!r}. |difference| = "
+            f"{err[i, j]:.3g}, {err[i, j] / bound[i, j]:.3g}x the {tol.factor:g}-ulp error bound "
+            f"{bound[i, j]:.3g} for this entry."
+        )
+        if note:
+            text += f" ({note}.)"
+        gradient = oracle.gradient_float()
+        if np.all(np.isfinite(gradient)) and np.allclose(np.diag(h), gradient, rtol=1e-5, atol=1e-12) \
+                and not np.allclose(np.diag(expected), gradient, rtol=1e-5, atol=1e-12):
+            text += " The diagonal it returns equals the gradient: a first derivative, not the second."
+        return Verdict(name, Kind.WRONG_VALUE, text, float(err[bad].max()))
+    noisy = defined & (err > NOISE_ULPS * tol.naive_bound(np.where(defined, expected, 0.0)))
+    if noisy.any():
+        i, j = np.argwhere(noisy)[0]
+        cond = oracle.hessian_scale[i, j] / max(abs(expected[i, j]), np.finfo(np.float64).tiny)
+        return Verdict(
+            name, Kind.NOISE,
+            f"{name} returns H[{i},{j}] = {float(h[i, j])!r} vs {float(expected[i, j])!r}: a relative "
+            f"error over {NOISE_ULPS:g}x{tol.factor:g} ulps, dismissed: the entry is a cancellation "
+            f"of terms {cond:.3g}x larger than itself, and the difference is within that error "
+            "scale.",
+            float(err.max()),
+        )
+    return None
+
+
+def _near_kink_entries(case: Case, oracle: OracleResult, tol: Any) -> np.ndarray:
+    """The entries a kink within rounding distance can affect (the side is uncertain)."""
+    if not tol.near_kink(oracle.kink_distance):
+        return np.zeros(oracle.hessian.shape, dtype=bool)
+    fuzzy = evaluate(case.program, case.point, case.dtype, kink_fuzz=tol.kink_ulps * tol.eps)
+    return fuzzy.undefined
+
+
+def _conventions(at_kink: dict[str, np.ndarray], undefined: np.ndarray, oracle: OracleResult,
+                 dtype: str) -> list[Verdict]:
+    """At a kink the truth is undefined: report only where the frameworks disagree."""
+    if len(at_kink) < 2:
+        return []
+    values = np.stack(list(at_kink.values()))
+    scale = np.maximum(np.abs(values).max(axis=0), 1.0)
+    eps = max(tolerance_for(name, dtype).eps for name in at_kink)
+    if np.all(np.abs(values - values[0]) <= 64 * eps * scale):
+        return []
+    where = [tuple(int(v) for v in ij) for ij in np.argwhere(undefined)]
+    kinks = ", ".join(sorted({f"{k.op} (node {k.node})" for k in oracle.kinks}))
+    listing = "; ".join(f"{name}: {np.round(v, 6).tolist()}" for name, v in at_kink.items())
+    text = (
+        f"At a kink of {kinks} the entries {where} are undefined (the one-sided values "
+        f"differ); the frameworks pick different conventions: {listing}."
+    )
+    return [Verdict(name, Kind.CONVENTION, text) for name in at_kink]
+
+
+def _shape_text(name: str, h: np.ndarray, n: int, oracle: OracleResult) -> str:
+    text = f"{name} returns an array of shape {h.shape}; the Hessian of f: R^{n} -> R is ({n}, {n})."
+    gradient = oracle.gradient_float()
+    if h.size == n and np.allclose(h.reshape(-1), gradient, rtol=1e-5, atol=1e-12):
+        text += " Its entries equal the gradient: a first derivative, not the second."
+    return text
