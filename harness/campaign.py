@@ -1,0 +1,317 @@
+"""The campaign: generate cases with Hypothesis, judge them, shrink each new fault.
+
+Hypothesis drives generation in rounds of a few dozen examples (each round its own seed
+derived from the campaign seed, so a rerun with the same seed finds the same faults).
+The test function judges every case; every verdict is counted, and a *new* fault (one
+not explained by a finding already made) raises an exception of its own class, so that
+Hypothesis shrinks each fault separately (``report_multiple_bugs``) down to the smallest
+program that still shows it. What a maintainer gets is that minimal program.
+
+A raw hit explained by an existing finding (same variant, kind and dtype, on a program
+that contains all the finding's ops) only bumps that finding's count: the same fault
+found a thousand times is one finding.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from hypothesis import HealthCheck, Phase, Verbosity, given, settings
+from hypothesis import seed as hypothesis_seed
+
+from backends import BackendVariant
+from harness.engine import CaseResult, HarnessError, Verdict, check_case
+from harness.findings import Finding, Kind
+from harness.strategies import DEFAULT_OPS, Case, cases
+
+__all__ = ["Campaign", "CampaignConfig", "CampaignStats"]
+
+Key = tuple[str, Kind, str]
+
+
+class NewFinding(Exception):
+    """Raised inside the Hypothesis test for a fault not yet explained; one class per key."""
+
+
+_EXCEPTION_CLASSES: dict[Key, type[NewFinding]] = {}
+
+
+def _exception_for(key: Key) -> type[NewFinding]:
+    if key not in _EXCEPTION_CLASSES:
+        variant, kind, dtype = key
+        name = "Finding_" + "".join(ch if ch.isalnum() else "_" for ch in f"{variant}_{kind.value}_{dtype}")
+        _EXCEPTION_CLASSES[key] = type(name, (NewFinding,), {})
+    return _EXCEPTION_CLASSES[key]
+
+
+@dataclass(frozen=True)
+class CampaignConfig:
+    """What to search: which dtypes and ops, for how long, from which seed."""
+
+    budget_seconds: float = 60.0
+    seed: int = 0
+    dtypes: tuple[str, ...] = ("float64", "float32")
+    ops: tuple[str, ...] = DEFAULT_OPS
+    max_ops: int = 6
+    max_n: int = 8
+    round_examples: int = 25
+    max_rounds: int | None = None
+
+
+@dataclass
+class CampaignStats:
+    """Counters for the progress display and the report."""
+
+    examples: int = 0
+    rounds: int = 0
+    statuses: Counter[str] = field(default_factory=Counter)
+    outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)
+    seconds: Counter[str] = field(default_factory=Counter)
+    kinds: Counter[tuple[str, str]] = field(default_factory=Counter)
+    coverage: dict[str, dict[str, dict[str, int]]] = field(
+        default_factory=lambda: defaultdict(lambda: defaultdict(lambda: {"checks": 0, "special": 0, "findings": 0}))
+    )
+    harness_errors: list[str] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+
+    def checks_per_variant(self) -> dict[str, int]:
+        out: Counter[str] = Counter()
+        for (variant, status), count in self.outcomes.items():
+            if status == "ok":
+                out[variant] += count
+        return dict(out)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "examples": self.examples,
+            "rounds": self.rounds,
+            "seconds": round(time.monotonic() - self.started, 3),
+            "oracle": dict(self.statuses),
+            "outcomes": {f"{v}|{s}": c for (v, s), c in sorted(self.outcomes.items())},
+            "backend_seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+            "verdicts": {f"{v}|{k}": c for (v, k), c in sorted(self.kinds.items())},
+            "checks_per_variant": self.checks_per_variant(),
+            "harness_errors": self.harness_errors,
+        }
+
+
+@dataclass
+class _Record:
+    """The smallest case seen so far for one key, with how big the first one was."""
+
+    case: Case
+    result: CaseResult
+    verdict: Verdict
+    first_size: int
+    count: int = 1
+    first_seen: str = ""
+    last_seen: str = ""
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _size(case: Case) -> tuple[int, int, int]:
+    return (case.program.size, len(case.program.nodes), case.program.n)
+
+
+class Campaign:
+    """One search over the given backend variants.
+
+    Arguments:
+        variants: the backend variants to compare (all must be available).
+        config: what and how long to search.
+        on_finding: called with every finding when it is made (and again when its
+            count grows at the end of a round), so a caller can write it to disk at once.
+        on_progress: called after every example with the stats and findings so far.
+    """
+
+    def __init__(
+        self,
+        variants: Sequence[BackendVariant],
+        config: CampaignConfig,
+        on_finding: Callable[[Finding], None] | None = None,
+        on_progress: Callable[[CampaignStats, list[Finding]], None] | None = None,
+    ) -> None:
+        if not variants:
+            raise ValueError("a campaign needs at least one backend variant.")
+        self.variants = list(variants)
+        self.config = config
+        self.on_finding = on_finding or (lambda f: None)
+        self.on_progress = on_progress or (lambda s, f: None)
+        self.stats = CampaignStats()
+        self.findings: dict[str, Finding] = {}
+        self._records: dict[Key, _Record] = {}
+        self._raised: set[Key] = set()
+        self._versions = {v.backend.name: v.backend.version() for v in self.variants}
+        self._deadline = 0.0
+
+    # --- the search -------------------------------------------------------------------
+
+    def run(self) -> list[Finding]:
+        """Search until the budget is spent; return the findings (minimal, deduplicated).
+
+        A KeyboardInterrupt stops the search after turning what was found into findings,
+        then propagates, so the caller can write the partial report.
+        """
+        self._deadline = time.monotonic() + self.config.budget_seconds
+        try:
+            while time.monotonic() < self._deadline:
+                if self.config.max_rounds is not None and self.stats.rounds >= self.config.max_rounds:
+                    break
+                self._round(self.config.seed * 100_003 + self.stats.rounds)
+                self.stats.rounds += 1
+        finally:
+            self._collect()
+        return self.result()
+
+    def result(self) -> list[Finding]:
+        return sorted(self.findings.values(), key=lambda f: (-_SEVERITY_ORDER[f.severity], f.signature))
+
+    def _round(self, seed: int) -> None:
+        strategy = cases(
+            dtypes=self.config.dtypes, max_n=self.config.max_n, ops=self.config.ops,
+            max_ops=self.config.max_ops,
+        )
+
+        @settings(
+            max_examples=self.config.round_examples,
+            deadline=None,
+            database=None,
+            derandomize=False,
+            report_multiple_bugs=True,
+            phases=(Phase.generate, Phase.shrink),
+            suppress_health_check=list(HealthCheck),
+            verbosity=Verbosity.quiet,
+            print_blob=False,
+        )
+        @hypothesis_seed(seed)
+        @given(strategy)
+        def search(case: Case) -> None:
+            self._check(case)
+
+        self._raised.clear()
+        try:
+            search()
+        except NewFinding:
+            pass
+        except BaseExceptionGroup as group:  # several faults shrunk in one round
+            rest = group.subgroup(lambda e: not isinstance(e, NewFinding))
+            if rest is not None:
+                self._harness_error(rest)
+        except (HarnessError, Exception) as exc:  # noqa: BLE001 - hessdiff's own failure
+            self._harness_error(exc)
+        self._collect()
+
+    def _harness_error(self, exc: BaseException) -> None:
+        text = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+        if text not in self.stats.harness_errors:
+            self.stats.harness_errors.append(text)
+
+    def _check(self, case: Case) -> None:
+        if time.monotonic() > self._deadline + 30.0:
+            return  # out of budget (with grace for shrinking): stop doing work
+        result = check_case(case, self.variants)
+        self.stats.examples += 1
+        self._count(result)
+        raise_key: Key | None = None
+        for verdict in result.verdicts:
+            key = (verdict.variant, verdict.kind, case.dtype)
+            self.stats.kinds[verdict.variant, verdict.kind.value] += 1
+            if self._explained(key, case):
+                continue
+            self._remember(key, case, result, verdict)
+            if verdict.kind.is_failure and raise_key is None:
+                raise_key = key
+        self.on_progress(self.stats, self.result())
+        if raise_key is not None:
+            self._raised.add(raise_key)
+            raise _exception_for(raise_key)(self._records[raise_key].verdict.explanation)
+
+    def _count(self, result: CaseResult) -> None:
+        self.stats.statuses[result.status] += 1
+        near = result.oracle is not None and result.oracle.kink_distance < 1e-6
+        for name, outcome in result.outcomes.items():
+            self.stats.outcomes[name, outcome.status] += 1
+            self.stats.seconds[name.split(":", 1)[0]] += outcome.seconds
+            if outcome.status == "ok":
+                for op_name in result.case.program.op_names:
+                    cell = self.stats.coverage[op_name][name]
+                    cell["checks"] += 1
+                    cell["special"] += int(near and op_name in result.oracle.kink_ops)
+
+    def _explained(self, key: Key, case: Case) -> bool:
+        """Whether a finding already made explains this hit (and count it there)."""
+        variant, kind, dtype = key
+        ops = case.program.op_names
+        for finding in self.findings.values():
+            if (finding.variant, finding.kind, finding.dtype) == key and finding.program.op_names <= ops:
+                finding.count += 1
+                finding.last_seen = _now()
+                return True
+        return False
+
+    def _remember(self, key: Key, case: Case, result: CaseResult, verdict: Verdict) -> None:
+        record = self._records.get(key)
+        now = _now()
+        if record is None:
+            self._records[key] = _Record(case, result, verdict, case.program.size, first_seen=now, last_seen=now)
+            return
+        record.count += 1
+        record.last_seen = now
+        if _size(case) < _size(record.case):
+            record.case, record.result, record.verdict = case, result, verdict
+
+    def _collect(self) -> None:
+        """Turn this round's records into findings (merging by signature)."""
+        for key, record in list(self._records.items()):
+            finding = self._finding(record)
+            existing = self.findings.get(finding.signature)
+            if existing is not None:
+                existing.count += record.count
+                existing.last_seen = record.last_seen
+                self.on_finding(existing)
+            else:
+                self.findings[finding.signature] = finding
+                self.on_finding(finding)
+                for op_name in finding.program.op_names:
+                    self.stats.coverage[op_name][finding.variant]["findings"] += 1
+        self._records.clear()
+
+    def _finding(self, record: _Record) -> Finding:
+        case, result, verdict = record.case, record.result, record.verdict
+        outcome = result.outcomes[verdict.variant]
+        oracle = result.oracle
+        explanation = verdict.explanation
+        if result.note and result.note not in explanation:
+            explanation += f" ({result.note}.)"
+        return Finding(
+            kind=verdict.kind,
+            variant=verdict.variant,
+            versions=dict(self._versions),
+            dtype=case.dtype,
+            program=case.program,
+            point=case.point,
+            observed=outcome.hessian,
+            expected=oracle.hessian_float() if oracle is not None else None,
+            others={n: o.hessian for n, o in result.outcomes.items() if n != verdict.variant},
+            explanation=explanation,
+            error=outcome.error,
+            max_error=verdict.max_error,
+            count=record.count,
+            minimised=(
+                f"hypothesis shrink: first seen on a program of {record.first_size} ops, "
+                f"smallest reproduction {case.program.size} ops"
+            ),
+            first_seen=record.first_seen,
+            last_seen=record.last_seen,
+        )
+
+
+_SEVERITY_ORDER = {"high": 3, "medium": 2, "low": 1, "info": 0}
