@@ -12,6 +12,7 @@ import contextlib
 import importlib
 import importlib.metadata
 import inspect
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -125,7 +126,7 @@ class Backend(ABC):
     def unsupported_reason(self, exc: BaseException) -> str | None:
         """If ``exc`` is the framework saying it does not implement something, say what."""
         message = str(exc)
-        if isinstance(exc, NotImplementedError) or "not yet implemented" in message.lower():
+        if isinstance(exc, NotImplementedError) or re.search(r"not (yet )?implemented", message, re.I):
             return f"{type(exc).__name__}: {message.splitlines()[0] if message else ''}"
         return None
 

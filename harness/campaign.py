@@ -27,6 +27,7 @@ from hypothesis import seed as hypothesis_seed
 from backends import BackendVariant
 from harness.engine import CaseResult, HarnessError, Verdict, check_case
 from harness.findings import Finding, Kind
+from harness.minimize import minimize
 from harness.strategies import DEFAULT_OPS, Case, cases
 
 __all__ = ["Campaign", "CampaignConfig", "CampaignStats"]
@@ -60,6 +61,7 @@ class CampaignConfig:
     max_ops: int = 6
     max_n: int = 8
     round_examples: int = 25
+    mlps: bool = True
     max_rounds: int | None = None
 
 
@@ -111,6 +113,7 @@ class _Record:
     count: int = 1
     first_seen: str = ""
     last_seen: str = ""
+    reduce_attempts: int = 0
 
 
 def _now() -> str:
@@ -177,7 +180,7 @@ class Campaign:
     def _round(self, seed: int) -> None:
         strategy = cases(
             dtypes=self.config.dtypes, max_n=self.config.max_n, ops=self.config.ops,
-            max_ops=self.config.max_ops,
+            max_ops=self.config.max_ops, mlps=self.config.mlps,
         )
 
         @settings(
@@ -268,9 +271,33 @@ class Campaign:
         if _size(case) < _size(record.case):
             record.case, record.result, record.verdict = case, result, verdict
 
+    def _reduce(self, key: Key, record: _Record) -> None:
+        """Remove every op the fault survives without (after Hypothesis' shrink)."""
+        variant_name, kind, _ = key
+        variant = next(v for v in self.variants if v.name == variant_name)
+
+        def still_fails(case: Case) -> bool:
+            try:
+                result = check_case(case, [variant])
+            except HarnessError:
+                return False
+            return any(v.variant == variant_name and v.kind is kind for v in result.verdicts)
+
+        smaller, attempts = minimize(record.case, still_fails)
+        record.reduce_attempts = attempts
+        if smaller.program.size == record.case.program.size:
+            return
+        result = check_case(smaller, self.variants)
+        for verdict in result.verdicts:
+            if verdict.variant == variant_name and verdict.kind is kind:
+                record.case, record.result, record.verdict = smaller, result, verdict
+                return
+
     def _collect(self) -> None:
         """Turn this round's records into findings (merging by signature)."""
         for key, record in list(self._records.items()):
+            if key[1].is_failure:
+                self._reduce(key, record)
             finding = self._finding(record)
             existing = self.findings.get(finding.signature)
             if existing is not None:
@@ -306,8 +333,8 @@ class Campaign:
             max_error=verdict.max_error,
             count=record.count,
             minimised=(
-                f"hypothesis shrink: first seen on a program of {record.first_size} ops, "
-                f"smallest reproduction {case.program.size} ops"
+                f"first seen on a program of {record.first_size} ops; Hypothesis shrink, then "
+                f"greedy op removal ({record.reduce_attempts} attempts): {case.program.size} ops"
             ),
             first_seen=record.first_seen,
             last_seen=record.last_seen,

@@ -71,7 +71,9 @@ class OracleResult:
         value_scale: float, the same for the value.
         kinks: every piecewise op exactly at a kink.
         kink_distance: the smallest relative distance |switch| / scale of any piecewise
-            op from its kink (``inf`` for a smooth program).
+            op from its kink (``inf`` for a smooth program); the scale is the switch's
+            error scale plus ``tiny / eps`` of the dtype, so a switch that underflows to
+            zero counts as within rounding distance.
         kink_ops: the ops whose kink that distance belongs to.
         max_magnitude: the largest magnitude of any value or derivative carried along, so
             the judge can tell when the true result overflows the dtype.
@@ -338,12 +340,13 @@ class _Evaluator:
                 point: list[Any], bargs: list[_Jet], idx: tuple[int, ...],
                 derivs: list[bool]) -> list[tuple[Any, ...]]:
         switches = [s(*point) for s in _switch_rules(spec.name, int_key)]
-        scale = max(float(bargs[k].vm[idx]) for k in range(len(bargs)))
+        # A computed switch errs by about eps * scale, and by the dtype's smallest normal
+        # where it underflows (x*x of a tiny x is 0 in float32): distances are relative
+        # to that error unit, so "within k ulps" covers both.
+        finfo = np.finfo(self.dtype)
+        scale = max(float(bargs[k].vm[idx]) for k in range(len(bargs))) + float(finfo.tiny / finfo.eps)
         for s in switches:
-            if s == 0:
-                distance = 0.0
-            else:
-                distance = float(abs(s)) / scale if scale > 0 else float("inf")
+            distance = 0.0 if s == 0 else float(abs(s)) / scale
             if distance < self.kink_distance:
                 self.kink_distance = distance
                 self.kink_ops = {spec.name}
