@@ -1,0 +1,185 @@
+"""The known-issues baseline: findings already reported upstream, committed with the repo.
+
+``reports/baseline.json`` lists signatures (``Finding.signature``) with the upstream
+issue and a note::
+
+    {"entries": [{"signature": "equinox:filter_hessian|wrong_value|float64|relu+sum",
+                  "upstream": "https://github.com/patrick-kidger/equinox/issues/801",
+                  "note": "filter_hessian of relu is 1 instead of 0"}]}
+
+The ops part of a signature (after the last ``|``) may hold fnmatch wildcards, so one
+entry covers a family: ``equinox:filter_hessian|wrong_value|float64|*relu*``. A run's
+findings split into *new* (not in the baseline: these fail CI), *known* (baselined) and
+the baseline entries that did not reproduce (*fixed upstream?*).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.findings import Finding, Kind
+
+__all__ = ["Baseline", "BaselineEntry", "BaselineError", "load_baseline"]
+
+_WILDCARDS = frozenset("*?[")
+
+
+class BaselineError(ValueError):
+    """The baseline file is unreadable or malformed."""
+
+
+@dataclass(frozen=True)
+class BaselineEntry:
+    """One known issue.
+
+    Arguments:
+        signature: ``variant|kind|dtype|ops``; the ops part may hold fnmatch wildcards.
+        upstream: the URL of the upstream issue ("" if not filed yet).
+        note: a line for humans.
+    """
+
+    signature: str
+    upstream: str = ""
+    note: str = ""
+
+    @property
+    def is_pattern(self) -> bool:
+        return any(ch in _WILDCARDS for ch in self.signature)
+
+    @property
+    def variant(self) -> str:
+        return self.signature.split("|", 1)[0]
+
+    def matches(self, signature: str) -> bool:
+        """Whether a finding's signature is this entry (exactly, or by its ops pattern)."""
+        if not self.is_pattern:
+            return signature == self.signature
+        head, _, ops = self.signature.rpartition("|")
+        their_head, _, their_ops = signature.rpartition("|")
+        return head == their_head and fnmatch.fnmatchcase(their_ops, ops)
+
+    def to_json(self) -> dict[str, str]:
+        return {"signature": self.signature, "upstream": self.upstream, "note": self.note}
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The known issues; empty when there is no baseline file."""
+
+    entries: tuple[BaselineEntry, ...] = ()
+    path: str = ""
+
+    def entry_for(self, finding: Finding | str) -> BaselineEntry | None:
+        """The entry covering ``finding`` (or a signature): an exact entry before a pattern."""
+        signature = finding if isinstance(finding, str) else finding.signature
+        matching = [e for e in self.entries if e.matches(signature)]
+        if not matching:
+            return None
+        return min(matching, key=lambda e: e.is_pattern)
+
+    def split(
+        self, findings: Iterable[Finding], *, checked_variants: Iterable[str] | None = None
+    ) -> tuple[list[Finding], list[Finding], list[BaselineEntry]]:
+        """Split a run's findings by the baseline.
+
+        Arguments:
+            findings: the run's findings.
+            checked_variants: the variants the run exercised. An entry for a variant the
+                run did not check is not reported as fixed (it was not tried). ``None``
+                means every entry's variant was checked.
+
+        Returns:
+            ``(new, known, fixed)``: findings not in the baseline, findings in it, and the
+            entries no finding matched ("no longer reproduces: fixed upstream?").
+        """
+        new: list[Finding] = []
+        known: list[Finding] = []
+        used: set[BaselineEntry] = set()
+        for finding in findings:
+            entry = self.entry_for(finding)
+            if entry is None:
+                new.append(finding)
+            else:
+                known.append(finding)
+                used.add(entry)
+        checked = None if checked_variants is None else set(checked_variants)
+        fixed = [
+            e for e in self.entries
+            if e not in used and (checked is None or e.variant in checked)
+        ]
+        return new, known, fixed
+
+    def to_json(self) -> dict[str, Any]:
+        return {"entries": [e.to_json() for e in self.entries]}
+
+
+def load_baseline(path: str | Path) -> Baseline:
+    """Read a baseline file; a missing file is an empty baseline.
+
+    Raises ``BaselineError`` (one line naming the file and the entry) if it is malformed.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return Baseline((), str(path))
+    except OSError as exc:
+        raise BaselineError(f"cannot read baseline {path}: {exc.strerror}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BaselineError(f"baseline {path} is not valid JSON: {exc}") from None
+    if not isinstance(data, Mapping) or not isinstance(data.get("entries"), list):
+        raise BaselineError(f'baseline {path} must be an object {{"entries": [...]}}.')
+    entries: list[BaselineEntry] = []
+    seen: dict[str, int] = {}
+    for i, raw in enumerate(data["entries"]):
+        entry = _entry(path, i, raw)
+        if entry.signature in seen:
+            raise BaselineError(
+                f"baseline {path}: entries {seen[entry.signature]} and {i} have the same "
+                f"signature {entry.signature!r}; keep one."
+            )
+        seen[entry.signature] = i
+        entries.append(entry)
+    return Baseline(tuple(entries), str(path))
+
+
+def _entry(path: Path, i: int, raw: Any) -> BaselineEntry:
+    where = f"baseline {path}: entry {i}"
+    if not isinstance(raw, Mapping):
+        raise BaselineError(f"{where} must be an object with 'signature', 'upstream', 'note'.")
+    unknown = sorted(set(raw) - {"signature", "upstream", "note"})
+    if unknown:
+        raise BaselineError(f"{where} has unknown keys {unknown}; allowed: signature, upstream, note.")
+    signature, upstream, note = raw.get("signature"), raw.get("upstream", ""), raw.get("note", "")
+    for name, value in (("signature", signature), ("upstream", upstream), ("note", note)):
+        if not isinstance(value, str):
+            raise BaselineError(f"{where}: {name}={value!r}, but it must be a string.")
+    parts = signature.split("|")
+    if len(parts) != 4 or not all(parts):
+        raise BaselineError(
+            f"{where}: signature={signature!r}, but it must be 'variant|kind|dtype|ops' "
+            "(copy it from findings.json)."
+        )
+    variant, kind, dtype, _ = parts
+    if any(ch in _WILDCARDS for ch in variant + kind + dtype):
+        raise BaselineError(
+            f"{where}: signature={signature!r}; wildcards are allowed only in the ops part."
+        )
+    if ":" not in variant:
+        raise BaselineError(f"{where}: variant {variant!r} must be 'backend:variant'.")
+    if kind not in {k.value for k in Kind}:
+        raise BaselineError(
+            f"{where}: kind {kind!r}, but it must be one of {sorted(k.value for k in Kind)}."
+        )
+    if dtype not in ("float32", "float64"):
+        raise BaselineError(f"{where}: dtype {dtype!r}, but it must be 'float32' or 'float64'.")
+    if upstream and not upstream.startswith(("https://", "http://")):
+        raise BaselineError(f"{where}: upstream={upstream!r}, but it must be an http(s) URL.")
+    return BaselineEntry(signature, upstream, note)

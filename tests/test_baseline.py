@@ -1,0 +1,127 @@
+"""The known-issues baseline: loading, validation, and splitting a run's findings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from harness.baseline import Baseline, BaselineEntry, BaselineError, load_baseline
+from harness.findings import Finding, Kind
+from harness.ir import Node, Program, op
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _finding(variant: str, kind: Kind, dtype: str, *ops: str) -> Finding:
+    nodes = [Node("input")] + [op(name, i) for i, name in enumerate(ops)] + [op("sum", len(ops))]
+    program = Program(2, tuple(nodes))
+    return Finding(kind, variant, {"jax": "test"}, dtype, program, np.array([1.0, -1.0]),
+                   np.zeros((2, 2)), np.eye(2))
+
+
+RELU = _finding("equinox:filter_hessian", Kind.WRONG_VALUE, "float64", "relu")
+RELU_TANH = _finding("equinox:filter_hessian", Kind.WRONG_VALUE, "float64", "tanh", "relu")
+RELU_F32 = _finding("equinox:filter_hessian", Kind.WRONG_VALUE, "float32", "relu")
+SIN = _finding("jax:fwdrev", Kind.CRASH, "float64", "sin")
+
+
+def _write(tmp_path: Path, data: Any) -> Path:
+    path = tmp_path / "baseline.json"
+    path.write_text(data if isinstance(data, str) else json.dumps(data), encoding="utf-8")
+    return path
+
+
+def test_signature_shape() -> None:
+    assert RELU.signature == "equinox:filter_hessian|wrong_value|float64|relu+sum"
+
+
+def test_exact_signature_splits() -> None:
+    baseline = Baseline((BaselineEntry(RELU.signature, "https://example.org/801", "known"),))
+    new, known, fixed = baseline.split([RELU, RELU_F32, SIN])
+    assert known == [RELU]
+    assert new == [RELU_F32, SIN]
+    assert fixed == []
+
+
+def test_wildcard_in_ops_covers_a_family() -> None:
+    entry = BaselineEntry("equinox:filter_hessian|wrong_value|float64|*relu*", "https://example.org/1")
+    new, known, _ = Baseline((entry,)).split([RELU, RELU_TANH, RELU_F32, SIN])
+    assert known == [RELU, RELU_TANH]
+    assert new == [RELU_F32, SIN]  # the dtype part is exact
+
+
+def test_exact_entry_wins_over_a_pattern() -> None:
+    pattern = BaselineEntry("equinox:filter_hessian|wrong_value|float64|*", "https://example.org/p")
+    exact = BaselineEntry(RELU.signature, "https://example.org/e")
+    baseline = Baseline((pattern, exact))
+    assert baseline.entry_for(RELU) == exact
+    assert baseline.entry_for(RELU_TANH) == pattern
+    assert baseline.entry_for(SIN) is None
+
+
+def test_entries_that_did_not_reproduce_are_fixed() -> None:
+    gone = BaselineEntry("jax:revrev|wrong_value|float64|abs+sum", "https://example.org/2", "abs")
+    elsewhere = BaselineEntry("torch:func|crash|float32|sin+sum", "https://example.org/3")
+    baseline = Baseline((BaselineEntry(RELU.signature), gone, elsewhere))
+    _, known, fixed = baseline.split([RELU])
+    assert known == [RELU]
+    assert fixed == [gone, elsewhere]
+    # torch was not run: its entry was not tried, so it is not "fixed".
+    _, _, fixed = baseline.split([RELU], checked_variants=["equinox:filter_hessian", "jax:revrev"])
+    assert fixed == [gone]
+
+
+def test_missing_file_is_an_empty_baseline(tmp_path: Path) -> None:
+    baseline = load_baseline(tmp_path / "nope.json")
+    assert baseline.entries == ()
+    assert baseline.split([RELU]) == ([RELU], [], [])
+
+
+def test_committed_baseline_loads() -> None:
+    baseline = load_baseline(ROOT / "reports" / "baseline.json")
+    assert isinstance(baseline, Baseline)
+
+
+def test_load_round_trips(tmp_path: Path) -> None:
+    data = {"entries": [
+        {"signature": RELU.signature, "upstream": "https://github.com/patrick-kidger/equinox/issues/801",
+         "note": "relu"},
+        {"signature": "jax:fwdrev|crash|float64|*sin*", "upstream": ""},
+    ]}
+    baseline = load_baseline(_write(tmp_path, data))
+    assert [e.signature for e in baseline.entries] == [RELU.signature, "jax:fwdrev|crash|float64|*sin*"]
+    assert baseline.entries[0].upstream.endswith("/801")
+    assert baseline.to_json()["entries"][1] == {"signature": "jax:fwdrev|crash|float64|*sin*",
+                                               "upstream": "", "note": ""}
+    assert baseline.entry_for(SIN) == baseline.entries[1]
+
+
+@pytest.mark.parametrize("data, message", [
+    ("{not json", "not valid JSON"),
+    ("[]", '{"entries": [...]}'),
+    ({"entries": {}}, '{"entries": [...]}'),
+    ({"entries": ["x"]}, "entry 0 must be an object"),
+    ({"entries": [{"signature": 3}]}, "signature=3"),
+    ({"entries": [{"signature": "jax:fwdrev|wrong_value|float64"}]}, "variant|kind|dtype|ops"),
+    ({"entries": [{"signature": "jax:*|wrong_value|float64|relu"}]}, "only in the ops part"),
+    ({"entries": [{"signature": "jax:fwdrev|wrong|float64|relu"}]}, "kind 'wrong'"),
+    ({"entries": [{"signature": "jax:fwdrev|crash|float16|relu"}]}, "dtype 'float16'"),
+    ({"entries": [{"signature": "jax|crash|float64|relu"}]}, "backend:variant"),
+    ({"entries": [{"signature": "jax:fwdrev|crash|float64|relu", "upstream": "github.com/x"}]},
+     "http(s) URL"),
+    ({"entries": [{"signature": "jax:fwdrev|crash|float64|relu", "url": "https://x"}]}, "unknown keys"),
+    ({"entries": [{"signature": "jax:fwdrev|crash|float64|relu"},
+                  {"signature": "jax:fwdrev|crash|float64|relu"}]}, "entries 0 and 1"),
+])
+def test_malformed_baseline_is_one_clear_line(tmp_path: Path, data: Any, message: str) -> None:
+    path = _write(tmp_path, data)
+    with pytest.raises(BaselineError) as info:
+        load_baseline(path)
+    text = str(info.value)
+    assert message in text
+    assert str(path) in text
+    assert "\n" not in text
