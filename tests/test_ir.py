@@ -1,0 +1,272 @@
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from harness.ir import Node, Program, ProgramError, const, op, program_from_json
+
+
+def sin_sum(n: int = 3) -> Program:
+    return Program(n, (op("input"), op("sin", 0), op("sum", 1)))
+
+
+def mixed() -> Program:
+    """Uses a const, a bilinear op, float attrs and an int-tuple attr."""
+    return Program(
+        2,
+        (
+            op("input"),
+            const([[1.0, 2.0], [3.0, 4.0]]),
+            op("matmul", 1, 0),
+            op("clip", 2, lo=-1, hi=1),
+            op("gather", 3, idx=[1, 0, 1]),
+            op("sum", 4),
+        ),
+    )
+
+
+# --- construction ------------------------------------------------------------------
+
+
+def test_shapes_op_names_size_output() -> None:
+    p = mixed()
+    assert p.shapes == ((2,), (2, 2), (2,), (2,), (3,), ())
+    assert p.op_names == {"matmul", "clip", "gather", "sum"}
+    assert p.size == 4
+    assert p.output == 5
+
+
+def test_attrs_are_normalised_to_their_kind() -> None:
+    p = mixed()
+    assert p.nodes[3].attr_dict == {"lo": -1.0, "hi": 1.0}
+    assert all(isinstance(v, float) for v in p.nodes[3].attr_dict.values())
+    assert p.nodes[4].attr_dict == {"idx": (1, 0, 1)}
+
+
+def test_constant_is_a_float64_array() -> None:
+    c = mixed().constant(1)
+    assert c.dtype == np.float64
+    np.testing.assert_array_equal(c, [[1.0, 2.0], [3.0, 4.0]])
+
+
+def test_programs_are_values() -> None:
+    assert sin_sum() == sin_sum()
+    assert hash(sin_sum()) == hash(sin_sum())
+    assert sin_sum(3) != sin_sum(4)
+
+
+def test_broadcasting_scalar_const() -> None:
+    p = Program(2, (op("input"), const(2.0), op("mul", 0, 1), op("sum", 2)))
+    assert p.shapes[1:] == ((), (2,), ())
+
+
+# --- validation errors name the node and the problem --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("nodes", "message"),
+    [
+        pytest.param(
+            (op("input"), op("frobnicate", 0), op("sum", 1)),
+            r"node 1: unknown op 'frobnicate'; known ops: .*sin",
+            id="unknown-op",
+        ),
+        pytest.param(
+            (op("input"), op("sin", 5), op("sum", 1)),
+            r"node 1: arg 5 must refer to an earlier node \(0\.\.0\)",
+            id="forward-reference",
+        ),
+        pytest.param(
+            (op("input"), op("sin", 0), op("sin", 2), op("sum", 2)),
+            r"node 2: arg 2 must refer to an earlier node \(0\.\.1\)",
+            id="self-reference",
+        ),
+        pytest.param(
+            (op("input"), op("sin", -1), op("sum", 1)),
+            r"node 1: arg -1 must refer to an earlier node",
+            id="negative-reference",
+        ),
+        pytest.param(
+            (op("input"), op("sin", 0, 0), op("sum", 1)),
+            r"node 1: sin takes 1 args, got 2",
+            id="arity-too-many",
+        ),
+        pytest.param(
+            (op("input"), op("add", 0), op("sum", 1)),
+            r"node 1: add takes 2 args, got 1",
+            id="arity-too-few",
+        ),
+        pytest.param(
+            (op("input"), op("powi", 0), op("sum", 1)),
+            r"node 1: powi: missing attrs \['p'\]",
+            id="missing-attr",
+        ),
+        pytest.param(
+            (op("input"), op("sin", 0, p=2), op("sum", 1)),
+            r"node 1: sin: unexpected attrs \['p'\]",
+            id="unexpected-attr",
+        ),
+        pytest.param(
+            (op("input"), op("powi", 0, p=2.5), op("sum", 1)),
+            r"node 1: powi: attr p=2\.5, but it must be an integer",
+            id="attr-wrong-kind",
+        ),
+        pytest.param(
+            (op("input"), op("powi", 0, p=True), op("sum", 1)),
+            r"node 1: powi: attr p=True, but it must be an integer",
+            id="attr-bool-is-not-int",
+        ),
+        pytest.param(
+            (op("input"), op("clip", 0, lo="a", hi=1.0), op("sum", 1)),
+            r"node 1: clip: attr lo='a', but it must be a number",
+            id="attr-not-a-number",
+        ),
+        pytest.param(
+            (op("input"), op("gather", 0, idx=[0, 1.5]), op("sum", 1)),
+            r"node 1: gather: attr idx=.*must be a list of integers",
+            id="attr-not-int-tuple",
+        ),
+        pytest.param(
+            (op("input"), op("gather", 0, idx=[5]), op("sum", 1)),
+            r"node 1: gather index 5 out of range for length 3",
+            id="gather-out-of-range",
+        ),
+        pytest.param(
+            (op("input"), const([1.0, 2.0]), op("add", 0, 1), op("sum", 2)),
+            r"node 2: shapes \[\(3,\), \(2,\)\] do not broadcast",
+            id="shapes-clash",
+        ),
+        pytest.param(
+            (op("input"), const(float("inf")), op("add", 0, 1), op("sum", 2)),
+            r"node 1: const values must be finite",
+            id="const-not-finite",
+        ),
+        pytest.param(
+            (op("input"), op("sin", 0)),
+            r"the output \(last node\) must be a scalar, got shape \(3,\)",
+            id="non-scalar-output",
+        ),
+        pytest.param(
+            (op("input"), op("input"), op("sum", 1)),
+            r"node 1: only node 0 may be the input",
+            id="second-input",
+        ),
+        pytest.param((op("sin", 0),), r"node 0 must be the input node", id="no-input"),
+        pytest.param((), r"node 0 must be the input node", id="empty"),
+    ],
+)
+def test_malformed_program_is_a_program_error(nodes: tuple[Node, ...], message: str) -> None:
+    with pytest.raises(ProgramError, match=message):
+        Program(3, nodes)
+
+
+@pytest.mark.parametrize("n", [0, -1, 65])
+def test_input_size_out_of_range(n: int) -> None:
+    with pytest.raises(ProgramError, match=rf"program n={n}, but it must be between 1 and 64"):
+        Program(n, (op("input"), op("sum", 0)))
+
+
+def test_program_error_is_a_value_error() -> None:
+    assert issubclass(ProgramError, ValueError)
+
+
+# --- JSON -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("make", [sin_sum, mixed])
+def test_json_round_trip(make: Callable[[], Program]) -> None:
+    p = make()
+    assert program_from_json(p.to_json()) == p
+    assert program_from_json(p.dumps()) == p
+    assert json.loads(p.dumps()) == p.to_json()
+
+
+def test_json_layout() -> None:
+    assert mixed().to_json()["nodes"][3] == {"op": "clip", "args": [2], "attrs": {"hi": 1.0, "lo": -1.0}}
+    assert mixed().to_json()["nodes"][1] == {"op": "const", "value": [[1.0, 2.0], [3.0, 4.0]]}
+    assert sin_sum().to_json() == {
+        "n": 3,
+        "nodes": [{"op": "input"}, {"op": "sin", "args": [0]}, {"op": "sum", "args": [1]}],
+    }
+
+
+finite = st.floats(allow_nan=False, allow_infinity=False)
+
+
+@given(st.lists(finite, min_size=1, max_size=4), st.floats(-10, 10), st.floats(0, 10))
+def test_json_round_trip_is_exact_for_any_floats(c: list[float], lo: float, width: float) -> None:
+    hi = lo + width
+    p = Program(
+        len(c),
+        (op("input"), const(c), op("mul", 0, 1), op("clip", 2, lo=lo, hi=hi), op("sum", 3)),
+    )
+    q = program_from_json(p.dumps())
+    assert q == p
+    np.testing.assert_array_equal(q.constant(1), np.array(c))
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        pytest.param("{not json", r"program is not valid JSON: ", id="not-json"),
+        pytest.param("[1, 2]", r"program must be an object with keys 'n' and 'nodes'", id="list"),
+        pytest.param({"n": 2}, r"program must be an object with keys 'n' and 'nodes'", id="no-nodes"),
+        pytest.param({"n": 2, "nodes": "input"}, r"program 'nodes' must be a list", id="nodes-str"),
+        pytest.param({"n": 2, "nodes": [{"args": []}]}, r"node 0 must be an object with a string 'op'", id="no-op"),
+        pytest.param({"n": 2, "nodes": [["input"]]}, r"node 0 must be an object with a string 'op'", id="node-list"),
+        pytest.param(
+            {"n": 2, "nodes": [{"op": "input"}, {"op": "sum", "args": ["0"]}]},
+            r"node 1 \(sum\): 'args' must be a list of node indices",
+            id="args-str",
+        ),
+        pytest.param(
+            {"n": 2, "nodes": [{"op": "input"}, {"op": "powi", "args": [0], "attrs": [2]}]},
+            r"node 1 \(powi\): 'attrs' must be an object",
+            id="attrs-list",
+        ),
+        pytest.param(
+            {"n": 2, "nodes": [{"op": "input"}, {"op": "const", "value": "abc"}]},
+            r"node 1: const 'value' must be numbers",
+            id="const-str",
+        ),
+        pytest.param(
+            {"n": "2", "nodes": [{"op": "input"}, {"op": "sum", "args": [0]}]},
+            r"program n='2', but it must be an integer",
+            id="n-str",
+        ),
+        pytest.param(
+            {"n": 2, "nodes": [{"op": "input"}, {"op": "nope", "args": [0]}]},
+            r"node 1: unknown op 'nope'",
+            id="unknown-op",
+        ),
+    ],
+)
+def test_malformed_json_is_a_program_error(data: object, message: str) -> None:
+    with pytest.raises(ProgramError, match=message):
+        program_from_json(data)  # type: ignore[arg-type]
+
+
+# --- pretty() ---------------------------------------------------------------------------
+
+
+def test_pretty() -> None:
+    assert mixed().pretty() == "\n".join(
+        [
+            "v0 = x  # shape (2,)",
+            "v1 = const [[1.0, 2.0], [3.0, 4.0]]",
+            "v2 = matmul(v1, v0)",
+            "v3 = clip(v2, hi=1.0, lo=-1.0)",
+            "v4 = gather(v3, idx=(1, 0, 1))",
+            "v5 = sum(v4)",
+        ]
+    )
+
+
+def test_pretty_has_one_line_per_node() -> None:
+    p = sin_sum()
+    assert len(p.pretty().splitlines()) == len(p.nodes)

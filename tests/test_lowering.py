@@ -1,0 +1,204 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from backends import Absent, BackendVariant, registry
+from backends.lowering import Namespace, SourceNamespace, Src, array_literal, render
+from harness.ir import Program, op
+from harness.ops import CATALOGUE, OpSpec
+
+a, b = Src("a"), Src("b")
+
+
+# --- Src records calls, attributes, operators and indexing as text ------------------------
+
+
+@pytest.mark.parametrize(
+    ("expr", "text"),
+    [
+        pytest.param(Src("jnp").sin(a), "jnp.sin(a)", id="call"),
+        pytest.param(Src("jnp").clip(a, -1.0, 2), "jnp.clip(a, -1.0, 2)", id="call-numbers"),
+        pytest.param(Src("jnp").sum(a, axis=0, keepdims=True), "jnp.sum(a, axis=0, keepdims=True)", id="kwargs"),
+        pytest.param(Src("jax").nn.relu(a), "jax.nn.relu(a)", id="attribute-chain"),
+        pytest.param(a.T, "a.T", id="attribute"),
+        pytest.param(Src("f")(a, (1, 0), [2, 3], None), "f(a, (1, 0), [2, 3], None)", id="containers"),
+        pytest.param(Src("f")((1,)), "f((1,))", id="one-tuple"),
+        pytest.param(Src("f")("float64"), "f('float64')", id="string"),
+        pytest.param(a + b, "(a + b)", id="add"),
+        pytest.param(a - 1.5, "(a - 1.5)", id="sub"),
+        pytest.param(a * b, "(a * b)", id="mul"),
+        pytest.param(a / 2, "(a / 2)", id="truediv"),
+        pytest.param(a**2, "(a ** 2)", id="pow"),
+        pytest.param(a @ b, "(a @ b)", id="matmul"),
+        pytest.param(1 + a, "(1 + a)", id="radd"),
+        pytest.param(2 - a, "(2 - a)", id="rsub"),
+        pytest.param(0.5 * a, "(0.5 * a)", id="rmul"),
+        pytest.param(1 / a, "(1 / a)", id="rtruediv"),
+        pytest.param(2**a, "(2 ** a)", id="rpow"),
+        pytest.param(-a, "(-a)", id="neg"),
+        pytest.param(-(a + b), "(-(a + b))", id="neg-compound"),
+        pytest.param(a > 0, "(a > 0)", id="gt"),
+        pytest.param(a < 0, "(a < 0)", id="lt"),
+        pytest.param(a >= b, "(a >= b)", id="ge"),
+        pytest.param(a <= b, "(a <= b)", id="le"),
+        pytest.param(a - (-1.5), "(a - -1.5)", id="negative-literal"),
+        pytest.param((a + b) * (a - b), "((a + b) * (a - b))", id="nested"),
+        pytest.param(a[0], "a[0]", id="index"),
+        pytest.param(a[-1], "a[-1]", id="negative-index"),
+        pytest.param(a[1:3], "a[1:3]", id="slice"),
+        pytest.param(a[::2], "a[::2]", id="step"),
+        pytest.param(a[::-1], "a[::-1]", id="reverse"),
+        pytest.param(a[:, None], "a[:, None]", id="newaxis"),
+        pytest.param(a[..., 0], "a[..., 0]", id="ellipsis"),
+        pytest.param(a[[1, 0, 1]], "a[[1, 0, 1]]", id="fancy"),
+        pytest.param(a[b], "a[b]", id="index-by-src"),
+    ],
+)
+def test_src_renders(expr: Src, text: str) -> None:
+    assert isinstance(expr, Src)
+    assert expr.text == text
+    assert repr(expr) == text
+
+
+@pytest.mark.parametrize(
+    ("expr", "value"),
+    [
+        (a + b * 2 - 1, (3.0 + 4.0 * 2 - 1)),
+        (-(a**2) / b, -(3.0**2) / 4.0),
+        (2 - a / (b - 1), 2 - 3.0 / (4.0 - 1)),
+        ((a - -1.5) * -b, (3.0 + 1.5) * -4.0),
+    ],
+)
+def test_rendered_operators_keep_python_precedence(expr: Src, value: float) -> None:
+    assert eval(expr.text, {"a": 3.0, "b": 4.0}) == value  # noqa: S307 - test of our own printer
+
+
+def test_bool_raises_with_the_traced_expression() -> None:
+    with pytest.raises(TypeError, match=r"branched on the traced value \(a > 0\); lowerings must be straight-line"):
+        if a > 0:
+            pass
+
+
+def test_dunder_attributes_are_not_recorded() -> None:
+    with pytest.raises(AttributeError):
+        a.__array__  # noqa: B018
+
+
+# --- render -------------------------------------------------------------------------------
+
+
+@given(st.floats(allow_nan=False))
+def test_floats_round_trip_through_repr(x: float) -> None:
+    y = eval(render(x))  # noqa: S307 - test of our own printer
+    assert y == x and math.copysign(1.0, y) == math.copysign(1.0, x)
+
+
+@given(st.floats(width=32, allow_nan=False, allow_infinity=False))
+def test_float32_scalars_render_their_exact_value(x: float) -> None:
+    assert eval(render(np.float32(x))) == float(np.float32(x))  # noqa: S307
+
+
+def test_special_floats() -> None:
+    assert render(float("nan")) == "float('nan')"
+    assert render(float("inf")) == "float('inf')"
+    assert render(float("-inf")) == "-float('inf')"
+    assert math.isnan(eval(render(float("nan")))), "nan renders to nan"  # noqa: S307
+
+
+def test_render_scalars_and_containers() -> None:
+    assert render(None) == "None"
+    assert render(True) == "True"
+    assert render(3) == "3"
+    assert render(0.1) == "0.1"
+    assert render(()) == "()"
+    assert render((1.0,)) == "(1.0,)"
+    assert render([1, (2, 3)]) == "[1, (2, 3)]"
+    assert render(slice(1, None, -1)) == "1::-1"
+
+
+def test_render_refuses_what_it_cannot_print() -> None:
+    with pytest.raises(TypeError, match=r"cannot render dict \{1: 2\} as source"):
+        render({1: 2})
+    with pytest.raises(TypeError, match="cannot render"):
+        render(object())
+
+
+@given(
+    hnp.arrays(
+        np.float64,
+        hnp.array_shapes(min_dims=0, max_dims=2, max_side=3),
+        elements=st.floats(allow_nan=False),
+    )
+)
+def test_array_literal_round_trips_exactly(values: np.ndarray) -> None:
+    back = eval(array_literal(values), {"np": np})  # noqa: S307
+    assert back.shape == values.shape
+    np.testing.assert_array_equal(back, values)
+    np.testing.assert_array_equal(np.signbit(back), np.signbit(values))
+
+
+# --- namespaces ---------------------------------------------------------------------------
+
+
+def test_source_namespace_maps_names_to_text() -> None:
+    m = SourceNamespace({"jnp": "jnp", "dtype": "jnp.float64"})
+    assert m.jnp.sin(a).text == "jnp.sin(a)"
+    assert m.dtype.text == "jnp.float64"
+    assert m.names() == {"jnp", "dtype"}
+    with pytest.raises(AttributeError, match="the source namespace has no name 'torch'"):
+        m.torch  # noqa: B018
+
+
+def test_namespace_binds_real_objects() -> None:
+    m = Namespace(np=np, dtype=np.float64)
+    assert m.np is np
+    assert m.names() == {"np", "dtype"}
+
+
+def test_one_lowering_two_readings() -> None:
+    lowering = lambda m, x, lo, hi: m.np.clip(x * 2.0, lo, hi)  # noqa: E731
+    real = lowering(Namespace(np=np), np.array([-1.0, 0.25, 1.0]), -0.5, 0.75)
+    np.testing.assert_array_equal(real, [-0.5, 0.5, 0.75])
+    text = lowering(SourceNamespace({"np": "np"}), Src("v1"), -0.5, 0.75)
+    assert text.text == "np.clip((v1 * 2.0), -0.5, 0.75)"
+
+
+# --- every registered lowering prints, and every variant emits a script that compiles -----
+
+_ATTR_VALUES = {"float": 0.5, "int": 2, "int_tuple": (1, 0)}
+_SPECIAL_ATTRS = {"clip": {"lo": -0.5, "hi": 0.5}}
+
+
+def _one_op_program(spec: OpSpec) -> Program:
+    """``sum(op(x, x, ...))`` on a length-2 input: every catalogue op fits this shape."""
+    attrs = _SPECIAL_ATTRS.get(spec.name) or {a.name: _ATTR_VALUES[a.kind] for a in spec.attrs}
+    return Program(2, (op("input"), op(spec.name, *[0] * spec.arity, **attrs), op("sum", 1)))
+
+
+def _lowered_cases() -> list[object]:
+    cases = []
+    for backend in registry.all_backends():
+        for name, spec in CATALOGUE.items():
+            if isinstance(backend.lowerings.get(name), Absent):
+                continue
+            for variant in backend.variants:
+                cases.append(
+                    pytest.param(BackendVariant(backend, variant), spec, id=f"{backend.name}:{variant}-{name}")
+                )
+    return cases
+
+
+@pytest.mark.parametrize(("variant", "spec"), _lowered_cases())
+def test_every_lowering_emits_a_script_that_compiles(variant: BackendVariant, spec: OpSpec) -> None:
+    program = _one_op_program(spec)
+    for dtype in ("float32", "float64"):
+        source = variant.source(program, np.array([0.25, -0.5], dtype=dtype))
+        compile(source, f"<{variant.name} {spec.name} {dtype}>", "exec")
+        assert "object at 0x" not in source
+        assert variant.backend.source_imports.strip() in source

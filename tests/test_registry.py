@@ -1,0 +1,195 @@
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pytest
+
+from backends import Absent, Backend, Namespace, Variant, registry
+from backends.registry import RegistryError, check_backend
+from harness.ops import CATALOGUE
+
+
+def full_table() -> dict[str, Any]:
+    """A lowering table with an entry for every catalogue op (all Absent) and a const."""
+    table: dict[str, Any] = {name: Absent("planted for a test") for name in CATALOGUE}
+    table["const"] = lambda m, value: value
+    return table
+
+
+# --- the real backends ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("module", registry.BACKEND_MODULES)
+def test_every_backend_module_registers_a_backend_that_passes_the_check(module: str) -> None:
+    importlib.import_module(module)
+    backends = [b for b in registry.all_backends() if type(b).__module__ == module]
+    assert backends, f"{module} is listed in BACKEND_MODULES but registers no backend."
+    for backend in backends:
+        check_backend(backend)
+
+
+def test_all_variants_are_named_backend_colon_variant() -> None:
+    variants = registry.all_variants()
+    names = [v.name for v in variants]
+    assert len(names) == len(set(names))
+    assert "jax:fwdrev" in names
+    for v in variants:
+        assert v.name == f"{v.backend.name}:{v.variant}"
+        assert v.description
+
+
+def test_availability_never_raises_and_explains_itself() -> None:
+    for backend in registry.all_backends():
+        status = backend.availability()
+        if status.available:
+            assert status.version
+        else:
+            assert f"pip install 'hessdiff[{backend.extra}]'" in status.reason
+
+
+def test_a_planted_backend_registers(clean_registry: None, planted: type[Backend]) -> None:
+    backend = registry.register(planted())
+    assert registry.get_backend("planted") is backend
+    assert [v.name for v in registry.all_variants(["planted"])] == ["planted:only"]
+
+
+# --- what registration rejects ------------------------------------------------------------
+
+
+def test_missing_method_is_named() -> None:
+    class NoToNumpy(Backend):
+        name = "no_to_numpy"
+
+        def namespace(self, dtype: str) -> Namespace:
+            return Namespace()
+
+        def source_names(self, dtype: str) -> Mapping[str, str]:
+            return {}
+
+    with pytest.raises(TypeError, match="to_numpy"):
+        NoToNumpy()  # type: ignore[abstract]
+    # An instance smuggled past ABC's own check is still refused, naming the gap.
+    abstract = NoToNumpy.__abstractmethods__
+    NoToNumpy.__abstractmethods__ = frozenset()
+    try:
+        smuggled = NoToNumpy()
+    finally:
+        NoToNumpy.__abstractmethods__ = abstract
+    with pytest.raises(RegistryError, match=r"NoToNumpy does not implement: to_numpy\."):
+        check_backend(smuggled)
+
+
+@pytest.mark.parametrize(
+    "attr", ["name", "distribution", "extra", "modules", "variants", "lowerings", "source_imports"]
+)
+def test_missing_declaration_is_named(attr: str, planted: type[Backend]) -> None:
+    namespace = {k: v for k, v in vars(planted).items() if k not in (attr, "__abstractmethods__")}
+    namespace.update(__module__=__name__, __qualname__="Incomplete")
+    cls = type("Incomplete", (Backend,), namespace)
+    with pytest.raises(RegistryError, match=rf"Incomplete does not declare '{attr}'\."):
+        registry.register(cls())
+
+
+def _broken(planted: type[Backend], **overrides: Any) -> Backend:
+    cls = type("Broken", (planted,), {"__module__": __name__, "__qualname__": "Broken", **overrides})
+    return cls()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        pytest.param({"name": "has space"}, r"name='has space', but it must be an identifier", id="name"),
+        pytest.param({"name": "a:b"}, r"name='a:b', but it must be an identifier", id="name-colon"),
+        pytest.param({"variants": {}}, r"declares no variants", id="no-variants"),
+        pytest.param(
+            {"variants": {"a:b": Variant("x", lambda m, f: f)}},
+            r"variant 'a:b' is not a valid name",
+            id="variant-colon",
+        ),
+        pytest.param(
+            {"lowerings": {k: v for k, v in full_table().items() if k != "const"}},
+            r"the lowering table needs a 'const' entry",
+            id="no-const",
+        ),
+        pytest.param(
+            {"lowerings": {k: v for k, v in full_table().items() if k not in ("sin", "matmul")}},
+            r"no lowering or Absent\(reason\) for ops \['matmul', 'sin'\]",
+            id="missing-ops",
+        ),
+        pytest.param(
+            {"lowerings": {**full_table(), "frobnicate": lambda m, a: a}},
+            r"lowerings for ops not in the catalogue: \['frobnicate'\]",
+            id="unknown-op",
+        ),
+        pytest.param(
+            {"lowerings": {**full_table(), "sin": Absent("  ")}},
+            r"Absent for 'sin' gives no reason",
+            id="absent-without-reason",
+        ),
+        pytest.param(
+            {"lowerings": {**full_table(), "sin": "jnp.sin"}},
+            r"lowering for 'sin' is not callable",
+            id="not-callable",
+        ),
+    ],
+)
+def test_bad_declaration_is_rejected(
+    overrides: dict[str, Any], message: str, planted: type[Backend]
+) -> None:
+    with pytest.raises(RegistryError, match=rf"^{__name__}\.Broken: {message}"):
+        registry.register(_broken(planted, **overrides))
+
+
+def test_duplicate_name_names_both(clean_registry: None, planted: type[Backend]) -> None:
+    jax_cls = type(registry.get_backend("jax"))
+    with pytest.raises(RegistryError) as info:
+        registry.register(_broken(planted, name="jax"))
+    message = str(info.value)
+    assert f"{jax_cls.__module__}.{jax_cls.__qualname__}" in message
+    assert f"{__name__}.Broken" in message
+    assert registry.get_backend("jax") is not None and type(registry.get_backend("jax")) is jax_cls
+
+
+def test_rejected_backend_is_not_registered(clean_registry: None, planted: type[Backend]) -> None:
+    with pytest.raises(RegistryError):
+        registry.register(_broken(planted, name="half_built", variants={}))
+    with pytest.raises(KeyError):
+        registry.get_backend("half_built")
+
+
+# --- look-ups ---------------------------------------------------------------------------
+
+
+def test_unknown_backend() -> None:
+    with pytest.raises(KeyError) as info:
+        registry.get_backend("nope")
+    assert info.value.args[0].startswith("unknown backend 'nope'; known backends: ")
+    assert "jax" in info.value.args[0]
+
+
+def test_unknown_variant() -> None:
+    with pytest.raises(KeyError) as info:
+        registry.get_variant("jax:nope")
+    assert info.value.args[0].startswith("unknown variant 'jax:nope'; jax has variants: ")
+    assert "fwdrev" in info.value.args[0]
+
+
+def test_unknown_backend_in_variant_spec() -> None:
+    with pytest.raises(KeyError, match="unknown backend 'nope'"):
+        registry.get_variant("nope:fwdrev")
+    with pytest.raises(KeyError, match="unknown backend 'nope'"):
+        registry.all_variants(["jax", "nope"])
+
+
+def test_bare_backend_name_means_its_first_variant() -> None:
+    backend = registry.get_backend("jax")
+    assert registry.get_variant("jax").variant == next(iter(backend.variants))
+
+
+def test_all_variants_selects() -> None:
+    assert [v.name for v in registry.all_variants(["jax:revrev"])] == ["jax:revrev"]
+    jax_all = registry.all_variants(["jax"])
+    assert [v.variant for v in jax_all] == list(registry.get_backend("jax").variants)
