@@ -1,0 +1,243 @@
+"""The ``hessdiff`` command line (also ``python -m harness``).
+
+Only ``main`` turns outcomes into exit codes; nothing else here or in the library calls
+``sys.exit``:
+
+- 0: success (``run``: no new failing finding; ``replay``: nothing reproduces).
+- 1: ``run`` found failures not in the baseline; ``replay``: a finding still reproduces.
+- 2: bad input (unknown command, bad flag, unknown backend, bad budget, unreadable
+  finding file, missing framework); one line on stderr.
+- 3: ``run`` hit errors of hessdiff itself (reported apart from framework findings).
+- 70: an internal error of hessdiff itself; one line on stderr, no traceback
+  (set ``HESSDIFF_DEBUG=1`` to let the traceback through).
+- 130: interrupted (Ctrl-C).
+- 141: stdout was closed early (``hessdiff ops | head``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import NoReturn, TextIO
+
+__all__ = ["EXIT_INTERNAL", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "main"]
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_INTERNAL = 70  # EX_SOFTWARE
+EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141
+
+_COMMANDS = ("run", "replay", "backends", "ops")
+
+
+class _UsageError(Exception):
+    """The command line is wrong; the message is the one line to print."""
+
+
+class _ParserExit(Exception):
+    """argparse finished early (``--help``, ``--version``) with this status."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` that raises instead of printing usage and exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(f"{self.prog}: error: {message} (see '{self.prog} --help')")
+
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
+        if message:
+            sys.stderr.write(message)
+        raise _ParserExit(status)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``hessdiff`` command line.
+
+    Arguments:
+        argv: the arguments after the program name; ``sys.argv[1:]`` by default.
+
+    Returns:
+        The exit code (see the module docstring). Never raises, never exits.
+    """
+    try:
+        return _main(sys.argv[1:] if argv is None else list(argv))
+    except _UsageError as exc:
+        print(_one_line(str(exc)), file=sys.stderr)
+        return EXIT_USAGE
+    except _ParserExit as exc:
+        return exc.status
+    except KeyboardInterrupt:
+        print("hessdiff: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away; point stdout at devnull so the interpreter's final
+        # flush does not raise again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    except Exception as exc:  # noqa: BLE001 - the one place internal errors become a code
+        if os.environ.get("HESSDIFF_DEBUG"):
+            raise
+        message = _one_line(f"{type(exc).__name__}: {exc}")
+        print(f"hessdiff: internal error: {message}", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def _main(argv: list[str]) -> int:
+    parser = _build_parser()
+    # Unknown arguments are reported before a missing command, so that
+    # ``hessdiff --bogus`` names --bogus.
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if args.command is None:
+        parser.error(f"a command is required, one of: {', '.join(_COMMANDS)}")
+    command: Callable[[argparse.Namespace, TextIO], int] = args.run
+    return command(args, sys.stdout)
+
+
+def _build_parser() -> _Parser:
+    parser = _Parser(
+        prog="hessdiff",
+        description="Differential testing of Hessians across autodiff frameworks.",
+        epilog="Set HESSDIFF_DEBUG=1 to see the traceback of an internal error.",
+    )
+    parser.add_argument("--version", action="version", version=f"hessdiff {_version()}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = commands.add_parser("run", help="search for wrong Hessians and write a report")
+    run.add_argument("--backends", default=None, metavar="LIST",
+                     help="comma-separated backends or variants (jax,torch:func); default: all available")
+    run.add_argument("--budget", default="60s", help="how long to search: 60s, 5m, 1h (default 60s)")
+    run.add_argument("--seed", type=int, default=0, help="campaign seed; the same seed finds the same faults")
+    run.add_argument("--dtype", default="float64,float32",
+                     help="float64, float32 or both comma-separated (default both)")
+    run.add_argument("--out", default=None, metavar="DIR", help="report folder (default reports/run-<time>)")
+    run.add_argument("--baseline", default="reports/baseline.json", metavar="FILE",
+                     help="known-issues baseline (default reports/baseline.json)")
+    run.add_argument("--ops", default=None, metavar="LIST", help="restrict generation to these ops")
+    run.add_argument("--max-ops", type=int, default=6, help="ops per generated program (default 6)")
+    run.set_defaults(run=_cmd_run)
+
+    replay = commands.add_parser("replay", help="re-run findings against the installed versions")
+    replay.add_argument("finding", metavar="FINDING.json",
+                        help="a finding.json or a findings.json of a report")
+    replay.set_defaults(run=_cmd_replay)
+
+    backends = commands.add_parser(
+        "backends", help="list every backend variant, its version and whether it is available"
+    )
+    backends.set_defaults(run=_cmd_backends)
+
+    ops = commands.add_parser(
+        "ops", help="list the op catalogue and which backends lower each op"
+    )
+    ops.set_defaults(run=_cmd_ops)
+    return parser
+
+
+def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
+    import datetime as dt
+    from pathlib import Path
+
+    from harness.ops import CATALOGUE
+    from harness.run import UsageError, parse_budget, run
+    from harness.strategies import DEFAULT_OPS
+
+    try:
+        budget = parse_budget(args.budget)
+        dtypes = [d.strip() for d in args.dtype.split(",") if d.strip()]
+        bad = [d for d in dtypes if d not in ("float32", "float64")]
+        if bad or not dtypes:
+            raise UsageError(f"--dtype={args.dtype!r}, but it must be float32, float64 or both.")
+        ops = DEFAULT_OPS
+        if args.ops:
+            ops = tuple(o.strip() for o in args.ops.split(",") if o.strip())
+            unknown = [o for o in ops if o not in CATALOGUE]
+            if unknown:
+                raise UsageError(f"--ops: unknown ops {unknown}; see 'hessdiff ops'.")
+        if args.max_ops < 1:
+            raise UsageError(f"--max-ops={args.max_ops}, but it must be at least 1.")
+        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        return run(
+            backends=args.backends, budget=budget, seed=args.seed, dtypes=dtypes,
+            out=Path(args.out) if args.out else Path("reports") / f"run-{stamp}",
+            baseline_path=Path(args.baseline), ops=ops, max_ops=args.max_ops, stdout=out,
+        )
+    except UsageError as exc:
+        raise _UsageError(f"hessdiff run: {exc}") from None
+
+
+def _cmd_replay(args: argparse.Namespace, out: TextIO) -> int:
+    from pathlib import Path
+
+    from harness.run import UsageError, replay
+
+    try:
+        return replay(Path(args.finding), stdout=out)
+    except UsageError as exc:
+        raise _UsageError(f"hessdiff replay: {exc}") from None
+
+
+def _cmd_backends(args: argparse.Namespace, out: TextIO) -> int:
+    from backends import all_backends
+
+    rows = []
+    for backend in all_backends():
+        status = backend.availability()
+        state = "available" if status.available else f"unavailable: {status.reason}"
+        for name, variant in backend.variants.items():
+            rows.append([backend.name, name, variant.description, status.version or "-", state])
+    out.write(_table(["backend", "variant", "description", "version", "status"], rows))
+    return EXIT_OK
+
+
+def _cmd_ops(args: argparse.Namespace, out: TextIO) -> int:
+    from backends import Absent, all_backends
+    from harness.ops import CATALOGUE
+
+    backends = all_backends()
+    rows = []
+    for spec in CATALOGUE.values():
+        row = [spec.name, spec.group]
+        for backend in backends:
+            lowering = backend.lowerings.get(spec.name)
+            if lowering is None:
+                row.append("missing")
+            elif isinstance(lowering, Absent):
+                row.append(f"absent({lowering.reason})")
+            else:
+                row.append("lowered")
+        rows.append(row + [spec.doc])
+    out.write(_table(["op", "group", *(b.name for b in backends), "doc"], rows))
+    return EXIT_OK
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    """Left-aligned columns, a dashed rule under the header, two spaces between columns."""
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
+
+    lines = [line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("hessdiff")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"

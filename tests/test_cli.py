@@ -1,0 +1,201 @@
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from backends import Absent, Backend, registry
+from harness import cli
+from harness.ops import CATALOGUE
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_no_traceback(err: str) -> None:
+    assert len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err
+
+
+# --- the tables ---------------------------------------------------------------------------
+
+
+def test_backends_table(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "backends")
+    assert (code, err) == (0, "")
+    lines = out.splitlines()
+    assert lines[0].split() == ["backend", "variant", "description", "version", "status"]
+    assert set(lines[1]) <= {"-", " "}
+    variants = registry.all_variants()
+    assert len(lines) == 2 + len(variants)
+    for line, variant in zip(lines[2:], variants):
+        assert line.split()[:2] == [variant.backend.name, variant.variant]
+        assert variant.description in line
+        status = variant.backend.availability()
+        assert line.endswith("available" if status.available else status.reason)
+
+
+def test_backends_table_shows_the_install_hint(
+    capsys: pytest.CaptureFixture[str], clean_registry: None, planted: type[Backend]
+) -> None:
+    class Missing(planted):  # type: ignore[misc, valid-type]
+        name = "missing_fw"
+        extra = "missing_fw"
+        modules = ("hessdiff_no_such_module_xyz",)
+
+    registry.register(Missing())
+    code, out, _ = run(capsys, "backends")
+    assert code == 0
+    (line,) = [x for x in out.splitlines() if x.startswith("missing_fw ")]
+    assert "unavailable: missing_fw: hessdiff_no_such_module_xyz is not importable" in line
+    assert "pip install 'hessdiff[missing_fw]'" in line
+
+
+def test_ops_table(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "ops")
+    assert (code, err) == (0, "")
+    lines = out.splitlines()
+    backends = registry.all_backends()
+    assert lines[0].split() == ["op", "group", *(b.name for b in backends), "doc"]
+    assert len(lines) == 2 + len(CATALOGUE)
+    for line, spec in zip(lines[2:], CATALOGUE.values()):
+        assert line.split()[:2] == [spec.name, spec.group]
+        for backend in backends:
+            lowering = backend.lowerings[spec.name]
+            expected = f"absent({lowering.reason})" if isinstance(lowering, Absent) else "lowered"
+            assert expected in line
+
+
+def test_ops_table_shows_absent_reasons(
+    capsys: pytest.CaptureFixture[str], clean_registry: None, planted: type[Backend]
+) -> None:
+    registry.register(planted())
+    code, out, _ = run(capsys, "ops")
+    assert code == 0
+    assert "absent(planted for a test)" in out
+
+
+def test_help_and_version(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "--help")
+    assert code == 0 and "backends" in out and "ops" in out and err == ""
+    code, out, err = run(capsys, "--version")
+    assert code == 0 and out.startswith("hessdiff ")
+
+
+# --- bad input: exit 2, one line, no traceback ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        pytest.param(["frobnicate"], "invalid choice: 'frobnicate'", id="unknown-command"),
+        pytest.param([], "a command is required, one of: backends, ops", id="no-command"),
+        pytest.param(["--bogus"], "unrecognized arguments: --bogus", id="bad-flag"),
+        pytest.param(["ops", "--bogus"], "unrecognized arguments: --bogus", id="bad-subcommand-flag"),
+        pytest.param(["backends", "extra"], "unrecognized arguments: extra", id="extra-argument"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(
+    capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    code, out, err = run(capsys, *argv)
+    assert code == 2
+    assert out == ""
+    assert_one_line_no_traceback(err)
+    assert err.startswith("hessdiff: error: ")
+    assert message in err
+
+
+# --- internal errors and interrupts ------------------------------------------------------------
+
+
+def test_internal_error_is_one_line_and_exit_70(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def boom() -> list[object]:
+        raise RuntimeError("registry exploded\nsecond line")
+
+    monkeypatch.delenv("HESSDIFF_DEBUG", raising=False)
+    monkeypatch.setattr(registry, "all_backends", boom)
+    monkeypatch.setattr("backends.all_backends", boom)
+    code, out, err = run(capsys, "ops")
+    assert code == 70
+    assert_one_line_no_traceback(err)
+    assert err.strip() == "hessdiff: internal error: RuntimeError: registry exploded second line"
+
+
+def test_debug_lets_the_traceback_through(monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom() -> list[object]:
+        raise RuntimeError("registry exploded")
+
+    monkeypatch.setenv("HESSDIFF_DEBUG", "1")
+    monkeypatch.setattr("backends.all_backends", boom)
+    with pytest.raises(RuntimeError, match="registry exploded"):
+        cli.main(["ops"])
+
+
+def test_keyboard_interrupt_exits_130(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted() -> list[object]:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("backends.all_backends", interrupted)
+    code, _, err = run(capsys, "backends")
+    assert code == 130
+    assert_one_line_no_traceback(err)
+
+
+def test_main_never_raises_system_exit(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (["--help"], ["--version"], ["nope"], []):
+        assert isinstance(cli.main(argv), int)
+    capsys.readouterr()
+
+
+# --- as a separate process ---------------------------------------------------------------------
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("HESSDIFF_DEBUG", None)
+    return env
+
+
+def test_python_dash_m_harness() -> None:
+    ok = subprocess.run(
+        [sys.executable, "-m", "harness", "ops"], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=120
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.splitlines()[0].startswith("op ")
+    assert ok.stderr == ""
+
+    bad = subprocess.run(
+        [sys.executable, "-m", "harness", "nope"], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=120
+    )
+    assert bad.returncode == 2
+    assert bad.stdout == ""
+    assert_one_line_no_traceback(bad.stderr)
+
+
+def test_installed_console_script(tmp_path: Path) -> None:
+    """The ``hessdiff`` entry point of the installed package (tox installs the wheel)."""
+    script = shutil.which("hessdiff", path=str(Path(sys.executable).parent))
+    if script is None:
+        if os.environ.get("CI"):
+            pytest.fail("hessdiff is not installed next to this Python; tox should install it.")
+        pytest.skip("hessdiff is not installed in this environment (tox installs it)")
+    # Run from an empty folder so the installed package, not the source tree, is imported.
+    done = subprocess.run(
+        [script, "backends"], cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert "jax" in done.stdout
