@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+import numbers
 
 import numpy as np
 
@@ -71,7 +72,10 @@ class Src:
         )
 
     def _bin(self, symbol: str, other: Any, reflected: bool = False) -> Src:
-        left, right = (render(other), self.text) if reflected else (self.text, render(other))
+        text = render(other)
+        if text.startswith("-"):  # (-2.0) ** a, not -(2.0 ** a)
+            text = f"({text})"
+        left, right = (text, self.text) if reflected else (self.text, text)
         return Src(f"({left} {symbol} {right})")
 
     def __add__(self, o: Any) -> Src:
@@ -146,8 +150,10 @@ def render(value: Any) -> str:
     """Python source for a value a lowering passes to a call."""
     if isinstance(value, Src):
         return value.text
-    if isinstance(value, (bool, int, str)) or value is None:
+    if isinstance(value, (bool, str)) or value is None:
         return repr(value)
+    if isinstance(value, numbers.Integral):
+        return repr(int(value))
     if isinstance(value, (float, np.floating)):
         return _float(float(value))
     if isinstance(value, tuple):

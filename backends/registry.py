@@ -1,6 +1,6 @@
 """The backend registry: backends are checked against the interface when registered.
 
-A backend module calls ``register(MyBackend())`` at import; ``backends/__init__.py`` lists
+A backend module calls ``register(MyBackend())`` at import; ``BACKEND_MODULES`` below lists
 the modules to import. Registration validates the declaration (name, variants, a lowering
 or an ``Absent`` reason for every catalogue op) the moment it happens, and a duplicate
 name is an error that names both.
@@ -59,12 +59,15 @@ def check_backend(backend: Backend) -> None:
     if inspect.isabstract(cls):
         missing = ", ".join(sorted(cls.__abstractmethods__))
         raise RegistryError(f"{where} does not implement: {missing}.")
-    for attr in ("name", "distribution", "extra", "modules", "variants", "lowerings", "source_imports"):
+    for attr in ("name", "distribution", "extra", "modules", "variants", "gradient", "lowerings",
+                 "source_imports"):
         if not hasattr(cls, attr):
             raise RegistryError(f"{where} does not declare {attr!r}.")
     name = backend.name
     if not isinstance(name, str) or not name.isidentifier() or ":" in name:
         raise RegistryError(f"{where}: name={name!r}, but it must be an identifier.")
+    if not callable(backend.gradient):
+        raise RegistryError(f"{where}: gradient must be callable as gradient(m, f).")
     if not backend.variants:
         raise RegistryError(f"{where}: declares no variants.")
     for variant in backend.variants:
@@ -90,12 +93,16 @@ def check_backend(backend: Backend) -> None:
 
 
 def _load() -> None:
+    """Import every backend module once; a module that fails to import fails every call."""
     global _loaded
     if _loaded:
         return
-    _loaded = True
     for module in BACKEND_MODULES:
-        importlib.import_module(module)
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise RegistryError(f"backend module {module} does not import: {exc}") from exc
+    _loaded = True
 
 
 def all_backends() -> list[Backend]:

@@ -157,7 +157,9 @@ def program_from_json(data: Mapping[str, Any] | str) -> Program:
         kind = entry["op"]
         args = entry.get("args", [])
         attrs = entry.get("attrs", {})
-        if not isinstance(args, Sequence) or not all(isinstance(a, int) for a in args):
+        if not isinstance(args, Sequence) or not all(
+            isinstance(a, int) and not isinstance(a, bool) for a in args
+        ):
             raise ProgramError(f"node {i} ({kind}): 'args' must be a list of node indices.")
         if not isinstance(attrs, Mapping):
             raise ProgramError(f"node {i} ({kind}): 'attrs' must be an object.")
@@ -180,6 +182,8 @@ def program_from_json(data: Mapping[str, Any] | str) -> Program:
 
 def _validate(n: int, nodes: tuple[Node, ...]) -> tuple[tuple[Node, ...], tuple[Shape, ...]]:
     """Check every node and return the nodes with normalised attrs, and every shape."""
+    if not isinstance(n, int) or isinstance(n, bool):
+        raise ProgramError(f"program n={n!r}, but it must be an integer.")
     if not 1 <= n <= MAX_INPUTS:
         raise ProgramError(f"program n={n}, but it must be between 1 and {MAX_INPUTS}.")
     if not nodes or nodes[0] != Node("input"):
@@ -194,7 +198,10 @@ def _validate(n: int, nodes: tuple[Node, ...]) -> tuple[tuple[Node, ...], tuple[
         if node.kind == "const":
             if node.args or node.attrs:
                 raise ProgramError(f"node {i}: a const takes no args or attrs.")
-            value = np.asarray(node.value, dtype=np.float64)
+            try:
+                value = np.asarray(node.value, dtype=np.float64)
+            except (TypeError, ValueError):
+                raise ProgramError(f"node {i}: const values must be a number or a regular nested list.") from None
             if not np.all(np.isfinite(value)):
                 raise ProgramError(f"node {i}: const values must be finite.")
             shapes.append(value.shape)
@@ -207,7 +214,7 @@ def _validate(n: int, nodes: tuple[Node, ...]) -> tuple[tuple[Node, ...], tuple[
         if len(node.args) != spec.arity:
             raise ProgramError(f"node {i}: {node.kind} takes {spec.arity} args, got {len(node.args)}.")
         for a in node.args:
-            if not 0 <= a < i:
+            if not isinstance(a, int) or isinstance(a, bool) or not 0 <= a < i:
                 raise ProgramError(f"node {i}: arg {a} must refer to an earlier node (0..{i - 1}).")
         try:
             attrs = spec.check_attrs(node.attr_dict)

@@ -14,6 +14,7 @@ The mathematical definitions are SymPy expressions built lazily from a namespace
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,8 +53,8 @@ class AttrSpec:
     def validate(self, op: str, value: Any) -> Any:
         """Return ``value`` normalised to the attr's kind, or raise ``ValueError``."""
         if self.kind == "float":
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ValueError(f"{op}: attr {self.name}={value!r}, but it must be a number.")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"{op}: attr {self.name}={value!r}, but it must be a finite number.")
             return float(value)
         if self.kind == "int":
             if isinstance(value, bool) or not isinstance(value, int):
@@ -217,7 +218,7 @@ def _gather_shape(shapes: tuple[Shape, ...], attrs: Attrs) -> Shape:
         raise ValueError(f"gather takes a vector, got shape {a}")
     for i in attrs["idx"]:
         if not -a[0] <= i < a[0]:
-            raise ValueError(f"gather index {i} out of range for length {a[0]}")
+            raise ValueError(f"gather index {i} out of range for length {a[0]}.")
     return (len(attrs["idx"]),)
 
 
@@ -259,7 +260,7 @@ _smooth_unary(
 register_op(
     OpSpec(
         "powi", 1, "unary", Elementwise(lambda sp, a, p: a**p), attrs=(AttrSpec("p", "int"),),
-        doc="a**p for a small integer p",
+        shape=lambda shapes, attrs: _powi_shape(shapes, attrs), doc="a**p for a small integer p (1..8)",
     )
 )
 
@@ -296,6 +297,18 @@ register_op(
         doc="a if a > 0 else alpha * a",
     )
 )
+def _clip_shape(shapes: tuple[Shape, ...], attrs: Attrs) -> Shape:
+    if not attrs["lo"] < attrs["hi"]:
+        raise ValueError(f"clip needs lo < hi, got lo={attrs['lo']!r}, hi={attrs['hi']!r}.")
+    return broadcast_shape(shapes, attrs)
+
+
+def _powi_shape(shapes: tuple[Shape, ...], attrs: Attrs) -> Shape:
+    if not 1 <= attrs["p"] <= 8:
+        raise ValueError(f"powi takes a small positive integer power 1..8, got p={attrs['p']}.")
+    return broadcast_shape(shapes, attrs)
+
+
 register_op(
     OpSpec(
         "clip", 1, "unary",
@@ -303,7 +316,7 @@ register_op(
             lambda sp, a, lo, hi: [a - lo, a - hi],
             lambda sp, s, a, lo, hi: lo if s[0] < 0 else (a if s[1] < 0 else hi),
         ),
-        attrs=(AttrSpec("lo", "float"), AttrSpec("hi", "float")),
+        attrs=(AttrSpec("lo", "float"), AttrSpec("hi", "float")), shape=_clip_shape,
         special=lambda attrs: (attrs["lo"], attrs["hi"]),
         doc="min(max(a, lo), hi), lo < hi",
     )

@@ -98,7 +98,7 @@ def test_help_and_version(capsys: pytest.CaptureFixture[str]) -> None:
     ("argv", "message"),
     [
         pytest.param(["frobnicate"], "invalid choice: 'frobnicate'", id="unknown-command"),
-        pytest.param([], "a command is required, one of: backends, ops", id="no-command"),
+        pytest.param([], "a command is required, one of: run, replay, backends, ops", id="no-command"),
         pytest.param(["--bogus"], "unrecognized arguments: --bogus", id="bad-flag"),
         pytest.param(["ops", "--bogus"], "unrecognized arguments: --bogus", id="bad-subcommand-flag"),
         pytest.param(["backends", "extra"], "unrecognized arguments: extra", id="extra-argument"),

@@ -5,7 +5,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from harness.ir import Node, Program, ProgramError, const, op, program_from_json
@@ -123,7 +123,7 @@ def test_broadcasting_scalar_const() -> None:
         ),
         pytest.param(
             (op("input"), op("clip", 0, lo="a", hi=1.0), op("sum", 1)),
-            r"node 1: clip: attr lo='a', but it must be a number",
+            r"node 1: clip: attr lo='a', but it must be a finite number",
             id="attr-not-a-number",
         ),
         pytest.param(
@@ -201,6 +201,7 @@ finite = st.floats(allow_nan=False, allow_infinity=False)
 @given(st.lists(finite, min_size=1, max_size=4), st.floats(-10, 10), st.floats(0, 10))
 def test_json_round_trip_is_exact_for_any_floats(c: list[float], lo: float, width: float) -> None:
     hi = lo + width
+    assume(lo < hi)  # clip needs lo < hi (a tiny width can round away)
     p = Program(
         len(c),
         (op("input"), const(c), op("mul", 0, 1), op("clip", 2, lo=lo, hi=hi), op("sum", 3)),
@@ -270,3 +271,13 @@ def test_pretty() -> None:
 def test_pretty_has_one_line_per_node() -> None:
     p = sin_sum()
     assert len(p.pretty().splitlines()) == len(p.nodes)
+
+
+def test_clip_bounds_must_be_ordered() -> None:
+    with pytest.raises(ProgramError, match="clip needs lo < hi"):
+        Program(1, (op("input"), op("clip", 0, lo=1.0, hi=0.0), op("sum", 1)))
+
+
+def test_boolean_n_is_rejected() -> None:
+    with pytest.raises(ProgramError, match="must be an integer"):
+        Program(True, (op("input"), op("sum", 0)))
