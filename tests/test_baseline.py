@@ -107,7 +107,8 @@ def test_load_round_trips(tmp_path: Path) -> None:
     ({"entries": ["x"]}, "entry 0 must be an object"),
     ({"entries": [{"signature": 3}]}, "signature=3"),
     ({"entries": [{"signature": "jax:fwdrev|wrong_value|float64"}]}, "variant|kind|dtype|ops"),
-    ({"entries": [{"signature": "jax:*|wrong_value|float64|relu"}]}, "only in the ops part"),
+    ({"entries": [{"signature": "*:fwdrev|wrong_value|float64|relu"}]}, "only in the variant name"),
+    ({"entries": [{"signature": "jax:fwdrev|wrong_*|float64|relu"}]}, "only in the variant name"),
     ({"entries": [{"signature": "jax:fwdrev|wrong|float64|relu"}]}, "kind 'wrong'"),
     ({"entries": [{"signature": "jax:fwdrev|crash|float16|relu"}]}, "dtype 'float16'"),
     ({"entries": [{"signature": "jax|crash|float64|relu"}]}, "backend:variant"),
@@ -125,3 +126,11 @@ def test_malformed_baseline_is_one_clear_line(tmp_path: Path, data: Any, message
     assert message in text
     assert str(path) in text
     assert "\n" not in text
+
+
+def test_a_variant_pattern_covers_every_variant_of_a_backend() -> None:
+    entry = BaselineEntry("jax:*|wrong_value|float64|*tanh*", "https://example.org/1", "tanh'' near 0")
+    assert entry.matches("jax:revrev|wrong_value|float64|sum+tanh")
+    assert not entry.matches("torch:func|wrong_value|float64|sum+tanh")
+    assert not entry.matches("jax:revrev|wrong_value|float32|sum+tanh")
+    assert entry.covers_variant("jax:jit") and not entry.covers_variant("equinox:filter_hessian")
