@@ -3,9 +3,10 @@
 Equinox lowers to the same JAX primitives as the ``jax`` backend, so it reuses that
 module's lowering table, namespace and float64 context; what it adds is its own filtered
 transforms, which have had bugs of their own: with equinox 0.11.4 and jax 0.4.26,
-``eqx.filter_hessian(jax.nn.relu)(1.0)`` returned 1.0 instead of 0.0 (patrick-kidger/
-equinox#801). To catch that kind of bug, ``x`` is passed exactly as a user would (a
-``jnp`` array) and results are returned untouched.
+``eqx.filter_hessian(jax.nn.relu)(jnp.ones(()))`` returned 1.0 where ``jax.hessian``
+gave 0.0 (patrick-kidger/equinox#801, fixed in later releases). To catch that kind of bug,
+``x`` is passed exactly as a user would (a ``jnp`` array) and results are returned
+untouched.
 """
 
 from __future__ import annotations

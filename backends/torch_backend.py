@@ -11,14 +11,20 @@ unavailable) without PyTorch installed.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import warnings
 from collections.abc import Callable, Mapping
-from typing import Any, final
+from typing import TYPE_CHECKING, Any, final
 
 import numpy as np
 
 from backends.base import Backend, Variant
 from backends.lowering import Absent, Lowering, Namespace
 from backends.registry import register
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["TORCH_LOWERINGS", "TorchBackend", "autograd_hessian"]
 
@@ -55,14 +61,18 @@ TORCH_LOWERINGS: dict[str, Lowering | Absent] = {
 }
 
 
-def autograd_hessian(f: Callable[[Any], Any], vectorize: bool = False) -> Callable[[Any], Any]:
+def autograd_hessian(
+    f: "Callable[[torch.Tensor], torch.Tensor]", vectorize: bool = False
+) -> "Callable[[torch.Tensor], torch.Tensor]":
     """The Hessian function of ``f`` by ``torch.autograd.functional.hessian``.
 
     That API takes ``(f, x)`` rather than returning a transform like ``torch.func``;
-    wrapping it keeps every variant a function of ``x``. It differentiates the autograd
-    tape twice (reverse-over-reverse with ``create_graph=True``); ``vectorize=True``
-    batches the second pass with vmap instead of looping over rows.
+    wrapping it gives a function of ``x`` like ``torch.func.hessian(f)``. It
+    differentiates the autograd tape twice (reverse-over-reverse with
+    ``create_graph=True``); ``vectorize=True`` batches the second pass with vmap
+    instead of looping over rows.
     """
+    # This source is copied verbatim into reproducers: it names only ``torch``.
     import torch
 
     def hessian(x: torch.Tensor) -> torch.Tensor:
@@ -71,14 +81,28 @@ def autograd_hessian(f: Callable[[Any], Any], vectorize: bool = False) -> Callab
     return hessian
 
 
-# Markers of the torch errors that mean "this transform does not implement that op"
-# (vmap batching rules, forward-mode formulas) rather than a crash on a supported op.
+@functools.cache
+def _load_jvp_decompositions() -> None:
+    # The first forward-mode call imports torch's JVP decompositions, which call the
+    # deprecated ``torch.jit.script`` (torch 2.13). Under ``-W error`` that import fails
+    # on every call and breaks every jacfwd variant, so load it once with only that
+    # torch-internal warning silenced.
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=r"`torch\.jit\.script` is deprecated", category=DeprecationWarning
+        )
+        with contextlib.suppress(ImportError):
+            import torch._decomp.decompositions_for_jvp  # noqa: F401
+
+
+# Lower-cased fragments of torch's messages for "this transform lacks a rule for that
+# op" (vmap batching rules, forward-mode formulas, derivatives), as opposed to a crash
+# on an op it claims to support.
 _UNSUPPORTED_MARKERS = (
     "batching rule not implemented",
-    "does not support forward ad",
-    "forward ad is not implemented",
-    "not implemented for",
-    "is not supported",
+    "does not yet have a batching rule",
+    "trying to use forward ad with",
+    "is not implemented",
 )
 
 
@@ -121,6 +145,7 @@ class TorchBackend(Backend):
         import torch.func  # noqa: F401 - makes ``torch.func`` an attribute on old versions
         import torch.nn.functional as F
 
+        _load_jvp_decompositions()
         return Namespace(torch=torch, F=F, dtype=getattr(torch, dtype))
 
     def source_names(self, dtype: str) -> Mapping[str, str]:
@@ -131,8 +156,8 @@ class TorchBackend(Backend):
 
         ``torch.func`` may return a ZeroTensor (an all-zero tensor without storage, e.g.
         ``jacrev(jacrev(abs))`` at 0). Its ``.numpy()`` raises on recent torch and, before
-        pytorch/pytorch#164487, silently returned uninitialised memory (#89034), so it is
-        detected explicitly rather than trusted to convert.
+        pytorch/pytorch#164487, silently returned uninitialised memory (pytorch/pytorch
+        #89034), so it is detected explicitly rather than trusted to convert.
         """
         import torch
 
@@ -143,6 +168,8 @@ class TorchBackend(Backend):
         return np.array(value.numpy(force=True), copy=True)
 
     def source_to_numpy(self, expr: str) -> str:
+        # The same guard as ``to_numpy``, so a reproducer run on an older torch does not
+        # print uninitialised memory for a ZeroTensor Hessian.
         return (
             f"(torch.zeros({expr}.shape, dtype={expr}.dtype) if {expr}._is_zerotensor() "
             f"else {expr}).numpy(force=True)"
@@ -153,9 +180,9 @@ class TorchBackend(Backend):
         if reason is not None:
             return reason
         message = str(exc)
-        first = message.splitlines()[0] if message else ""
-        if isinstance(exc, RuntimeError) and any(k in message.lower() for k in _UNSUPPORTED_MARKERS):
-            return f"{type(exc).__name__}: {first}"
+        lowered = message.lower()
+        if isinstance(exc, RuntimeError) and any(m in lowered for m in _UNSUPPORTED_MARKERS):
+            return f"{type(exc).__name__}: {message.splitlines()[0]}"
         return None
 
 

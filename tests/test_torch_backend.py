@@ -1,0 +1,382 @@
+"""The PyTorch backend: every variant agrees with JAX on smooth programs, its emitted
+reproducers run standalone and print the adapter's numbers, and torch's odd result
+types (ZeroTensor) and a missing install are handled cleanly."""
+
+from __future__ import annotations
+
+import ast
+import functools
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from backends.base import BackendUnavailable, BackendVariant, Unsupported
+from backends.registry import check_backend, get_backend, get_variant
+from harness.ir import Node, Program, const, op
+from harness.ops import CATALOGUE
+
+BACKEND = get_backend("torch")
+for _backend in (BACKEND, get_backend("jax")):
+    if not _backend.availability().available:
+        pytest.skip(_backend.availability().reason, allow_module_level=True)
+
+import torch  # noqa: E402
+VARIANTS = list(BACKEND.variants)
+DTYPES = ("float32", "float64")
+RTOL = {"float32": 1e-4, "float64": 1e-10}
+REPO = Path(__file__).resolve().parents[1]
+
+
+# --- programs -------------------------------------------------------------------------
+
+
+def _polynomial() -> Program:
+    # sum(x**3 * x[perm]) + 0.5 * sum(x * x) - sum(x / c)
+    return Program(3, (
+        Node("input"),
+        op("powi", 0, p=3),
+        op("gather", 0, idx=(1, 2, 0)),
+        op("mul", 1, 2),
+        op("square", 0),
+        const(0.5),
+        op("mul", 4, 5),
+        op("add", 3, 6),
+        const([2.0, -3.0, 4.0]),
+        op("div", 0, 8),
+        op("sub", 7, 9),
+        op("sum", 10),
+    ))
+
+
+def _mlp() -> Program:
+    # w2 @ tanh(W1 @ x + b1): a dense Hessian through matmul with constant weights.
+    w1 = [[0.5, -0.3, 0.8], [0.1, 0.9, -0.4], [-0.7, 0.2, 0.6], [0.3, -0.5, -0.2]]
+    return Program(3, (
+        Node("input"),
+        const(w1),
+        op("matmul", 1, 0),
+        const([0.1, -0.2, 0.3, 0.05]),
+        op("add", 2, 3),
+        op("tanh", 4),
+        const([1.0, -0.5, 0.7, 1.3]),
+        op("matmul", 6, 5),
+    ))
+
+
+def _kinks() -> Program:
+    # relu, abs, leaky_relu and clip, each away from its kink at the test point.
+    return Program(4, (
+        Node("input"),
+        op("relu", 0),
+        op("sin", 0),
+        op("mul", 1, 2),
+        op("abs", 0),
+        op("exp", 0),
+        op("mul", 4, 5),
+        op("leaky_relu", 0, alpha=0.2),
+        op("powi", 7, p=3),
+        op("clip", 0, lo=-0.5, hi=0.5),
+        op("cos", 9),
+        op("add", 3, 6),
+        op("add", 11, 8),
+        op("mul", 12, 10),
+        op("sum", 13),
+    ))
+
+
+def _select() -> Program:
+    # maximum, minimum and where between smooth branches, away from ties.
+    return Program(4, (
+        Node("input"),
+        op("sin", 0),
+        op("cos", 0),
+        op("maximum", 1, 2),
+        op("minimum", 1, 2),
+        const([1.0, -1.0, 0.5, -2.0]),
+        op("exp", 0),
+        op("square", 0),
+        op("where", 5, 6, 7),
+        op("mul", 3, 4),
+        op("add", 9, 8),
+        op("mean", 10),
+        op("sigmoid", 11),
+    ))
+
+
+def _reversed_gather() -> Program:
+    # sin(sum(x * x[::-1])): the reversal couples x_i with x_{n-1-i}, the outer sin
+    # makes every pair interact, so the Hessian is dense.
+    return Program(4, (
+        Node("input"),
+        op("gather", 0, idx=(3, 2, 1, 0)),
+        op("mul", 0, 1),
+        op("sum", 2),
+        op("sin", 3),
+    ))
+
+
+def _every_op() -> Program:
+    """Every catalogue op once, each away from its kinks, ties and domain bounds at
+    ``x = [0.4, 1.3, 0.8]``, the terms summed: one compile per variant covers the table."""
+    nodes = [Node("input")]
+
+    def add(node: Node) -> int:
+        nodes.append(node)
+        return len(nodes) - 1
+
+    x = 0
+    s = add(op("sub", x, add(const([0.9, 0.2, 1.5]))))  # [-0.5, 1.1, -0.7]: mixed signs
+    t = add(op("mul", x, add(const([0.3, -0.2, 0.7]))))  # never ties with s
+    select = add(const([1.0, -1.0, 2.0]))
+    weights = add(const(np.arange(9.0).reshape(3, 3) / 10 - 0.4))
+    special = {
+        "log": lambda: op("log", x),
+        "div": lambda: op("div", t, x),
+        "powi": lambda: op("powi", s, p=3),
+        "leaky_relu": lambda: op("leaky_relu", s, alpha=0.1),
+        "clip": lambda: op("clip", s, lo=-0.6, hi=0.6),
+        "gather": lambda: op("gather", s, idx=(2, -3, 2)),
+        "matmul": lambda: op("matmul", weights, s),
+        "where": lambda: op("where", select, s, t),
+    }
+    terms = []
+    for name, spec in sorted(CATALOGUE.items()):
+        if name in special:
+            value = add(special[name]())
+        elif spec.group == "reduction":
+            terms.append(add(op(name, add(op("mul", s, t)))))
+            continue
+        else:
+            value = add(op(name, *(s, t)[: spec.arity]))
+        terms.append(add(op("sum", add(op("mul", value, x)))))
+    total = terms[0]
+    for term in terms[1:]:
+        total = add(op("add", total, term))
+    return Program(3, tuple(nodes))
+
+
+PROGRAMS = {
+    "polynomial": (_polynomial(), [0.7, -1.1, 0.4]),
+    "mlp": (_mlp(), [0.3, -0.6, 1.2]),
+    "kinks": (_kinks(), [0.8, -1.2, 0.3, -0.4]),
+    "select": (_select(), [0.3, 1.1, -0.9, 2.0]),
+    "reversed_gather": (_reversed_gather(), [0.5, -0.8, 1.3, 0.2]),
+    "every_op": (_every_op(), [0.4, 1.3, 0.8]),
+}
+
+
+@functools.cache
+def _point(key: str, dtype: str) -> np.ndarray:
+    return np.asarray(PROGRAMS[key][1], dtype=dtype)
+
+
+@functools.cache
+def _reference(program: Program, x: tuple[float, ...]) -> np.ndarray:
+    # jax:fwdrev in float64 is the reference for both dtypes: a float32 result is
+    # compared with it at the float32-rounded point. Eager JAX compiles every primitive
+    # on first use (seconds a program), so each reference is computed once.
+    return get_variant("jax:fwdrev").hessian(program, np.asarray(x, dtype=np.float64))
+
+
+def _assert_close(actual: np.ndarray, expected: np.ndarray, dtype: str) -> None:
+    assert actual.shape == expected.shape
+    scale = max(1.0, float(np.max(np.abs(expected))))
+    error = float(np.max(np.abs(actual - expected))) / scale
+    assert error <= RTOL[dtype], f"relative error {error:.3g} > {RTOL[dtype]:.0e}"
+
+
+def _variant_params() -> list:
+    return [
+        pytest.param(v, d, id=f"torch:{v}-{d}") for v in VARIANTS for d in DTYPES
+    ]
+
+
+# --- agreement with JAX -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", sorted(PROGRAMS))
+@pytest.mark.parametrize("variant,dtype", _variant_params())
+def test_hand_built_programs_agree_with_jax(variant: str, dtype: str, key: str) -> None:
+    program, point = PROGRAMS[key][0], _point(key, dtype)
+    actual = BackendVariant(BACKEND, variant).hessian(program, point)
+    assert actual.dtype == np.dtype(dtype)
+    _assert_close(actual, _reference(program, tuple(point.tolist())), dtype)
+
+
+def test_every_op_program_covers_the_catalogue() -> None:
+    assert PROGRAMS["every_op"][0].op_names == set(CATALOGUE)
+
+
+def test_gradient_and_value_agree_with_jax() -> None:
+    program, x = PROGRAMS["mlp"]
+    point = np.asarray(x)
+    torch_variant, jax_variant = BackendVariant(BACKEND, "func"), get_variant("jax:fwdrev")
+    np.testing.assert_allclose(
+        torch_variant.gradient(program, point), jax_variant.gradient(program, point), rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        torch_variant.value(program, point), jax_variant.value(program, point), rtol=1e-12
+    )
+
+
+def test_registration_is_valid() -> None:
+    check_backend(BACKEND)
+
+
+# --- emitted reproducers ----------------------------------------------------------------
+
+ABS_AT_ZERO = Program(2, (Node("input"), op("abs", 0), op("sum", 1)))
+SCRIPT_CASES = [
+    (variant, dtype, key) for key in ("mlp", "reversed_gather") for variant in VARIANTS
+    for dtype in DTYPES
+] + [("func-revrev", "float64", "abs_at_zero")]
+
+
+def _case(key: str, dtype: str) -> tuple[Program, np.ndarray]:
+    if key == "abs_at_zero":
+        return ABS_AT_ZERO, np.zeros(2, dtype=dtype)
+    return PROGRAMS[key][0], _point(key, dtype)
+
+
+# The reproducers run in one fresh interpreter (not the test process, and not able to
+# import hessdiff: cwd is a scratch directory and PYTHONPATH is dropped), each script as
+# ``__main__`` in its own namespace, so a script that leans on a name it does not define
+# or import still fails. Importing torch and its lazily loaded torch._dynamo costs ~4
+# CPU-seconds per interpreter, so one interpreter per script would make this file take
+# minutes on a small machine; the scripts set no global torch state to leak.
+_RUNNER = """
+import runpy, sys, traceback
+for path in sys.argv[1:]:
+    print("#script", path, flush=True)
+    try:
+        runpy.run_path(path, run_name="__main__")
+    except BaseException:
+        traceback.print_exc(file=sys.stdout)
+    sys.stdout.flush()
+"""
+
+
+def _run_scripts(workdir: Path, scripts: dict[str, str]) -> dict[str, str]:
+    """Run ``name -> source`` scripts in one fresh interpreter; ``name -> stdout``."""
+    paths = []
+    for name, source in scripts.items():
+        path = workdir / f"{name}.py"
+        path.write_text(source)
+        paths.append(str(path))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    run = subprocess.run(
+        [sys.executable, "-c", _RUNNER, *paths], cwd=workdir, env=env, capture_output=True,
+        text=True, timeout=600,
+    )
+    assert run.returncode == 0, run.stderr
+    sections = run.stdout.split("#script ")[1:]
+    return {Path(s.split("\n", 1)[0]).stem: s.split("\n", 1)[1] for s in sections}
+
+
+@pytest.fixture(scope="module")
+def script_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str, str], str]:
+    """Every reproducer's stdout, each run once, float32 first."""
+    cases = sorted(SCRIPT_CASES, key=lambda case: DTYPES.index(case[1]))
+    scripts = {
+        "-".join((v, d, k)): BackendVariant(BACKEND, v).source(*_case(k, d)) for v, d, k in cases
+    }
+    outputs = _run_scripts(tmp_path_factory.mktemp("torch_scripts"), scripts)
+    return {case: outputs["-".join(case)] for case in SCRIPT_CASES}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "case", [pytest.param(c, id=f"torch:{c[0]}-{c[1]}-{c[2]}") for c in SCRIPT_CASES]
+)
+def test_emitted_source_reproduces_adapter_result(script_runs: dict, case: tuple) -> None:
+    variant, dtype, key = case
+    stdout = script_runs[case]
+    label, _, printed = stdout.strip().splitlines()[-1].partition(" hessian: ")
+    assert label == f"torch:{variant}", stdout
+    expected = BackendVariant(BACKEND, variant).hessian(*_case(key, dtype))
+    np.testing.assert_array_equal(np.asarray(ast.literal_eval(printed)), expected)
+
+
+def test_emitted_source_is_plain_python() -> None:
+    program, _ = PROGRAMS["mlp"]
+    source = BackendVariant(BACKEND, "autograd").source(program, _point("mlp", "float32"))
+    assert "def autograd_hessian(" in source
+    assert "H = autograd_hessian(f)(x)" in source
+    assert "dtype=torch.float32" in source
+    compile(source, "<reproducer>", "exec")
+
+
+# --- torch's odd results and a missing install --------------------------------------
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=[f"torch:{v}" for v in VARIANTS])
+def test_abs_at_zero_does_not_crash(variant: str) -> None:
+    # With torch 2.13, jacrev(jacrev(abs)) at 0 returns an internal ZeroTensor whose
+    # .numpy() raises (older torch returned garbage); which variants do so varies.
+    hessian = BackendVariant(BACKEND, variant).hessian(ABS_AT_ZERO, np.zeros(2))
+    np.testing.assert_array_equal(hessian, np.zeros((2, 2)))
+
+
+def test_to_numpy_materialises_zerotensor() -> None:
+    make = getattr(torch, "_efficientzerotensor", None)
+    if make is None:
+        pytest.skip("this torch has no ZeroTensor constructor")
+    zero = make((2, 3), dtype=torch.float32)
+    assert zero._is_zerotensor()
+    out = BACKEND.to_numpy(zero)
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, np.zeros((2, 3)))
+
+
+def test_to_numpy_detaches() -> None:
+    value = torch.ones(2, dtype=torch.float64, requires_grad=True) * 2
+    np.testing.assert_array_equal(BACKEND.to_numpy(value), [2.0, 2.0])
+
+
+def test_unsupported_reason_recognises_missing_rules() -> None:
+    missing = RuntimeError("Batching rule not implemented for aten::foo.\nmore")
+    assert BACKEND.unsupported_reason(missing) == (
+        "RuntimeError: Batching rule not implemented for aten::foo."
+    )
+    assert BACKEND.unsupported_reason(NotImplementedError("Trying to use forward AD")) is not None
+    assert BACKEND.unsupported_reason(RuntimeError("size mismatch")) is None
+
+
+def test_unavailable_when_a_module_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(BACKEND, "modules", ("torch", "hessdiff_no_such_module"))
+    status = BACKEND.availability()
+    assert not status.available
+    assert "hessdiff_no_such_module" in status.reason
+    assert "pip install 'hessdiff[torch]'" in status.reason
+    with pytest.raises(BackendUnavailable, match="hessdiff_no_such_module"):
+        BackendVariant(BACKEND, "func").hessian(ABS_AT_ZERO, np.ones(2))
+
+
+def test_module_imports_without_torch() -> None:
+    # The backend module must import (and report unavailable) where torch is absent.
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "import backends.torch_backend as tb\n"
+        "status = tb.TorchBackend().availability()\n"
+        "assert not status.available, status\n"
+        "print(status.reason)\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, run.stderr
+    assert "torch is not importable" in run.stdout
+
+
+def test_unsupported_is_raised_not_crashed(monkeypatch: pytest.MonkeyPatch) -> None:
+    def missing_rule(m, a):  # noqa: ANN001, ANN202 - a lowering
+        raise RuntimeError("Batching rule not implemented for aten::sin.")
+
+    monkeypatch.setitem(BACKEND.lowerings, "sin", missing_rule)
+    program = Program(1, (Node("input"), op("sin", 0), op("sum", 1)))
+    with pytest.raises(Unsupported, match="torch:func: RuntimeError: Batching rule"):
+        BackendVariant(BACKEND, "func").hessian(program, np.ones(1))
