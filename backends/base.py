@@ -299,11 +299,15 @@ class BackendVariant:
         names.update({h.__name__: h.__name__ for h in self.spec.helpers})
         call = self.spec.compose(SourceNamespace(names), Src("f"))
         helpers = "\n\n\n".join(inspect.getsource(h).strip() for h in self.spec.helpers)
-        lines = ["import numpy as np", self.backend.source_imports.strip()]
+        # Helpers are copied with their annotations: postpone them, so an annotation may
+        # name something the script does not import.
+        lines = ["from __future__ import annotations", "", "import numpy as np",
+                 self.backend.source_imports.strip()]
         setup = self.backend.source_setup(dtype).strip()
         if setup:
             lines += ["", setup]
-        lines += [""] + consts + ["", "", "def f(x):"] + [f"    {line}" for line in body]
+        lines += ["", ""] + (consts + ["", ""] if consts else []) + ["def f(x):"]
+        lines += [f"    {line}" for line in body]
         if helpers.strip():
             lines += ["", "", helpers.strip()]
         const_line = self.backend.lowerings["const"](

@@ -154,6 +154,11 @@ class OpSpec:
             is undefined (log of a negative, division by 0).
         special: ``special(attrs)`` gives the argument values at which the op's derivative
             rule is special (kinks, ties, bounds); the generator aims intermediates there.
+        rule_scale: for a unary op that frameworks differentiate through its *output*
+            (tanh' = 1 - y**2, sigmoid' = y (1 - y)): ``rule_scale(sp, a)`` gives the
+            magnitude of the terms those formulas add at orders 1, 2, 3. Such a formula is
+            accurate to eps times these, not to eps times the derivative itself (which
+            is tiny where the output saturates), and the judge allows for it.
         smooth: whether the op is twice differentiable everywhere on its domain.
         doc: one line for ``hessdiff ops``.
     """
@@ -167,6 +172,7 @@ class OpSpec:
     domain: Callable[[tuple[Any, ...]], bool] | None = None
     special: Callable[[Attrs], tuple[float, ...]] = field(default=lambda attrs: ())
     doc: str = ""
+    rule_scale: Callable[..., tuple[Any, Any, Any]] | None = None
 
     @property
     def smooth(self) -> bool:
@@ -245,17 +251,28 @@ _smooth_unary("neg", lambda sp, a: -a, "negation")
 _smooth_unary("square", lambda sp, a: a**2, "a**2")
 _smooth_unary("sin", lambda sp, a: sp.sin(a), "sine")
 _smooth_unary("cos", lambda sp, a: sp.cos(a), "cosine")
-_smooth_unary("tanh", lambda sp, a: sp.tanh(a), "hyperbolic tangent", group="activation")
+# tanh' = (1 - y)(1 + y) and its derivatives are computed from y = tanh(a) by every
+# framework: terms of magnitude about 1 whatever the (tiny) result.
+_smooth_unary(
+    "tanh", lambda sp, a: sp.tanh(a), "hyperbolic tangent", group="activation",
+    rule_scale=lambda sp, a: (1 + sp.tanh(a) ** 2, 2 * (1 + sp.tanh(a) ** 2), 2 + 6 * sp.tanh(a) ** 2),
+)
 _smooth_unary("exp", lambda sp, a: sp.exp(a), "exponential")
 _smooth_unary(
     "log", lambda sp, a: sp.log(a), "natural log (domain a > 0)", domain=_positive,
     special=lambda attrs: (0.0,),
 )
+# sigmoid' = y (1 - y), from y = sigmoid(a): terms of magnitude y, y**2 (the difference
+# 1 - y has an absolute error of eps where y saturates at 1).
+_sigmoid = lambda sp, a: 1 / (1 + sp.exp(-a))  # noqa: E731
 _smooth_unary(
-    "sigmoid", lambda sp, a: 1 / (1 + sp.exp(-a)), "logistic sigmoid", group="activation"
+    "sigmoid", _sigmoid, "logistic sigmoid", group="activation",
+    rule_scale=lambda sp, a: (2 * _sigmoid(sp, a), 6 * _sigmoid(sp, a), 26 * _sigmoid(sp, a)),
 )
+# softplus' = sigmoid(a), so its second and third derivatives are sigmoid's first two.
 _smooth_unary(
-    "softplus", lambda sp, a: sp.log(1 + sp.exp(a)), "log(1 + exp(a))", group="activation"
+    "softplus", lambda sp, a: sp.log(1 + sp.exp(a)), "log(1 + exp(a))", group="activation",
+    rule_scale=lambda sp, a: (_sigmoid(sp, a), 2 * _sigmoid(sp, a), 6 * _sigmoid(sp, a)),
 )
 register_op(
     OpSpec(

@@ -23,6 +23,7 @@ requested dtype first: it judges the float32 program the framework actually ran.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 from collections.abc import Callable, Sequence
@@ -156,6 +157,9 @@ class _Rule:
     d1: tuple[Callable[..., Any], ...]
     d2: tuple[tuple[Callable[..., Any], ...], ...]
     d3: tuple[tuple[tuple[Callable[..., Any], ...], ...], ...]
+    # For a unary op whose frameworks compute derivatives from its output (tanh' as
+    # 1 - y*y): the magnitude of the terms those formulas add, orders 1..3.
+    rule_scale: tuple[Callable[..., Any], ...] | None = None
 
 
 def _sympy() -> Any:
@@ -202,7 +206,12 @@ def _smooth_rule(op: str, int_attrs: tuple[tuple[str, Any], ...]) -> _Rule:
     assert isinstance(spec.math, Elementwise)
     floats = tuple(a.name for a in spec.attrs if a.kind == "float")
     sp, args, fattrs, expr = _compile(spec.math.expr, spec.arity, dict(int_attrs), floats)
-    return _rule_from_expr(sp, args, [*args, *fattrs.values()], expr)
+    params = [*args, *fattrs.values()]
+    rule = _rule_from_expr(sp, args, params, expr)
+    if spec.rule_scale is not None:
+        scales = spec.rule_scale(sp, *args, **dict(int_attrs), **fattrs)
+        rule = dataclasses.replace(rule, rule_scale=tuple(_lambdify(sp, params, e) for e in scales))
+    return rule
 
 
 @functools.lru_cache(maxsize=None)
@@ -413,9 +422,19 @@ def _apply_rule(rule: _Rule, point: list[Any], args: list[_Jet], idx: tuple[int,
         for j in active:
             hess = hess + _mul0(d2[i, j], _outer(g[i], g[j]))
     # Error scales: |d| grows by the second derivative times the argument's own error.
-    d1m = {i: _fabs(d1[i]) + sum(_fabs(d2.get((i, j), _ZERO)) * vm[j] for j in active) for i in active}
+    # The error of a derivative rule: its own rounding (or, for rules computed from the
+    # op's output, the terms that formula adds) plus the argument's error times the next
+    # derivative.
+    if rule.rule_scale is not None:
+        s1, s2, s3 = (_fabs(r(*point)) for r in rule.rule_scale)
+    else:
+        s1 = s2 = s3 = 0.0
+    d1m = {
+        i: max(_fabs(d1[i]), s1) + sum(max(_fabs(d2.get((i, j), _ZERO)), s2) * vm[j] for j in active)
+        for i in active
+    }
     d2m = {
-        (i, j): _fabs(d2[i, j]) + sum(_fabs(d3[i, j, m]) * vm[m] for m in range(k))
+        (i, j): max(_fabs(d2[i, j]), s2) + sum(max(_fabs(d3[i, j, m]), s3) * vm[m] for m in range(k))
         for i in active for j in active
     }
     grad_scale = sum(d1m[i] * gabs[i] + _fabs(d1[i]) * gm[i] for i in active)
