@@ -98,10 +98,12 @@ def render_repro(finding: Finding) -> str:
     point = np.asarray(finding.point, dtype=np.float64).astype(finding.dtype)
     body = variant.source(finding.program, point)
     to_numpy = variant.backend.source_to_numpy("H")
+    future, _, body = body.partition("\n") if body.startswith("from __future__") else ("", "", body)
     parts = [
         '"""' + _docstring_escape(_docstring(finding, variant)) + '"""',
+        *([future] if future else []),
         _prelude(finding),
-        body.rstrip("\n"),
+        body.strip("\n"),
         "",
         _check(finding, to_numpy),
     ]

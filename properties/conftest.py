@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from backends import all_backends, all_variants
 from harness.baseline import Baseline, load_baseline
 
 BASELINE_PATH = Path(__file__).resolve().parent.parent / "reports" / "baseline.json"
@@ -18,17 +17,3 @@ BASELINE_PATH = Path(__file__).resolve().parent.parent / "reports" / "baseline.j
 @pytest.fixture(scope="session")
 def baseline() -> Baseline:
     return load_baseline(BASELINE_PATH)
-
-
-def backend_params() -> list:
-    """One parameter per backend, skipped with the install hint if it is missing."""
-    params = []
-    for backend in all_backends():
-        status = backend.availability()
-        marks = [] if status.available else [pytest.mark.skip(reason=status.reason)]
-        params.append(pytest.param(backend.name, id=backend.name, marks=marks))
-    return params
-
-
-def variants_of(backend: str) -> list:
-    return all_variants([backend])

@@ -13,7 +13,7 @@ from hypothesis import given
 
 from harness.engine import check_case
 from harness.strategies import Case, cases
-from properties.conftest import backend_params, variants_of
+from _params import backend_params, variants_of
 
 
 def _signature(case: Case, variant: str, kind) -> str:
