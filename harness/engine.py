@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import time
 import traceback
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,11 +25,13 @@ import numpy as np
 
 from backends import BackendVariant, Unsupported
 from harness.findings import Kind
+from harness.ir import Program
 from harness.oracle import OracleResult, OutOfDomain, evaluate, piecewise_linear
 from harness.strategies import Case
 from harness.tolerance import tolerance_for
 
-__all__ = ["CaseResult", "HarnessError", "Outcome", "Verdict", "check_case", "judge", "run_variant"]
+__all__ = ["CaseResult", "HarnessError", "Outcome", "Runner", "Verdict", "check_case", "judge", "run_points",
+           "run_variant"]
 
 _OWN_DIRS = tuple(
     os.path.dirname(os.path.abspath(p))
@@ -44,7 +47,11 @@ class HarnessError(RuntimeError):
 
 @dataclass(frozen=True)
 class Outcome:
-    """What one variant did on one case: a Hessian, "unsupported", or a crash."""
+    """What one variant did on one case: a Hessian, "unsupported", a crash or a timeout.
+
+    ``status`` is one of "ok", "unsupported", "crash", "timeout" (the last only from a
+    variant run in a worker process, ``harness.worker``, which can kill a hung call).
+    """
 
     variant: str
     status: str
@@ -78,6 +85,25 @@ class CaseResult:
         return {name: o.hessian for name, o in self.outcomes.items()}
 
 
+class Runner(ABC):
+    """A variant run somewhere else than in this process (``harness.worker``).
+
+    The engine calls ``run(case)`` instead of the variant's ``hessian``: a runner may turn
+    a dead or hung framework into a crash or timeout outcome instead of dying with it.
+    """
+
+    name: str
+    variant: BackendVariant
+
+    @property
+    def backend(self) -> Any:
+        return self.variant.backend
+
+    @abstractmethod
+    def run(self, case: Case) -> Outcome:
+        """What the variant did on ``case``; raises ``HarnessError`` for our own bug."""
+
+
 def _ours(filename: str) -> bool:
     path = os.path.abspath(filename)
     return any(path.startswith(d + os.sep) for d in _OWN_DIRS)
@@ -108,13 +134,32 @@ def run_variant(variant: BackendVariant, case: Case) -> Outcome:
     return Outcome(variant.name, "ok", hessian, seconds=seconds)
 
 
-def check_case(case: Case, variants: Sequence[BackendVariant]) -> CaseResult:
-    """Run the oracle and every variant on ``case``, and judge them."""
+def run_points(variant: BackendVariant, program: Program, points: Sequence[np.ndarray],
+               dtype: str) -> list[Outcome]:
+    """One outcome per point, from one batched call (``BackendVariant.hessians``).
+
+    If the batched call fails in any way (the framework cannot vectorise this program),
+    every point is run on its own, so the outcomes are the ones ``run_variant`` gives.
+    """
+    xs = np.stack([np.asarray(p, dtype=np.float64) for p in points]).astype(dtype)
+    start = time.perf_counter()
+    try:
+        batch = np.asarray(variant.hessians(program, xs), dtype=np.float64)
+    except Exception:  # noqa: BLE001 - fall back to the one-point path, which classifies
+        batch = None
+    seconds = (time.perf_counter() - start) / max(len(xs), 1)
+    if batch is None or batch.shape[:1] != (len(xs),):
+        return [run_variant(variant, Case(program, np.asarray(p, dtype=np.float64), dtype)) for p in points]
+    return [Outcome(variant.name, "ok", batch[k], seconds=seconds) for k in range(len(xs))]
+
+
+def check_case(case: Case, variants: Sequence[BackendVariant | Runner]) -> CaseResult:
+    """Run the oracle and every variant (or runner) on ``case``, and judge them."""
     try:
         oracle = evaluate(case.program, case.point, case.dtype)
     except OutOfDomain as exc:
         return CaseResult(case, None, "out_of_domain", {}, note=str(exc))
-    outcomes = {v.name: run_variant(v, case) for v in variants}
+    outcomes = {v.name: v.run(case) if isinstance(v, Runner) else run_variant(v, case) for v in variants}
     return judge(case, oracle, outcomes)
 
 
@@ -133,6 +178,9 @@ def judge(case: Case, oracle: OracleResult, outcomes: dict[str, Outcome]) -> Cas
             continue
         if outcome.status == "crash":
             result.verdicts.append(Verdict(name, Kind.CRASH, f"{name} raised {outcome.error}"))
+            continue
+        if outcome.status == "timeout":
+            result.verdicts.append(Verdict(name, Kind.TIMEOUT, f"{name} {outcome.error}"))
             continue
         tol = tolerance_for(name, case.dtype)
         if oracle.max_magnitude > tol.max_magnitude / 4:
@@ -204,9 +252,10 @@ def _judge_values(name: str, h: np.ndarray, expected: np.ndarray, defined: np.nd
         return Verdict(
             name, Kind.NOISE,
             f"{name} returns H[{i},{j}] = {float(h[i, j])!r} vs {float(expected[i, j])!r}: a relative "
-            f"error over {NOISE_ULPS:g}x{tol.factor:g} ulps, dismissed: the entry is a cancellation "
-            f"of terms {cond:.3g}x larger than itself, and the difference is within that error "
-            "scale.",
+            f"error over {NOISE_ULPS:g}x{tol.factor:g} ulps, dismissed: the terms rounded on the "
+            f"way to this entry are {cond:.3g}x larger than it (cancellation in the chain rule, or "
+            "in a derivative formula computed from an op's output, like tanh' = 1 - y*y where tanh "
+            "saturates), and the difference is within eps times those terms.",
             float(err.max()),
         )
     return None
