@@ -125,6 +125,13 @@ def _build_parser() -> _Parser:
                      help="known-issues baseline (default reports/baseline.json)")
     run.add_argument("--ops", default=None, metavar="LIST", help="restrict generation to these ops")
     run.add_argument("--max-ops", type=int, default=6, help="ops per generated program (default 6)")
+    run.add_argument("--resume", default=None, metavar="DIR",
+                     help="continue the run in DIR (reports/<run>): same seed and settings, its "
+                          "findings not reported again")
+    run.add_argument("--timeout", default="120s",
+                     help="per-call limit for one backend's Hessian; a hang is a timeout finding (default 120s)")
+    run.add_argument("--no-isolate", action="store_true",
+                     help="run the frameworks in this process (faster start; a segfault ends the run)")
     run.set_defaults(run=_cmd_run)
 
     replay = commands.add_parser("replay", help="re-run findings against the installed versions")
@@ -167,13 +174,22 @@ def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         if args.max_ops < 1:
             raise UsageError(f"--max-ops={args.max_ops}, but it must be at least 1.")
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        try:
+            timeout = parse_budget(args.timeout)
+        except UsageError:
+            raise UsageError(f"--timeout={args.timeout!r}, but it must be a positive duration like "
+                             "30s or 2m.") from None
+        if args.resume and args.out and Path(args.out) != Path(args.resume):
+            raise UsageError(f"--out={args.out!r} with --resume={args.resume!r}: a resumed run "
+                             "writes into the folder it resumes; drop --out.")
+        target = Path(args.resume or args.out or Path("reports") / f"run-{stamp}")
         return run(
             backends=args.backends, budget=budget, seed=args.seed, dtypes=dtypes,
-            out=Path(args.out) if args.out else Path("reports") / f"run-{stamp}",
-            baseline_path=Path(args.baseline), ops=ops, max_ops=args.max_ops, stdout=out,
+            out=target, baseline_path=Path(args.baseline), ops=ops, max_ops=args.max_ops, stdout=out,
+            isolate=not args.no_isolate, timeout=timeout, resume=bool(args.resume),
         )
     except UsageError as exc:
-        raise _UsageError(f"hessdiff run: {exc}") from None
+        raise _UsageError(f"hessdiff run: error: {exc}") from None
 
 
 def _cmd_replay(args: argparse.Namespace, out: TextIO) -> int:
@@ -184,7 +200,7 @@ def _cmd_replay(args: argparse.Namespace, out: TextIO) -> int:
     try:
         return replay(Path(args.finding), stdout=out)
     except UsageError as exc:
-        raise _UsageError(f"hessdiff replay: {exc}") from None
+        raise _UsageError(f"hessdiff replay: error: {exc}") from None
 
 
 def _cmd_backends(args: argparse.Namespace, out: TextIO) -> int:

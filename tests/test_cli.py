@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import os
 import shutil
 import subprocess
@@ -102,6 +104,14 @@ def test_help_and_version(capsys: pytest.CaptureFixture[str]) -> None:
         pytest.param(["--bogus"], "unrecognized arguments: --bogus", id="bad-flag"),
         pytest.param(["ops", "--bogus"], "unrecognized arguments: --bogus", id="bad-subcommand-flag"),
         pytest.param(["backends", "extra"], "unrecognized arguments: extra", id="extra-argument"),
+        pytest.param(["run", "--backends", "nope"], "unknown backend 'nope'", id="run-unknown-backend"),
+        pytest.param(["run", "--backends", "jax:nope"], "unknown variant 'jax:nope'", id="run-unknown-variant"),
+        pytest.param(["run", "--budget", "soon"], "--budget='soon', but it must be", id="run-bad-budget"),
+        pytest.param(["run", "--dtype", "float16"], "--dtype='float16'", id="run-bad-dtype"),
+        pytest.param(["run", "--ops", "frobnicate"], "unknown ops ['frobnicate']", id="run-unknown-op"),
+        pytest.param(["run", "--seed", "x"], "invalid int value: 'x'", id="run-bad-seed"),
+        pytest.param(["replay", "/nonexistent/finding.json"], "cannot read /nonexistent/finding.json",
+                     id="replay-unreadable"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(
@@ -111,7 +121,7 @@ def test_bad_input_exits_2_with_one_line(
     assert code == 2
     assert out == ""
     assert_one_line_no_traceback(err)
-    assert err.startswith("hessdiff: error: ")
+    assert re.match(r"hessdiff( \w+)?: error: ", err), err
     assert message in err
 
 
@@ -199,3 +209,11 @@ def test_installed_console_script(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "jax" in done.stdout
+
+
+def test_replay_of_a_malformed_finding_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path) -> None:
+    bad = tmp_path / "finding.json"
+    bad.write_text('{"kind": "wrong_value"}')
+    code, out, err = run(capsys, "replay", str(bad))
+    assert code == 2
+    assert err.count("\n") == 1 and "malformed finding" in err and "Traceback" not in err
