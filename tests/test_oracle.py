@@ -118,3 +118,18 @@ def test_fd_hessian_of_a_known_gradient() -> None:
     exact = np.array([[-np.sin(0.4) * 2.0, np.cos(0.4)], [np.cos(0.4), 0.0]])
     assert fd.agrees(exact)
     assert not fd.agrees(exact + 1e-3)
+
+
+@pytest.mark.parametrize("a", [-270.0, 200.0, 21.0, -3.0])
+def test_rules_that_cancel_still_give_every_digit(a: float) -> None:
+    # softplus = log(1 + exp(a)) is 0 at 50 digits for a = -270, and softplus'' as SymPy
+    # writes it is a difference of two numbers near 1 for a = 200: the oracle must
+    # still be exact (here against closed forms at 400 digits).
+    p = _program(1, op("softplus", 0), op("sum", 1))
+    r = evaluate(p, np.array([a]))
+    with mpmath.workdps(400):
+        x = mpmath.mpf(a)
+        value = mpmath.log1p(mpmath.exp(x))
+        second = mpmath.exp(-x) / (1 + mpmath.exp(-x)) ** 2
+        assert abs(r.value - value) <= abs(value) * mpmath.mpf(10) ** -30
+        assert abs(r.hessian[0, 0] - second) <= abs(second) * mpmath.mpf(10) ** -30
