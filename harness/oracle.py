@@ -397,18 +397,53 @@ def _broadcast(jet: _Jet, shape: tuple[int, ...], n: int) -> _Jet:
                 b(jet.hm, (n, n)))
 
 
+_GUARD_DIGITS = 40
+_MAX_DIGITS = 4000
+
+
+def _stable(fn: Callable[..., Any], point: list[Any]) -> Any:
+    """``fn(*point)`` to the working precision, whatever cancellation is inside ``fn``.
+
+    A rule as written can cancel (``log(1 + exp(a))`` is 0 at 50 digits for a = -270;
+    softplus'' is a difference of two numbers near 1 for a = 200), so it is evaluated
+    again with more digits, and with more still until two evaluations agree to the
+    working precision: the oracle's digits are guaranteed, not hoped for.
+    """
+    working = mpmath.mp.dps
+    value = fn(*point)
+    # An exact 0 may be total cancellation (log(1 + 1e-117) at 90 digits is 0 too):
+    # confirm a zero with many more digits.
+    digits = working + _GUARD_DIGITS if value != 0 else _MAX_DIGITS // 4
+    while True:
+        with mpmath.workdps(digits):
+            better = fn(*point)
+        if _agrees_to(value, better, working - 10):
+            return +better  # rounded back to the working precision
+        if digits >= _MAX_DIGITS:
+            return +better
+        value, digits = better, min(2 * digits, _MAX_DIGITS)
+
+
+def _agrees_to(a: Any, b: Any, digits: int) -> bool:
+    if mpmath.isnan(a) or mpmath.isnan(b) or mpmath.isinf(a) or mpmath.isinf(b):
+        return (mpmath.isnan(a) and mpmath.isnan(b)) or a == b
+    if a == b:
+        return True
+    return abs(a - b) <= abs(b) * mpmath.mpf(10) ** (-digits)
+
+
 def _apply_rule(rule: _Rule, point: list[Any], args: list[_Jet], idx: tuple[int, ...],
                 derivs: list[bool]) -> tuple[Any, ...]:
     """One element of y = f(args): value, gradient, Hessian and their error scales."""
     k = len(args)
-    value = rule.f(*point)
+    value = _stable(rule.f, point)
     vm = [float(args[i].vm[idx]) for i in range(k)]
-    d1 = [rule.d1[i](*point) if derivs[i] else _ZERO for i in range(k)]
+    d1 = [_stable(rule.d1[i], point) if derivs[i] else _ZERO for i in range(k)]
     value_scale = _fabs(value) + sum(_fabs(d1[i]) * vm[i] for i in range(k))
     active = [i for i in range(k) if derivs[i]]
     if not active:
         return value, None, None, value_scale, None, None
-    d2 = {(i, j): rule.d2[i][j](*point) for i in active for j in active}
+    d2 = {(i, j): _stable(rule.d2[i][j], point) for i in active for j in active}
     d3 = {(i, j, m): rule.d3[i][j][m](*point) for i in active for j in active for m in range(k)}
     g = {i: args[i].g[idx] for i in active}
     h = {i: args[i].h[idx] for i in active}
