@@ -34,7 +34,7 @@ def _ci_command() -> str:
 def test_readme_quickstart_starts_with_the_campaign_then_the_tests() -> None:
     first, second = _readme_commands()[:2]
     assert first.endswith("-m tox -e differential")
-    assert second.endswith("-m tox -e tests")
+    assert re.search(r"-m tox -e tests(,[\w-]+)*$", second), second
 
 
 def test_ci_runs_exactly_the_readme_test_command() -> None:

@@ -1,0 +1,48 @@
+"""What the regression tests share: the campaign of the fixed example budget and its reading."""
+
+from __future__ import annotations
+
+import importlib.metadata
+
+import numpy as np
+
+from harness.campaign import Campaign
+from harness.findings import Finding, Kind
+
+# The release that fixed equinox#801, as `hessdiff bisect` finds it (test_bisect_801.py
+# checks that it does); 0.11.4, the first release with filter_hessian, has the fault.
+FIRST_FIXED = (0, 11, 5)
+# The example budget: rounds x examples per round, plus Hypothesis' shrinking.
+ROUNDS, EXAMPLES = 2, 25
+FAULT_KINDS = (Kind.WRONG_VALUE, Kind.WRONG_SHAPE)
+
+
+def release(text: str) -> tuple[int, ...]:
+    """``"0.11.4"`` -> ``(0, 11, 4)`` (a suffix such as ``rc1`` or ``.dev0`` is dropped)."""
+    return tuple(int(p) for p in text.split(".")[:3] if p.isdigit())
+
+
+EQUINOX = importlib.metadata.version("equinox")
+FAULTY = release(EQUINOX) < FIRST_FIXED
+
+
+def jax_is_right(finding: Finding) -> bool:
+    """Whether ``jax.hessian`` agreed with the oracle on the finding's case.
+
+    Equinox calls JAX: where JAX's own Hessian is wrong (an old JAX's rule for some op),
+    equinox inherits that fault, which is JAX's, not equinox's.
+    """
+    jax_hessian, expected = finding.others.get("jax:fwdrev"), finding.expected
+    if jax_hessian is None or expected is None:
+        return False
+    jax_hessian, expected = np.asarray(jax_hessian, dtype=np.float64), np.asarray(expected, dtype=np.float64)
+    defined = np.isfinite(expected)
+    return jax_hessian.shape == expected.shape and bool(
+        np.allclose(jax_hessian[defined], expected[defined], rtol=1e-9, atol=1e-12))
+
+
+def fault_findings(campaign: Campaign) -> list[Finding]:
+    """Findings of the class of equinox#801: equinox's Hessian is wrong (value or shape)
+    where ``jax.hessian`` of the same function is right."""
+    return [f for f in campaign.result()
+            if f.backend == "equinox" and f.kind in FAULT_KINDS and jax_is_right(f)]

@@ -1,0 +1,122 @@
+"""The nightly workflow is valid, minimal in permissions, pinned, and agrees with tox.ini.
+
+It cannot run here, so it is linted: check-jsonschema validates it against the GitHub
+workflow schema (vendored in the package, no network), and zizmor audits it (pinned
+actions, permissions, credentials, template injection) offline. Both are installed by
+``tox -e tests``; outside CI a missing linter is a skip, in CI it is a failure.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKFLOW = ROOT / ".github" / "workflows" / "nightly.yml"
+
+
+def _tool(name: str) -> str:
+    found = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} is not installed; tox -e tests installs it (tox.ini [testenv:tests] deps).")
+        pytest.skip(f"{name} is not installed: pip install {name}")
+    return found
+
+
+def _schema_check(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([_tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", str(path)],
+                          capture_output=True, text=True, timeout=120)
+
+
+def _zizmor(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([_tool("zizmor"), "--offline", "--no-progress", str(path)], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "NO_COLOR": "1"})
+
+
+def test_nightly_workflow_matches_the_github_workflow_schema() -> None:
+    proc = _schema_check(WORKFLOW)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_nightly_workflow_passes_zizmor() -> None:
+    proc = _zizmor(WORKFLOW)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_the_linters_reject_a_broken_workflow(tmp_path: Path) -> None:
+    text = WORKFLOW.read_text()
+    no_runner = tmp_path / "no-runner.yml"
+    no_runner.write_text(text.replace("runs-on:", "runs_on:", 1))
+    assert _schema_check(no_runner).returncode != 0
+    unpinned = tmp_path / "unpinned.yml"
+    unpinned.write_text(re.sub(r"actions/checkout@[0-9a-f]{40}", "actions/checkout@main", text, count=1))
+    assert _zizmor(unpinned).returncode != 0
+
+
+def _jobs() -> dict:
+    try:
+        from ruamel.yaml import YAML  # check-jsonschema's YAML parser
+    except ImportError:
+        _tool("check-jsonschema")  # fails in CI, skips elsewhere
+        pytest.skip("ruamel.yaml (installed with check-jsonschema) is not importable here")
+    return YAML(typ="safe").load(WORKFLOW.read_text())
+
+
+def test_schedule_and_manual_dispatch_with_minimal_permissions() -> None:
+    data = _jobs()
+    triggers = data.get("on", data.get(True))  # YAML 1.1 reads a bare `on` as true
+    assert "schedule" in triggers and "workflow_dispatch" in triggers
+    assert data["permissions"] == {}
+    for job in data["jobs"].values():
+        assert job["permissions"] == {"contents": "read"}
+    for line in WORKFLOW.read_text().splitlines():
+        if "uses:" in line:
+            assert re.search(r"@[0-9a-f]{40} # v\d", line), line
+
+
+def test_matrix_legs_are_tox_version_envs_with_their_own_seed_and_artifact() -> None:
+    job = _jobs()["jobs"]["campaign"]
+    matrix = job["strategy"]["matrix"]
+    tox = configparser.ConfigParser(interpolation=None)
+    tox.read(ROOT / "tox.ini")
+    section = next(s for s in tox.sections() if s.startswith("testenv:differential-{"))
+    factors = re.search(r"\{(.+)\}", section).group(1).split(",")
+    assert sorted(matrix["env"]) == sorted(f"differential-{f}" for f in factors)
+    assert len(set(matrix["seed"])) == len(matrix["seed"]) >= 2
+    assert job["env"]["HESSDIFF_PROFILE"] == "nightly"
+    run = " ".join(step.get("run", "") for step in job["steps"])
+    assert '--hypothesis-seed="$HESSDIFF_SEED"' in run
+    upload = next(s for s in job["steps"] if "upload-artifact" in s.get("uses", ""))
+    assert upload["if"] == "always()"
+    assert "${{ matrix.env }}" in upload["with"]["name"] and "${{ matrix.seed }}" in upload["with"]["name"]
+    assert ".hypothesis/" in upload["with"]["path"] and upload["with"]["include-hidden-files"] is True
+
+
+def test_tox_version_envs_share_one_definition_and_their_own_report_folder() -> None:
+    tox = configparser.ConfigParser(interpolation=None)
+    tox.read(ROOT / "tox.ini")
+    section = tox["testenv:differential-{latest,eqx0114}"]
+    assert "--out {toxinidir}{/}reports{/}{envname}" in section["commands"]
+    assert "GITHUB_STEP_SUMMARY" in section["pass_env"]
+    regression = tox["testenv:regression{,-latest}"]
+    assert "!latest: equinox==0.11.4" in regression["deps"]
+    assert {e.strip() for e in regression["extras"].split()} == {"equinox", "test"}
+
+
+def test_the_pinned_baseline_keeps_every_entry_of_the_main_one() -> None:
+    import json
+
+    main = json.loads((ROOT / "reports" / "baseline.json").read_text())["entries"]
+    pinned = json.loads((ROOT / "regression" / "baseline-eqx0114.json").read_text())["entries"]
+    assert {e["signature"] for e in main} <= {e["signature"] for e in pinned}
+    from harness.baseline import load_baseline
+
+    load_baseline(ROOT / "regression" / "baseline-eqx0114.json")  # raises if malformed
