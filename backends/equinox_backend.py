@@ -68,5 +68,16 @@ class EquinoxBackend(Backend):
     def to_numpy(self, value: Any) -> np.ndarray:
         return np.asarray(value)
 
+    batchable = frozenset({"filter_hessian", "filter_jit"})
+
+    def batched(self, m: Any, hessian: Any) -> Any:
+        return m.eqx.filter_jit(m.eqx.filter_vmap(hessian))
+
+    def probes(self) -> Mapping[str, Variant]:
+        """The relations' probes: ``backends.scenarios.equinox_probes``."""
+        from backends.scenarios.equinox_probes import PROBES
+
+        return PROBES
+
 
 register(EquinoxBackend())

@@ -46,6 +46,86 @@ JAX_LOWERINGS: dict[str, Lowering | Absent] = {
     "mean": lambda m, a: m.jnp.mean(a),
     "gather": lambda m, a, idx: a[m.jnp.asarray(idx)],
     "matmul": lambda m, a, b: m.jnp.matmul(a, b),
+    # Unary and special functions.
+    "sqrt": lambda m, a: m.jnp.sqrt(a),
+    "rsqrt": lambda m, a: m.jax.lax.rsqrt(a),
+    "reciprocal": lambda m, a: m.jnp.reciprocal(a),
+    "exp2": lambda m, a: m.jnp.exp2(a),
+    "expm1": lambda m, a: m.jnp.expm1(a),
+    "log2": lambda m, a: m.jnp.log2(a),
+    "log10": lambda m, a: m.jnp.log10(a),
+    "log1p": lambda m, a: m.jnp.log1p(a),
+    "tan": lambda m, a: m.jnp.tan(a),
+    "arcsin": lambda m, a: m.jnp.arcsin(a),
+    "arccos": lambda m, a: m.jnp.arccos(a),
+    "arctan": lambda m, a: m.jnp.arctan(a),
+    "sinh": lambda m, a: m.jnp.sinh(a),
+    "cosh": lambda m, a: m.jnp.cosh(a),
+    "arcsinh": lambda m, a: m.jnp.arcsinh(a),
+    "arccosh": lambda m, a: m.jnp.arccosh(a),
+    "arctanh": lambda m, a: m.jnp.arctanh(a),
+    "erf": lambda m, a: m.jax.scipy.special.erf(a),
+    "erfc": lambda m, a: m.jax.scipy.special.erfc(a),
+    "erfinv": lambda m, a: m.jax.scipy.special.erfinv(a),
+    "lgamma": lambda m, a: m.jax.scipy.special.gammaln(a),
+    "digamma": lambda m, a: m.jax.scipy.special.digamma(a),
+    "i0": lambda m, a: m.jax.scipy.special.i0(a),
+    "i1": lambda m, a: m.jax.scipy.special.i1(a),
+    "sign": lambda m, a: m.jnp.sign(a),
+    "floor": lambda m, a: m.jnp.floor(a),
+    "ceil": lambda m, a: m.jnp.ceil(a),
+    "round": lambda m, a: m.jnp.round(a),
+    # Activations.
+    "relu6": lambda m, a: m.jax.nn.relu6(a),
+    "elu": lambda m, a, alpha: m.jax.nn.elu(a, alpha=alpha),
+    "selu": lambda m, a: m.jax.nn.selu(a),
+    "celu": lambda m, a, alpha: m.jax.nn.celu(a, alpha=alpha),
+    "gelu": lambda m, a: m.jax.nn.gelu(a, approximate=False),
+    "gelu_tanh": lambda m, a: m.jax.nn.gelu(a, approximate=True),
+    "silu": lambda m, a: m.jax.nn.silu(a),
+    "mish": lambda m, a: m.jax.nn.mish(a),
+    "softsign": lambda m, a: m.jax.nn.soft_sign(a),
+    "log_sigmoid": lambda m, a: m.jax.nn.log_sigmoid(a),
+    "hard_tanh": lambda m, a: m.jax.nn.hard_tanh(a),
+    "hard_sigmoid": lambda m, a: m.jax.nn.hard_sigmoid(a),
+    # Binary.
+    "pow": lambda m, a, b: m.jnp.power(a, b),
+    "arctan2": lambda m, a, b: m.jnp.arctan2(a, b),
+    "hypot": lambda m, a, b: m.jnp.hypot(a, b),
+    "logaddexp": lambda m, a, b: m.jnp.logaddexp(a, b),
+    "xlogy": lambda m, a, b: m.jax.scipy.special.xlogy(a, b),
+    "remainder": lambda m, a, b: m.jnp.remainder(a, b),
+    "copysign": lambda m, a, b: m.jnp.copysign(a, b),
+    "ldexp": lambda m, a, k: m.jnp.ldexp(a, k),
+    # Reductions.
+    "prod": lambda m, a, axis, keepdims: m.jnp.prod(a, axis=axis, keepdims=keepdims),
+    "logsumexp": lambda m, a, axis, keepdims: m.jax.scipy.special.logsumexp(a, axis=axis, keepdims=keepdims),
+    "var": lambda m, a, axis, keepdims: m.jnp.var(a, axis=axis, keepdims=keepdims),
+    "std": lambda m, a, axis, keepdims: m.jnp.std(a, axis=axis, keepdims=keepdims),
+    "norm": lambda m, a, axis, keepdims: m.jnp.linalg.norm(a, axis=axis, keepdims=keepdims),
+    "cumsum": lambda m, a, axis: m.jnp.cumsum(a, axis=axis),
+    "cumprod": lambda m, a, axis: m.jnp.cumprod(a, axis=axis),
+    "softmax": lambda m, a, axis: m.jax.nn.softmax(a, axis=axis),
+    "log_softmax": lambda m, a, axis: m.jax.nn.log_softmax(a, axis=axis),
+    # Linear algebra.
+    "dot": lambda m, a, b: m.jnp.dot(a, b),
+    "outer": lambda m, a, b: m.jnp.outer(a, b),
+    "trace": lambda m, a: m.jnp.trace(a),
+    "diagonal": lambda m, a: m.jnp.diagonal(a),
+    "det": lambda m, a: m.jnp.linalg.det(a),
+    "inv": lambda m, a: m.jnp.linalg.inv(a),
+    # Shape and data movement.
+    "reshape": lambda m, a, shape: m.jnp.reshape(a, shape),
+    "transpose": lambda m, a: m.jnp.transpose(a),
+    "flip": lambda m, a, axis: m.jnp.flip(a, axis=axis),
+    "slice": lambda m, a, start, stop, step: a[start:stop:step],
+    "roll": lambda m, a, shift, axis: m.jnp.roll(a, shift, axis=axis),
+    "tile": lambda m, a, reps: m.jnp.tile(a, reps),
+    "repeat": lambda m, a, repeats: m.jnp.repeat(a, repeats),
+    "pad": lambda m, a, before, after: m.jnp.pad(a, (before, after)),
+    "broadcast_to": lambda m, a, shape: m.jnp.broadcast_to(a, shape),
+    "concatenate": lambda m, a, b: m.jnp.concatenate([a, b]),
+    "stack": lambda m, a, b: m.jnp.stack([a, b]),
 }
 
 
@@ -112,6 +192,19 @@ class JaxBackend(Backend):
         import jax
 
         return str(jax.print_environment_info(return_string=True))
+
+    # A batch of points is one compiled call: eager JAX compiles every primitive for
+    # every new shape anyway, which costs several times one jit of the whole program.
+    batchable = frozenset({"fwdrev", "revrev", "fwdfwd", "revfwd", "jit"})
+
+    def batched(self, m: Any, hessian: Any) -> Any:
+        return m.jax.jit(m.jax.vmap(hessian))
+
+    def probes(self) -> Mapping[str, Variant]:
+        """The relations' probes: ``backends.scenarios.jax_probes``."""
+        from backends.scenarios.jax_probes import PROBES
+
+        return PROBES
 
 
 register(JaxBackend())

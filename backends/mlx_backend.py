@@ -78,6 +78,87 @@ MLX_LOWERINGS: dict[str, Lowering | Absent] = {
     "mean": lambda m, a: m.mx.mean(a),
     "gather": lambda m, a, idx: a[m.mx.array(list(idx))],
     "matmul": lambda m, a, b: m.mx.matmul(a, b),
+    # Unary and special functions.
+    "sqrt": lambda m, a: m.mx.sqrt(a),
+    "rsqrt": lambda m, a: m.mx.rsqrt(a),
+    "reciprocal": lambda m, a: m.mx.reciprocal(a),
+    "exp2": Absent("mlx.core has no exp2"),
+    "expm1": lambda m, a: m.mx.expm1(a),
+    "log2": lambda m, a: m.mx.log2(a),
+    "log10": lambda m, a: m.mx.log10(a),
+    "log1p": lambda m, a: m.mx.log1p(a),
+    "tan": lambda m, a: m.mx.tan(a),
+    "arcsin": lambda m, a: m.mx.arcsin(a),
+    "arccos": lambda m, a: m.mx.arccos(a),
+    "arctan": lambda m, a: m.mx.arctan(a),
+    "sinh": lambda m, a: m.mx.sinh(a),
+    "cosh": lambda m, a: m.mx.cosh(a),
+    "arcsinh": lambda m, a: m.mx.arcsinh(a),
+    "arccosh": lambda m, a: m.mx.arccosh(a),
+    "arctanh": lambda m, a: m.mx.arctanh(a),
+    "erf": lambda m, a: m.mx.erf(a),
+    "erfc": Absent("mlx.core has no erfc"),
+    "erfinv": lambda m, a: m.mx.erfinv(a),
+    "lgamma": Absent("mlx.core has no lgamma"),
+    "digamma": Absent("mlx.core has no digamma"),
+    "i0": Absent("mlx.core has no Bessel functions"),
+    "i1": Absent("mlx.core has no Bessel functions"),
+    "sign": lambda m, a: m.mx.sign(a),
+    "floor": lambda m, a: m.mx.floor(a),
+    "ceil": lambda m, a: m.mx.ceil(a),
+    "round": lambda m, a: m.mx.round(a),
+    # Activations: mlx.nn's definitions written with core ops (mlx.nn wraps them in
+    # mx.compile, which would make every eager variant a compiled one).
+    "relu6": lambda m, a: m.mx.minimum(m.mx.maximum(a, 0.0), 6.0),
+    "elu": lambda m, a, alpha: m.mx.where(a > 0, a, alpha * (m.mx.exp(a) - 1)),
+    "selu": lambda m, a: 1.0507009873554805 * m.mx.where(a > 0, a, 1.6732632423543772 * (m.mx.exp(a) - 1)),
+    "celu": lambda m, a, alpha: m.mx.maximum(a, 0.0) + alpha * (m.mx.exp(m.mx.minimum(a, 0.0) / alpha) - 1),
+    "gelu": lambda m, a: a * (1 + m.mx.erf(a / 1.4142135623730951)) / 2,
+    "gelu_tanh": lambda m, a: 0.5 * a * (1 + m.mx.tanh(0.7978845608028654 * (a + 0.044715 * a**3))),
+    "silu": lambda m, a: a * m.mx.sigmoid(a),
+    "mish": lambda m, a: a * m.mx.tanh(m.mx.logaddexp(a, 0.0)),
+    "softsign": lambda m, a: a / (1 + m.mx.abs(a)),
+    "log_sigmoid": lambda m, a: -m.mx.logaddexp(-a, 0.0),
+    "hard_tanh": lambda m, a: m.mx.minimum(m.mx.maximum(a, -1.0), 1.0),
+    "hard_sigmoid": Absent("neither mlx.core nor mlx.nn has hard_sigmoid"),
+    # Binary.
+    "pow": lambda m, a, b: m.mx.power(a, b),
+    "arctan2": lambda m, a, b: m.mx.arctan2(a, b),
+    "hypot": Absent("mlx.core has no hypot"),
+    "logaddexp": lambda m, a, b: m.mx.logaddexp(a, b),
+    "xlogy": Absent("mlx.core has no xlogy"),
+    "remainder": lambda m, a, b: m.mx.remainder(a, b),
+    "copysign": Absent("mlx.core has no copysign"),
+    "ldexp": Absent("mlx.core has no ldexp"),
+    # Reductions.
+    "prod": lambda m, a, axis, keepdims: m.mx.prod(a, axis=axis, keepdims=keepdims),
+    "logsumexp": lambda m, a, axis, keepdims: m.mx.logsumexp(a, axis=axis, keepdims=keepdims),
+    "var": lambda m, a, axis, keepdims: m.mx.var(a, axis=axis, keepdims=keepdims),
+    "std": lambda m, a, axis, keepdims: m.mx.std(a, axis=axis, keepdims=keepdims),
+    "norm": lambda m, a, axis, keepdims: m.mx.linalg.norm(a, axis=axis, keepdims=keepdims),
+    "cumsum": lambda m, a, axis: m.mx.cumsum(a, axis=axis),
+    "cumprod": lambda m, a, axis: m.mx.cumprod(a, axis=axis),
+    "softmax": lambda m, a, axis: m.mx.softmax(a, axis=axis),
+    "log_softmax": lambda m, a, axis: a - m.mx.logsumexp(a, axis=axis, keepdims=True),
+    # Linear algebra (mx.linalg runs on the CPU stream, where everything here runs).
+    "dot": lambda m, a, b: m.mx.inner(a, b),
+    "outer": lambda m, a, b: m.mx.outer(a, b),
+    "trace": lambda m, a: m.mx.trace(a),
+    "diagonal": lambda m, a: m.mx.diagonal(a),
+    "det": lambda m, a: m.mx.linalg.det(a),
+    "inv": lambda m, a: m.mx.linalg.inv(a),
+    # Shape and data movement.
+    "reshape": lambda m, a, shape: m.mx.reshape(a, shape),
+    "transpose": lambda m, a: m.mx.transpose(a),
+    "flip": lambda m, a, axis: m.mx.flip(a, axis=axis),
+    "slice": lambda m, a, start, stop, step: a[start:stop:step],
+    "roll": lambda m, a, shift, axis: m.mx.roll(a, shift, axis),
+    "tile": lambda m, a, reps: m.mx.tile(a, reps),
+    "repeat": lambda m, a, repeats: m.mx.repeat(a, repeats),
+    "pad": lambda m, a, before, after: m.mx.pad(a, [(before, after)]),
+    "broadcast_to": lambda m, a, shape: m.mx.broadcast_to(a, shape),
+    "concatenate": lambda m, a, b: m.mx.concatenate([a, b]),
+    "stack": lambda m, a, b: m.mx.stack([a, b]),
 }
 
 
@@ -241,6 +322,17 @@ class MlxBackend(Backend):
         if _NOT_IMPLEMENTED.search(message):
             return f"{type(exc).__name__}: {message.splitlines()[0]}"
         return super().unsupported_reason(exc)
+
+    batchable = frozenset({"fwdrev-vmap", "revrev-vmap", "compile", "compile-revrev"})
+
+    def batched(self, m: Any, hessian: Any) -> Any:
+        return m.mx.vmap(hessian)
+
+    def probes(self) -> Mapping[str, Variant]:
+        """The relations' probes: ``backends.scenarios.mlx_probes``."""
+        from backends.scenarios.mlx_probes import PROBES
+
+        return PROBES
 
 
 register(MlxBackend())

@@ -58,6 +58,98 @@ TORCH_LOWERINGS: dict[str, Lowering | Absent] = {
     # An explicit integer dtype: ``torch.tensor(())`` would be a float tensor.
     "gather": lambda m, a, idx: a[m.torch.tensor(idx, dtype=m.torch.int64)],
     "matmul": lambda m, a, b: m.torch.matmul(a, b),
+    # Unary and special functions.
+    "sqrt": lambda m, a: m.torch.sqrt(a),
+    "rsqrt": lambda m, a: m.torch.rsqrt(a),
+    "reciprocal": lambda m, a: m.torch.reciprocal(a),
+    "exp2": lambda m, a: m.torch.exp2(a),
+    "expm1": lambda m, a: m.torch.expm1(a),
+    "log2": lambda m, a: m.torch.log2(a),
+    "log10": lambda m, a: m.torch.log10(a),
+    "log1p": lambda m, a: m.torch.log1p(a),
+    "tan": lambda m, a: m.torch.tan(a),
+    "arcsin": lambda m, a: m.torch.asin(a),
+    "arccos": lambda m, a: m.torch.acos(a),
+    "arctan": lambda m, a: m.torch.atan(a),
+    "sinh": lambda m, a: m.torch.sinh(a),
+    "cosh": lambda m, a: m.torch.cosh(a),
+    "arcsinh": lambda m, a: m.torch.asinh(a),
+    "arccosh": lambda m, a: m.torch.acosh(a),
+    "arctanh": lambda m, a: m.torch.atanh(a),
+    "erf": lambda m, a: m.torch.erf(a),
+    "erfc": lambda m, a: m.torch.erfc(a),
+    "erfinv": lambda m, a: m.torch.erfinv(a),
+    "lgamma": lambda m, a: m.torch.lgamma(a),
+    "digamma": lambda m, a: m.torch.digamma(a),
+    "i0": lambda m, a: m.torch.special.i0(a),
+    "i1": lambda m, a: m.torch.special.i1(a),
+    "sign": lambda m, a: m.torch.sign(a),
+    "floor": lambda m, a: m.torch.floor(a),
+    "ceil": lambda m, a: m.torch.ceil(a),
+    "round": lambda m, a: m.torch.round(a),
+    # Activations.
+    "relu6": lambda m, a: m.F.relu6(a),
+    "elu": lambda m, a, alpha: m.F.elu(a, alpha=alpha),
+    "selu": lambda m, a: m.F.selu(a),
+    "celu": lambda m, a, alpha: m.F.celu(a, alpha=alpha),
+    "gelu": lambda m, a: m.F.gelu(a),
+    "gelu_tanh": lambda m, a: m.F.gelu(a, approximate="tanh"),
+    "silu": lambda m, a: m.F.silu(a),
+    "mish": lambda m, a: m.F.mish(a),
+    "softsign": lambda m, a: m.F.softsign(a),
+    "log_sigmoid": lambda m, a: m.F.logsigmoid(a),
+    "hard_tanh": lambda m, a: m.F.hardtanh(a),
+    "hard_sigmoid": lambda m, a: m.F.hardsigmoid(a),
+    # Binary.
+    "pow": lambda m, a, b: m.torch.pow(a, b),
+    "arctan2": lambda m, a, b: m.torch.atan2(a, b),
+    "hypot": lambda m, a, b: m.torch.hypot(a, b),
+    "logaddexp": lambda m, a, b: m.torch.logaddexp(a, b),
+    "xlogy": lambda m, a, b: m.torch.xlogy(a, b),
+    "remainder": lambda m, a, b: m.torch.remainder(a, b),
+    "copysign": lambda m, a, b: m.torch.copysign(a, b),
+    "ldexp": lambda m, a, k: m.torch.ldexp(a, m.torch.tensor(k)),
+    # Reductions. torch.prod and torch.logsumexp take one dim: a whole-array reduction
+    # flattens first (and reshapes to all-ones dims for keepdims).
+    "prod": lambda m, a, axis, keepdims: (
+        m.torch.prod(a, axis, keepdim=keepdims) if axis is not None
+        else (m.torch.prod(a).reshape([1] * a.dim()) if keepdims else m.torch.prod(a))
+    ),
+    "logsumexp": lambda m, a, axis, keepdims: (
+        m.torch.logsumexp(a, axis, keepdim=keepdims) if axis is not None
+        else (m.torch.logsumexp(a.reshape(-1), 0).reshape([1] * a.dim()) if keepdims
+              else m.torch.logsumexp(a.reshape(-1), 0))
+    ),
+    "var": lambda m, a, axis, keepdims: m.torch.var(a, dim=axis, correction=0, keepdim=keepdims),
+    "std": lambda m, a, axis, keepdims: m.torch.std(a, dim=axis, correction=0, keepdim=keepdims),
+    "norm": lambda m, a, axis, keepdims: m.torch.linalg.vector_norm(a, 2, dim=axis, keepdim=keepdims),
+    "cumsum": lambda m, a, axis: m.torch.cumsum(a, dim=axis),
+    "cumprod": lambda m, a, axis: m.torch.cumprod(a, dim=axis),
+    "softmax": lambda m, a, axis: m.torch.softmax(a, dim=axis),
+    "log_softmax": lambda m, a, axis: m.torch.log_softmax(a, dim=axis),
+    # Linear algebra.
+    "dot": lambda m, a, b: m.torch.dot(a, b),
+    "outer": lambda m, a, b: m.torch.outer(a, b),
+    "trace": lambda m, a: m.torch.trace(a),
+    "diagonal": lambda m, a: m.torch.diagonal(a),
+    "det": lambda m, a: m.torch.linalg.det(a),
+    "inv": lambda m, a: m.torch.linalg.inv(a),
+    # Shape and data movement. Tensors take no negative slice step: a[s:e:-k] is the
+    # flipped tensor sliced, with negative bounds mapped i -> -1 - i (the IR requires
+    # negative bounds with a negative step).
+    "reshape": lambda m, a, shape: m.torch.reshape(a, shape),
+    "transpose": lambda m, a: m.torch.transpose(a, 0, 1),
+    "flip": lambda m, a, axis: m.torch.flip(a, (axis,)),
+    "slice": lambda m, a, start, stop, step: (
+        a[start:stop:step] if step > 0 else m.torch.flip(a, (0,))[-1 - start:-1 - stop:-step]
+    ),
+    "roll": lambda m, a, shift, axis: m.torch.roll(a, shift, axis),
+    "tile": lambda m, a, reps: m.torch.tile(a, (reps,)),
+    "repeat": lambda m, a, repeats: m.torch.repeat_interleave(a, repeats),
+    "pad": lambda m, a, before, after: m.F.pad(a, (before, after)),
+    "broadcast_to": lambda m, a, shape: m.torch.broadcast_to(a, shape),
+    "concatenate": lambda m, a, b: m.torch.cat([a, b]),
+    "stack": lambda m, a, b: m.torch.stack([a, b]),
 }
 
 
@@ -184,6 +276,18 @@ class TorchBackend(Backend):
         if isinstance(exc, RuntimeError) and any(m in lowered for m in _UNSUPPORTED_MARKERS):
             return f"{type(exc).__name__}: {message.splitlines()[0]}"
         return None
+
+    # torch.func transforms compose with vmap; autograd.functional does not.
+    batchable = frozenset({"func", "func-revrev", "func-fwdfwd"})
+
+    def batched(self, m: Any, hessian: Any) -> Any:
+        return m.torch.func.vmap(hessian)
+
+    def probes(self) -> Mapping[str, Variant]:
+        """The relations' probes: ``backends.scenarios.torch_probes``."""
+        from backends.scenarios.torch_probes import PROBES
+
+        return PROBES
 
 
 register(TorchBackend())

@@ -31,6 +31,7 @@ __all__ = [
     "Piecewise",
     "Shape",
     "Structural",
+    "Vector",
     "get_op",
     "register_op",
 ]
@@ -44,7 +45,8 @@ class CatalogueError(ValueError):
 class AttrSpec:
     """One non-array argument of an op (a slope, a bound, an index tuple, an integer power).
 
-    ``kind`` is one of ``"float"``, ``"int"``, ``"int_tuple"``.
+    ``kind`` is one of ``"float"``, ``"int"``, ``"int_tuple"``, ``"axis"`` (an integer
+    axis or ``None`` for the whole array) and ``"bool"`` (keepdims).
     """
 
     name: str
@@ -68,6 +70,16 @@ class AttrSpec:
                     f"{op}: attr {self.name}={value!r}, but it must be a list of integers."
                 )
             return tuple(int(v) for v in value)
+        if self.kind == "axis":
+            if value is None:
+                return None
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{op}: attr {self.name}={value!r}, but it must be an integer axis or null.")
+            return int(value)
+        if self.kind == "bool":
+            if not isinstance(value, bool):
+                raise ValueError(f"{op}: attr {self.name}={value!r}, but it must be true or false.")
+            return value
         raise CatalogueError(f"unknown attr kind {self.kind!r}")
 
 
@@ -122,7 +134,21 @@ class Bilinear:
     apply: Callable[..., Any]
 
 
-Math = Elementwise | Piecewise | Structural | Bilinear
+@dataclass(frozen=True)
+class Vector:
+    """A smooth op of a whole array (prod, logsumexp, softmax, det, inv).
+
+    ``expr(ns, A, **attrs)`` takes a NumPy object array ``A`` shaped like the argument and
+    returns an object array shaped like the output, using only arithmetic and ``ns.exp``,
+    ``ns.log``, ``ns.sqrt``. The oracle runs it on multi-precision second-order jets (so
+    it gets every first and second partial derivative exactly, with no symbolic step) and
+    on plain multi-precision numbers for values. ``domain`` receives the whole argument.
+    """
+
+    expr: Callable[..., Any]
+
+
+Math = Elementwise | Piecewise | Structural | Bilinear | Vector
 
 
 def broadcast_shape(shapes: tuple[Shape, ...], attrs: Attrs) -> Shape:
@@ -161,6 +187,15 @@ class OpSpec:
             is tiny where the output saturates), and the judge allows for it.
         smooth: whether the op is twice differentiable everywhere on its domain.
         doc: one line for ``hessdiff ops``.
+        special_names: a name for each special value, in order (derived from
+            ``special({})`` when the op takes no attrs); coverage reports them.
+        special_arg: which argument the special values belong to (the denominator of a
+            division is argument 1). A piecewise op's special values are its switches'
+            zeros, in the order of ``switches``.
+        arg_domains: per argument, where it must lie: ``"pos"`` (> 0), ``"nonzero"``,
+            ``"gt1"`` (> 1), ``"gt_neg1"`` (> -1), ``"unit"`` (-1 < a < 1) or None; the
+            generator guards arguments with it, and it is the domain when ``domain`` is
+            not given.
     """
 
     name: str
@@ -173,10 +208,19 @@ class OpSpec:
     special: Callable[[Attrs], tuple[float, ...]] = field(default=lambda attrs: ())
     doc: str = ""
     rule_scale: Callable[..., tuple[Any, Any, Any]] | None = None
+    special_names: tuple[str, ...] = ()
+    special_arg: int = 0
+    arg_domains: tuple[str | None, ...] = ()
 
     @property
     def smooth(self) -> bool:
         return not isinstance(self.math, Piecewise)
+
+    def in_domain(self, args: tuple[Any, ...]) -> bool:
+        """Whether the op is defined at these argument values (elementwise ops)."""
+        if self.domain is not None:
+            return bool(self.domain(args))
+        return all(_ARG_DOMAINS[d](v) for d, v in zip(self.arg_domains, args) if d is not None)
 
     def check_attrs(self, attrs: Attrs) -> dict[str, Any]:
         """Validate ``attrs`` against the spec; raise ``ValueError`` naming the problem."""
@@ -199,8 +243,28 @@ def register_op(spec: OpSpec) -> OpSpec:
         raise CatalogueError(f"op {spec.name!r} is already in the catalogue ({CATALOGUE[spec.name].doc!r}).")
     if spec.arity < 1:
         raise CatalogueError(f"op {spec.name!r}: arity must be >= 1, got {spec.arity}.")
+    for d in spec.arg_domains:
+        if d is not None and d not in _ARG_DOMAINS:
+            raise CatalogueError(f"op {spec.name!r}: arg domain {d!r} is not one of {sorted(_ARG_DOMAINS)}.")
+    if not spec.special_names:
+        try:
+            names = tuple(f"{v:g}" for v in spec.special({}))
+        except KeyError:
+            raise CatalogueError(
+                f"op {spec.name!r}: its special values depend on attrs, so it needs special_names."
+            ) from None
+        object.__setattr__(spec, "special_names", names)
     CATALOGUE[spec.name] = spec
     return spec
+
+
+_ARG_DOMAINS: dict[str, Callable[[Any], bool]] = {
+    "pos": lambda v: v > 0,
+    "nonzero": lambda v: v != 0,
+    "gt1": lambda v: v > 1,
+    "gt_neg1": lambda v: v > -1,
+    "unit": lambda v: -1 < v < 1,
+}
 
 
 def get_op(name: str) -> OpSpec:
@@ -239,8 +303,6 @@ def _matmul_shape(shapes: tuple[Shape, ...], attrs: Attrs) -> Shape:
 
 # --- the catalogue --------------------------------------------------------------------
 
-_positive = lambda args: args[0] > 0  # noqa: E731
-_nonzero_denominator = lambda args: args[1] != 0  # noqa: E731
 
 
 def _smooth_unary(name: str, expr: Callable[..., Any], doc: str, group: str = "unary", **kw: Any) -> None:
@@ -259,7 +321,7 @@ _smooth_unary(
 )
 _smooth_unary("exp", lambda sp, a: sp.exp(a), "exponential")
 _smooth_unary(
-    "log", lambda sp, a: sp.log(a), "natural log (domain a > 0)", domain=_positive,
+    "log", lambda sp, a: sp.log(a), "natural log (domain a > 0)", arg_domains=("pos",),
     special=lambda attrs: (0.0,),
 )
 # sigmoid' = y (1 - y), from y = sigmoid(a): terms of magnitude y, y**2 (the difference
@@ -286,7 +348,8 @@ register_op(OpSpec("sub", 2, "binary", Elementwise(lambda sp, a, b: a - b), doc=
 register_op(OpSpec("mul", 2, "binary", Elementwise(lambda sp, a, b: a * b), doc="a * b"))
 register_op(
     OpSpec(
-        "div", 2, "binary", Elementwise(lambda sp, a, b: a / b), domain=_nonzero_denominator,
+        "div", 2, "binary", Elementwise(lambda sp, a, b: a / b), arg_domains=(None, "nonzero"),
+        special=lambda attrs: (0.0,), special_arg=1,
         doc="a / b (domain b != 0)",
     )
 )
@@ -310,7 +373,7 @@ register_op(
     OpSpec(
         "leaky_relu", 1, "activation",
         Piecewise(lambda sp, a, alpha: [a], lambda sp, s, a, alpha: a if s[0] > 0 else alpha * a),
-        attrs=(AttrSpec("alpha", "float"),), special=lambda attrs: (0.0,),
+        attrs=(AttrSpec("alpha", "float"),), special=lambda attrs: (0.0,), special_names=("0",),
         doc="a if a > 0 else alpha * a",
     )
 )
@@ -334,7 +397,7 @@ register_op(
             lambda sp, s, a, lo, hi: lo if s[0] < 0 else (a if s[1] < 0 else hi),
         ),
         attrs=(AttrSpec("lo", "float"), AttrSpec("hi", "float")), shape=_clip_shape,
-        special=lambda attrs: (attrs["lo"], attrs["hi"]),
+        special=lambda attrs: (attrs["lo"], attrs["hi"]), special_names=("lo", "hi"),
         doc="min(max(a, lo), hi), lo < hi",
     )
 )
@@ -395,3 +458,530 @@ def _matmul(xp: Any, a: Any, b: Any, mul: Callable[[Any, Any], Any]) -> Any:
     if b.ndim == 1:
         out = out[..., 0]
     return out
+
+
+# --- the wider catalogue (issue #8) -----------------------------------------------------
+#
+# Step functions (floor, ceil, round, remainder) are written with SymPy functions whose
+# derivative is 0 and whose multi-precision value comes from mpmath: the oracle then sees
+# the derivative every framework uses (0 almost everywhere), and a switch that is 0 at
+# the jumps reports how close the point is to one.
+
+_STEPS: dict[str, Any] = {}
+
+
+def _step(sp: Any, name: str) -> Any:
+    """A SymPy function ``floor_``/``ceil_``/``round_`` with derivative 0 and mpmath value."""
+    if name not in _STEPS:
+        import mpmath
+
+        impl = {
+            "floor_": mpmath.floor,
+            "ceil_": mpmath.ceil,
+            # Round half to even, as every framework does.
+            "round_": lambda v: mpmath.mpf(round(v)) if abs(v) < mpmath.mpf(2) ** 60 else v,
+        }[name]
+        _STEPS[name] = type(
+            name, (sp.Function,),
+            {"fdiff": lambda self, argindex=1: sp.Integer(0), "_imp_": staticmethod(impl), "is_real": True},
+        )
+    return _STEPS[name]
+
+
+def _unary(name: str, expr: Callable[..., Any], doc: str, special: tuple[float, ...] = (),
+           group: str = "unary", **kw: Any) -> None:
+    register_op(OpSpec(name, 1, group, Elementwise(expr), special=lambda attrs, s=special: s, doc=doc, **kw))
+
+
+def _piecewise(name: str, arity: int, switches: Callable[..., list[Any]], piece: Callable[..., Any],
+               special: tuple[float, ...], doc: str, group: str = "unary", **kw: Any) -> None:
+    register_op(OpSpec(name, arity, group, Piecewise(switches, piece), special=lambda attrs, s=special: s,
+                       doc=doc, **kw))
+
+
+# Overflow edges: exp(a) overflows float32 past 88.72 and float64 past 709.78.
+_EXP_EDGES = (88.0, 709.0)
+_unary("sqrt", lambda sp, a: sp.sqrt(a), "square root (domain a > 0)", (0.0,), arg_domains=("pos",))
+_unary("rsqrt", lambda sp, a: 1 / sp.sqrt(a), "1 / sqrt(a) (domain a > 0)", (0.0,), arg_domains=("pos",))
+_unary("reciprocal", lambda sp, a: 1 / a, "1 / a (domain a != 0)", (0.0,), arg_domains=("nonzero",))
+_unary("exp2", lambda sp, a: 2**a, "2**a", (0.0, 127.0, 1023.0))
+_unary("expm1", lambda sp, a: sp.exp(a) - 1, "exp(a) - 1", (0.0,) + _EXP_EDGES)
+_unary("log2", lambda sp, a: sp.log(a) / sp.log(2), "log base 2 (domain a > 0)", (0.0, 1.0), arg_domains=("pos",))
+_unary("log10", lambda sp, a: sp.log(a) / sp.log(10), "log base 10 (domain a > 0)", (0.0, 1.0),
+       arg_domains=("pos",))
+_unary("log1p", lambda sp, a: sp.log(1 + a), "log(1 + a) (domain a > -1)", (-1.0, 0.0), arg_domains=("gt_neg1",))
+_unary("tan", lambda sp, a: sp.tan(a), "tangent", (0.0, 1.5707963267948966))
+_unary("arcsin", lambda sp, a: sp.asin(a), "inverse sine (domain -1 < a < 1)", (-1.0, 0.0, 1.0),
+       arg_domains=("unit",))
+_unary("arccos", lambda sp, a: sp.acos(a), "inverse cosine (domain -1 < a < 1)", (-1.0, 0.0, 1.0),
+       arg_domains=("unit",))
+_unary("arctan", lambda sp, a: sp.atan(a), "inverse tangent", (0.0,))
+_unary("sinh", lambda sp, a: sp.sinh(a), "hyperbolic sine", (0.0, 89.0, 710.0))
+_unary("cosh", lambda sp, a: sp.cosh(a), "hyperbolic cosine", (0.0, 89.0, 710.0))
+_unary("arcsinh", lambda sp, a: sp.asinh(a), "inverse hyperbolic sine", (0.0,))
+_unary("arccosh", lambda sp, a: sp.acosh(a), "inverse hyperbolic cosine (domain a > 1)", (1.0,),
+       arg_domains=("gt1",))
+_unary("arctanh", lambda sp, a: sp.atanh(a), "inverse hyperbolic tangent (domain -1 < a < 1)", (-1.0, 0.0, 1.0),
+       arg_domains=("unit",))
+_unary("erf", lambda sp, a: sp.erf(a), "error function", (0.0, 4.0))
+_unary("erfc", lambda sp, a: sp.erfc(a), "complementary error function", (0.0, 10.0, 27.0))
+_unary("erfinv", lambda sp, a: sp.erfinv(a), "inverse error function (domain -1 < a < 1)", (-1.0, 0.0, 1.0),
+       arg_domains=("unit",))
+_unary("lgamma", lambda sp, a: sp.loggamma(a), "log |Gamma(a)| (domain a > 0 here)", (0.0, 1.0, 2.0),
+       arg_domains=("pos",))
+_unary("digamma", lambda sp, a: sp.polygamma(0, a), "digamma (domain a > 0 here)", (0.0, 1.0),
+       arg_domains=("pos",))
+_unary("i0", lambda sp, a: sp.besseli(0, a), "modified Bessel function I0", (0.0,))
+_unary("i1", lambda sp, a: sp.besseli(1, a), "modified Bessel function I1", (0.0,))
+_piecewise("sign", 1, lambda sp, a: [a], lambda sp, s, a: sp.Integer(s[0]), (0.0,), "sign of a (jumps at 0)")
+# Each piece says which side of the jump it is: with n = round(a), floor(a) is n on the
+# right of n (switch a - n > 0) and n - 1 on the left, so at an integer the two pieces
+# differ and the oracle marks the value (and what depends on it) undefined there: a
+# framework's rounding decides the side, as for any kink.
+_piecewise("floor", 1, lambda sp, a: [a - _step(sp, "round_")(a)],
+           lambda sp, s, a: _step(sp, "round_")(a) - (0 if s[0] > 0 else 1),
+           (0.0, 1.0, -1.0), "floor (jumps at integers; derivative 0)")
+_piecewise("ceil", 1, lambda sp, a: [a - _step(sp, "round_")(a)],
+           lambda sp, s, a: _step(sp, "round_")(a) + (1 if s[0] > 0 else 0),
+           (0.0, 1.0, -1.0), "ceil (jumps at integers; derivative 0)")
+_piecewise("round", 1, lambda sp, a: [a - _step(sp, "floor_")(a) - sp.Rational(1, 2)],
+           lambda sp, s, a: _step(sp, "floor_")(a) + (1 if s[0] > 0 else 0), (0.5, -0.5, 1.5, 2.5),
+           "round half to even (jumps at half-integers; derivative 0)")
+
+# Activations.
+_SELU_ALPHA = 1.6732632423543772848170429916717
+_SELU_SCALE = 1.0507009873554804934193349852946
+_piecewise("relu6", 1, lambda sp, a: [a, a - 6], lambda sp, s, a: sp.Integer(0) if s[0] < 0 else (a if s[1] < 0 else sp.Integer(6)),
+           (0.0, 6.0), "min(max(a, 0), 6)", group="activation")
+register_op(OpSpec(
+    "elu", 1, "activation",
+    Piecewise(lambda sp, a, alpha: [a], lambda sp, s, a, alpha: a if s[0] > 0 else alpha * (sp.exp(a) - 1)),
+    attrs=(AttrSpec("alpha", "float"),), special=lambda attrs: (0.0,), special_names=("0",),
+    doc="a if a > 0 else alpha (exp(a) - 1)",
+))
+_piecewise("selu", 1, lambda sp, a: [a],
+           lambda sp, s, a: _SELU_SCALE * (a if s[0] > 0 else _SELU_ALPHA * (sp.exp(a) - 1)),
+           (0.0,), "scale * elu(a, alpha) with the SELU constants", group="activation")
+register_op(OpSpec(
+    "celu", 1, "activation",
+    Piecewise(lambda sp, a, alpha: [a],
+              lambda sp, s, a, alpha: a if s[0] > 0 else alpha * (sp.exp(a / alpha) - 1)),
+    attrs=(AttrSpec("alpha", "float"),), special=lambda attrs: (0.0,), special_names=("0",),
+    doc="a if a > 0 else alpha (exp(a / alpha) - 1), alpha > 0",
+))
+_unary("gelu", lambda sp, a: a * (1 + sp.erf(a / sp.sqrt(2))) / 2, "exact GELU a Phi(a)", (0.0,), group="activation")
+_unary("gelu_tanh", lambda sp, a: a * (1 + sp.tanh(sp.sqrt(2 / sp.pi) * (a + sp.Rational(44715, 1000000) * a**3))) / 2,
+       "GELU, tanh approximation", (0.0,), group="activation")
+_unary("silu", lambda sp, a: a * _sigmoid(sp, a), "a sigmoid(a)", (0.0,), group="activation",
+       rule_scale=lambda sp, a: (2 + 2 * abs(a), 6 + 6 * abs(a), 26 + 26 * abs(a)))
+_unary("mish", lambda sp, a: a * sp.tanh(sp.log(1 + sp.exp(a))), "a tanh(softplus(a))", (0.0,), group="activation",
+       rule_scale=lambda sp, a: (2 + 2 * abs(a), 6 + 6 * abs(a), 26 + 26 * abs(a)))
+_piecewise("softsign", 1, lambda sp, a: [a], lambda sp, s, a: a / (1 + s[0] * a), (0.0,),
+           "a / (1 + |a|) (third derivative jumps at 0)", group="activation")
+_unary("log_sigmoid", lambda sp, a: -sp.log(1 + sp.exp(-a)), "log(sigmoid(a))", (0.0, -_EXP_EDGES[0]),
+       group="activation", rule_scale=lambda sp, a: (2, 6, 26))
+_piecewise("hard_tanh", 1, lambda sp, a: [a + 1, a - 1],
+           lambda sp, s, a: sp.Integer(-1) if s[0] < 0 else (a if s[1] < 0 else sp.Integer(1)),
+           (-1.0, 1.0), "clip(a, -1, 1)", group="activation")
+_piecewise("hard_sigmoid", 1, lambda sp, a: [a + 3, a - 3],
+           lambda sp, s, a: sp.Integer(0) if s[0] < 0 else (a / 6 + sp.Rational(1, 2) if s[1] < 0 else sp.Integer(1)),
+           (-3.0, 3.0), "relu6(a + 3) / 6", group="activation")
+
+# Binary.
+register_op(OpSpec("pow", 2, "binary", Elementwise(lambda sp, a, b: a**b), arg_domains=("pos", None),
+                   special=lambda attrs: (0.0, 1.0), doc="a**b for a > 0 (special: a at 0 and 1)"))
+register_op(OpSpec("arctan2", 2, "binary", Elementwise(lambda sp, a, b: sp.atan2(a, b)), arg_domains=(None, "pos"),
+                   special=lambda attrs: (0.0,), doc="atan2(a, b), b > 0 here (the branch cut is b < 0, a = 0)"))
+register_op(OpSpec("hypot", 2, "binary", Elementwise(lambda sp, a, b: sp.sqrt(a**2 + b**2)),
+                   arg_domains=(None, "nonzero"), special=lambda attrs: (0.0,),
+                   doc="sqrt(a**2 + b**2) (b != 0: at a = b = 0 it is a cone)"))
+register_op(OpSpec("logaddexp", 2, "binary", Elementwise(lambda sp, a, b: sp.log(sp.exp(a) + sp.exp(b))),
+                   special=lambda attrs: (0.0, _EXP_EDGES[1]), doc="log(exp(a) + exp(b))",
+                   rule_scale=None))
+register_op(OpSpec("xlogy", 2, "binary", Elementwise(lambda sp, a, b: a * sp.log(b)), arg_domains=(None, "pos"),
+                   special=lambda attrs: (0.0,), doc="a log(b), b > 0"))
+register_op(OpSpec(
+    "remainder", 2, "binary",
+    Piecewise(lambda sp, a, b: [a / b - _step(sp, "round_")(a / b)],
+              lambda sp, s, a, b: a - b * (_step(sp, "round_")(a / b) - (0 if s[0] > 0 else 1))),
+    arg_domains=(None, "nonzero"), special=lambda attrs: (0.0,),
+    doc="a - b floor(a / b) (Python's %: the sign of b; jumps where a / b is an integer)",
+))
+register_op(OpSpec(
+    "copysign", 2, "binary",
+    Piecewise(lambda sp, a, b: [a, b], lambda sp, s, a, b: (a if s[0] > 0 else -a) * s[1]),
+    special=lambda attrs: (0.0, 0.0), special_names=("a=0", "b=0"), doc="|a| with the sign of b",
+))
+register_op(OpSpec("ldexp", 1, "unary", Elementwise(lambda sp, a, k: a * sp.Integer(2) ** k),
+                   attrs=(AttrSpec("k", "int"),), doc="a * 2**k for an integer k (-8..8)",
+                   shape=lambda shapes, attrs: _ldexp_shape(shapes, attrs)))
+
+
+def _ldexp_shape(shapes: tuple[Shape, ...], attrs: Attrs) -> Shape:
+    if not -8 <= attrs["k"] <= 8:
+        raise ValueError(f"ldexp takes a small integer exponent -8..8, got k={attrs['k']}.")
+    return broadcast_shape(shapes, attrs)
+
+
+# --- shape helpers for reductions and data movement -------------------------------------
+
+
+def _norm_axis(shape: Shape, axis: int | None, op: str) -> int | None:
+    if axis is None:
+        return None
+    if not shape or not -len(shape) <= axis < len(shape):
+        raise ValueError(f"{op}: axis={axis} is out of range for shape {shape}.")
+    return axis % len(shape)
+
+
+def _reduced_shape(op: str) -> Callable[[tuple[Shape, ...], Attrs], Shape]:
+    def rule(shapes: tuple[Shape, ...], attrs: Attrs) -> Shape:
+        (a,) = shapes
+        if not a or 0 in a:
+            raise ValueError(f"{op} takes a non-empty array, got shape {a}.")
+        axis = _norm_axis(a, attrs["axis"], op)
+        if axis is None:
+            return (1,) * len(a) if attrs["keepdims"] else ()
+        return tuple(1 if i == axis else s for i, s in enumerate(a)) if attrs["keepdims"] else a[:axis] + a[axis + 1:]
+
+    return rule
+
+
+def _along_shape(op: str, max_size: int = 8) -> Callable[[tuple[Shape, ...], Attrs], Shape]:
+    def rule(shapes: tuple[Shape, ...], attrs: Attrs) -> Shape:
+        (a,) = shapes
+        if not a or 0 in a:
+            raise ValueError(f"{op} takes a non-empty array, got shape {a}.")
+        _norm_axis(a, attrs["axis"], op)
+        if attrs["axis"] is None:
+            raise ValueError(f"{op} needs an axis.")
+        if math.prod(a) > max_size:
+            raise ValueError(f"{op}: at most {max_size} entries (the oracle differentiates symbolically), got {a}.")
+        return a
+
+    return rule
+
+
+def _small(rule: Callable[[tuple[Shape, ...], Attrs], Shape], op: str, max_size: int = 8) -> Callable[..., Shape]:
+    def checked(shapes: tuple[Shape, ...], attrs: Attrs) -> Shape:
+        if math.prod(shapes[0]) > max_size:
+            raise ValueError(f"{op}: at most {max_size} entries (the oracle differentiates symbolically), got {shapes[0]}.")
+        return rule(shapes, attrs)
+
+    return checked
+
+
+def _reduce(A: Any, axis: int | None, keepdims: bool, fn: Callable[[list[Any]], Any]) -> Any:
+    """Apply ``fn`` (a list of entries -> one expression) along ``axis`` of an object array."""
+    import numpy as np
+
+    if axis is None:
+        out = np.empty((), dtype=object)
+        out[()] = fn(list(A.reshape(-1)))
+        return out.reshape((1,) * A.ndim) if keepdims else out
+    moved = np.moveaxis(A, axis, -1)
+    out = np.empty(moved.shape[:-1], dtype=object)
+    for idx in np.ndindex(*out.shape):
+        out[idx] = fn(list(moved[idx]))
+    return np.expand_dims(out, axis) if keepdims else out
+
+
+def _along(A: Any, axis: int, fn: Callable[[list[Any]], list[Any]]) -> Any:
+    """Apply ``fn`` (a list -> a list of the same length) along ``axis``."""
+    import numpy as np
+
+    moved = np.moveaxis(A, axis, -1)
+    out = np.empty(moved.shape, dtype=object)
+    for idx in np.ndindex(*moved.shape[:-1]):
+        out[idx] = np.array(fn(list(moved[idx])) + [None], dtype=object)[:-1]
+    return np.moveaxis(out, -1, axis)
+
+
+_REDUCE_ATTRS = (AttrSpec("axis", "axis"), AttrSpec("keepdims", "bool"))
+_AXIS_ATTR = (AttrSpec("axis", "axis"),)
+
+
+def _vector_reduction(name: str, fn: Callable[[Any, list[Any]], Any], doc: str, **kw: Any) -> None:
+    register_op(OpSpec(
+        name, 1, "reduction",
+        Vector(lambda sp, A, axis, keepdims: _reduce(A, axis, keepdims, lambda v: fn(sp, v))),
+        attrs=_REDUCE_ATTRS, shape=_small(_reduced_shape(name), name), doc=doc, **kw,
+    ))
+
+
+def _mean(v: list[Any]) -> Any:
+    return sum(v) / len(v)
+
+
+_vector_reduction("prod", lambda sp, v: math.prod(v), "product (along an axis or whole, keepdims)")
+_vector_reduction("logsumexp", lambda sp, v: sp.log(sum(sp.exp(t) for t in v)),
+                  "log of the sum of exp (along an axis or whole, keepdims)")
+_vector_reduction("var", lambda sp, v: sum((t - _mean(v)) ** 2 for t in v) / len(v),
+                  "population variance (ddof 0; along an axis or whole, keepdims)")
+_vector_reduction("std", lambda sp, v: sp.sqrt(sum((t - _mean(v)) ** 2 for t in v) / len(v)),
+                  "population standard deviation (domain: entries not all equal)",
+                  domain=lambda args: _spread(args[0]))
+_vector_reduction("norm", lambda sp, v: sp.sqrt(sum(t**2 for t in v)),
+                  "Euclidean (Frobenius) norm (domain: not all zero)", domain=lambda args: _any_nonzero(args[0]))
+
+
+def _spread(a: Any) -> bool:
+    flat = list(a.reshape(-1))
+    return max(flat) - min(flat) > 1e-6 * max(max(abs(v) for v in flat), 1e-300)
+
+
+def _any_nonzero(a: Any) -> bool:
+    return any(v != 0 for v in a.reshape(-1))
+
+
+def _cumprod(v: list[Any]) -> list[Any]:
+    out, acc = [], 1
+    for t in v:
+        acc = acc * t
+        out.append(acc)
+    return out
+
+
+def _softmax(sp: Any, v: list[Any]) -> list[Any]:
+    total = sum(sp.exp(t) for t in v)
+    return [sp.exp(t) / total for t in v]
+
+
+for _name, _fn, _doc in (
+    ("cumprod", lambda sp, v: _cumprod(v), "cumulative product along an axis"),
+    ("softmax", _softmax, "softmax along an axis"),
+    ("log_softmax", lambda sp, v: [t - sp.log(sum(sp.exp(u) for u in v)) for t in v], "log-softmax along an axis"),
+):
+    register_op(OpSpec(
+        _name, 1, "reduction", Vector(lambda sp, A, axis, fn=_fn: _along(A, axis, lambda v: fn(sp, v))),
+        attrs=_AXIS_ATTR, shape=_along_shape(_name), doc=_doc,
+    ))
+
+
+def _square_shape(op: str, max_size: int) -> Callable[[tuple[Shape, ...], Attrs], Shape]:
+    def rule(shapes: tuple[Shape, ...], attrs: Attrs) -> Shape:
+        (a,) = shapes
+        if len(a) != 2 or a[0] != a[1] or not 1 <= a[0] <= max_size:
+            raise ValueError(f"{op} takes a square matrix of size 1..{max_size}, got shape {a}.")
+        return () if op == "det" else a
+
+    return rule
+
+
+def _det_of(A: Any) -> Any:
+    """The determinant of a 1x1..3x3 object array by cofactors (arithmetic only)."""
+    k = A.shape[0]
+    if k == 1:
+        return A[0, 0]
+    if k == 2:
+        return A[0, 0] * A[1, 1] - A[0, 1] * A[1, 0]
+    return (A[0, 0] * (A[1, 1] * A[2, 2] - A[1, 2] * A[2, 1])
+            - A[0, 1] * (A[1, 0] * A[2, 2] - A[1, 2] * A[2, 0])
+            + A[0, 2] * (A[1, 0] * A[2, 1] - A[1, 1] * A[2, 0]))
+
+
+def _det(ns: Any, A: Any) -> Any:
+    import numpy as np
+
+    out = np.empty((), dtype=object)
+    out[()] = _det_of(A)
+    return out
+
+
+def _inv(ns: Any, A: Any) -> Any:
+    import numpy as np
+
+    det = _det_of(A)
+    out = np.empty(A.shape, dtype=object)
+    if A.shape[0] == 1:
+        out[0, 0] = 1 / det
+        return out
+    out[0, 0], out[0, 1] = A[1, 1] / det, -A[0, 1] / det
+    out[1, 0], out[1, 1] = -A[1, 0] / det, A[0, 0] / det
+    return out
+
+
+def _well_conditioned(args: tuple[Any, ...]) -> bool:
+    import mpmath
+
+    m = mpmath.matrix(args[0].tolist())
+    try:
+        det = mpmath.det(m)
+    except ZeroDivisionError:
+        return False
+    scale = 1
+    for i in range(m.rows):
+        scale *= max(mpmath.sqrt(sum(m[i, j] ** 2 for j in range(m.cols))), mpmath.mpf(1e-300))
+    return abs(det) > 1e-3 * scale
+
+
+register_op(OpSpec("det", 1, "linalg", Vector(_det), shape=_square_shape("det", 3),
+                   doc="determinant of a square matrix (1x1..3x3)"))
+register_op(OpSpec("inv", 1, "linalg", Vector(_inv), shape=_square_shape("inv", 2),
+                   domain=_well_conditioned, doc="inverse of a well-conditioned square matrix (1x1, 2x2)"))
+
+
+# Linear ops (Structural): the oracle applies them to values and derivative slices alike.
+
+
+def _attr_shape(fn: Callable[[Shape, Attrs], Shape]) -> Callable[[tuple[Shape, ...], Attrs], Shape]:
+    def rule(shapes: tuple[Shape, ...], attrs: Attrs) -> Shape:
+        return fn(shapes[0], attrs)
+
+    return rule
+
+
+def _reshape_rule(a: Shape, attrs: Attrs) -> Shape:
+    shape = attrs["shape"]
+    if math.prod(shape) != math.prod(a) or any(s < 1 for s in shape):
+        raise ValueError(f"reshape cannot turn shape {a} into {shape}.")
+    return shape
+
+
+def _need_ndim(op: str, lo: int, hi: int) -> Callable[[Shape, Attrs], Shape]:
+    def rule(a: Shape, attrs: Attrs) -> Shape:
+        if not lo <= len(a) <= hi:
+            raise ValueError(f"{op} takes an array of {lo}..{hi} dimensions, got shape {a}.")
+        return a
+
+    return rule
+
+
+def _slice_rule(a: Shape, attrs: Attrs) -> Shape:
+    if len(a) < 1 or attrs["step"] == 0:
+        raise ValueError(f"slice needs an array and a nonzero step, got shape {a}, step {attrs['step']}.")
+    if attrs["step"] < 0 and (attrs["start"] >= 0 or attrs["stop"] >= 0):
+        raise ValueError(f"slice with a negative step takes negative bounds, got {attrs['start']}:{attrs['stop']}.")
+    size = len(range(*slice(attrs["start"], attrs["stop"], attrs["step"]).indices(a[0])))
+    if size == 0:
+        raise ValueError(f"slice [{attrs['start']}:{attrs['stop']}:{attrs['step']}] of length {a[0]} is empty.")
+    return (size,) + a[1:]
+
+
+def _transpose_rule(a: Shape, attrs: Attrs) -> Shape:
+    if len(a) != 2:
+        raise ValueError(f"transpose takes a matrix, got shape {a}.")
+    return (a[1], a[0])
+
+
+def _diagonal_rule(a: Shape, attrs: Attrs) -> Shape:
+    if len(a) != 2:
+        raise ValueError(f"diagonal takes a matrix, got shape {a}.")
+    return (min(a),)
+
+
+def _trace_rule(a: Shape, attrs: Attrs) -> Shape:
+    if len(a) != 2:
+        raise ValueError(f"trace takes a matrix, got shape {a}.")
+    return ()
+
+
+def _cumsum_rule(a: Shape, attrs: Attrs) -> Shape:
+    if _norm_axis(a, attrs["axis"], "cumsum") is None:
+        raise ValueError("cumsum needs an axis.")
+    return a
+
+
+def _flip_rule(a: Shape, attrs: Attrs) -> Shape:
+    if _norm_axis(a, attrs["axis"], "flip") is None:
+        raise ValueError("flip needs an axis.")
+    return a
+
+
+def _roll_rule(a: Shape, attrs: Attrs) -> Shape:
+    if _norm_axis(a, attrs["axis"], "roll") is None:
+        raise ValueError("roll needs an axis.")
+    return a
+
+
+def _tile_rule(a: Shape, attrs: Attrs) -> Shape:
+    if len(a) != 1 or not 1 <= attrs["reps"] <= 4:
+        raise ValueError(f"tile takes a vector and reps 1..4, got shape {a}, reps {attrs['reps']}.")
+    return (a[0] * attrs["reps"],)
+
+
+def _repeat_rule(a: Shape, attrs: Attrs) -> Shape:
+    if len(a) != 1 or not 1 <= attrs["repeats"] <= 4:
+        raise ValueError(f"repeat takes a vector and repeats 1..4, got shape {a}, repeats {attrs['repeats']}.")
+    return (a[0] * attrs["repeats"],)
+
+
+def _pad_rule(a: Shape, attrs: Attrs) -> Shape:
+    if len(a) != 1 or not (0 <= attrs["before"] <= 3 and 0 <= attrs["after"] <= 3):
+        raise ValueError(f"pad takes a vector and widths 0..3, got shape {a}, {attrs['before']}, {attrs['after']}.")
+    return (attrs["before"] + a[0] + attrs["after"],)
+
+
+def _broadcast_rule(a: Shape, attrs: Attrs) -> Shape:
+    shape = attrs["shape"]
+    broadcast_shape((a, shape), attrs)
+    if broadcast_shape((a, shape), attrs) != shape:
+        raise ValueError(f"broadcast_to cannot broadcast {a} to {shape}.")
+    return shape
+
+
+def _pad(xp: Any, a: Any, before: int, after: int) -> Any:
+    out = xp.zeros(before + a.shape[0] + after, dtype=a.dtype)
+    out[before: before + a.shape[0]] = a
+    return out
+
+
+for _name, _apply, _attrs, _rule, _doc in (
+    ("reshape", lambda xp, a, shape: a.reshape(shape), (AttrSpec("shape", "int_tuple"),), _reshape_rule,
+     "reshape to a shape of the same size"),
+    ("transpose", lambda xp, a: a.T, (), _transpose_rule, "matrix transpose"),
+    ("flip", lambda xp, a, axis: xp.flip(a, axis), _AXIS_ATTR, _flip_rule, "reverse along an axis"),
+    ("slice", lambda xp, a, start, stop, step: a[start:stop:step],
+     (AttrSpec("start", "int"), AttrSpec("stop", "int"), AttrSpec("step", "int")), _slice_rule,
+     "a[start:stop:step] on the first axis (negative bounds and steps too)"),
+    ("roll", lambda xp, a, shift, axis: xp.roll(a, shift, axis), (AttrSpec("shift", "int"), AttrSpec("axis", "axis")),
+     _roll_rule, "cyclic shift along an axis"),
+    ("tile", lambda xp, a, reps: xp.tile(a, reps), (AttrSpec("reps", "int"),), _tile_rule, "a vector repeated whole"),
+    ("repeat", lambda xp, a, repeats: xp.repeat(a, repeats), (AttrSpec("repeats", "int"),), _repeat_rule,
+     "each entry repeated"),
+    ("pad", _pad, (AttrSpec("before", "int"), AttrSpec("after", "int")), _pad_rule, "zero padding of a vector"),
+    ("broadcast_to", lambda xp, a, shape: xp.broadcast_to(a, shape).copy(), (AttrSpec("shape", "int_tuple"),),
+     _broadcast_rule, "broadcast to a larger shape"),
+    ("diagonal", lambda xp, a: xp.diagonal(a).copy(), (), _diagonal_rule, "the main diagonal of a matrix"),
+    ("trace", lambda xp, a: xp.trace(a), (), _trace_rule, "the trace of a matrix"),
+    ("cumsum", lambda xp, a, axis: xp.cumsum(a, axis=axis), _AXIS_ATTR, _cumsum_rule, "cumulative sum along an axis"),
+):
+    register_op(OpSpec(_name, 1, "shape" if _name not in ("trace", "diagonal", "cumsum") else
+                       ("linalg" if _name != "cumsum" else "reduction"),
+                       Structural(_apply), attrs=_attrs, shape=_attr_shape(_rule), doc=_doc))
+
+
+def _same_shapes(op: str, stack: bool) -> Callable[[tuple[Shape, ...], Attrs], Shape]:
+    def rule(shapes: tuple[Shape, ...], attrs: Attrs) -> Shape:
+        a, b = shapes
+        if len(a) != 1 or len(b) != 1 or (stack and a != b):
+            raise ValueError(f"{op} takes two vectors{' of one length' if stack else ''}, got {a} and {b}.")
+        return (2, a[0]) if stack else (a[0] + b[0],)
+
+    return rule
+
+
+register_op(OpSpec("concatenate", 2, "shape", Structural(lambda xp, a, b: xp.concatenate([a, b])),
+                   shape=_same_shapes("concatenate", False), doc="two vectors end to end"))
+register_op(OpSpec("stack", 2, "shape", Structural(lambda xp, a, b: xp.stack([a, b])),
+                   shape=_same_shapes("stack", True), doc="two vectors of one length as the rows of a matrix"))
+
+
+def _dot_shape(shapes: tuple[Shape, ...], attrs: Attrs) -> Shape:
+    a, b = shapes
+    if len(a) != 1 or a != b:
+        raise ValueError(f"dot takes two vectors of one length, got {a} and {b}.")
+    return ()
+
+
+def _outer_shape(shapes: tuple[Shape, ...], attrs: Attrs) -> Shape:
+    a, b = shapes
+    if len(a) != 1 or len(b) != 1:
+        raise ValueError(f"outer takes two vectors, got {a} and {b}.")
+    return (a[0], b[0])
+
+
+register_op(OpSpec("dot", 2, "linalg", Bilinear(lambda xp, a, b, mul: mul(a, b).sum()), shape=_dot_shape,
+                   doc="inner product of two vectors"))
+register_op(OpSpec("outer", 2, "linalg", Bilinear(lambda xp, a, b, mul: mul(a[:, None], b[None, :])),
+                   shape=_outer_shape, doc="outer product of two vectors"))

@@ -34,7 +34,7 @@ import mpmath
 import numpy as np
 
 from harness.ir import Program
-from harness.ops import Bilinear, Elementwise, OpSpec, Piecewise, Structural, get_op
+from harness.ops import Bilinear, Elementwise, OpSpec, Piecewise, Structural, Vector, get_op
 
 __all__ = ["DIGITS", "Kink", "OracleResult", "OutOfDomain", "evaluate"]
 
@@ -79,6 +79,8 @@ class OracleResult:
         max_magnitude: the largest magnitude of any value or derivative carried along, so
             the judge can tell when the true result overflows the dtype.
         dtype: the dtype whose rounding of inputs and constants was applied.
+        specials: ``(op, i)`` for every op whose argument came within rounding distance
+            of its ``i``-th special value (``OpSpec.special``) somewhere in the program.
     """
 
     value: Any
@@ -92,6 +94,7 @@ class OracleResult:
     kink_ops: frozenset[str]
     max_magnitude: float
     dtype: str
+    specials: frozenset[tuple[str, int]] = frozenset()
 
     @property
     def undefined(self) -> np.ndarray:
@@ -261,6 +264,8 @@ class _Evaluator:
         self.kink_distance = float("inf")
         self.kink_ops: set[str] = set()
         self.max_magnitude = 0.0
+        self.specials: set[tuple[str, int]] = set()
+        self._switch_specials = False
 
     # Each op kind builds its result jet from its argument jets.
 
@@ -286,7 +291,9 @@ class _Evaluator:
             if isinstance(spec.math, (Elementwise, Piecewise)):
                 jet = self._elementwise(i, spec, attrs, args, shape)
             elif isinstance(spec.math, Structural):
-                jet = _structural(spec.math.apply, args[0], attrs, n)
+                jet = _structural(spec.math.apply, args, attrs, n)
+            elif isinstance(spec.math, Vector):
+                jet = _vector(i, spec, attrs, args[0], n)
             elif isinstance(spec.math, Bilinear):
                 jet = _bilinear(spec.math.apply, args[0], args[1], n)
             else:  # pragma: no cover - the catalogue only has the four kinds
@@ -308,6 +315,7 @@ class _Evaluator:
             kink_ops=frozenset(self.kink_ops),
             max_magnitude=self.max_magnitude,
             dtype=self.dtype,
+            specials=frozenset(self.specials),
         )
 
     def _track(self, jet: _Jet) -> None:
@@ -330,18 +338,26 @@ class _Evaluator:
             np.zeros(shape), np.zeros(shape + (n,)) if any_deriv else None,
             np.zeros(shape + (n, n)) if any_deriv else None,
         )
+        specials = spec.special(attrs)
+        switch_specials = isinstance(spec.math, Piecewise) and len(specials) == len(
+            _switch_rules(spec.name, int_key))
+        self._switch_specials = switch_specials
         for idx in np.ndindex(*shape):
             vals = [a.v[idx] for a in bargs]
             point = [*vals, *fvals]
-            if spec.domain is not None and not spec.domain(tuple(vals)):
+            if not spec.in_domain(tuple(vals)):
                 raise OutOfDomain(
                     f"node {node} ({spec.name}) is outside its domain at "
                     f"{[mpmath.nstr(v, 8) for v in vals]}"
                 )
+            if specials and not switch_specials:
+                self._special_hits(spec, specials, vals[spec.special_arg], bargs[spec.special_arg].vm[idx])
             if isinstance(spec.math, Elementwise):
                 results = [_apply_rule(_smooth_rule(spec.name, int_key), point, bargs, idx, derivs)]
             else:
                 results = self._pieces(node, spec, int_key, point, bargs, idx, derivs)
+            if spec.arg_domains and self._near_edge(spec, vals, bargs, idx):
+                results = [_undefined_derivatives(results[0], bargs, idx, derivs)]
             _merge_into(out, idx, results)
         return out
 
@@ -354,8 +370,10 @@ class _Evaluator:
         # to that error unit, so "within k ulps" covers both.
         finfo = np.finfo(self.dtype)
         scale = max(float(bargs[k].vm[idx]) for k in range(len(bargs))) + float(finfo.tiny / finfo.eps)
-        for s in switches:
+        for k, s in enumerate(switches):
             distance = 0.0 if s == 0 else float(abs(s)) / scale
+            if distance <= SPECIAL_ULPS * float(finfo.eps) and self._switch_specials:
+                self.specials.add((spec.name, k))
             if distance < self.kink_distance:
                 self.kink_distance = distance
                 self.kink_ops = {spec.name}
@@ -377,6 +395,51 @@ class _Evaluator:
             _apply_rule(_piece_rule(spec.name, int_key, signs), point, bargs, idx, derivs)
             for signs in itertools.product(*choices)
         ]
+
+
+    def _near_edge(self, spec: OpSpec, vals: list[Any], bargs: list[_Jet], idx: tuple[int, ...]) -> bool:
+        """Whether an argument lies within rounding distance of its domain's edge.
+
+        There a framework's own rounding decides whether the argument is inside (sqrt of
+        a difference that is exactly 0 in floating point and 1e-17 in exact arithmetic),
+        so the derivatives have no single value it could be held to.
+        """
+        finfo = np.finfo(self.dtype)
+        for k, domain in enumerate(spec.arg_domains):
+            if domain is None:
+                continue
+            scale = float(bargs[k].vm[idx]) + float(finfo.tiny / finfo.eps)
+            for edge in _DOMAIN_EDGES[domain]:
+                if float(abs(vals[k] - edge)) <= SPECIAL_ULPS * float(finfo.eps) * max(scale, abs(edge)):
+                    return True
+        return False
+
+    def _special_hits(self, spec: OpSpec, specials: tuple[float, ...], value: Any, error: float) -> None:
+        """Record every special value that ``value`` lies within rounding distance of."""
+        finfo = np.finfo(self.dtype)
+        for k, target in enumerate(specials):
+            scale = max(abs(target), float(error)) + float(finfo.tiny / finfo.eps)
+            if float(abs(value - target)) <= SPECIAL_ULPS * float(finfo.eps) * scale:
+                self.specials.add((spec.name, k))
+
+
+SPECIAL_ULPS = 64.0
+_DOMAIN_EDGES = {"pos": (0,), "nonzero": (0,), "gt1": (1,), "gt_neg1": (-1,), "unit": (-1, 1)}
+
+
+def _undefined_derivatives(result: tuple[Any, ...], args: list[_Jet], idx: tuple[int, ...],
+                           derivs: list[bool]) -> tuple[Any, ...]:
+    """``result`` with every derivative entry undefined (NaN).
+
+    A framework whose rounding put the argument outside the domain computes a NaN value
+    there, and NaN reaches every entry of its derivatives (NaN times 0 is NaN), so no
+    entry has a value it could be held to; the frameworks are still compared with each
+    other there.
+    """
+    value, grad, hess, vm, gm, hm = result
+    if grad is None:
+        return result
+    return value, _full_nan(grad.shape), _full_nan(hess.shape), vm, gm, hm
 
 
 def _zeros_obj(shape: tuple[int, ...]) -> np.ndarray:
@@ -564,16 +627,175 @@ def _per_slice(apply: Callable[[np.ndarray], Any], a: np.ndarray, extra: int, dt
     return stacked.reshape(stacked.shape[:-1] + trailing)
 
 
-def _structural(apply: Callable[..., Any], a: _Jet, attrs: dict[str, Any], n: int) -> _Jet:
+def _structural(apply: Callable[..., Any], args: list[_Jet], attrs: dict[str, Any], n: int) -> _Jet:
+    """A linear op of one or more arrays: applied to values and derivative slices alike."""
     fn = functools.partial(apply, np, **attrs)
-    v = np.asarray(fn(a.v), dtype=object)
-    vm = np.asarray(fn(a.vm), dtype=np.float64)
+    v = np.asarray(fn(*(a.v for a in args)), dtype=object)
+    vm = np.asarray(fn(*(a.vm for a in args)), dtype=np.float64)
+    if all(a.g is None for a in args):
+        return _Jet(v, None, None, vm, None, None)
+
+    def part(name: str, extra: tuple[int, ...], dtype: Any) -> list[np.ndarray]:
+        out = []
+        for a in args:
+            p = getattr(a, name)
+            if p is None:
+                p = _zeros_obj(a.v.shape + extra) if dtype is object else np.zeros(a.v.shape + extra)
+            out.append(p)
+        return out
+
+    def sliced(parts: list[np.ndarray], extra: int, dtype: Any) -> np.ndarray:
+        if len(parts) == 1:
+            return _per_slice(fn, parts[0], extra, dtype)
+        trailing = parts[0].shape[parts[0].ndim - extra:]
+        slices = [np.asarray(fn(*(p[(...,) + k] for p in parts)), dtype=dtype) for k in np.ndindex(*trailing)]
+        stacked = np.stack(slices, axis=-1)
+        return stacked.reshape(stacked.shape[:-1] + trailing)
+
+    return _Jet(
+        v, sliced(part("g", (n,), object), 1, object), sliced(part("h", (n, n), object), 2, object), vm,
+        sliced(part("gm", (n,), np.float64), 1, np.float64), sliced(part("hm", (n, n), np.float64), 2, np.float64),
+    )
+
+
+class _LocalJet:
+    """A multi-precision number with its first and second partial derivatives with respect
+    to the ``m`` entries of one op's argument: how the oracle differentiates ``Vector`` ops
+    exactly without a symbolic step."""
+
+    __slots__ = ("v", "g", "h")
+
+    def __init__(self, v: Any, g: np.ndarray, h: np.ndarray) -> None:
+        self.v, self.g, self.h = v, g, h
+
+    @staticmethod
+    def lift(other: Any, like: _LocalJet) -> _LocalJet:
+        if isinstance(other, _LocalJet):
+            return other
+        return _LocalJet(mpmath.mpf(other), like.g * 0, like.h * 0)
+
+    def chain(self, f: Any, d1: Any, d2: Any) -> _LocalJet:
+        return _LocalJet(f, self.g * d1, self.h * d1 + np.outer(self.g, self.g) * d2)
+
+    def __add__(self, o: Any) -> _LocalJet:
+        o = _LocalJet.lift(o, self)
+        return _LocalJet(self.v + o.v, self.g + o.g, self.h + o.h)
+
+    __radd__ = __add__
+
+    def __neg__(self) -> _LocalJet:
+        return _LocalJet(-self.v, -self.g, -self.h)
+
+    def __sub__(self, o: Any) -> _LocalJet:
+        return self + (-_LocalJet.lift(o, self))
+
+    def __rsub__(self, o: Any) -> _LocalJet:
+        return _LocalJet.lift(o, self) - self
+
+    def __mul__(self, o: Any) -> _LocalJet:
+        o = _LocalJet.lift(o, self)
+        return _LocalJet(self.v * o.v, self.g * o.v + o.g * self.v,
+                         self.h * o.v + o.h * self.v + np.outer(self.g, o.g) + np.outer(o.g, self.g))
+
+    __rmul__ = __mul__
+
+    def reciprocal(self) -> _LocalJet:
+        r = 1 / self.v
+        return self.chain(r, -r * r, 2 * r * r * r)
+
+    def __truediv__(self, o: Any) -> _LocalJet:
+        return self * (_LocalJet.lift(o, self).reciprocal())
+
+    def __rtruediv__(self, o: Any) -> _LocalJet:
+        return _LocalJet.lift(o, self) * self.reciprocal()
+
+    def __pow__(self, p: int) -> _LocalJet:
+        if p == 2:
+            return self * self
+        return self.chain(self.v**p, p * self.v ** (p - 1), p * (p - 1) * self.v ** (p - 2))
+
+
+class _JetFunctions:
+    """``exp``/``log``/``sqrt`` for ``Vector`` expressions, on jets or on plain mpf."""
+
+    @staticmethod
+    def exp(a: Any) -> Any:
+        if isinstance(a, _LocalJet):
+            e = mpmath.exp(a.v)
+            return a.chain(e, e, e)
+        return mpmath.exp(a)
+
+    @staticmethod
+    def log(a: Any) -> Any:
+        if isinstance(a, _LocalJet):
+            return a.chain(mpmath.log(a.v), 1 / a.v, -1 / (a.v * a.v))
+        return mpmath.log(a)
+
+    @staticmethod
+    def sqrt(a: Any) -> Any:
+        if isinstance(a, _LocalJet):
+            r = mpmath.sqrt(a.v)
+            return a.chain(r, 1 / (2 * r), -1 / (4 * r * a.v))
+        return mpmath.sqrt(a)
+
+
+def _vector_local(spec: OpSpec, attrs: dict[str, Any], v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, ...]]:
+    """f (p,), J (p, m), K (p, m, m) of a ``Vector`` op at the argument values ``v``."""
+    m = v.size
+    flat = v.reshape(-1)
+    eye = np.empty((m, m), dtype=object)
+    for i, j in itertools.product(range(m), repeat=2):
+        eye[i, j] = mpmath.mpf(int(i == j))
+    A = np.empty(m, dtype=object)
+    for k in range(m):
+        A[k] = _LocalJet(flat[k], eye[k].copy(), _zeros_obj((m, m)))
+    out = np.asarray(spec.math.expr(_JetFunctions, A.reshape(v.shape), **attrs), dtype=object)
+    jets = [o if isinstance(o, _LocalJet) else _LocalJet.lift(o, A[0]) for o in out.reshape(-1)]
+    f = np.array([j.v for j in jets] + [None], dtype=object)[:-1]
+    J = np.array([list(j.g) for j in jets], dtype=object).reshape(len(jets), m)
+    K = np.array([j.h for j in jets], dtype=object).reshape(len(jets), m, m)
+    return f, J, K, out.shape
+
+
+def _vector(node: int, spec: OpSpec, attrs: dict[str, Any], a: _Jet, n: int) -> _Jet:
+    """y = F(a) for a smooth map of the whole array: chain rule with its Jacobian and Hessians."""
+    if spec.domain is not None and not spec.domain((a.v,)):
+        raise OutOfDomain(f"node {node} ({spec.name}) is outside its domain at {_to_float(a.v).tolist()}")
+    try:
+        f, J, K, out_shape = _vector_local(spec, attrs, a.v)
+    except (ZeroDivisionError, ValueError, OverflowError) as exc:
+        raise OutOfDomain(f"node {node} ({spec.name}) is undefined at {_to_float(a.v).tolist()}: {exc}") from None
+    size = a.v.size
+    vm_in = a.vm.reshape(-1)
+    Ja, Ka = _abs_float(J), _abs_float(K)
+    vm_flat = _abs_float(f) + Ja @ vm_in
+    vm = vm_flat.reshape(out_shape)
+    # Frameworks compute such ops by algorithms (LU, a max shift, a mean subtracted) whose
+    # derivatives are not exactly multilinear or cancelling in floating point: each
+    # derivative errs by about eps times the value's scale over the entries' scale
+    # (per order), even where the true derivative is exactly 0.
+    entry = max(float(np.max(vm_in, initial=0.0)), 1e-30)
+    Ja = Ja + vm_flat[:, None] / entry
+    Ka = Ka + vm_flat[:, None, None] / entry**2
+    v = f.reshape(out_shape)
     if a.g is None:
         return _Jet(v, None, None, vm, None, None)
-    return _Jet(
-        v, _per_slice(fn, a.g, 1, object), _per_slice(fn, a.h, 2, object), vm,
-        _per_slice(fn, a.gm, 1, np.float64), _per_slice(fn, a.hm, 2, np.float64),
-    )
+    G = a.g.reshape(size, n)
+    H = a.h.reshape(size, n, n)
+    Ga, Ha = _abs_float(G), _abs_float(H)
+    gm_in, hm_in = a.gm.reshape(size, n), a.hm.reshape(size, n, n)
+    g = _mul0(J[:, :, None], G[None]).sum(axis=1)
+    GG = _mul0(G[:, None, :, None], G[None, :, None, :])  # (m, m, n, n)
+    h = _mul0(J[:, :, None, None], H[None]).sum(axis=1) + _mul0(K[:, :, :, None, None], GG[None]).sum(axis=(1, 2))
+    # Error scales: the Jacobian's own error grows with the second derivatives times the
+    # argument's error; the second-order term is counted twice for its own rounding.
+    J_err = Ja + Ka @ vm_in
+    gm = np.einsum("pk,kn->pn", J_err, Ga) + np.einsum("pk,kn->pn", Ja, gm_in)
+    hm = (np.einsum("pk,kij->pij", J_err, Ha) + np.einsum("pk,kij->pij", Ja, hm_in)
+          + 2 * np.einsum("pkl,ki,lj->pij", Ka, Ga, Ga)
+          + np.einsum("pkl,ki,lj->pij", Ka, gm_in, Ga) + np.einsum("pkl,ki,lj->pij", Ka, Ga, gm_in))
+    return _Jet(v, g.reshape(out_shape + (n,)), h.reshape(out_shape + (n, n)), vm,
+                gm.reshape(out_shape + (n,)), hm.reshape(out_shape + (n, n)))
 
 
 def _bilinear(apply: Callable[..., Any], a: _Jet, b: _Jet, n: int) -> _Jet:
@@ -663,7 +885,18 @@ def node_values(n: int, nodes: Sequence[Any], x: np.ndarray, dtype: str = "float
 
 def _value_of(spec: OpSpec, attrs: dict[str, Any], args: list[np.ndarray], dtype: str) -> np.ndarray:
     if isinstance(spec.math, Structural):
-        return np.asarray(spec.math.apply(np, args[0], **attrs), dtype=object)
+        return np.asarray(spec.math.apply(np, *args, **attrs), dtype=object)
+    if isinstance(spec.math, Vector):
+        a = np.asarray(args[0], dtype=object)
+        out_shape = tuple(spec.shape((a.shape,), attrs))
+        try:
+            if spec.domain is not None and not spec.domain((a,)):
+                raise ValueError("out of domain")
+            return np.asarray(spec.math.expr(_JetFunctions, a, **attrs), dtype=object).reshape(out_shape)
+        except (ZeroDivisionError, ValueError, OverflowError, TypeError):
+            out = np.empty(out_shape, dtype=object)
+            out.fill(_NAN)
+            return out
     if isinstance(spec.math, Bilinear):
         return np.asarray(spec.math.apply(np, args[0], args[1], _mul0), dtype=object)
     ints, floats = _split_attrs(spec, attrs)
@@ -672,7 +905,7 @@ def _value_of(spec: OpSpec, attrs: dict[str, Any], args: list[np.ndarray], dtype
 
     def one(*vals: Any) -> Any:
         try:
-            if spec.domain is not None and not spec.domain(vals):
+            if not spec.in_domain(vals):
                 return _NAN
             if isinstance(spec.math, Elementwise):
                 return _smooth_rule(spec.name, int_key).f(*vals, *fvals)
@@ -701,6 +934,8 @@ def piecewise_linear(program: Program) -> bool:
         traced[i] = any(args_traced)
         if not traced[i] or isinstance(spec.math, Structural):
             continue
+        if isinstance(spec.math, Vector):
+            return False
         if isinstance(spec.math, Bilinear):
             if all(args_traced):
                 return False

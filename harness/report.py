@@ -436,7 +436,28 @@ def _coverage_section(coverage: Mapping[str, Mapping[str, Mapping[str, int]]]) -
         if not any(int(c.get("checks", 0)) for c in coverage.get(op_name, {}).values())
     ]
     lines.append(f"**Ops never reached**: {', '.join(never) if never else 'none'}")
+    lines += ["", *_special_coverage(coverage)]
     return lines + [""]
+
+
+def _special_coverage(coverage: Mapping[str, Mapping[str, Mapping[str, int]]]) -> list[str]:
+    """How many catalogued special values some check reached, and the ones none did."""
+    from harness.ops import CATALOGUE
+
+    total, missed = 0, []
+    for op_name, spec in CATALOGUE.items():
+        cells = coverage.get(op_name, {}).values()
+        for index, label in enumerate(spec.special_names):
+            total += 1
+            if not any(int(c.get(f"special:{index}", 0)) for c in cells):
+                missed.append(f"{op_name} at {label}")
+    reached = total - len(missed)
+    share = f" ({100.0 * reached / total:.0f}%)" if total else ""
+    return [
+        f"**Special values reached**: {reached} of {total}{share}",
+        "",
+        f"**Special values never reached**: {', '.join(missed) if missed else 'none'}",
+    ]
 
 
 def _first_sentence(text: str, limit: int = 160) -> str:

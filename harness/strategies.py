@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from harness.ir import Node, Program, const, op
 from harness.oracle import node_values
-from harness.ops import CATALOGUE, Piecewise
+from harness.ops import CATALOGUE, Elementwise, Piecewise
 
 __all__ = ["Case", "cases", "mlp_programs", "points", "programs", "DEFAULT_OPS"]
 
@@ -41,12 +41,14 @@ class Case:
         )
 
 
-# Ordered simplest first: Hypothesis shrinks a sampled_from towards the front.
-DEFAULT_OPS: tuple[str, ...] = (
+# Ordered simplest first: Hypothesis shrinks a sampled_from towards the front. Every
+# catalogue op is in it (the original dozen first, then the catalogue's order).
+_FIRST_OPS: tuple[str, ...] = (
     "relu", "square", "mul", "add", "sin", "tanh", "abs", "maximum", "sub", "exp", "cos",
     "minimum", "neg", "sigmoid", "softplus", "leaky_relu", "clip", "where", "powi", "div",
     "log", "gather", "matmul", "sum", "mean",
 )
+DEFAULT_OPS: tuple[str, ...] = _FIRST_OPS + tuple(n for n in CATALOGUE if n not in _FIRST_OPS)
 
 _SIMPLE = (0.0, 1.0, -1.0, 0.5, 2.0, -0.5, -2.0)
 
@@ -91,8 +93,12 @@ class _Builder:
         self.shapes: list[tuple[int, ...]] = [(n,)]
         self.values: list[np.ndarray] = [x]
         self.used: set[int] = set()
+        self.attrs: dict[str, Any] = {}
 
     def add(self, node: Node) -> int:
+        if node.kind != "const":  # the IR's own check, now rather than at the end
+            spec = CATALOGUE[node.kind]
+            spec.shape(tuple(self.shapes[a] for a in node.args), spec.check_attrs(node.attr_dict))
         self.nodes.append(node)
         self.used.update(node.args)
         value = node_values(self.n, self.nodes, self.x, self.dtype)[-1]
@@ -103,38 +109,53 @@ class _Builder:
     def constant(self, value: Any) -> int:
         return self.add(const(np.asarray(value, dtype=self.dtype).astype(np.float64)))
 
-    def pick(self, draw: st.DrawFn, shapes: Sequence[tuple[int, ...]] | None = None) -> int:
+    def pick(self, ch: _Chooser, shapes: Sequence[tuple[int, ...]] | None = None) -> int:
         """An existing node (recent ones first), optionally of one of ``shapes``."""
         candidates = [
             i for i in range(len(self.nodes)) if shapes is None or self.shapes[i] in shapes
         ]
         if not candidates:
             return -1
-        return candidates[len(candidates) - 1 - draw(st.integers(0, len(candidates) - 1))]
+        return candidates[len(candidates) - 1 - ch.integer(0, len(candidates) - 1)]
 
-    def aimed_offset(self, draw: st.DrawFn, target: int) -> int:
+    def rollback(self, length: int) -> None:
+        """Forget every node from ``length`` on (an op whose arguments did not fit)."""
+        del self.nodes[length:], self.shapes[length:], self.values[length:]
+        self.used = {a for node in self.nodes for a in node.args}
+
+    def pick_op(self, ch: _Chooser, shape: tuple[int, ...] | None) -> int:
+        """An intermediate (an op node) of ``shape`` or scalar; the input if there is none."""
+        candidates = [
+            i for i in range(1, len(self.nodes)) if self.nodes[i].kind != "const"
+            and (shape is None or self.shapes[i] in (shape, ()))
+        ]
+        if not candidates:
+            return 0
+        return candidates[len(candidates) - 1 - ch.integer(0, len(candidates) - 1)]
+
+    def aimed_offset(self, ch: _Chooser, target: int) -> int:
         """A constant equal to ``target``'s value at one element, a few ulps off or not."""
         value = np.array(self.values[target], dtype=np.float64, ndmin=1).reshape(self.shapes[target])
         offsets = np.zeros(self.shapes[target])
         flat = offsets.reshape(-1)
-        element = draw(st.integers(0, max(flat.size - 1, 0)))
+        element = ch.integer(0, max(flat.size - 1, 0))
         if flat.size:
             v = np.asarray(value.reshape(-1)[element], dtype=self.dtype)
-            ulps = draw(st.sampled_from((0, 1, -1, 2, -2)))
+            ulps = ch.choice((0, 1, -1, 2, -2))
             direction = np.asarray(np.inf if ulps > 0 else -np.inf, dtype=self.dtype)
             for _ in range(abs(ulps)):
                 v = np.nextafter(v, direction)
             flat[element] = float(v) if np.isfinite(v) else 0.0
         return self.constant(offsets)
 
-    def finish(self, draw: st.DrawFn) -> Program:
+    def finish(self, ch: _Chooser) -> Program:
         """Reduce every unused node to a scalar and add them: every op feeds the output."""
         sinks = [i for i in range(1, len(self.nodes)) if i not in self.used]
         sinks = [i for i in sinks if self.nodes[i].kind != "const"] or [len(self.nodes) - 1]
         scalars = []
         for i in sinks:
             if self.shapes[i] != ():
-                reduce = draw(st.sampled_from(("sum", "mean")))
+                reduce = ch.choice(("sum", "mean"))
                 i = self.add(op(reduce, i))
             scalars.append(i)
         out = scalars[0]
@@ -145,105 +166,299 @@ class _Builder:
         return Program(self.n, tuple(self.nodes))
 
 
-def _apply(draw: st.DrawFn, b: _Builder, name: str) -> None:
-    """Append one op ``name`` with drawn arguments (and aimed offsets for kinks)."""
+class _Chooser:
+    """Where generation gets its choices: Hypothesis draws, or a seeded RNG for probes.
+
+    Every choice goes through these four methods, so the same builder serves the
+    campaign (shrinkable draws) and the per-op tests (deterministic, any seed).
+    """
+
+    def __init__(self, draw: st.DrawFn | None = None, rng: Any = None) -> None:
+        self.draw = draw
+        self.rng = rng
+
+    def integer(self, lo: int, hi: int) -> int:
+        if self.draw is not None:
+            return self.draw(st.integers(lo, hi))
+        return int(self.rng.integers(lo, hi + 1))
+
+    def choice(self, options: Sequence[Any]) -> Any:
+        return options[self.integer(0, len(options) - 1)]
+
+    def boolean(self) -> bool:
+        return bool(self.integer(0, 1))
+
+    def real(self, dtype: str, lo: float, hi: float) -> float:
+        if self.draw is not None:
+            return self.draw(_float(dtype, lo, hi))
+        return float(np.asarray(self.rng.uniform(lo, hi), dtype=dtype))
+
+    def reals(self, dtype: str, lo: float, hi: float, size: int) -> list[float]:
+        return [self.real(dtype, lo, hi) for _ in range(size)]
+
+
+# Generation strategy for the arguments of elementwise ops: where each one comes from.
+_SOURCES = ("node", "input", "const")
+
+# Constants drawn inside each argument domain, and the guard that maps any traced value
+# into it (so other elements of an aimed argument stay defined).
+_CONST_RANGE = {None: (-2.0, 2.0), "pos": (0.125, 2.0), "nonzero": (0.125, 2.0), "gt1": (1.125, 3.0),
+                "gt_neg1": (-0.875, 2.0), "unit": (-0.875, 0.875)}
+
+
+def _guard(ch: _Chooser, b: _Builder, a: int, domain: str | None) -> int:
+    """A node equal to ``a`` mapped into ``domain`` (a**2 + c, sin(a) * c, ...)."""
+    if domain is None:
+        return a
+    if domain == "unit":
+        return b.add(op("mul", b.add(op("sin", a)), b.constant(ch.real(b.dtype, 0.125, 0.9375))))
+    lift = {"pos": 0.0, "nonzero": 0.0, "gt1": 1.0, "gt_neg1": -1.0}[domain]
+    c = ch.real(b.dtype, 0.125, 2.0) + lift
+    return b.add(op("add", b.add(op("square", a)), b.constant(c)))
+
+
+def _aim(ch: _Chooser, b: _Builder, a: int, target: float) -> int:
+    """A node equal to ``a`` except at one element, where it is ``target`` (or a few ulps off).
+
+    ``(a - c1) + c2`` with ``c1 = value(a)`` there (so the difference is exactly 0, or a
+    few ulps of ``value(a)`` when c1 is nudged) and ``c2 = target``: the intermediate lands
+    on the special value while its derivative with respect to the input is untouched.
+    """
+    shape = b.shapes[a]
+    value = np.array(b.values[a], dtype=np.float64, ndmin=1).reshape(shape)
+    size = int(np.prod(shape, dtype=np.int64))
+    element = ch.integer(0, max(size - 1, 0))
+    v = value.reshape(-1)[element] if size else 0.0
+    if not np.isfinite(v):
+        return a
+    ulps = ch.choice((0, 0, 1, -1, 2, -2))
+    c1v = np.asarray(v, dtype=b.dtype)
+    direction = np.asarray(np.inf if ulps > 0 else -np.inf, dtype=b.dtype)
+    for _ in range(abs(ulps)):
+        c1v = np.nextafter(c1v, direction)
+    c1 = np.zeros(shape)
+    c2 = np.zeros(shape)
+    c1.reshape(-1)[element] = float(c1v) if np.isfinite(c1v) else 0.0
+    c2.reshape(-1)[element] = float(np.asarray(target, dtype=b.dtype))
+    out = b.add(op("sub", a, b.constant(c1)))
+    return b.add(op("add", out, b.constant(c2))) if target != 0 else out
+
+
+def _source(ch: _Chooser, b: _Builder, shapes: Sequence[tuple[int, ...]] | None = None) -> str:
+    source = ch.choice(_SOURCES)
+    if source == "input" and shapes is not None and b.shapes[0] not in shapes:
+        source = "node"
+    return source
+
+
+def _elementwise_args(ch: _Chooser, b: _Builder, spec: Any, aim: int | None) -> list[int] | None:
+    """Arguments of an elementwise op: each a traced input, an intermediate or a constant."""
+    k = spec.arity
+    sources = [_source(ch, b) for _ in range(k)]
+    args: list[int | None] = [None] * k
+    shape: tuple[int, ...] | None = None
+    for p in range(k):  # traced ones first fix the shape
+        if sources[p] == "input":
+            args[p] = 0
+        elif sources[p] == "node":
+            args[p] = b.pick_op(ch, shape)
+        if args[p] is not None and shape is None and b.shapes[args[p]] != ():
+            shape = b.shapes[args[p]]
+        if args[p] is not None and shape is not None and b.shapes[args[p]] not in (shape, ()):
+            args[p] = b.pick_op(ch, shape)
+    domains = spec.arg_domains or (None,) * k
+    for p in range(k):
+        if args[p] is None:
+            lo, hi = _CONST_RANGE[domains[p]]
+            const_shape = shape if (shape is not None and ch.boolean()) else ()
+            size = int(np.prod(const_shape, dtype=np.int64))
+            args[p] = b.constant(np.reshape(ch.reals(b.dtype, lo, hi, size), const_shape))
+        elif domains[p] is not None:
+            args[p] = _guard(ch, b, args[p], domains[p])
+    if aim is not None:
+        specials = spec.special(b.attrs)
+        target = aim if spec.name == "copysign" else (0 if spec.name == "where" else spec.special_arg)
+        if spec.name in ("maximum", "minimum"):
+            if ch.boolean():
+                args[1] = args[0]  # an exact tie everywhere
+            else:
+                diff = np.asarray(b.values[args[0]]) - np.asarray(b.values[args[1]])
+                diff = np.broadcast_to(diff, np.broadcast_shapes(b.shapes[args[0]], b.shapes[args[1]]))
+                args[1] = b.add(op("add", args[1], b.constant(np.nan_to_num(diff))))
+        elif spec.name == "remainder":  # a / b lands on an integer: a = b * m
+            args[0] = b.add(op("mul", args[1], b.constant(float(ch.integer(-3, 3)))))
+        elif spec.name != "clip":
+            args[target] = _aim(ch, b, args[target], specials[aim])
+    return [int(a) for a in args]
+
+
+def _vector(ch: _Chooser, b: _Builder, max_size: int = 8) -> int:
+    """A vector node (intermediate or the input), at most ``max_size`` long."""
+    a = b.pick(ch, [s for s in set(b.shapes) if len(s) == 1 and s[0] <= max_size])
+    return a if a >= 0 else b.add(op("slice", 0, start=0, stop=max_size, step=1))
+
+
+def _matrix(ch: _Chooser, b: _Builder, rows: int | None = None, cols: int | None = None) -> int:
+    """A matrix node: an existing one, or entries of a vector gathered and reshaped."""
+    if rows is None:
+        a = b.pick(ch, [s for s in set(b.shapes) if len(s) == 2 and s[0] * s[1] <= 9])
+        if a >= 0 and ch.boolean():
+            return a
+        rows, cols = ch.integer(1, 3), ch.integer(1, 3)
+    cols = rows if cols is None else cols
+    v = b.pick(ch, [s for s in set(b.shapes) if len(s) == 1]) if ch.boolean() else 0
+    m = b.shapes[v][0]
+    idx = tuple(ch.integer(0, m - 1) for _ in range(rows * cols))
+    return b.add(op("reshape", b.add(op("gather", v, idx=idx)), shape=(rows, cols)))
+
+
+def _array(ch: _Chooser, b: _Builder, max_size: int = 8) -> int:
+    a = b.pick(ch, [s for s in set(b.shapes) if s and 0 < int(np.prod(s)) <= max_size])
+    return a if a >= 0 else _vector(ch, b, max_size)
+
+
+def _axis(ch: _Chooser, ndim: int, allow_none: bool) -> int | None:
+    options: list[int | None] = list(range(-ndim, ndim))
+    if allow_none:
+        options.append(None)
+    return ch.choice(options)
+
+
+def _vector_or_const(ch: _Chooser, b: _Builder, length: int | None) -> int:
+    """A vector argument of a two-vector op: traced input, intermediate or constant."""
+    source = ch.choice(_SOURCES)
+    if source == "const" and length is not None:
+        return b.constant(ch.reals(b.dtype, -2.0, 2.0, length))
+    if source == "input" and (length is None or length == b.n):
+        return 0
+    if length is None:
+        return _vector(ch, b)
+    a = b.pick(ch, [(length,)])
+    return a if a >= 0 else b.constant(ch.reals(b.dtype, -2.0, 2.0, length))
+
+
+def _apply(ch: _Chooser, b: _Builder, name: str, aim: int | None = None) -> None:
+    """Append one op ``name`` with chosen arguments; ``aim`` = index of a special value."""
     spec = CATALOGUE[name]
-    aim = isinstance(spec.math, Piecewise) and draw(st.booleans())
     if name == "gather":
-        a = b.pick(draw, [s for s in set(b.shapes) if len(s) == 1])
-        if a < 0:
-            return
+        a = _vector(ch, b, 64)
         m = b.shapes[a][0]
-        idx = draw(
-            st.one_of(
-                st.just(tuple(range(m - 1, -1, -1))),
-                st.permutations(range(m)).map(tuple),
-                st.lists(st.integers(0, m - 1), min_size=1, max_size=m).map(tuple),
-            )
-        )
+        kind = ch.integer(0, 2)
+        if kind == 0:
+            idx = tuple(range(m - 1, -1, -1))
+        elif kind == 1:
+            idx = tuple(int(i) for i in np.argsort([ch.integer(0, 1000) for _ in range(m)]))
+        else:
+            idx = tuple(ch.integer(0, m - 1) for _ in range(ch.integer(1, m)))
         b.add(op("gather", a, idx=idx))
         return
     if name == "matmul":
-        a = b.pick(draw, [s for s in set(b.shapes) if len(s) == 1])
-        if a < 0:
-            return
+        a = _vector(ch, b, 64)
         m = b.shapes[a][0]
-        kind = draw(st.sampled_from(("layer", "dot", "bilinear")))
+        kind = ch.choice(("layer", "dot", "bilinear"))
         if kind == "layer":
-            h = draw(st.integers(1, 8))
-            w = draw(st.lists(_float(b.dtype, -2, 2), min_size=h * m, max_size=h * m))
-            c = b.constant(np.reshape(w, (h, m)))
+            h = ch.integer(1, 8)
+            c = b.constant(np.reshape(ch.reals(b.dtype, -2, 2, h * m), (h, m)))
             b.add(op("matmul", c, a))
         elif kind == "dot":
-            w = draw(st.lists(_float(b.dtype, -2, 2), min_size=m, max_size=m))
-            c = b.constant(w)
-            b.add(op("matmul", a, c))
+            b.add(op("matmul", a, b.constant(ch.reals(b.dtype, -2, 2, m))))
         else:
-            other = b.pick(draw, [(m,)])
-            b.add(op("matmul", a, other))
+            b.add(op("matmul", a, b.pick(ch, [(m,)])))
         return
     if name in ("sum", "mean"):
-        a = b.pick(draw, [s for s in set(b.shapes) if s != ()])
-        if a >= 0:
-            b.add(op(name, a))
+        b.add(op(name, b.pick(ch, [s for s in set(b.shapes) if s != ()])))
         return
-    a = b.pick(draw)
-    if spec.arity == 1:
-        attrs = _attrs(draw, b, name, a, aim)
-        if name == "log":  # guard the domain: log(a**2 + c), c > 0
-            a = b.add(op("add", b.add(op("square", a)), b.constant(draw(_float(b.dtype, 0.1, 2.0)))))
-        elif aim and name != "clip":
-            a = b.add(op("sub", a, b.aimed_offset(draw, a)))
-        b.add(op(name, a, **attrs))
+    if isinstance(spec.math, (Elementwise, Piecewise)):
+        b.attrs = _attrs(ch, b, name)
+        args = _elementwise_args(ch, b, spec, aim if spec.special(b.attrs) else None)
+        attrs = b.attrs
+        if name == "clip" and aim is not None:
+            attrs = _clip_aimed(ch, b, args[0], aim)
+        if args is not None:
+            b.add(op(name, *args, **attrs))
         return
-    shape_a = b.shapes[a]
-    compatible = [s for s in set(b.shapes) if s == shape_a or s == () or shape_a == ()]
-    if name in ("maximum", "minimum") and aim:
-        if draw(st.booleans()):
-            other = a  # an exact tie everywhere
+    if name in ("prod", "logsumexp", "var", "std", "norm"):
+        a = _array(ch, b)
+        b.add(op(name, a, axis=_axis(ch, len(b.shapes[a]), True), keepdims=ch.boolean()))
+    elif name in ("softmax", "log_softmax", "cumprod", "cumsum", "flip"):
+        a = _array(ch, b, 8 if name != "flip" else 64)
+        b.add(op(name, a, axis=_axis(ch, len(b.shapes[a]), False)))
+    elif name == "roll":
+        a = _array(ch, b, 64)
+        b.add(op(name, a, shift=ch.integer(-3, 3), axis=_axis(ch, len(b.shapes[a]), False)))
+    elif name in ("det", "inv"):
+        k = ch.integer(1, 3 if name == "det" else 2)
+        m = _matrix(ch, b, k)
+        if name == "inv":  # keep it well conditioned: M + c I
+            m = b.add(op("add", m, b.constant(np.eye(k) * ch.choice((2.0, -2.0, 3.0)))))
+        b.add(op(name, m))
+    elif name in ("transpose", "diagonal", "trace"):
+        b.add(op(name, _matrix(ch, b)))
+    elif name == "reshape":
+        a = _array(ch, b, 64)
+        size = int(np.prod(b.shapes[a]))
+        rows = ch.choice([r for r in range(1, size + 1) if size % r == 0])
+        shape = (size,) if ch.boolean() else (rows, size // rows)
+        b.add(op(name, a, shape=shape))
+    elif name == "slice":
+        a = _array(ch, b, 64)
+        m = b.shapes[a][0]
+        step = ch.choice((1, 2, 3, -1, -2))
+        if step > 0:
+            start = ch.integer(-m, m - 1)
+            stop = ch.integer(start % m + 1, m)
+            if stop < m and ch.boolean():
+                stop -= m  # the same bound, counted from the end
         else:
-            start = b.pick(draw, compatible)
-            diff = np.broadcast_to(np.asarray(b.values[a]) - np.asarray(b.values[start]), np.broadcast_shapes(b.shapes[a], b.shapes[start]))
-            other = b.add(op("add", start, b.constant(np.nan_to_num(diff))))
-        b.add(op(name, a, other))
-        return
-    if draw(st.booleans()):
-        other = b.constant(draw(st.lists(_float(b.dtype, -2, 2), min_size=1, max_size=1))[0])
-    else:
-        other = b.pick(draw, compatible)
-    if name == "div":  # guard the denominator: a / (other**2 + c), c > 0
-        other = b.add(op("add", b.add(op("square", other)), b.constant(draw(_float(b.dtype, 0.1, 2.0)))))
-    if name == "where":
-        cond = b.pick(draw, compatible)
-        if aim:
-            cond = b.add(op("sub", cond, b.aimed_offset(draw, cond)))
-        shapes = {b.shapes[cond], b.shapes[a], b.shapes[other]}
-        try:
-            np.broadcast_shapes(*shapes)
-        except ValueError:
-            return
-        b.add(op("where", cond, a, other))
-        return
-    b.add(op(name, a, other))
+            start = ch.integer(-m, -1)
+            stop = ch.integer(-m - 1, start - 1)
+        b.add(op(name, a, start=start, stop=stop, step=step))
+    elif name in ("tile", "repeat"):
+        key = "reps" if name == "tile" else "repeats"
+        b.add(op(name, _vector(ch, b), **{key: ch.integer(1, 3)}))
+    elif name == "pad":
+        b.add(op(name, _vector(ch, b), before=ch.integer(0, 3), after=ch.integer(0, 3)))
+    elif name == "broadcast_to":
+        a = b.pick(ch, [s for s in set(b.shapes) if len(s) <= 1])
+        b.add(op(name, a, shape=(ch.integer(1, 3),) + b.shapes[a]))
+    elif name in ("concatenate", "outer"):
+        first = _vector_or_const(ch, b, None)
+        b.add(op(name, first, _vector_or_const(ch, b, None if ch.boolean() else b.shapes[first][0])))
+    elif name in ("stack", "dot"):
+        first = _vector_or_const(ch, b, None)
+        b.add(op(name, first, _vector_or_const(ch, b, b.shapes[first][0])))
+    else:  # a catalogue op without its own recipe: one argument of any shape
+        b.attrs = _attrs(ch, b, name)
+        b.add(op(name, *(b.pick(ch) for _ in range(spec.arity)), **b.attrs))
 
 
-def _attrs(draw: st.DrawFn, b: _Builder, name: str, a: int, aim: bool) -> dict[str, Any]:
+def _clip_aimed(ch: _Chooser, b: _Builder, a: int, aim: int) -> dict[str, Any]:
+    """clip bounds with ``lo`` (aim 0) or ``hi`` (aim 1) on one element of ``a``."""
+    values = np.asarray(b.values[a], dtype=np.float64).reshape(-1)
+    v = float(values[ch.integer(0, values.size - 1)]) if values.size else 0.0
+    if not np.isfinite(v):
+        v = 0.0
+    one = np.asarray(1.0, dtype=b.dtype)
+    lo, hi = (v, v + max(1.0, abs(v) * 1e-3)) if aim == 0 else (v - max(1.0, abs(v) * 1e-3), v)
+    lo, hi = (float(np.asarray(t, dtype=b.dtype)) for t in (lo, hi))
+    if not lo < hi:
+        hi = float(np.nextafter(np.asarray(lo, dtype=b.dtype), np.asarray(np.inf, dtype=b.dtype)) * one)
+    return {"lo": lo, "hi": hi}
+
+
+def _attrs(ch: _Chooser, b: _Builder, name: str) -> dict[str, Any]:
     if name == "powi":
-        return {"p": draw(st.integers(2, 4))}
+        return {"p": ch.integer(2, 4)}
+    if name == "ldexp":
+        return {"k": ch.integer(-8, 8)}
     if name == "leaky_relu":
-        return {"alpha": draw(st.sampled_from((0.01, 0.1, 0.2, 0.5, 1.5)))}
+        return {"alpha": ch.choice((0.01, 0.1, 0.2, 0.5, 1.5))}
+    if name in ("elu", "celu"):
+        return {"alpha": ch.choice((1.0, 0.5, 2.0, 1.5))}
     if name == "clip":
-        lo = draw(_float(b.dtype, -2.0, 0.0))
-        hi = lo + draw(_float(b.dtype, 0.125, 3.0))
-        if aim:
-            v = float(np.asarray(b.values[a], dtype=np.float64).reshape(-1)[0])
-            if np.isfinite(v):
-                if draw(st.booleans()):
-                    lo, hi = v, max(v + 1.0, np.nextafter(v, np.inf))
-                else:
-                    lo, hi = v - 1.0, v
-        lo, hi = (float(np.asarray(t, dtype=b.dtype)) for t in (lo, hi))
-        return {"lo": lo, "hi": hi} if lo < hi else {"lo": lo, "hi": float(np.nextafter(np.asarray(lo, dtype=b.dtype), np.asarray(np.inf, dtype=b.dtype)))}
+        lo = ch.real(b.dtype, -2.0, 0.0)
+        hi = float(np.asarray(lo + ch.real(b.dtype, 0.125, 3.0), dtype=b.dtype))
+        return {"lo": lo, "hi": hi}
     return {}
 
 
@@ -252,9 +467,38 @@ def programs_at(draw: st.DrawFn, n: int, x: np.ndarray, dtype: str, ops: Sequenc
                 max_ops: int = 6) -> Program:
     """A random program in ``n`` inputs built knowing the point ``x`` (for aiming)."""
     b = _Builder(n, x, dtype)
+    ch = _Chooser(draw)
     for _ in range(draw(st.integers(1, max_ops))):
-        _apply(draw, b, draw(st.sampled_from(tuple(ops))))
-    return b.finish(draw)
+        name = draw(st.sampled_from(tuple(ops)))
+        specials = CATALOGUE[name].special_names
+        aim = draw(st.integers(0, len(specials) - 1)) if specials and draw(st.booleans()) else None
+        _apply_or_skip(ch, b, name, aim)
+    return b.finish(ch)
+
+
+def _apply_or_skip(ch: _Chooser, b: _Builder, name: str, aim: int | None) -> None:
+    length = len(b.nodes)
+    try:
+        _apply(ch, b, name, aim)
+    except ValueError:  # the chosen arguments do not fit the op (shape, size): skip it
+        b.rollback(length)
+
+
+def probe_program(name: str, n: int, x: np.ndarray, dtype: str, seed: int, aim: int | None = None) -> Program:
+    """One program around op ``name`` at ``x``, chosen by a seeded RNG (for per-op tests).
+
+    With ``aim`` = i, the op's argument lands on (or a few ulps beside) its i-th special
+    value at one element. Raises ``ValueError`` when the seed's choices make no program.
+    """
+    b = _Builder(n, x, dtype)
+    ch = _Chooser(rng=np.random.default_rng(seed))
+    warmup = ch.choice((None, "sin", "tanh", "square"))
+    if warmup is not None:  # an intermediate for the op's arguments to come from
+        b.add(op(warmup, 0))
+    _apply(ch, b, name, aim)
+    if len(b.nodes) == 1:
+        raise ValueError(f"no program for {name} with seed {seed}")
+    return b.finish(_Chooser(rng=np.random.default_rng(seed)))
 
 
 @st.composite

@@ -10,6 +10,14 @@ import numpy as np
 from harness.ir import Node, Program, const, op
 from harness.ops import CATALOGUE
 
+# The first catalogue: the ops every backend test runs in one program. The whole
+# catalogue, op by op on every variant, is tests/test_ops.py's job.
+CORE_OPS = (
+    "neg", "square", "powi", "sin", "cos", "tanh", "exp", "log", "sigmoid", "softplus",
+    "add", "sub", "mul", "div", "relu", "abs", "leaky_relu", "clip", "maximum", "minimum",
+    "where", "sum", "mean", "gather", "matmul",
+)
+
 
 
 def _polynomial() -> Program:
@@ -98,7 +106,7 @@ def _reversed_gather() -> Program:
 
 
 def _every_op() -> Program:
-    """Every catalogue op once, each away from its kinks, ties and domain bounds at
+    """Every core op once, each away from its kinks, ties and domain bounds at
     ``x = [0.4, 1.3, 0.8]``, the terms summed: one compile per variant covers the table."""
     nodes = [Node("input")]
 
@@ -122,7 +130,8 @@ def _every_op() -> Program:
         "where": lambda: op("where", select, s, t),
     }
     terms = []
-    for name, spec in sorted(CATALOGUE.items()):
+    for name in sorted(CORE_OPS):
+        spec = CATALOGUE[name]
         if name in special:
             value = add(special[name]())
         elif spec.group == "reduction":

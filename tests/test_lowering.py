@@ -177,9 +177,23 @@ _SPECIAL_ATTRS = {"clip": {"lo": -0.5, "hi": 0.5}}
 
 
 def _one_op_program(spec: OpSpec) -> Program:
-    """``sum(op(x, x, ...))`` on a length-2 input: every catalogue op fits this shape."""
-    attrs = _SPECIAL_ATTRS.get(spec.name) or {a.name: _ATTR_VALUES[a.kind] for a in spec.attrs}
-    return Program(2, (op("input"), op(spec.name, *[0] * spec.arity, **attrs), op("sum", 1)))
+    """``sum(op(x, x, ...))`` on a length-2 input where the op fits that shape; otherwise
+    the generator's own program around the op (reductions, matrices, two vectors)."""
+    try:
+        attrs = _SPECIAL_ATTRS.get(spec.name) or {a.name: _ATTR_VALUES[a.kind] for a in spec.attrs}
+        return Program(2, (op("input"), op(spec.name, *[0] * spec.arity, **attrs), op("sum", 1)))
+    except (KeyError, ValueError):
+        from harness.strategies import probe_program
+
+        x = np.array([0.25, -0.5])
+        for seed in range(50):
+            try:
+                program = probe_program(spec.name, 2, x, "float64", seed=seed)
+            except ValueError:
+                continue
+            if spec.name in program.op_names:
+                return program
+        raise
 
 
 def _lowered_cases() -> list[object]:

@@ -1,0 +1,123 @@
+"""Generation reaches every op, every traced/constant combination of its arguments, and
+each op's special values at intermediates (checked with the oracle alone: no framework)."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+from hypothesis import given
+
+from harness.oracle import OutOfDomain, evaluate
+from harness.ops import CATALOGUE, Elementwise, Piecewise
+from harness.strategies import DEFAULT_OPS, Case, cases, probe_program
+
+X = np.array([0.75, -1.25, 0.5])
+
+
+def _programs(name: str, seeds: range, aim: int | None = None, dtype: str = "float64"):
+    for seed in seeds:
+        try:
+            program = probe_program(name, 3, X, dtype, seed=seed, aim=aim)
+        except ValueError:
+            continue
+        if name in program.op_names:
+            yield seed, program
+
+
+def test_every_catalogue_op_is_generated() -> None:
+    assert set(DEFAULT_OPS) == set(CATALOGUE)
+    for name in CATALOGUE:
+        assert next(_programs(name, range(20)), None) is not None, name
+
+
+def _traced(program, index: int) -> bool:
+    """Whether node ``index`` depends on the input."""
+    traced = [False] * len(program.nodes)
+    traced[0] = True
+    for i, node in enumerate(program.nodes[1:], start=1):
+        traced[i] = any(traced[a] for a in node.args)
+    return traced[index]
+
+
+def test_every_traced_constant_combination_of_every_elementwise_op() -> None:
+    for name, spec in CATALOGUE.items():
+        if not isinstance(spec.math, (Elementwise, Piecewise)):
+            continue
+        wanted = set(itertools.product((True, False), repeat=spec.arity))
+        seen: set[tuple[bool, ...]] = set()
+        kinds: set[str] = set()
+        for _, program in _programs(name, range(120)):
+            for node in program.nodes:
+                if node.kind == name:
+                    seen.add(tuple(_traced(program, a) for a in node.args))
+                    kinds.update("input" if a == 0 else program.nodes[a].kind for a in node.args)
+            if seen == wanted:
+                break
+        assert seen == wanted, (name, wanted - seen)
+
+
+def test_arguments_come_from_the_input_intermediates_and_constants() -> None:
+    kinds: set[str] = set()
+    for _, program in _programs("mul", range(60)):
+        for node in program.nodes:
+            if node.kind == "mul":
+                kinds.update(
+                    "input" if a == 0 else ("const" if program.nodes[a].kind == "const" else "intermediate")
+                    for a in node.args
+                )
+    assert kinds == {"input", "intermediate", "const"}
+
+
+def test_aiming_reaches_every_special_value_at_an_intermediate() -> None:
+    missed = []
+    for name, spec in CATALOGUE.items():
+        for index in range(len(spec.special_names)):
+            for dtype in ("float64", "float32"):
+                hit = False
+                for _, program in _programs(name, range(8), aim=index, dtype=dtype):
+                    try:
+                        result = evaluate(program, np.asarray(X, dtype=dtype).astype(np.float64), dtype)
+                    except OutOfDomain:
+                        continue
+                    if (name, index) in result.specials:
+                        hit = True
+                        break
+                if not hit:
+                    missed.append(f"{name}[{spec.special_names[index]}] {dtype}")
+    assert not missed, missed
+
+
+@given(cases(ops=DEFAULT_OPS, max_ops=4))
+def test_cases_over_the_whole_catalogue_are_valid_programs(case: Case) -> None:
+    assert case.program.shapes[-1] == ()
+    assert case.program.n == len(case.point)
+
+
+def test_campaign_coverage_counts_special_values_and_the_summary_lists_the_missing(tmp_path) -> None:
+    """A check whose oracle saw ``log`` at its special value 0 counts there; the summary
+    lists every catalogued special value no check reached."""
+    from harness.baseline import Baseline
+    from harness.campaign import Campaign, CampaignConfig
+    from harness.engine import CaseResult
+    from harness.report import write_report
+
+    x = np.array([1.0, -0.5])
+    program = probe_program("log", 2, x, "float64", seed=0, aim=0)
+    oracle = evaluate(program, x, "float64")
+    assert ("log", 0) in oracle.specials
+    from harness.engine import Outcome
+
+    from backends import get_variant
+
+    campaign = Campaign([get_variant("jax:fwdrev")], CampaignConfig())
+    campaign._count(CaseResult(Case(program, x, "float64"), oracle, "judged",
+                               {"jax:fwdrev": Outcome("jax:fwdrev", "ok", np.zeros((2, 2)))}))
+    cell = campaign.stats.coverage["log"]["jax:fwdrev"]
+    assert cell["checks"] == 1 and cell["special"] == 1 and cell["special:0"] == 1
+    coverage = {op_name: {v: dict(c) for v, c in per.items()} for op_name, per in campaign.stats.coverage.items()}
+    write_report(tmp_path, [], baseline=Baseline(), run_info={}, coverage=coverage)
+    summary = (tmp_path / "summary.md").read_text()
+    assert "**Special values never reached**" in summary
+    missing = summary.split("**Special values never reached**:")[1].splitlines()[0]
+    assert "log at 0" not in missing and "sqrt at 0" in missing
