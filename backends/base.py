@@ -115,6 +115,37 @@ class Backend(ABC):
         """A context in which ``dtype`` computations are possible (JAX's x64 switch)."""
         return contextlib.nullcontext()
 
+    # The variants whose composed Hessian function ``batched`` can map over a batch.
+    batchable: ClassVar[frozenset[str]] = frozenset()
+
+    def batched(self, m: Any, hessian: Any) -> Any:
+        """``hessian`` (one point's) mapped over a leading batch axis: ``jax.vmap(h)``.
+
+        Only called for the variants in ``batchable``; the result takes a (k, n) array
+        and returns (k, n, n). Other variants are looped by ``BackendVariant.hessians``.
+        """
+        raise NotImplementedError(f"{self.name} declares no batched Hessian")
+
+    def probes(self) -> Mapping[str, Variant]:
+        """Optional capabilities for ``harness.relations``: other ways to reach a Hessian.
+
+        Name -> ``Variant`` like ``variants``, but not a campaign variant: the framework's
+        own HVP assembled column by column (``hvp-*``), the PINN Laplacian's per-axis
+        second derivatives (``laplacian-*``), a custom differentiation rule (``custom-*``),
+        a model's parameter Hessian (``params-*``), ... Each is printable like a variant,
+        so a finding on it renders a standalone reproducer. Default: none.
+        """
+        return {}
+
+    def probe(self, name: str) -> Variant:
+        """The probe ``name``; ``Unsupported`` naming the probes this backend has if absent."""
+        probes = self.probes()
+        if name not in probes:
+            raise Unsupported(
+                f"{self.name} has no probe {name!r}; its probes: {', '.join(probes) or 'none'}."
+            )
+        return probes[name]
+
     def environment_report(self) -> str:
         """The framework's own environment report for a bug report (``env.txt``)."""
         return f"{self.distribution}=={self.version()}"
@@ -253,7 +284,9 @@ class BackendVariant:
 
     @property
     def spec(self) -> Variant:
-        return self.backend.variants[self.variant]
+        if self.variant in self.backend.variants:
+            return self.backend.variants[self.variant]
+        return self.backend.probe(self.variant)
 
     @property
     def description(self) -> str:
@@ -262,6 +295,23 @@ class BackendVariant:
     def hessian(self, program: Program, x: np.ndarray) -> np.ndarray:
         """The Hessian as the framework computes it (its shape is not forced to (n, n))."""
         return self._run(program, x, self.spec.compose)
+
+    def hessians(self, program: Program, points: np.ndarray) -> np.ndarray:
+        """The Hessians at each row of ``points`` (k, n), in one vectorised call if the
+        backend has one (``Backend.batched``), else one call per point; shape (k, ...).
+
+        The per-call overhead of a framework (tracing, dispatch) dwarfs the arithmetic of
+        a small program, so a batch is much cheaper than k calls. A batched result is a
+        screening result: a fault it shows is confirmed with ``hessian`` before it is
+        reported (vmap has its own bugs).
+        """
+        points = np.asarray(points)
+        if points.ndim != 2 or points.shape[1] != program.n:
+            raise ValueError(f"points has shape {points.shape}, but it must be (k, {program.n}).")
+        if len(points) < 2 or self.variant not in self.backend.batchable:
+            return np.stack([np.asarray(self.hessian(program, x)) for x in points])
+        compose = self.spec.compose
+        return self._run(program, points, lambda m, f: self.backend.batched(m, compose(m, f)))
 
     def gradient(self, program: Program, x: np.ndarray) -> np.ndarray:
         return self._run(program, x, self.backend.gradient)

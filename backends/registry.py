@@ -127,7 +127,7 @@ def get_variant(spec: str) -> BackendVariant:
     backend = get_backend(name)
     if not variant:
         variant = next(iter(backend.variants))
-    if variant not in backend.variants:
+    if variant not in backend.variants and variant not in backend.probes():
         raise KeyError(
             f"unknown variant {spec!r}; {name} has variants: {', '.join(backend.variants)}."
         )

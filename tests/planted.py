@@ -72,3 +72,151 @@ class KinkConventionBackend(JaxBackend):
     name = "kinkconv"
     variants = {"fwdrev": Variant("jax.hessian", lambda m, f: m.jax.hessian(f))}
     lowerings = {**JAX_LOWERINGS, "relu": lambda m, a: m.jnp.where(a >= 0, a, 0.0)}
+
+
+# --- planted faults for the metamorphic relations (harness.relations) -------------------
+
+
+def hessian_by_diagonal_hvp(f):
+    """A broken HVP: the jvp of grad along e_j, multiplied by e_j (keeps only H[j, j])."""
+    import jax
+    import jax.numpy as jnp
+
+    def hessian(x):
+        grad = jax.grad(f)
+        basis = jnp.eye(x.shape[0], dtype=x.dtype)
+        return jnp.stack([jax.jvp(grad, (x,), (v,))[1] * v for v in basis], axis=1)
+
+    return hessian
+
+
+def laplacian_of_first_derivatives(f):
+    """A broken PINN Laplacian: sums first derivatives (one grad, not two)."""
+    import jax
+    import jax.numpy as jnp
+
+    return lambda x: jnp.diag(jax.vmap(jax.grad(f))(jnp.stack([x, x]))[0])
+
+
+def jit_hessian_in_float32(f):
+    """A broken jit path: the compiled Hessian silently computes in float32."""
+    import jax
+    import jax.numpy as jnp
+
+    return jax.jit(lambda x: jax.hessian(f)(x.astype(jnp.float32)).astype(x.dtype))
+
+
+def hessian_scaled_in_float32(f):
+    """A float32-only fault: the float32 Hessian is 1% off, float64 is right."""
+    import jax
+    import jax.numpy as jnp
+
+    return lambda x: jax.hessian(f)(x) * (1.01 if x.dtype == jnp.float32 else 1.0)
+
+
+def vmap_hessian_of_wrong_point(f):
+    """A broken batch: vmap over [x, x / 2] and return the second point's Hessian."""
+    import jax
+    import jax.numpy as jnp
+
+    return lambda x: jax.vmap(jax.hessian(f))(jnp.stack([x, x / 2]))[1]
+
+
+def custom_jvp_first_order_only(f):
+    """A custom_jvp rule that is right to first order only: it differentiates f at
+    ``stop_gradient(x)``, so nothing differentiates through the rule (a zero Hessian)."""
+    import jax
+    import jax.numpy as jnp
+
+    @jax.custom_jvp
+    def g(x):
+        return f(x)
+
+    @g.defjvp
+    def g_jvp(primals, tangents):
+        (x,), (tx,) = primals, tangents
+        return jax.jvp(f, (jax.lax.stop_gradient(x),), (tx,))
+
+    return jax.hessian(lambda x: g(x) * jnp.ones((), x.dtype))
+
+
+def module_parameter_hessian_combine_swapped(f):
+    """The eqx.combine pitfall: ``eqx.combine(model, unravel(flat))`` keeps the model's own
+    leaves (combine takes the first non-None), so the loss ignores ``flat``: H = 0."""
+    import equinox as eqx
+    import jax
+    import jax.numpy as jnp
+    from jax.flatten_util import ravel_pytree
+
+    class Model(eqx.Module):
+        first: jax.Array
+        second: jax.Array
+
+        def __call__(self):
+            return f(jnp.concatenate([self.first, self.second]))
+
+    def hessian(x):
+        k = (x.shape[0] + 1) // 2
+        model = Model(x[:k], x[k:])
+        params, _ = eqx.partition(model, eqx.is_inexact_array)
+        flat, unravel = ravel_pytree(params)
+        return jax.hessian(lambda flat: eqx.combine(model, unravel(flat))())(flat)
+
+    return hessian
+
+
+def ode_euler_frozen_field(f):
+    """A broken Neural-ODE solve: the vector field sees ``stop_gradient(theta)`` after the
+    first step, so only one step is differentiated."""
+    import jax
+    import jax.numpy as jnp
+
+    def loss(theta):
+        y = jnp.ones((), theta.dtype)
+        for k in range(4):
+            t = theta if k == 0 else jax.lax.stop_gradient(theta)
+            y = y + 0.25 * (-f(t) * y)
+        return y
+
+    return jax.hessian(loss)
+
+
+RELATION_PROBES = {
+    "hvp-diagonal": Variant("an HVP that keeps only H[j, j]", lambda m, f: m.hessian_by_diagonal_hvp(f),
+                            (hessian_by_diagonal_hvp,)),
+    "laplacian-first": Variant("a Laplacian of first derivatives",
+                               lambda m, f: m.laplacian_of_first_derivatives(f),
+                               (laplacian_of_first_derivatives,)),
+    "vmap-wrong-point": Variant("vmap returning another point's Hessian",
+                                lambda m, f: m.vmap_hessian_of_wrong_point(f),
+                                (vmap_hessian_of_wrong_point,)),
+    "custom-first-order": Variant("a custom_jvp rule right to first order only",
+                                  lambda m, f: m.custom_jvp_first_order_only(f),
+                                  (custom_jvp_first_order_only,)),
+    "params-combine-swapped": Variant("eqx.combine(model, params): the parameters are ignored",
+                                      lambda m, f: m.module_parameter_hessian_combine_swapped(f),
+                                      (module_parameter_hessian_combine_swapped,)),
+    "ode-frozen-field": Variant("an Euler solve differentiated through its first step only",
+                                lambda m, f: m.ode_euler_frozen_field(f), (ode_euler_frozen_field,)),
+}
+
+
+@final
+class PlantedRelationsBackend(JaxBackend):
+    """JAX with one planted fault per metamorphic relation (plus an honest reference)."""
+
+    name = "plantedrel"
+    variants = {
+        "honest": Variant("jax.hessian, unchanged", lambda m, f: m.jax.hessian(f)),
+        "row0": Variant("doubles the first row (asymmetric)", lambda m, f: m.hessian_transposed_wrong(f),
+                        (hessian_transposed_wrong,)),
+        "no_cross": Variant("drops cross terms", lambda m, f: m.hessian_without_cross_terms(f),
+                            (hessian_without_cross_terms,)),
+        "jit": Variant("a jit path computing in float32", lambda m, f: m.jit_hessian_in_float32(f),
+                       (jit_hessian_in_float32,)),
+        "f32scaled": Variant("float32 Hessian 1% off", lambda m, f: m.hessian_scaled_in_float32(f),
+                             (hessian_scaled_in_float32,)),
+    }
+
+    def probes(self):
+        return RELATION_PROBES

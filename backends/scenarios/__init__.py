@@ -1,0 +1,23 @@
+"""Per-framework probes: the code paths the relations of ``harness.relations`` exercise.
+
+Each module holds plain functions, one per probe, written against one framework only and
+importing it inside (so ``inspect.getsource`` of a function is a runnable piece of a
+reproducer), and a ``PROBES`` table (probe name -> ``Variant``) that its backend returns
+from ``Backend.probes()``. A probe turns the program's function ``f`` into a function of
+``x`` returning an (n, n) matrix that ``harness.relations`` knows how to check:
+
+- ``hvp-*`` / ``vhp-*``: the Hessian assembled from the framework's own Hessian-vector
+  products (one per basis vector);
+- ``laplacian-*``: the PINN Laplacian's per-axis second derivatives (nested grad, mapped
+  over a batch of points) on the diagonal; the Laplacian is their sum;
+- ``vmap-*``: the Hessian mapped over a batch of points;
+- ``jit-*``: the Hessian under the framework's compiler;
+- ``custom-*``: the Hessian of ``f`` wrapped in a custom differentiation rule;
+- ``params-*``: the Hessian of ``f`` as a model's loss in its parameters;
+- ``ode-euler``: the Hessian of a fixed-step Euler Neural-ODE loss driven by ``f``.
+"""
+
+# The ODE every ``ode-*`` probe solves (shared with harness.relations, which builds the
+# same solve as a program for the oracle): dy/dt = -f(theta) * y, y(0) = 1, on [0, 1],
+# in ODE_STEPS explicit Euler steps; the loss is y(1).
+ODE_STEPS = 4

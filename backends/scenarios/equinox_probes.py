@@ -1,0 +1,168 @@
+"""Equinox probes (see ``backends.scenarios``): filtered HVPs, the PINN Laplacian with
+filter_vmap, filter_custom_jvp, and the parameter Hessian of an ``eqx.Module``."""
+
+from __future__ import annotations
+
+from backends.base import Variant
+
+__all__ = ["PROBES"]
+
+
+def filter_hessian_by_jvp_of_grad(f):
+    """H[:, j] = eqx.filter_jvp(eqx.filter_grad(f), (x,), (e_j,)): HVP columns."""
+    import equinox as eqx
+    import jax.numpy as jnp
+
+    def hessian(x):
+        grad = eqx.filter_grad(f)
+        basis = jnp.eye(x.shape[0], dtype=x.dtype)
+        # filter_jvp returns None for a tangent that is a symbolic zero (documented).
+        columns = [eqx.filter_jvp(grad, (x,), (v,))[1] for v in basis]
+        return jnp.stack([jnp.zeros_like(x) if c is None else c for c in columns], axis=1)
+
+    return hessian
+
+
+def filter_hessian_by_vjp_of_grad(f):
+    """H[i, :] = eqx.filter_vjp(eqx.filter_grad(f), x) pulled back along e_i: HVP rows."""
+    import equinox as eqx
+    import jax.numpy as jnp
+
+    def hessian(x):
+        _, pullback = eqx.filter_vjp(eqx.filter_grad(f), x)
+        basis = jnp.eye(x.shape[0], dtype=x.dtype)
+        return jnp.stack([pullback(v)[0] for v in basis], axis=0)
+
+    return hessian
+
+
+def filter_laplacian_terms(f):
+    """PINN Laplacian terms: nested eqx.filter_grad per axis, eqx.filter_vmap over points."""
+    import equinox as eqx
+    import jax.numpy as jnp
+
+    def terms(x):
+        def second(i):
+            return eqx.filter_grad(lambda y: eqx.filter_grad(f)(y)[i])(x)[i]
+
+        return jnp.stack([second(i) for i in range(x.shape[0])])
+
+    def diagonal(x):
+        return jnp.diag(eqx.filter_vmap(terms)(jnp.stack([x, x]))[0])
+
+    return diagonal
+
+
+def filter_custom_jvp_of(f):
+    """``g(x, scale) = f(x) * scale`` under eqx.filter_custom_jvp.
+
+    ``scale`` is not differentiated, so its tangent is ``None`` (Equinox's symbolic zero),
+    which the rule must skip. The rule is eqx.filter_jvp of ``f``.
+    """
+    import equinox as eqx
+    import jax.numpy as jnp
+
+    @eqx.filter_custom_jvp
+    def g(x, scale):
+        return f(x) * scale
+
+    @g.def_jvp
+    def g_jvp(primals, tangents):
+        x, scale = primals
+        tx, tscale = tangents
+        y, ty = eqx.filter_jvp(f, (x,), (tx,))
+        ty = jnp.zeros_like(y) if ty is None else ty  # a symbolic-zero tangent is None
+        out = ty * scale if tscale is None else ty * scale + y * tscale
+        return y * scale, out
+
+    return g
+
+
+def filter_hessian_custom_jvp(f):
+    """eqx.filter_hessian of ``f`` through eqx.filter_custom_jvp."""
+    import equinox as eqx
+    import jax.numpy as jnp
+
+    g = filter_custom_jvp_of(f)
+    return eqx.filter_hessian(lambda x: g(x, jnp.ones((), x.dtype)))
+
+
+def filter_hessian_custom_jvp_loop(f):
+    """The custom rule called twice in a Python loop (scale 1/2 each), eqx.filter_hessian."""
+    import equinox as eqx
+    import jax.numpy as jnp
+
+    g = filter_custom_jvp_of(f)
+
+    def looped(x):
+        total = jnp.zeros((), x.dtype)
+        for _ in range(2):
+            total = total + g(x, jnp.full((), 0.5, x.dtype))
+        return total
+
+    return eqx.filter_hessian(looped)
+
+
+def filter_hessian_custom_jvp_jit(f):
+    """eqx.filter_jit(eqx.filter_hessian(...)) through the custom rule."""
+    import equinox as eqx
+
+    return eqx.filter_jit(filter_hessian_custom_jvp(f))
+
+
+def module_parameter_hessian(f):
+    """The Hessian of a model's loss in its flat parameters, the Equinox way.
+
+    The model is an ``eqx.Module`` holding ``x`` as two parameter arrays; its parameters
+    are split off with ``eqx.partition(model, eqx.is_inexact_array)``, flattened with
+    ``jax.flatten_util.ravel_pytree``, and put back with ``eqx.combine(params, static)``
+    inside the loss that jax.hessian differentiates.
+    """
+    import equinox as eqx
+    import jax
+    import jax.numpy as jnp
+    from jax.flatten_util import ravel_pytree
+
+    class Model(eqx.Module):
+        first: jax.Array
+        second: jax.Array
+
+        def __call__(self):
+            return f(jnp.concatenate([self.first, self.second]))
+
+    def hessian(x):
+        k = (x.shape[0] + 1) // 2
+        model = Model(x[:k], x[k:])
+        params, static = eqx.partition(model, eqx.is_inexact_array)
+        flat, unravel = ravel_pytree(params)
+
+        def loss(flat):
+            return eqx.combine(unravel(flat), static)()
+
+        return jax.hessian(loss)(flat)
+
+    return hessian
+
+
+PROBES = {
+    "hvp-jvp-grad": Variant("eqx.filter_jvp(eqx.filter_grad(f)) along each basis vector",
+                            lambda m, f: m.filter_hessian_by_jvp_of_grad(f),
+                            (filter_hessian_by_jvp_of_grad,)),
+    "vhp-vjp-grad": Variant("eqx.filter_vjp(eqx.filter_grad(f)) along each basis vector",
+                            lambda m, f: m.filter_hessian_by_vjp_of_grad(f),
+                            (filter_hessian_by_vjp_of_grad,)),
+    "laplacian-vmap": Variant("PINN Laplacian terms: nested eqx.filter_grad, eqx.filter_vmap",
+                              lambda m, f: m.filter_laplacian_terms(f), (filter_laplacian_terms,)),
+    "custom-jvp": Variant("eqx.filter_hessian through eqx.filter_custom_jvp (None tangents)",
+                          lambda m, f: m.filter_hessian_custom_jvp(f),
+                          (filter_custom_jvp_of, filter_hessian_custom_jvp)),
+    "custom-jvp-loop": Variant("eqx.filter_hessian through eqx.filter_custom_jvp in a loop",
+                               lambda m, f: m.filter_hessian_custom_jvp_loop(f),
+                               (filter_custom_jvp_of, filter_hessian_custom_jvp_loop)),
+    "custom-jvp-jit": Variant("eqx.filter_jit(eqx.filter_hessian) through eqx.filter_custom_jvp",
+                              lambda m, f: m.filter_hessian_custom_jvp_jit(f),
+                              (filter_custom_jvp_of, filter_hessian_custom_jvp,
+                               filter_hessian_custom_jvp_jit)),
+    "params-module": Variant("eqx.Module parameters: eqx.partition, ravel_pytree, jax.hessian",
+                             lambda m, f: m.module_parameter_hessian(f), (module_parameter_hessian,)),
+}

@@ -1,0 +1,149 @@
+"""MLX probes (see ``backends.scenarios``): the PINN Laplacian, vmap, mx.custom_function,
+an mlx.nn.Module's parameter Hessian, a fixed-step Neural-ODE loss.
+
+MLX's HVPs (``mx.jvp``/``mx.vjp`` of ``mx.grad``) are its campaign variants already.
+"""
+
+from __future__ import annotations
+
+from backends.base import Variant
+from backends.mlx_backend import hessian_fwdrev, hessian_revrev
+
+__all__ = ["PROBES"]
+
+
+def mlx_laplacian_terms(f):
+    """PINN Laplacian terms: nested mx.grad per axis, mx.vmap over a batch of points."""
+    import mlx.core as mx
+
+    def terms(x):
+        def second(i):
+            return mx.grad(lambda y: mx.grad(f)(y)[i])(x)[i]
+
+        return mx.stack([second(i) for i in range(x.shape[0])])
+
+    return lambda x: mx.diag(mx.vmap(terms)(mx.stack([x, x]))[0])
+
+
+def mlx_hessian_vmapped(f):
+    """mx.vmap of the reverse-over-reverse Hessian over a batch of points; the first one's."""
+    import mlx.core as mx
+
+    return lambda x: mx.vmap(hessian_revrev(f))(mx.stack([x, x]))[0]
+
+
+def custom_function_of(f):
+    """``g(x, scale) = f(x) * scale`` as an mx.custom_function with a vjp and a jvp rule,
+    both transforms of ``f`` itself."""
+    import mlx.core as mx
+
+    @mx.custom_function
+    def g(x, scale):
+        return f(x) * scale
+
+    @g.vjp
+    def g_vjp(primals, cotangent, output):
+        x, scale = primals
+        return mx.grad(f)(x) * cotangent * scale, mx.zeros_like(scale)
+
+    @g.jvp
+    def g_jvp(primals, tangents):
+        x, scale = primals
+        tx, tscale = tangents
+        y, ty = f(x), mx.jvp(f, [x], [tx])[1][0]
+        return ty * scale + y * tscale
+
+    return g
+
+
+def hessian_custom_function(f):
+    """The reverse-over-reverse Hessian through the mx.custom_function."""
+    import mlx.core as mx
+
+    g = custom_function_of(f)
+    return hessian_revrev(lambda x: g(x, mx.array(1.0, dtype=x.dtype)))
+
+
+def hessian_custom_function_loop(f):
+    """The custom function called twice in a loop (scale 1/2 each), mx.compile'd Hessian."""
+    import mlx.core as mx
+
+    g = custom_function_of(f)
+
+    def looped(x):
+        total = mx.zeros((), dtype=x.dtype)
+        for _ in range(2):
+            total = total + g(x, mx.array(0.5, dtype=x.dtype))
+        return total
+
+    return mx.compile(hessian_revrev(looped))
+
+
+def module_parameter_hessian(f):
+    """The Hessian of an mlx.nn.Module's loss in its flat parameters: the parameters put
+    back with ``model.update`` inside the differentiated loss."""
+    import mlx.core as mx
+    import mlx.nn as nn
+
+    class Model(nn.Module):
+        def __init__(self, first, second):
+            super().__init__()
+            self.first = first
+            self.second = second
+
+        def __call__(self):
+            return f(mx.concatenate([self.first, self.second]))
+
+    def hessian(x):
+        k = (x.shape[0] + 1) // 2
+        model = Model(x[:k], x[k:])
+
+        def loss(flat):
+            model.update({"first": flat[:k], "second": flat[k:]})
+            return model()
+
+        return hessian_revrev(loss)(x)
+
+    return hessian
+
+
+def hessian_ode_euler(f):
+    """A Neural-ODE loss: dy/dt = -f(theta) y, y(0) = 1, 4 Euler steps (Python loop) on
+    [0, 1]; the reverse-over-reverse Hessian of y(1) in theta."""
+    import mlx.core as mx
+
+    steps = 4
+
+    def loss(theta):
+        h = 1.0 / steps
+        y = mx.ones((), dtype=theta.dtype)
+        for _ in range(steps):
+            y = y + h * (-f(theta) * y)
+        return y
+
+    return hessian_revrev(loss)
+
+
+PROBES = {
+    "hvp-jvp-grad": Variant("mx.jvp(mx.grad(f)) along each basis vector",
+                            lambda m, f: m.hessian_fwdrev(f), (hessian_fwdrev,)),
+    "vhp-vjp-grad": Variant("mx.vjp(mx.grad(f)) along each basis vector",
+                            lambda m, f: m.hessian_revrev(f), (hessian_revrev,)),
+    "laplacian-vmap": Variant("PINN Laplacian terms: nested mx.grad per axis, mx.vmap",
+                              lambda m, f: m.mlx_laplacian_terms(f), (mlx_laplacian_terms,)),
+    "vmap-hessian": Variant("mx.vmap of the VJP-of-grad Hessian over a batch of points",
+                            lambda m, f: m.mlx_hessian_vmapped(f),
+                            (hessian_revrev, mlx_hessian_vmapped)),
+    "custom-function": Variant("reverse-over-reverse Hessian through mx.custom_function",
+                               lambda m, f: m.hessian_custom_function(f),
+                               (hessian_revrev, custom_function_of, hessian_custom_function)),
+    "custom-function-loop": Variant("mx.compile'd Hessian, mx.custom_function in a loop",
+                                    lambda m, f: m.hessian_custom_function_loop(f),
+                                    (hessian_revrev, custom_function_of,
+                                     hessian_custom_function_loop)),
+    "params-module": Variant("mlx.nn.Module parameters via model.update, reverse-over-reverse",
+                             lambda m, f: m.module_parameter_hessian(f),
+                             (hessian_revrev, module_parameter_hessian)),
+    "ode-euler": Variant("reverse-over-reverse Hessian of a 4-step Euler Neural-ODE loss",
+                         lambda m, f: m.hessian_ode_euler(f), (hessian_revrev, hessian_ode_euler)),
+}

@@ -1,0 +1,266 @@
+"""PyTorch probes (see ``backends.scenarios``): torch.func and torch.autograd HVPs, the
+PINN Laplacian on the tape, vmap, torch.compile, torch.autograd.Function, functional_call,
+a fixed-step Neural-ODE loss."""
+
+from __future__ import annotations
+
+from backends.base import Variant
+
+__all__ = ["PROBES"]
+
+
+def func_hessian_by_jvp_of_grad(f):
+    """H[:, j] = torch.func.jvp(torch.func.grad(f), (x,), (e_j,)): HVP columns."""
+    import torch
+
+    def hessian(x):
+        grad = torch.func.grad(f)
+        basis = torch.eye(x.shape[0], dtype=x.dtype)
+        return torch.stack([torch.func.jvp(grad, (x,), (v,))[1] for v in basis], dim=1)
+
+    return hessian
+
+
+def func_hessian_by_vjp_of_grad(f):
+    """H[i, :] = torch.func.vjp(torch.func.grad(f), x) pulled back along e_i: HVP rows."""
+    import torch
+
+    def hessian(x):
+        _, pullback = torch.func.vjp(torch.func.grad(f), x)
+        basis = torch.eye(x.shape[0], dtype=x.dtype)
+        return torch.stack([pullback(v)[0] for v in basis], dim=0)
+
+    return hessian
+
+
+def autograd_hessian_by_hvp(f):
+    """H[:, j] = torch.autograd.functional.hvp(f, x, e_j)[1]."""
+    import torch
+
+    def hessian(x):
+        basis = torch.eye(x.shape[0], dtype=x.dtype)
+        return torch.stack([torch.autograd.functional.hvp(f, x, v)[1] for v in basis], dim=1)
+
+    return hessian
+
+
+def autograd_hessian_by_vhp(f):
+    """H[i, :] = torch.autograd.functional.vhp(f, x, e_i)[1]."""
+    import torch
+
+    def hessian(x):
+        basis = torch.eye(x.shape[0], dtype=x.dtype)
+        return torch.stack([torch.autograd.functional.vhp(f, x, v)[1] for v in basis], dim=0)
+
+    return hessian
+
+
+def autograd_laplacian_terms(f):
+    """The PINN Laplacian as PINN code writes it: torch.autograd.grad with create_graph on a
+    batch of points (f mapped with torch.func.vmap), then once more per axis."""
+    import torch
+
+    def diagonal(x):
+        batch = torch.stack([x, x]).detach().requires_grad_(True)
+        u = torch.func.vmap(f)(batch)
+        zeros = torch.zeros((x.shape[0], x.shape[0]), dtype=x.dtype)
+        if not u.requires_grad:
+            return zeros  # u does not depend on the input: autograd.grad would raise
+        (grad,) = torch.autograd.grad(u.sum(), batch, create_graph=True)
+        if not grad.requires_grad:
+            # The gradient does not depend on the input (an affine u): autograd.grad would
+            # raise "does not require grad"; PINN code special-cases it the same way.
+            return zeros
+        terms = [
+            torch.autograd.grad(grad[:, i].sum(), batch, create_graph=True, allow_unused=True,
+                                materialize_grads=True)[0][:, i]
+            for i in range(x.shape[0])
+        ]
+        return torch.diag(torch.stack(terms, dim=1)[0]).detach()
+
+    return diagonal
+
+
+def func_laplacian_terms(f):
+    """PINN Laplacian terms by nested torch.func.grad per axis, torch.func.vmap over points."""
+    import torch
+
+    def terms(x):
+        def second(i):
+            return torch.func.grad(lambda y: torch.func.grad(f)(y)[i])(x)[i]
+
+        return torch.stack([second(i) for i in range(x.shape[0])])
+
+    return lambda x: torch.diag(torch.func.vmap(terms)(torch.stack([x, x]))[0])
+
+
+def func_hessian_vmapped(f):
+    """torch.func.vmap(torch.func.hessian(f)) over a batch of points; the first one's."""
+    import torch
+
+    return lambda x: torch.func.vmap(torch.func.hessian(f))(torch.stack([x, x]))[0]
+
+
+def compiled_hessian(f):
+    """torch.compile(torch.func.hessian(f)) with the "aot_eager" backend: the compiler's
+    graph capture and functionalisation, without needing a C++ toolchain."""
+    import torch
+
+    return torch.compile(torch.func.hessian(f), backend="aot_eager", fullgraph=True)
+
+
+def autograd_function_of(f):
+    """``g(x, scale) = f(x) * scale`` as a torch.autograd.Function with backward and jvp.
+
+    ``scale`` is not differentiated (its tangent is None). ``generate_vmap_rule`` lets the
+    torch.func transforms through; backward and jvp are torch.func transforms of ``f``.
+    """
+    import torch
+
+    class Scaled(torch.autograd.Function):
+        generate_vmap_rule = True
+
+        @staticmethod
+        def forward(x, scale):
+            return f(x) * scale
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            x, scale = inputs
+            ctx.save_for_backward(x, scale)
+            ctx.save_for_forward(x, scale)
+
+        @staticmethod
+        def backward(ctx, cotangent):
+            x, scale = ctx.saved_tensors
+            return cotangent * scale * torch.func.grad(f)(x), None
+
+        @staticmethod
+        def jvp(ctx, tx, tscale):
+            x, scale = ctx.saved_tensors
+            y, ty = torch.func.jvp(f, (x,), (tx,))
+            return ty * scale if tscale is None else ty * scale + y * tscale
+
+    return Scaled.apply
+
+
+def func_hessian_autograd_function(f):
+    """torch.func.hessian through the torch.autograd.Function (forward over reverse)."""
+    import torch
+
+    g = autograd_function_of(f)
+    return torch.func.hessian(lambda x: g(x, torch.ones((), dtype=x.dtype)))
+
+
+def autograd_hessian_autograd_function_loop(f):
+    """torch.autograd.functional.hessian (double backward) of the Function called twice in
+    a loop with scale 1/2 each."""
+    import torch
+
+    g = autograd_function_of(f)
+
+    def looped(x):
+        total = torch.zeros((), dtype=x.dtype)
+        for _ in range(2):
+            total = total + g(x, torch.full((), 0.5, dtype=x.dtype))
+        return total
+
+    return lambda x: torch.autograd.functional.hessian(looped, x)
+
+
+def func_hessian_autograd_function_argnums(f):
+    """torch.func.hessian(argnums=(0, 1)) through the Function on ``x`` split in two."""
+    import torch
+
+    g = autograd_function_of(f)
+
+    def hessian(x):
+        k = (x.shape[0] + 1) // 2
+        blocks = torch.func.hessian(
+            lambda a, b: g(torch.cat([a, b]), torch.ones((), dtype=x.dtype)), argnums=(0, 1)
+        )(x[:k], x[k:])
+        return torch.cat([torch.cat([blocks[0][0], blocks[0][1]], dim=1),
+                          torch.cat([blocks[1][0], blocks[1][1]], dim=1)], dim=0)
+
+    return hessian
+
+
+def functional_call_parameter_hessian(f):
+    """The Hessian of a torch.nn.Module's loss in its flat parameters, the torch.func way:
+    the parameters as a dict passed to torch.func.functional_call."""
+    import torch
+
+    class Model(torch.nn.Module):
+        def __init__(self, first, second):
+            super().__init__()
+            self.first = torch.nn.Parameter(first)
+            self.second = torch.nn.Parameter(second)
+
+        def forward(self):
+            return f(torch.cat([self.first, self.second]))
+
+    def hessian(x):
+        k = (x.shape[0] + 1) // 2
+        model = Model(x[:k].clone(), x[k:].clone())
+
+        def loss(flat):
+            params = {"first": flat[:k], "second": flat[k:]}
+            return torch.func.functional_call(model, params, ())
+
+        return torch.func.hessian(loss)(x)
+
+    return hessian
+
+
+def func_hessian_ode_euler(f):
+    """A Neural-ODE loss: dy/dt = -f(theta) y, y(0) = 1, 4 Euler steps (Python loop) on
+    [0, 1]; torch.func.hessian of y(1) in theta."""
+    import torch
+
+    steps = 4
+
+    def loss(theta):
+        h = 1.0 / steps
+        y = torch.ones((), dtype=theta.dtype)
+        for _ in range(steps):
+            y = y + h * (-f(theta) * y)
+        return y
+
+    return torch.func.hessian(loss)
+
+
+PROBES = {
+    "hvp-jvp-grad": Variant("torch.func.jvp(torch.func.grad(f)) along each basis vector",
+                            lambda m, f: m.func_hessian_by_jvp_of_grad(f),
+                            (func_hessian_by_jvp_of_grad,)),
+    "vhp-vjp-grad": Variant("torch.func.vjp(torch.func.grad(f)) along each basis vector",
+                            lambda m, f: m.func_hessian_by_vjp_of_grad(f),
+                            (func_hessian_by_vjp_of_grad,)),
+    "hvp-autograd": Variant("torch.autograd.functional.hvp(f, x, v) for each basis v",
+                            lambda m, f: m.autograd_hessian_by_hvp(f), (autograd_hessian_by_hvp,)),
+    "vhp-autograd": Variant("torch.autograd.functional.vhp(f, x, v) for each basis v",
+                            lambda m, f: m.autograd_hessian_by_vhp(f), (autograd_hessian_by_vhp,)),
+    "laplacian-autograd": Variant("PINN Laplacian terms: torch.autograd.grad(create_graph=True)",
+                                  lambda m, f: m.autograd_laplacian_terms(f),
+                                  (autograd_laplacian_terms,)),
+    "laplacian-vmap": Variant("PINN Laplacian terms: nested torch.func.grad, torch.func.vmap",
+                              lambda m, f: m.func_laplacian_terms(f), (func_laplacian_terms,)),
+    "vmap-hessian": Variant("torch.func.vmap(torch.func.hessian(f)) over a batch of points",
+                            lambda m, f: m.func_hessian_vmapped(f), (func_hessian_vmapped,)),
+    "jit-compile": Variant("torch.compile(torch.func.hessian(f), backend='aot_eager')",
+                           lambda m, f: m.compiled_hessian(f), (compiled_hessian,)),
+    "custom-function": Variant("torch.func.hessian through torch.autograd.Function (jvp, vmap)",
+                               lambda m, f: m.func_hessian_autograd_function(f),
+                               (autograd_function_of, func_hessian_autograd_function)),
+    "custom-function-loop": Variant("autograd.functional.hessian, the Function in a loop",
+                                    lambda m, f: m.autograd_hessian_autograd_function_loop(f),
+                                    (autograd_function_of, autograd_hessian_autograd_function_loop)),
+    "custom-function-argnums": Variant("torch.func.hessian(argnums=(0, 1)) through the Function",
+                                       lambda m, f: m.func_hessian_autograd_function_argnums(f),
+                                       (autograd_function_of, func_hessian_autograd_function_argnums)),
+    "params-functional-call": Variant("torch.func.functional_call parameters, torch.func.hessian",
+                                      lambda m, f: m.functional_call_parameter_hessian(f),
+                                      (functional_call_parameter_hessian,)),
+    "ode-euler": Variant("torch.func.hessian of a 4-step Euler Neural-ODE loss (Python loop)",
+                         lambda m, f: m.func_hessian_ode_euler(f), (func_hessian_ode_euler,)),
+}
