@@ -16,16 +16,19 @@ from __future__ import annotations
 
 import datetime as _dt
 import time
+import zlib
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 from hypothesis import seed as hypothesis_seed
 
 from backends import BackendVariant
-from harness.engine import CaseResult, HarnessError, Verdict, check_case
+from harness.batch import check_program
+from harness.engine import CaseResult, HarnessError, Runner, Verdict, check_case
 from harness.findings import Finding, Kind
 from harness.minimize import minimize
 from harness.strategies import DEFAULT_OPS, Case, cases
@@ -63,6 +66,9 @@ class CampaignConfig:
     round_examples: int = 25
     mlps: bool = True
     max_rounds: int | None = None
+    # Points checked per generated program: the generated one (aimed at kinks) plus
+    # seeded perturbations of it, in one batched call per backend (``harness.batch``).
+    points_per_case: int = 1
 
 
 @dataclass
@@ -79,6 +85,8 @@ class CampaignStats:
         default_factory=lambda: defaultdict(lambda: defaultdict(lambda: {"checks": 0, "special": 0, "findings": 0}))
     )
     harness_errors: list[str] = field(default_factory=list)
+    checked: int = 0
+    screened: int = 0
     started: float = field(default_factory=time.monotonic)
 
     def checks_per_variant(self) -> dict[str, int]:
@@ -99,6 +107,8 @@ class CampaignStats:
             "verdicts": {f"{v}|{k}": c for (v, k), c in sorted(self.kinds.items())},
             "checks_per_variant": self.checks_per_variant(),
             "harness_errors": self.harness_errors,
+            "checked_pairs": self.checked,
+            "screened_pairs": self.screened,
         }
 
 
@@ -120,6 +130,17 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
+def _points(case: Case, count: int) -> list[np.ndarray]:
+    """The case's point and ``count - 1`` perturbations of it, seeded by the case itself
+    (so the same case always gets the same points: a rerun finds the same faults)."""
+    x = np.asarray(case.point, dtype=np.float64)
+    seed = zlib.crc32(x.tobytes() + case.program.dumps().encode("utf-8") + case.dtype.encode("ascii"))
+    rng = np.random.default_rng(seed)
+    extra = [x * (1 + 0.1 * rng.standard_normal(x.shape)) + 0.1 * rng.standard_normal(x.shape)
+             for _ in range(count - 1)]
+    return [x, *extra]
+
+
 def _size(case: Case) -> tuple[int, int, int]:
     return (case.program.size, len(case.program.nodes), case.program.n)
 
@@ -133,14 +154,26 @@ class Campaign:
         on_finding: called with every finding when it is made (and again when its
             count grows at the end of a round), so a caller can write it to disk at once.
         on_progress: called after every example with the stats and findings so far.
+        on_round: called with the number of rounds completed after each round's findings
+            are made (and handed to ``on_finding``): a resume point.
+        start_round: the first round to run (a resumed campaign continues where the
+            last one stopped; round k has the same seed in both).
+        known: findings already reported (by the campaign being resumed): a hit they
+            explain bumps their count instead of being reported again.
+
+    ``variants`` may be ``harness.engine.Runner`` objects (``harness.worker``): a variant
+    run in a worker process whose death or hang is a finding, not the campaign's end.
     """
 
     def __init__(
         self,
-        variants: Sequence[BackendVariant],
+        variants: Sequence[BackendVariant | Runner],
         config: CampaignConfig,
         on_finding: Callable[[Finding], None] | None = None,
         on_progress: Callable[[CampaignStats, list[Finding]], None] | None = None,
+        on_round: Callable[[int], None] | None = None,
+        start_round: int = 0,
+        known: Sequence[Finding] = (),
     ) -> None:
         if not variants:
             raise ValueError("a campaign needs at least one backend variant.")
@@ -154,6 +187,10 @@ class Campaign:
         self._raised: set[Key] = set()
         self._versions = {v.backend.name: v.backend.version() for v in self.variants}
         self._deadline = 0.0
+        self.on_round = on_round or (lambda rounds: None)
+        self.stats.rounds = start_round
+        for finding in known:
+            self.findings[finding.signature] = finding
 
     # --- the search -------------------------------------------------------------------
 
@@ -170,6 +207,10 @@ class Campaign:
                     break
                 self._round(self.config.seed * 100_003 + self.stats.rounds)
                 self.stats.rounds += 1
+                self.on_round(self.stats.rounds)
+        except KeyboardInterrupt:
+            self._collect(reduce=False)  # no shrinking after a Ctrl-C: report and go
+            raise
         finally:
             self._collect()
         return self.result()
@@ -205,7 +246,9 @@ class Campaign:
         except NewFinding:
             pass
         except BaseExceptionGroup as group:  # several faults shrunk in one round
-            rest = group.subgroup(lambda e: not isinstance(e, NewFinding))
+            # A group matches its own condition first: keep groups out of it so the
+            # split looks at the leaves (else every multi-fault round is an error).
+            rest = group.subgroup(lambda e: not isinstance(e, (NewFinding, BaseExceptionGroup)))
             if rest is not None:
                 self._harness_error(rest)
         except (HarnessError, Exception) as exc:  # noqa: BLE001 - hessdiff's own failure
@@ -220,18 +263,28 @@ class Campaign:
     def _check(self, case: Case) -> None:
         if time.monotonic() > self._deadline + 30.0:
             return  # out of budget (with grace for shrinking): stop doing work
-        result = check_case(case, self.variants)
+        if self.config.points_per_case > 1:
+            batch = check_program(case.program, _points(case, self.config.points_per_case), case.dtype,
+                                  self.variants)
+            results = batch.judged
+            self.stats.checked += batch.checked
+            self.stats.screened += batch.screened
+        else:
+            results = [check_case(case, self.variants)]
+            self.stats.checked += int(results[0].status == "judged")
         self.stats.examples += 1
-        self._count(result)
         raise_key: Key | None = None
-        for verdict in result.verdicts:
-            key = (verdict.variant, verdict.kind, case.dtype)
-            self.stats.kinds[verdict.variant, verdict.kind.value] += 1
-            if self._explained(key, case):
-                continue
-            self._remember(key, case, result, verdict)
-            if verdict.kind.is_failure and raise_key is None:
-                raise_key = key
+        for result in results:
+            self._count(result)
+            for verdict in result.verdicts:
+                key = (verdict.variant, verdict.kind, case.dtype)
+                self.stats.kinds[verdict.variant, verdict.kind.value] += 1
+                if self._explained(key, result.case):
+                    continue
+                self._remember(key, result.case, result, verdict)
+                # A hang is not shrunk: every shrink step would wait out the timeout.
+                if verdict.kind.is_failure and verdict.kind is not Kind.TIMEOUT and raise_key is None:
+                    raise_key = key
         self.on_progress(self.stats, self.result())
         if raise_key is not None:
             self._raised.add(raise_key)
@@ -240,6 +293,10 @@ class Campaign:
     def _count(self, result: CaseResult) -> None:
         self.stats.statuses[result.status] += 1
         near = result.oracle is not None and result.oracle.kink_distance < 1e-6
+        # Which special values (OpSpec.special, by index) each op's argument reached.
+        hits: dict[str, set[int]] = defaultdict(set)
+        for op_name, index in (result.oracle.specials if result.oracle is not None else ()):
+            hits[op_name].add(index)
         for name, outcome in result.outcomes.items():
             self.stats.outcomes[name, outcome.status] += 1
             self.stats.seconds[name.split(":", 1)[0]] += outcome.seconds
@@ -247,7 +304,9 @@ class Campaign:
                 for op_name in result.case.program.op_names:
                     cell = self.stats.coverage[op_name][name]
                     cell["checks"] += 1
-                    cell["special"] += int(near and op_name in result.oracle.kink_ops)
+                    cell["special"] += int((near and op_name in result.oracle.kink_ops) or bool(hits[op_name]))
+                    for index in hits[op_name]:
+                        cell[f"special:{index}"] = cell.get(f"special:{index}", 0) + 1
 
     def _explained(self, key: Key, case: Case) -> bool:
         """Whether a finding already made explains this hit (and count it there)."""
@@ -293,10 +352,10 @@ class Campaign:
                 record.case, record.result, record.verdict = smaller, result, verdict
                 return
 
-    def _collect(self) -> None:
+    def _collect(self, reduce: bool = True) -> None:
         """Turn this round's records into findings (merging by signature)."""
         for key, record in list(self._records.items()):
-            if key[1].is_failure:
+            if reduce and key[1].is_failure and key[1] is not Kind.TIMEOUT:
                 self._reduce(key, record)
             finding = self._finding(record)
             existing = self.findings.get(finding.signature)

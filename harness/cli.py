@@ -4,6 +4,8 @@ Only ``main`` turns outcomes into exit codes; nothing else here or in the librar
 ``sys.exit``:
 
 - 0: success (``run``: no new failing finding; ``replay``: nothing reproduces).
+  ``bisect``: the table is printed and some release reproduces (1: none does);
+  ``merge``: no new failing finding in the merged report (1: there are).
 - 1: ``run`` found failures not in the baseline; ``replay``: a finding still reproduces.
 - 2: bad input (unknown command, bad flag, unknown backend, bad budget, unreadable
   finding file, missing framework); one line on stderr.
@@ -31,7 +33,7 @@ EXIT_INTERNAL = 70  # EX_SOFTWARE
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141
 
-_COMMANDS = ("run", "replay", "backends", "ops")
+_COMMANDS = ("run", "replay", "backends", "ops", "bisect", "merge", "triage")
 
 
 class _UsageError(Exception):
@@ -130,6 +132,8 @@ def _build_parser() -> _Parser:
                           "findings not reported again")
     run.add_argument("--timeout", default="120s",
                      help="per-call limit for one backend's Hessian; a hang is a timeout finding (default 120s)")
+    run.add_argument("--points", type=int, default=16,
+                     help="points checked per generated program, batched in one call per backend (default 16)")
     run.add_argument("--no-isolate", action="store_true",
                      help="run the frameworks in this process (faster start; a segfault ends the run)")
     run.set_defaults(run=_cmd_run)
@@ -148,6 +152,34 @@ def _build_parser() -> _Parser:
         "ops", help="list the op catalogue and which backends lower each op"
     )
     ops.set_defaults(run=_cmd_ops)
+
+    bisect = commands.add_parser(
+        "bisect", help="replay a finding in one environment per release: which broke it, which fixed it"
+    )
+    bisect.add_argument("finding", metavar="FINDING.json", help="a finding.json (or a findings.json with --index)")
+    bisect.add_argument("--package", required=True, help="the PyPI package to bisect (equinox)")
+    bisect.add_argument("--versions", required=True, metavar="A..B",
+                        help="the releases to try, both ends included (0.11.0..0.11.6)")
+    bisect.add_argument("--with", dest="pins", action="append", default=[], metavar="REQ",
+                        help="a companion requirement for every environment (repeatable): --with jax==0.4.26")
+    bisect.add_argument("--cache", default=None, metavar="DIR",
+                        help="where the environments are kept (default ~/.cache/hessdiff/bisect)")
+    bisect.add_argument("--index", type=int, default=None, metavar="N",
+                        help="which finding of a findings.json (1 = the first)")
+    bisect.set_defaults(run=_cmd_bisect)
+
+    merge = commands.add_parser("merge", help="combine shard reports into one, deduplicated by signature")
+    merge.add_argument("reports", nargs="+", metavar="FINDINGS.json", help="reports/*/findings.json")
+    merge.add_argument("--out", default="reports/merged", metavar="DIR",
+                       help="the merged report's folder (default reports/merged)")
+    merge.add_argument("--baseline", default="reports/baseline.json", metavar="FILE",
+                       help="known-issues baseline (default reports/baseline.json)")
+    merge.set_defaults(run=_cmd_merge)
+
+    triage = commands.add_parser("triage", help="bug-report drafts for a report's failures, per framework")
+    triage.add_argument("report", metavar="REPORT_DIR", help="a report folder (holding findings.json)")
+    triage.add_argument("--out", default=None, metavar="DIR", help="where the drafts go (default REPORT_DIR/triage)")
+    triage.set_defaults(run=_cmd_triage)
     return parser
 
 
@@ -171,6 +203,8 @@ def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
             unknown = [o for o in ops if o not in CATALOGUE]
             if unknown:
                 raise UsageError(f"--ops: unknown ops {unknown}; see 'hessdiff ops'.")
+        if args.points < 1:
+            raise UsageError(f"--points={args.points}, but it must be at least 1.")
         if args.max_ops < 1:
             raise UsageError(f"--max-ops={args.max_ops}, but it must be at least 1.")
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -186,7 +220,7 @@ def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         return run(
             backends=args.backends, budget=budget, seed=args.seed, dtypes=dtypes,
             out=target, baseline_path=Path(args.baseline), ops=ops, max_ops=args.max_ops, stdout=out,
-            isolate=not args.no_isolate, timeout=timeout, resume=bool(args.resume),
+            isolate=not args.no_isolate, timeout=timeout, resume=bool(args.resume), points=args.points,
         )
     except UsageError as exc:
         raise _UsageError(f"hessdiff run: error: {exc}") from None
@@ -234,6 +268,73 @@ def _cmd_ops(args: argparse.Namespace, out: TextIO) -> int:
                 row.append("lowered")
         rows.append(row + [spec.doc])
     out.write(_table(["op", "group", *(b.name for b in backends), "doc"], rows))
+    return EXIT_OK
+
+
+def _cmd_bisect(args: argparse.Namespace, out: TextIO) -> int:
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from harness import bisect as b
+    from harness.findings import FindingError, load_findings
+
+    try:
+        low, high = b.parse_range(args.versions)
+        findings = load_findings(args.finding)
+        if args.index is not None and not 1 <= args.index <= len(findings):
+            raise b.BisectError(f"--index={args.index}, but {args.finding} holds {len(findings)} finding(s).")
+        if args.index is None and len(findings) != 1:
+            raise b.BisectError(f"{args.finding} holds {len(findings)} findings; choose one with --index N.")
+        finding = findings[(args.index or 1) - 1]
+        versions = b.select_versions(b.pypi_versions(args.package), low, high)
+    except (b.BisectError, FindingError) as exc:
+        raise _UsageError(f"hessdiff bisect: error: {exc}") from None
+    print(f"hessdiff bisect: {finding.signature}: {args.package} {', '.join(versions)}", file=sys.stderr)
+
+    def progress(row: b.VersionRow) -> None:
+        print(f"  {args.package} {row.version}: {row.outcome}", file=sys.stderr, flush=True)
+
+    cache = Path(args.cache) if args.cache else None
+    with tempfile.TemporaryDirectory(prefix="hessdiff-bisect-") as scratch:
+        result = b.bisect(finding, Path(scratch), package=args.package, versions=versions,
+                          pins=args.pins, cache=cache, on_row=progress)
+    out.write(b.render_table(result))
+    source = Path(args.finding)
+    if source.name == "finding.json":  # a report's finding folder: triage reads it there
+        (source.parent / "bisect.json").write_text(json.dumps(b.result_json(result, args.pins), indent=2) + "\n")
+    return EXIT_OK if result.first_bad else 1
+
+
+def _cmd_merge(args: argparse.Namespace, out: TextIO) -> int:
+    from pathlib import Path
+
+    from harness.baseline import load_baseline
+    from harness.merge import MergeError, merge_reports
+
+    try:
+        baseline = load_baseline(Path(args.baseline))
+        merged, paths = merge_reports(args.reports, args.out, baseline=baseline)
+    except (MergeError, ValueError) as exc:
+        raise _UsageError(f"hessdiff merge: error: {exc}") from None
+    new = [m for m in merged if m.finding.kind.is_failure and baseline.entry_for(m.finding) is None]
+    print(f"hessdiff merge: {len(args.reports)} report(s), {len(merged)} distinct finding(s) "
+          f"({len(new)} new failing); report: {paths.summary_md}", file=out)
+    for problem in paths.problems:
+        print(f"hessdiff merge: report problem: {problem}", file=sys.stderr)
+    return 1 if new else EXIT_OK
+
+
+def _cmd_triage(args: argparse.Namespace, out: TextIO) -> int:
+    from harness.triage import TriageError, triage
+
+    try:
+        index, items = triage(args.report, args.out)
+    except TriageError as exc:
+        raise _UsageError(f"hessdiff triage: error: {exc}") from None
+    frameworks = sorted({item.finding.backend for item in items})
+    print(f"hessdiff triage: {len(items)} draft(s) for {', '.join(frameworks) or 'no framework'}: {index}",
+          file=out)
     return EXIT_OK
 
 

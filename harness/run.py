@@ -3,11 +3,20 @@
 Everything found is appended to ``<out>/findings.jsonl`` the moment it is found, and a
 Ctrl-C still writes the partial report, so nothing found is lost. Exit codes: 0 no new
 failure, 1 new failures (not in the baseline), 3 hessdiff's own errors, 130 interrupted.
+
+Each variant runs in a worker process (``harness.worker``): a framework that segfaults,
+aborts, runs out of memory or hangs is a crash or timeout finding, and the campaign goes
+on. ``<out>/campaign.json`` records the configuration and the rounds completed (after
+each round's findings are logged), so ``--resume <out>`` continues the same campaign:
+round k has the same seed as in an uninterrupted run, the findings already logged are
+not reported again, and the round a kill -9 interrupted is run again from its seed.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import json
+import os
 import platform
 import re
 import sys
@@ -15,7 +24,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -24,10 +33,12 @@ from harness.baseline import Baseline, load_baseline
 from harness.campaign import Campaign, CampaignConfig, CampaignStats
 from harness.engine import check_case
 from harness.findings import Finding, load_findings
-from harness.report import append_finding, write_report
+from harness.report import append_finding, read_jsonl, write_report
 from harness.strategies import DEFAULT_OPS, Case
 
-__all__ = ["UsageError", "parse_budget", "replay", "run", "select_variants"]
+__all__ = ["STATE_FILE", "UsageError", "load_state", "parse_budget", "replay", "run", "select_variants"]
+
+STATE_FILE = "campaign.json"
 
 EXIT_OK, EXIT_NEW_FINDINGS, EXIT_USAGE, EXIT_HARNESS, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -88,7 +99,8 @@ class _Progress:
         failing = sum(1 for f in findings if f.kind.is_failure)
         times = " ".join(f"{k} {v:.1f}s" for k, v in sorted(stats.seconds.items()))
         line = (
-            f"[{now - stats.started:5.0f}s/{self.budget:.0f}s] examples {stats.examples} | "
+            f"[{now - stats.started:5.0f}s/{self.budget:.0f}s] examples {stats.examples} "
+            f"({stats.checked} points checked) | "
             f"findings {len(findings)} ({failing} failing) | {times}"
         )
         self.stream.write(("\r" + line[:150].ljust(150)) if tty else line + "\n")
@@ -107,8 +119,31 @@ def run(
     max_ops: int = 6,
     stdout: TextIO = sys.stdout,
     stderr: TextIO = sys.stderr,
+    isolate: bool = True,
+    timeout: float = 120.0,
+    resume: bool = False,
+    points: int = 1,
 ) -> int:
-    """Run a campaign, write its report, return the exit code."""
+    """Run a campaign, write its report, return the exit code.
+
+    With ``isolate`` each variant runs in a worker process with a per-call ``timeout``
+    (seconds); ``points`` points are checked per generated program. With ``resume``,
+    ``out`` is the folder of an earlier run: its ``campaign.json`` supplies the seed,
+    dtypes, ops, points, backends and the round to continue from (the arguments given for
+    those are ignored), and its logged findings are known.
+    """
+    known: list[Finding] = []
+    start_round = 0
+    if resume:
+        state = load_state(out)
+        seed, dtypes, ops, max_ops = state["seed"], state["dtypes"], state["ops"], state["max_ops"]
+        points = int(state.get("points", points))
+        backends = ",".join(state["variants"])
+        start_round = int(state["rounds_done"])
+        try:
+            known = _latest(read_jsonl(out))
+        except ValueError as exc:
+            raise UsageError(f"--resume {out}: {exc}") from None
     variants = select_variants(backends, err=stderr)
     try:
         baseline = load_baseline(baseline_path)
@@ -116,11 +151,22 @@ def run(
         raise UsageError(str(exc)) from None
     out.mkdir(parents=True, exist_ok=True)
     config = CampaignConfig(budget_seconds=budget, seed=seed, dtypes=tuple(dtypes), ops=tuple(ops),
-                            max_ops=max_ops)
+                            max_ops=max_ops, points_per_case=points)
+    state = {"seed": seed, "dtypes": list(dtypes), "ops": list(ops), "max_ops": max_ops, "points": points,
+             "variants": [v.name for v in variants], "rounds_done": start_round}
+    _save_state(out, state)
+    runners: list[BackendVariant] | list[Any] = variants
+    if isolate:
+        from harness.worker import isolate as isolated
+
+        runners = isolated(variants, timeout=timeout)
     campaign = Campaign(
-        variants, config,
+        runners, config,
         on_finding=lambda f: append_finding(out, f),
         on_progress=_Progress(stderr, budget),
+        on_round=lambda rounds: _save_state(out, {**state, "rounds_done": rounds}),
+        start_round=start_round,
+        known=known,
     )
     started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     interrupted = False
@@ -128,6 +174,10 @@ def run(
         campaign.run()
     except KeyboardInterrupt:
         interrupted = True
+    finally:
+        for runner in runners:
+            if not isinstance(runner, BackendVariant):
+                runner.close()
     findings = campaign.result()
     stats = campaign.stats
     run_info = {
@@ -140,6 +190,7 @@ def run(
         "versions": {b.name: b.version() for b in {v.backend for v in variants}},
         "python": platform.python_version(),
         "interrupted": interrupted,
+        "resumed_from_round": start_round if resume else None,
         **stats.to_json(),
     }
     paths = write_report(out, findings, baseline=baseline, run_info=run_info, coverage=_plain(stats.coverage))
@@ -148,7 +199,7 @@ def run(
     if stderr.isatty():
         stderr.write("\n")
     print(
-        f"hessdiff: {stats.examples} examples, {len(findings)} findings "
+        f"hessdiff: {stats.examples} examples ({stats.checked} points checked), {len(findings)} findings "
         f"({len(new_failing)} new failing, {len(known)} baselined, {len(fixed)} baseline entries "
         f"not reproduced); report: {paths.summary_md}",
         file=stdout,
@@ -162,6 +213,37 @@ def run(
     if stats.harness_errors:
         return EXIT_HARNESS
     return EXIT_NEW_FINDINGS if new_failing else EXIT_OK
+
+
+def load_state(out: Path) -> dict[str, Any]:
+    """The configuration and progress of the run in ``out`` (its ``campaign.json``)."""
+    path = out / STATE_FILE
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"--resume {out}: no {STATE_FILE} there; is it the folder of a hessdiff run?") from None
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--resume {out}: cannot read {path}: {exc}") from None
+    keys = ("seed", "dtypes", "ops", "max_ops", "variants", "rounds_done")
+    if not isinstance(state, dict) or any(k not in state for k in keys):
+        raise UsageError(f"--resume {out}: {path} lacks one of {keys}; it is not a hessdiff run state.")
+    return state
+
+
+def _save_state(out: Path, state: dict[str, Any]) -> None:
+    """Write ``campaign.json`` atomically: a kill -9 leaves the old or the new one."""
+    path = out / STATE_FILE
+    tmp = path.with_suffix(".json.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(state, fh, indent=2)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _latest(findings: list[Finding]) -> list[Finding]:
+    """One finding per signature, the last logged (its count is the highest)."""
+    return list({f.signature: f for f in findings}.values())
 
 
 def _plain(coverage: object) -> dict:

@@ -1,0 +1,185 @@
+"""Throughput of hessdiff on a fixed workload, the fast way and the naive way, in one run.
+
+The workload is fixed: 200 generated programs (the campaign's generator, mixed smooth and
+piecewise, MLP shapes included, n <= 8) from a fixed seed, 32 points each (the generated
+point, aimed at kinks, plus 31 seeded perturbations of it), float64, one variant of each
+of the four backends plus the oracle.
+
+* fast: ``harness.batch.check_program`` -- each backend in its worker process, one
+  batched (vmap) Hessian call per program, the four running in parallel with the float
+  screening and the oracle, the oracle on every point screening cannot vouch for;
+* naive: ``harness.engine.check_case`` -- one point, one eager call per backend and the
+  full oracle, in this process. It is measured on the first ``--naive-points`` points
+  of every program (default 4 of 32) and scaled to 32: its cost is linear in points.
+
+The last line is ``programs_per_s=<x> speedup_vs_naive=<y> overhead_frac=<z>
+peak_rss_mib=<m>``. Overhead is the fast path's wall time not spent waiting for the
+frameworks or in the oracle (screening, judging, pickling, confirming). Peak RSS is this
+process plus every worker's peak. Worker start-up (importing the frameworks) is done
+before the clock starts and reported apart.
+
+    PYTHONPATH=. python benchmarks/run.py [--programs 200] [--naive-points 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import time
+from collections import Counter
+
+import numpy as np
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import seed as hypothesis_seed
+
+from backends import get_variant
+from harness.batch import check_program
+from harness.engine import check_case
+from harness.ir import Program
+from harness.strategies import Case, cases
+from harness.worker import isolate
+
+VARIANTS = ("jax:fwdrev", "equinox:filter_hessian", "mlx:fwdrev-vmap", "torch:func")
+SEED = 20261125
+
+
+def workload(programs: int, points: int, seed: int = SEED) -> list[tuple[Program, list[np.ndarray]]]:
+    """``programs`` distinct generated float64 programs with ``points`` points each."""
+    found: list[Case] = []
+    seen: set[str] = set()
+
+    @settings(max_examples=programs * 5, database=None, deadline=None, phases=(Phase.generate,),
+              suppress_health_check=list(HealthCheck))
+    @hypothesis_seed(seed)
+    @given(cases(dtypes=("float64",), max_n=8, mlps=True))
+    def collect(case: Case) -> None:
+        key = case.program.dumps()
+        if len(found) < programs and key not in seen:
+            seen.add(key)
+            found.append(case)
+
+    collect()
+    if len(found) < programs:
+        raise RuntimeError(f"the generator gave {len(found)} distinct programs, not {programs}")
+    rng = np.random.default_rng(seed)
+    out = []
+    for case in found:
+        x = case.point
+        extra = [x * (1 + 0.1 * rng.standard_normal(x.shape)) + 0.1 * rng.standard_normal(x.shape)
+                 for _ in range(points - 1)]
+        out.append((case.program, [x, *extra]))
+    return out
+
+
+def fast(load: list[tuple[Program, list[np.ndarray]]], variants: list) -> dict:
+    workers = isolate(variants, timeout=300)
+    start = time.perf_counter()
+    for w in workers:  # start every worker (imports the framework) before the clock
+        w.run_points(load[0][0], load[0][1][:2], "float64")
+    startup = time.perf_counter() - start
+    totals: Counter[str] = Counter()
+    backend: Counter[str] = Counter()
+    verdicts: Counter[tuple[str, str]] = Counter()
+    failing: set[tuple[int, str, str]] = set()
+    wall = time.perf_counter()
+    for index, (program, points) in enumerate(load):
+        result = check_program(program, points, "float64", workers)
+        totals["checked"] += result.checked
+        totals["screened"] += result.screened
+        totals["judged"] += len(result.judged) - result.out_of_domain
+        totals["out_of_domain"] += result.out_of_domain
+        totals["oracle_s"] += result.oracle_seconds
+        totals["wait_s"] += result.wait_seconds
+        backend.update(result.backend_seconds)
+        for r in result.judged:
+            for v in r.verdicts:
+                verdicts[v.variant, v.kind.value] += 1
+                if v.kind.is_failure:
+                    failing.add((index, v.variant, v.kind.value))
+    wall = time.perf_counter() - wall
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 + sum(w.peak_rss_mib() for w in workers)
+    for w in workers:
+        w.close()
+    return {"wall": wall, "startup": startup, "totals": totals, "backend": backend, "verdicts": verdicts,
+            "failing": failing, "rss": rss}
+
+
+def naive(load: list[tuple[Program, list[np.ndarray]]], variants: list, points: int) -> dict:
+    backend: Counter[str] = Counter()
+    failing: set[tuple[int, str, str]] = set()
+    oracle = 0.0
+    wall = time.perf_counter()
+    for index, (program, pts) in enumerate(load):
+        for x in pts[:points]:
+            result = check_case(Case(program, x, "float64"), variants)
+            for name, outcome in result.outcomes.items():
+                backend[name] += outcome.seconds
+            for v in result.verdicts:
+                if v.kind.is_failure:
+                    failing.add((index, v.variant, v.kind.value))
+    wall = time.perf_counter() - wall
+    oracle = wall - sum(backend.values())
+    return {"wall": wall, "backend": backend, "oracle": oracle, "failing": failing}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--programs", type=int, default=200)
+    parser.add_argument("--points", type=int, default=32)
+    parser.add_argument("--naive-points", type=int, default=4,
+                        help="points per program for the naive run (scaled to --points)")
+    parser.add_argument("--skip-naive", action="store_true")
+    args = parser.parse_args()
+    print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; cpus: {os.cpu_count()}")
+    t = time.perf_counter()
+    load = workload(args.programs, args.points)
+    kinds = Counter("mlp" if "matmul" in p.op_names else "piecewise" if any(
+        o in p.op_names for o in ("relu", "abs", "leaky_relu", "clip", "maximum", "minimum", "where"))
+        else "smooth" for p, _ in load)
+    print(f"workload: {len(load)} programs x {args.points} points, float64 ({dict(kinds)}); "
+          f"generated in {time.perf_counter() - t:.1f} s")
+    variants = [get_variant(name) for name in VARIANTS]
+
+    f = fast(load, variants)
+    tot = f["totals"]
+    pairs = len(load) * args.points
+    programs_per_s = len(load) / f["wall"]
+    print(f"fast: {f['wall']:.1f} s for {pairs} pairs ({tot['checked']} checked, {tot['out_of_domain']} "
+          f"out of domain): {programs_per_s:.2f} programs/s, {pairs / f['wall']:.0f} pairs/s; "
+          f"worker start-up {f['startup']:.1f} s (not timed)")
+    print(f"  oracle judged {tot['judged']} points, screening vouched for {tot['screened']}")
+    busy = sum(f["backend"].values()) + tot["oracle_s"]
+    share = ", ".join(f"{k} {v:.1f} s ({v / busy:.0%})" for k, v in sorted(f["backend"].items()))
+    print(f"  time: {share}, oracle+screen {tot['oracle_s']:.1f} s ({tot['oracle_s'] / busy:.0%}) "
+          "[shares of busy time; backends run in parallel]")
+    overhead = max(f["wall"] - tot["oracle_s"] - tot["wait_s"], 0.0) / f["wall"]
+    print(f"  waiting for frameworks {tot['wait_s']:.1f} s; harness overhead {overhead:.1%} of wall")
+    print(f"  verdicts: {dict(f['verdicts'])}")
+    print(f"  peak RSS (this process + workers): {f['rss']:.0f} MiB")
+
+    speedup = float("nan")
+    if not args.skip_naive:
+        n = naive(load, variants, args.naive_points)
+        scale = args.points / args.naive_points
+        naive_wall = n["wall"] * scale
+        speedup = naive_wall / f["wall"]
+        share = ", ".join(f"{k} {v * scale:.1f} s" for k, v in sorted(n["backend"].items()))
+        print(f"naive: {n['wall']:.1f} s for {args.naive_points} points/program, {naive_wall:.1f} s scaled "
+              f"to {args.points}: {len(load) / naive_wall:.3f} programs/s; {share}, oracle and rest "
+              f"{n['oracle'] * scale:.1f} s")
+        sampled = {(i, v, k) for (i, v, k) in n["failing"]}
+        missed = sampled - f["failing"]
+        print(f"  failing (program, variant, kind) on the naive points: {len(sampled)}; "
+              f"not found by the fast path: {len(missed)} {sorted(missed)[:5]}")
+        rss_naive = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"  peak RSS of this process after both runs: {rss_naive:.0f} MiB")
+    print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"programs_per_s={programs_per_s:.2f} speedup_vs_naive={speedup:.1f} overhead_frac={overhead:.3f} "
+          f"peak_rss_mib={f['rss']:.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""Checking many points of one program at once: the fast path of the diff engine.
+
+``check_case`` (``harness.engine``) checks one point with one call per framework and the
+full oracle. Per-call overhead (tracing, dispatch, the oracle's object arrays) dwarfs
+the arithmetic of a small program, so ``check_program`` instead:
+
+1. starts every worker (``harness.worker``) on all the points at once, one batched
+   Hessian call each (``BackendVariant.hessians``: vmap where the framework has it), so
+   the frameworks compute in parallel with step 2;
+2. screens the points in float64 (``harness.screen``) and runs the oracle on the first;
+3. judges with the oracle every point that screening cannot vouch for: the first point,
+   a point near a kink or outside the domain, a crash or timeout, or backends that do
+   not agree within their own tolerances. The rest are counted as ``screened``;
+4. confirms a failing verdict on a batched result by running that variant on that
+   point alone (as the standalone repro will): a fault that exists only under vmap is
+   not reported as the variant's.
+
+Every judged point is an ordinary ``CaseResult``, so findings are made exactly as in
+the one-point path.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from backends import BackendVariant
+from harness.engine import CaseResult, Outcome, Runner, judge, run_points, run_variant
+from harness.ir import Program
+from harness.oracle import OutOfDomain, evaluate
+from harness.screen import NEAR, agree, screen
+from harness.strategies import Case
+from harness.worker import IsolatedVariant
+
+__all__ = ["BatchResult", "check_program"]
+
+
+@dataclass
+class BatchResult:
+    """What ``check_program`` learned, with where its time went."""
+
+    judged: list[CaseResult] = field(default_factory=list)
+    screened: int = 0
+    out_of_domain: int = 0
+    backend_seconds: Counter[str] = field(default_factory=Counter)
+    oracle_seconds: float = 0.0
+    wait_seconds: float = 0.0  # blocked on the frameworks (batches and confirmations)
+
+    @property
+    def checked(self) -> int:
+        """(program, point) pairs checked: judged by the oracle or vouched for by screening."""
+        return self.screened + sum(1 for r in self.judged if r.status == "judged")
+
+
+def check_program(program: Program, points: Sequence[np.ndarray], dtype: str,
+                  variants: Sequence[BackendVariant | Runner]) -> BatchResult:
+    """Check ``program`` at every point with every variant; judge what needs judging."""
+    points = [np.asarray(p, dtype=np.float64) for p in points]
+    result = BatchResult()
+    for v in variants:
+        if isinstance(v, IsolatedVariant):
+            v.submit_points(program, points, dtype)
+    start = time.perf_counter()
+    distance = screen(program, points, dtype)
+    try:
+        first = evaluate(program, points[0], dtype)
+    except OutOfDomain:
+        first = None
+    result.oracle_seconds += time.perf_counter() - start
+    outcomes: dict[str, list[Outcome]] = {}
+    for v in variants:
+        start = time.perf_counter()
+        if isinstance(v, IsolatedVariant):
+            outcomes[v.name] = v.collect_points()
+            result.wait_seconds += time.perf_counter() - start
+        else:
+            outcomes[v.name] = run_points(v, program, points, dtype)
+        result.backend_seconds[v.name] += sum(o.seconds for o in outcomes[v.name])
+    by_name = {v.name: v for v in variants}
+    for j, point in enumerate(points):
+        at = {name: outs[j] for name, outs in outcomes.items()}
+        if j > 0 and _vouched(at, program.n, dtype, distance[j]):
+            result.screened += 1
+            continue
+        case = Case(program, point, dtype)
+        start = time.perf_counter()
+        try:
+            oracle = first if j == 0 else evaluate(program, point, dtype)
+        except OutOfDomain:
+            oracle = None
+        result.oracle_seconds += time.perf_counter() - start
+        if oracle is None:
+            result.out_of_domain += 1
+            result.judged.append(CaseResult(case, None, "out_of_domain", {}))
+            continue
+        judged = judge(case, oracle, at)
+        failing = {v.variant for v in judged.verdicts if v.kind.is_failure and at[v.variant].status == "ok"}
+        if failing:  # confirm a batched result one point at a time
+            for name in failing:
+                runner = by_name[name]
+                start = time.perf_counter()
+                at[name] = runner.run(case) if isinstance(runner, Runner) else run_variant(runner, case)
+                result.wait_seconds += time.perf_counter() - start
+                result.backend_seconds[name] += at[name].seconds
+            judged = judge(case, oracle, at)
+        result.judged.append(judged)
+    return result
+
+
+def _vouched(at: dict[str, Outcome], n: int, dtype: str, distance: float) -> bool:
+    if not np.isfinite(distance) and not distance == np.inf:
+        return False  # nan: the float pass cannot vouch for this point
+    if distance <= NEAR or any(o.status not in ("ok", "unsupported") for o in at.values()):
+        return False
+    ok = {name: o.hessian for name, o in at.items() if o.status == "ok"}
+    return len(ok) >= 2 and agree(ok, n, dtype)

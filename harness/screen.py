@@ -1,0 +1,180 @@
+"""Screening many points of one program cheaply, to spend the oracle where it matters.
+
+The oracle (``harness.oracle``) is exact and slow: 50-digit jets over object arrays, about
+10-20 ms per point. Most points of most programs are boring: every framework agrees to
+the last few ulps, and no piecewise op is anywhere near a kink. ``screen`` finds those
+with float64 NumPy, vectorised over the points:
+
+* a forward pass of the program (each op's catalogue definition, lambdified by SymPy
+  for NumPy once per op) gives, per point, the relative distance of every piecewise
+  op's switch from its kink, and whether every value is finite and in its domain;
+* ``agree`` tells whether every backend's Hessian is within its own tolerance of a
+  reference backend's *without* the error scale (``Tolerance.naive_bound``), which is
+  stricter than what the judge allows: if the reference is right, so is everyone.
+
+A point that is near a kink (relative distance under ``NEAR``, 10^10 ulps of float64),
+outside the domain, overflowing, or where the backends disagree, goes to the oracle. So
+does the first point of every program, which anchors the consensus to the truth: what
+screening can miss is a fault every framework shares at one point of a program but not
+at its first, which no differential test sees anyway without the oracle at every point.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from harness.ir import Program
+from harness.ops import Bilinear, Elementwise, Piecewise, Structural, get_op
+from harness.tolerance import tolerance_for
+
+__all__ = ["NEAR", "agree", "screen"]
+
+NEAR = 1e-6
+
+
+def _split(spec: Any, attrs: Mapping[str, Any]) -> tuple[tuple[tuple[str, Any], ...], tuple[str, ...]]:
+    ints = tuple(sorted((a.name, attrs[a.name]) for a in spec.attrs if a.kind != "float"))
+    floats = tuple(a.name for a in spec.attrs if a.kind == "float")
+    return ints, floats
+
+
+@functools.lru_cache(maxsize=None)
+def _numpy_rules(op: str, int_attrs: tuple[tuple[str, Any], ...]) -> tuple[Any, tuple[Any, ...], dict[Any, Any]]:
+    """(f, switches, pieces by signs) of one op as NumPy functions (f is None if piecewise)."""
+    import sympy as sp
+
+    modules = _modules()
+    spec = get_op(op)
+    floats = tuple(a.name for a in spec.attrs if a.kind == "float")
+    args = sp.symbols(f"a0:{spec.arity}", real=True)
+    fattrs = {name: sp.Symbol(f"attr_{name}", real=True) for name in floats}
+    params = [*args, *fattrs.values()]
+    kw = {**dict(int_attrs), **fattrs}
+    if isinstance(spec.math, Elementwise):
+        return sp.lambdify(params, spec.math.expr(sp, *args, **kw), modules=modules), (), {}
+    switches = spec.math.switches(sp, *args, **kw)
+    pieces = {
+        signs: sp.lambdify(params, sp.sympify(spec.math.piece(sp, signs, *args, **kw)), modules=modules)
+        for signs in itertools.product((-1, 1), repeat=len(switches))
+    }
+    return None, tuple(sp.lambdify(params, s, modules=modules) for s in switches), pieces
+
+
+@functools.lru_cache(maxsize=1)
+def _modules() -> list[str]:
+    """SciPy (erf, erfinv, gammaln, ...; installed with JAX) where it is, else NumPy only."""
+    try:
+        import scipy.special  # noqa: F401
+    except ImportError:
+        return ["numpy"]
+    return ["scipy", "numpy"]
+
+
+def screen(program: Program, points: np.ndarray, dtype: str) -> np.ndarray:
+    """Per point, the smallest relative distance of any piecewise op from its kink.
+
+    ``inf`` for a point of a smooth program; ``nan`` where the float pass cannot vouch
+    for the point (a value not finite, outside an op's domain, or an op kind it does not
+    evaluate): such a point needs the oracle. Never raises for a program the oracle
+    takes: what the float pass cannot evaluate is ``nan``, i.e. left to the oracle.
+    """
+    try:
+        return _screen(program, points, dtype)
+    except Exception:  # noqa: BLE001 - e.g. a function NumPy lacks (erfinv): the oracle decides
+        return np.full(len(points), np.nan)
+
+
+def _screen(program: Program, points: np.ndarray, dtype: str) -> np.ndarray:
+    """Per point, the smallest relative distance of any piecewise op from its kink.
+
+    ``inf`` for a point of a smooth program; ``nan`` where the float pass cannot vouch
+    for the point (a value not finite, outside an op's domain, or an op kind it does not
+    evaluate): such a point needs the oracle.
+    """
+    xs = np.asarray(points, dtype=np.float64).astype(dtype).astype(np.float64)
+    k = xs.shape[0]
+    finfo = np.finfo(dtype)
+    floor = float(finfo.tiny / finfo.eps)
+    distance = np.full(k, np.inf)
+    values: list[np.ndarray] = [xs]
+    with np.errstate(all="ignore"):
+        for i, node in enumerate(program.nodes[1:], start=1):
+            shape = program.shapes[i]
+            if node.kind == "const":
+                c = program.constant(i).astype(dtype).astype(np.float64)
+                values.append(np.broadcast_to(c, (k, *c.shape)))
+                continue
+            spec = get_op(node.kind)
+            attrs = node.attr_dict
+            args = [values[a] for a in node.args]
+            if isinstance(spec.math, (Elementwise, Piecewise)):
+                ints, floats = _split(spec, attrs)
+                fvals = [float(np.float64(attrs[name]).astype(dtype)) for name in floats]
+                bargs = [_align(a, shape, k) for a in args]
+                f, switches, pieces = _numpy_rules(spec.name, ints)
+                if spec.domain is not None and not _in_domain(spec, bargs):
+                    return np.full(k, np.nan)
+                if f is not None:
+                    value = np.broadcast_to(f(*bargs, *fvals), (k, *shape)).astype(np.float64)
+                else:
+                    s = [np.broadcast_to(fn(*bargs, *fvals), (k, *shape)) for fn in switches]
+                    scale = np.max([np.abs(a) for a in bargs], axis=0) + floor if bargs else floor
+                    for sw in s:
+                        d = np.abs(sw) / scale
+                        distance = np.minimum(distance, d.reshape(k, -1).min(axis=1, initial=np.inf))
+                    value = np.zeros((k, *shape))
+                    for signs, piece in pieces.items():
+                        chosen = np.ones((k, *shape), dtype=bool)
+                        for sw, sign in zip(s, signs):
+                            chosen &= (sw >= 0) if sign > 0 else (sw < 0)
+                        value = np.where(chosen, np.broadcast_to(piece(*bargs, *fvals), (k, *shape)), value)
+            elif isinstance(spec.math, Structural):
+                value = np.stack([np.asarray(spec.math.apply(np, *row, **attrs), dtype=np.float64)
+                                  for row in zip(*args)])
+            elif isinstance(spec.math, Bilinear):
+                value = np.stack([np.asarray(spec.math.apply(np, a, b, np.multiply), dtype=np.float64)
+                                  for a, b in zip(args[0], args[1])])
+            else:
+                return np.full(k, np.nan)
+            values.append(value)
+            bad = ~np.isfinite(value.reshape(k, -1)).all(axis=1)
+            distance[bad] = np.nan
+    return distance
+
+
+def _align(a: np.ndarray, shape: tuple[int, ...], k: int) -> np.ndarray:
+    """(k, *arg_shape) broadcast to (k, *shape), trailing dimensions aligned."""
+    lead = a.shape[1:]
+    a = a.reshape((k,) + (1,) * (len(shape) - len(lead)) + lead)
+    return np.broadcast_to(a, (k, *shape))
+
+
+def _in_domain(spec: Any, args: list[np.ndarray]) -> bool:
+    check = np.frompyfunc(lambda *vals: bool(spec.domain(tuple(vals))), len(args), 1)
+    try:
+        return bool(np.all(check(*args)))
+    except (TypeError, ValueError, ArithmeticError):
+        return False
+
+
+def agree(hessians: Mapping[str, np.ndarray | None], n: int, dtype: str) -> bool:
+    """Whether every Hessian is finite, (n, n), and within its backend's error-scale-free
+    tolerance (``Tolerance.naive_bound``) of the most accurate backend's."""
+    if not hessians or any(h is None for h in hessians.values()):
+        return False
+    arrays = {name: np.asarray(h) for name, h in hessians.items()}
+    if any(h.shape != (n, n) or not np.all(np.isfinite(h)) for h in arrays.values()):
+        return False
+    reference_name = min(arrays, key=lambda name: tolerance_for(name, dtype).eps)
+    reference = arrays[reference_name]
+    if np.max(np.abs(reference), initial=0.0) > 1e30:
+        return False
+    return all(
+        bool(np.all(np.abs(h - reference) <= tolerance_for(name, dtype).naive_bound(reference)))
+        for name, h in arrays.items()
+    )

@@ -1,0 +1,75 @@
+"""The fast path: float screening, batched Hessians, the oracle where it matters."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from backends import BackendVariant, get_variant, register
+from backends.registry import unregister
+from harness.batch import check_program
+from harness.engine import check_case
+from harness.findings import Kind
+from harness.ir import Node, Program, const, op
+from harness.screen import agree, screen
+from harness.strategies import Case
+from planted import PlantedBackend
+
+CROSS = Program(2, (Node("input"), op("gather", 0, idx=(1, 0)), op("mul", 0, 1), op("sin", 2), op("sum", 3)))
+KINK = Program(2, (Node("input"), op("relu", 0), op("square", 1), op("sum", 2)))
+LOG = Program(2, (Node("input"), op("log", 0), op("sum", 1)))
+MLP = Program(2, (Node("input"), const([[0.5, -1.0], [1.5, 0.3]]), op("matmul", 1, 0), op("tanh", 2),
+                  op("sum", 3)))
+POINTS = np.array([[0.3, -0.7], [1.1, 0.4], [-0.2, 0.9], [0.0, 0.5]])
+
+
+def test_screen_measures_the_distance_to_kinks_per_point() -> None:
+    distance = screen(KINK, POINTS, "float64")
+    assert distance[3] == 0.0  # relu(0.0): on the kink
+    assert np.all(distance[:3] > 0.1)
+    assert np.all(screen(MLP, POINTS, "float64") == np.inf)  # smooth: no kink anywhere
+
+
+def test_screen_cannot_vouch_outside_the_domain() -> None:
+    distance = screen(LOG, POINTS, "float64")
+    assert np.isnan(distance[0]) and distance[1] == np.inf
+
+
+def test_agreement_uses_each_backends_own_tolerance() -> None:
+    h = np.array([[2.0, 0.5], [0.5, 1.0]])
+    off = h * (1 + 1e-9)
+    assert agree({"jax:fwdrev": h, "torch:func": h}, 2, "float64")
+    assert not agree({"jax:fwdrev": h, "torch:func": off}, 2, "float64")
+    assert agree({"jax:fwdrev": h, "mlx:fwdrev": off}, 2, "float64")  # float32-accurate MLX
+    assert not agree({"jax:fwdrev": h, "torch:func": None}, 2, "float64")
+    assert not agree({"jax:fwdrev": h, "torch:func": h[:1]}, 2, "float64")
+
+
+@pytest.fixture(scope="module")
+def planted():
+    backend = register(PlantedBackend())
+    yield backend
+    unregister(backend.name)
+
+
+def test_batched_hessians_equal_one_point_hessians() -> None:
+    variant = get_variant("jax:fwdrev")
+    batch = variant.hessians(CROSS, POINTS)
+    assert batch.shape == (4, 2, 2)
+    for x, h in zip(POINTS, batch):
+        np.testing.assert_allclose(h, variant.hessian(CROSS, x), rtol=1e-13, atol=1e-15)
+
+
+def test_a_planted_fault_is_judged_at_every_point_and_honesty_is_screened(planted) -> None:
+    honest, wrong = BackendVariant(planted, "honest"), BackendVariant(planted, "no_cross")
+    fast = check_program(CROSS, list(POINTS), "float64", [honest, wrong])
+    assert fast.checked == 4 and len(fast.judged) == 4  # no_cross disagrees: the oracle judges all
+    for result in fast.judged:
+        kinds = {(v.variant, v.kind) for v in result.verdicts}
+        slow = check_case(Case(CROSS, result.case.point, "float64"), [honest, wrong])
+        assert kinds == {(v.variant, v.kind) for v in slow.verdicts}
+        assert ("planted:no_cross", Kind.WRONG_VALUE) in kinds
+
+    agreeing = check_program(MLP, list(POINTS), "float64", [honest, get_variant("jax:revrev")])
+    assert agreeing.checked == 4 and agreeing.screened == 3  # only the first point needs the oracle
+    assert agreeing.judged[0].verdicts == []
