@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from backends.base import BackendVariant
+from backends.base import Backend, BackendVariant
 from backends.lowering import Src, SourceNamespace
 from backends.registry import get_backend, get_variant
 from harness.findings import Finding, Kind
@@ -122,14 +122,18 @@ def render_env(finding: Finding) -> str:
     lines += ["", "# Framework versions recorded in the finding"]
     lines += [f"{name}: {version}" for name, version in sorted(finding.versions.items())] or ["(none)"]
     lines += ["", f"# {finding.backend}'s own environment report", ""]
-    lines += _guarded(lambda: _backend_report(finding.backend).splitlines())
+    lines += _guarded(lambda: _backend_report(get_backend(finding.backend)).splitlines())
     return "\n".join(str(line) for line in lines) + "\n"
 
 
 @functools.lru_cache(maxsize=None)
-def _backend_report(name: str) -> str:
-    """One report per backend per process: it is slow (JAX asks the devices) and constant."""
-    return get_backend(name).environment_report()
+def _backend_report(backend: Backend) -> str:
+    """One report per backend object per process: slow (JAX asks the devices), constant.
+
+    Keyed by the registered object, not its name, so a backend registered later under a
+    name another one had (as tests do) gets its own report.
+    """
+    return backend.environment_report()
 
 
 def _guarded(produce: Any) -> list[str]:
