@@ -149,6 +149,9 @@ def run(
         baseline = load_baseline(baseline_path)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    if not Path(baseline_path).is_file():
+        print(f"hessdiff: no baseline at {baseline_path}: every finding counts as new "
+              "(run from the repository root, or pass --baseline).", file=stderr)
     out.mkdir(parents=True, exist_ok=True)
     config = CampaignConfig(budget_seconds=budget, seed=seed, dtypes=tuple(dtypes), ops=tuple(ops),
                             max_ops=max_ops, points_per_case=points)
