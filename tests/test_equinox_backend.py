@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import ast
 import functools
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -32,6 +31,7 @@ RTOL = {"float32": 1e-4, "float64": 1e-10}
 REPO = Path(__file__).resolve().parents[1]
 
 
+from scripts import run_scripts  # noqa: E402 - tests/ is on sys.path
 from programs import CORE_OPS, PROGRAMS, point as _point  # noqa: E402 - tests/ is on sys.path
 
 # sum(relu(x)) away from 0: the Hessian is exactly 0. equinox 0.11.4 with jax 0.4.26
@@ -127,39 +127,8 @@ SCRIPT_CASES = [
     (variant, dtype, key) for key in ("mlp", "reversed_gather") for variant in VARIANTS
     for dtype in DTYPES
 ]
-
-# The reproducers run in one fresh interpreter (not the test process, and not able to
-# import hessdiff: cwd is a scratch directory and PYTHONPATH is dropped), each script as
-# ``__main__`` in its own namespace, so a script that leans on a name it does not define
-# or import still fails. The float32 scripts run first, before any float64 script turns
-# on ``jax_enable_x64``, so that process-wide switch cannot leak into them.
-_RUNNER = """
-import runpy, sys, traceback
-for path in sys.argv[1:]:
-    print("#script", path, flush=True)
-    try:
-        runpy.run_path(path, run_name="__main__")
-    except BaseException:
-        traceback.print_exc(file=sys.stdout)
-    sys.stdout.flush()
-"""
-
-
-def _run_scripts(workdir: Path, scripts: dict[str, str]) -> dict[str, str]:
-    """Run ``name -> source`` scripts in one fresh interpreter; ``name -> stdout``."""
-    paths = []
-    for name, source in scripts.items():
-        path = workdir / f"{name}.py"
-        path.write_text(source)
-        paths.append(str(path))
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    run = subprocess.run(
-        [sys.executable, "-c", _RUNNER, *paths], cwd=workdir, env=env, capture_output=True,
-        text=True, timeout=600,
-    )
-    assert run.returncode == 0, run.stderr
-    sections = run.stdout.split("#script ")[1:]
-    return {Path(s.split("\n", 1)[0]).stem: s.split("\n", 1)[1] for s in sections}
+# The float32 scripts run first, before any float64 script turns on ``jax_enable_x64``
+# (process-wide in a script), so that switch cannot leak into them.
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +139,7 @@ def script_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str
         "-".join((v, d, k)): BackendVariant(BACKEND, v).source(PROGRAMS[k][0], _point(k, d))
         for v, d, k in cases
     }
-    outputs = _run_scripts(tmp_path_factory.mktemp("equinox_scripts"), scripts)
+    outputs = run_scripts(tmp_path_factory.mktemp("equinox_scripts"), scripts)
     return {case: outputs["-".join(case)] for case in SCRIPT_CASES}
 
 
