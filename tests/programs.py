@@ -7,6 +7,7 @@ import functools
 
 import numpy as np
 
+from backends.registry import get_variant
 from harness.ir import Node, Program, const, op
 from harness.ops import CATALOGUE
 
@@ -159,3 +160,22 @@ PROGRAMS = {
 @functools.cache
 def point(key: str, dtype: str) -> np.ndarray:
     return np.asarray(PROGRAMS[key][1], dtype=dtype)
+
+
+# Agreement with jax:fwdrev in float64, the reference of the backend tests.
+RTOL = {"float32": 1e-4, "float64": 1e-10}
+
+
+@functools.cache
+def reference(program: Program, x: tuple[float, ...]) -> np.ndarray:
+    # jax:fwdrev in float64 is the reference for both dtypes: a float32 result is
+    # compared with it at the float32-rounded point. Eager JAX compiles every primitive
+    # on first use (seconds a program), so each reference is computed once.
+    return get_variant("jax:fwdrev").hessian(program, np.asarray(x, dtype=np.float64))
+
+
+def assert_close(actual: np.ndarray, expected: np.ndarray, dtype: str) -> None:
+    assert actual.shape == expected.shape
+    scale = max(1.0, float(np.max(np.abs(expected))))
+    error = float(np.max(np.abs(actual - expected))) / scale
+    assert error <= RTOL[dtype], f"relative error {error:.3g} > {RTOL[dtype]:.0e}"

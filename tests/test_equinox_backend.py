@@ -6,7 +6,6 @@ reported cleanly."""
 from __future__ import annotations
 
 import ast
-import functools
 import subprocess
 import sys
 from pathlib import Path
@@ -27,33 +26,17 @@ for _backend in (BACKEND, get_backend("jax")):
 import jax.numpy as jnp  # noqa: E402
 VARIANTS = list(BACKEND.variants)
 DTYPES = ("float32", "float64")
-RTOL = {"float32": 1e-4, "float64": 1e-10}
 REPO = Path(__file__).resolve().parents[1]
 
 
 from scripts import run_scripts  # noqa: E402 - tests/ is on sys.path
-from programs import CORE_OPS, PROGRAMS, point as _point  # noqa: E402 - tests/ is on sys.path
+from programs import CORE_OPS, PROGRAMS, assert_close as _assert_close, point as _point, reference as _reference  # noqa: E402 - tests/ is on sys.path
 
 # sum(relu(x)) away from 0: the Hessian is exactly 0. equinox 0.11.4 with jax 0.4.26
 # returned 1.0 for eqx.filter_hessian(jax.nn.relu)(jnp.ones(())) (patrick-kidger/
 # equinox#801); the IR's input is always a vector, so this is the closest program.
 RELU = Program(3, (Node("input"), op("relu", 0), op("sum", 1)))
 
-
-
-@functools.cache
-def _reference(program: Program, x: tuple[float, ...]) -> np.ndarray:
-    # jax:fwdrev in float64 is the reference for both dtypes: a float32 result is
-    # compared with it at the float32-rounded point. Eager JAX compiles every primitive
-    # on first use (seconds a program), so each reference is computed once.
-    return get_variant("jax:fwdrev").hessian(program, np.asarray(x, dtype=np.float64))
-
-
-def _assert_close(actual: np.ndarray, expected: np.ndarray, dtype: str) -> None:
-    assert actual.shape == expected.shape
-    scale = max(1.0, float(np.max(np.abs(expected))))
-    error = float(np.max(np.abs(actual - expected))) / scale
-    assert error <= RTOL[dtype], f"relative error {error:.3g} > {RTOL[dtype]:.0e}"
 
 
 def _variant_params() -> list:
