@@ -124,6 +124,7 @@ class _Record:
     first_seen: str = ""
     last_seen: str = ""
     reduce_attempts: int = 0
+    provisional: set[str] = field(default_factory=set)  # signatures logged before minimising
 
 
 def _now() -> str:
@@ -153,6 +154,9 @@ class Campaign:
         config: what and how long to search.
         on_finding: called with every finding when it is made (and again when its
             count grows at the end of a round), so a caller can write it to disk at once.
+            A fault's first hit is handed over at once as a *provisional* finding (not yet
+            minimised); the minimal one made at the end of the round supersedes it. So a
+            kill -9 mid-round loses at most the example in flight.
         on_progress: called after every example with the stats and findings so far.
         on_round: called with the number of rounds completed after each round's findings
             are made (and handed to ``on_finding``): a resume point.
@@ -323,7 +327,11 @@ class Campaign:
         record = self._records.get(key)
         now = _now()
         if record is None:
-            self._records[key] = _Record(case, result, verdict, case.program.size, first_seen=now, last_seen=now)
+            record = _Record(case, result, verdict, case.program.size, first_seen=now, last_seen=now)
+            self._records[key] = record
+            early = self._finding(record, provisional=True)
+            record.provisional.add(early.signature)
+            self.on_finding(early)
             return
         record.count += 1
         record.last_seen = now
@@ -362,15 +370,17 @@ class Campaign:
             if existing is not None:
                 existing.count += record.count
                 existing.last_seen = record.last_seen
+                existing.supersedes = _union(existing.supersedes, record.provisional - {existing.signature})
                 self.on_finding(existing)
             else:
+                finding.supersedes = _union((), record.provisional - {finding.signature})
                 self.findings[finding.signature] = finding
                 self.on_finding(finding)
                 for op_name in finding.program.op_names:
                     self.stats.coverage[op_name][finding.variant]["findings"] += 1
         self._records.clear()
 
-    def _finding(self, record: _Record) -> Finding:
+    def _finding(self, record: _Record, provisional: bool = False) -> Finding:
         case, result, verdict = record.case, record.result, record.verdict
         outcome = result.outcomes[verdict.variant]
         oracle = result.oracle
@@ -392,12 +402,19 @@ class Campaign:
             max_error=verdict.max_error,
             count=record.count,
             minimised=(
+                f"not minimised yet: logged at its first hit ({case.program.size} ops), while its round ran"
+                if provisional else
                 f"first seen on a program of {record.first_size} ops; Hypothesis shrink, then "
                 f"greedy op removal ({record.reduce_attempts} attempts): {case.program.size} ops"
             ),
             first_seen=record.first_seen,
             last_seen=record.last_seen,
+            provisional=provisional,
         )
+
+
+def _union(old: tuple[str, ...], new: set[str]) -> tuple[str, ...]:
+    return tuple(sorted(set(old) | new))
 
 
 _SEVERITY_ORDER = {"high": 3, "medium": 2, "low": 1, "info": 0}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -19,7 +19,7 @@ import numpy as np
 
 from harness.ir import Program, program_from_json
 
-__all__ = ["Finding", "FindingError", "Kind", "SEVERITY", "finding_from_json", "load_findings"]
+__all__ = ["Finding", "FindingError", "Kind", "SEVERITY", "finding_from_json", "latest_findings", "load_findings"]
 
 
 class FindingError(ValueError):
@@ -104,6 +104,10 @@ class Finding:
         count: how many raw hits this finding stands for.
         minimised: how it was minimised ("hypothesis shrink: 14 ops -> 2 ops").
         first_seen / last_seen: ISO timestamps.
+        provisional: logged the moment its first hit was seen, before its round ended and
+            it was minimised, so that a kill -9 mid-round loses nothing. A later line
+            names it in ``supersedes`` once the minimal finding is made.
+        supersedes: signatures of provisional findings this one replaces.
     """
 
     kind: Kind
@@ -122,6 +126,8 @@ class Finding:
     minimised: str = ""
     first_seen: str = ""
     last_seen: str = ""
+    provisional: bool = False
+    supersedes: tuple[str, ...] = ()
 
     @property
     def severity(self) -> str:
@@ -158,6 +164,8 @@ class Finding:
             "minimised": self.minimised,
             "first_seen": self.first_seen,
             "last_seen": self.last_seen,
+            "provisional": self.provisional,
+            "supersedes": list(self.supersedes),
         }
 
 
@@ -181,6 +189,8 @@ def finding_from_json(data: Mapping[str, Any]) -> Finding:
             minimised=str(data.get("minimised", "")),
             first_seen=str(data.get("first_seen", "")),
             last_seen=str(data.get("last_seen", "")),
+            provisional=bool(data.get("provisional", False)),
+            supersedes=tuple(str(s) for s in data.get("supersedes", ())),
         )
     except FindingError:
         raise
@@ -205,3 +215,14 @@ def load_findings(path: str) -> list[Finding]:
         raise FindingError(f"{path}: expected a finding or a list of findings.")
     return [finding_from_json(d) for d in data]
 
+
+
+def latest_findings(logged: Sequence[Finding]) -> list[Finding]:
+    """What an append-only log of findings says now, in first-logged order.
+
+    A finding is logged again each time its count grows, so the last line of a signature
+    wins; a provisional finding is dropped once a later line names it in ``supersedes``.
+    """
+    latest = {f.signature: f for f in logged}
+    superseded = {s for f in logged for s in f.supersedes}
+    return [f for sig, f in latest.items() if sig not in superseded or not f.provisional]

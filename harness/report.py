@@ -356,6 +356,8 @@ def _top_findings(rows: list[_Row]) -> list[str]:
             bits.append(f"max error {f.max_error:.3g}")
         if f.count > 1:
             bits.append(f"{f.count} hits")
+        if f.provisional:
+            bits.append("not minimised (the run was killed in its round; `--resume` minimises it)")
         bits.append({"new": "**new**", "known": "baselined", "dismissed": "dismissed"}[row.status])
         text = " · ".join(bits)
         why = _first_sentence(f.explanation or f.error)

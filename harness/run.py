@@ -10,6 +10,8 @@ on. ``<out>/campaign.json`` records the configuration and the rounds completed (
 each round's findings are logged), so ``--resume <out>`` continues the same campaign:
 round k has the same seed as in an uninterrupted run, the findings already logged are
 not reported again, and the round a kill -9 interrupted is run again from its seed.
+A fault is logged at its first hit, before its round ends and minimises it (a
+*provisional* finding), so a kill -9 loses at most the example in flight.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from backends import BackendVariant, all_backends, all_variants
 from harness.baseline import Baseline, load_baseline
 from harness.campaign import Campaign, CampaignConfig, CampaignStats
 from harness.engine import check_case
-from harness.findings import Finding, load_findings
+from harness.findings import Finding, FindingError, latest_findings, load_findings
 from harness.report import append_finding, read_jsonl, write_report
 from harness.strategies import DEFAULT_OPS, Case
 
@@ -141,7 +143,9 @@ def run(
         backends = ",".join(state["variants"])
         start_round = int(state["rounds_done"])
         try:
-            known = _latest(read_jsonl(out))
+            # A provisional finding (its round was killed) is not known: the resumed
+            # campaign runs that round again from its seed and minimises it this time.
+            known = [f for f in latest_findings(read_jsonl(out)) if not f.provisional]
         except ValueError as exc:
             raise UsageError(f"--resume {out}: {exc}") from None
     variants = select_variants(backends, err=stderr)
@@ -181,7 +185,7 @@ def run(
         for runner in runners:
             if not isinstance(runner, BackendVariant):
                 runner.close()
-    findings = campaign.result()
+    findings = campaign.result() + _unresolved(out, campaign.result())
     stats = campaign.stats
     run_info = {
         "name": out.name,
@@ -244,9 +248,23 @@ def _save_state(out: Path, state: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def _latest(findings: list[Finding]) -> list[Finding]:
-    """One finding per signature, the last logged (its count is the highest)."""
-    return list({f.signature: f for f in findings}.values())
+def _unresolved(out: Path, findings: list[Finding]) -> list[Finding]:
+    """Provisional findings in the log that no finding of this run supersedes or explains.
+
+    A resumed campaign normally meets such a fault again and minimises it; if it did not
+    (its budget ran out first), the unminimised finding is still reported, not dropped.
+    """
+    try:
+        logged = latest_findings(read_jsonl(out))
+    except FindingError:
+        return []
+    return [
+        f for f in logged
+        if f.provisional and not any(
+            (g.variant, g.kind, g.dtype) == (f.variant, f.kind, f.dtype) and g.program.op_names <= f.program.op_names
+            for g in findings
+        )
+    ]
 
 
 def _plain(coverage: object) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import subprocess
 import sys
 
@@ -10,7 +11,7 @@ import pytest
 from backends import BackendVariant, register
 from backends.registry import unregister
 from harness.campaign import Campaign, CampaignConfig
-from harness.findings import Kind
+from harness.findings import Finding, Kind, latest_findings
 from harness.repro import render_repro
 from planted import KinkConventionBackend, PlantedBackend
 
@@ -29,13 +30,13 @@ def planted():
 OPS = ("relu", "square", "mul", "add", "sub", "abs", "maximum", "gather", "matmul", "sum", "sin")
 
 
-def _campaign(variants, rounds: int, seed: int = 0, **kw) -> Campaign:
+def _campaign(variants, rounds: int, seed: int = 0, on_finding=None, **kw) -> Campaign:
     kw.setdefault("ops", OPS)
     kw.setdefault("mlps", True)
     kw.setdefault("max_n", 3)
     config = CampaignConfig(budget_seconds=600, seed=seed, max_rounds=rounds, round_examples=15,
                             dtypes=("float64",), max_ops=4, **kw)
-    campaign = Campaign(variants, config)
+    campaign = Campaign(variants, config, on_finding=on_finding)
     campaign.run()
     return campaign
 
@@ -44,10 +45,14 @@ def _campaign(variants, rounds: int, seed: int = 0, **kw) -> Campaign:
 def found(planted):
     """One small campaign per planted variant (one variant each keeps every example cheap)."""
     backend, _ = planted
-    return {
-        variant: _campaign([BackendVariant(backend, variant)], rounds=rounds, seed=1)
-        for variant, rounds in (("pl_gradient", 2), ("no_cross", 4), ("honest", 2))
-    }
+    logs: dict[str, list[Finding]] = {}
+    found = {}
+    for variant, rounds in (("pl_gradient", 2), ("no_cross", 4), ("honest", 2)):
+        log = logs.setdefault(variant, [])
+        found[variant] = _campaign([BackendVariant(backend, variant)], rounds=rounds, seed=1,
+                                   on_finding=lambda f, log=log: log.append(copy.deepcopy(f)))
+        found[variant].log = log
+    return found
 
 
 def _failures(campaign: Campaign) -> list:
@@ -61,6 +66,17 @@ def test_planted_fault_is_found_shrunk_and_classified(found, variant: str) -> No
     smallest = min(failures, key=lambda f: f.program.size)
     assert smallest.kind is Kind.WRONG_VALUE
     assert smallest.program.size <= 3, smallest.program.pretty()
+
+
+@pytest.mark.parametrize("variant", ["pl_gradient", "no_cross"])
+def test_a_fault_is_logged_at_its_first_hit_and_superseded_once_minimised(found, variant: str) -> None:
+    """What a kill -9 mid-round would leave on disk: the unminimised fault, at once."""
+    log = found[variant].log
+    first_failure = next(f for f in log if f.kind.is_failure)
+    assert first_failure.provisional and "not minimised yet" in first_failure.minimised
+    # Once the rounds are over, the log reads as exactly the campaign's result.
+    assert sorted(f.signature for f in latest_findings(log)) == sorted(f.signature for f in found[variant].result())
+    assert not any(f.provisional for f in found[variant].result())
 
 
 def test_the_honest_variant_has_no_failure(found) -> None:
