@@ -405,12 +405,44 @@ _watchdog.start()
 ''')
 
 
+_SUPERVISOR = string.Template('''
+# The finding is the process dying ($DEATH), which no Python code can catch: the
+# script runs itself again in a child process and judges by how the child ends.
+if os.environ.get("HESSDIFF_REPRO_CHILD") != "1":
+    import signal
+    import subprocess
+
+    _child = subprocess.run([sys.executable, os.path.abspath(__file__)],
+                            env={**os.environ, "HESSDIFF_REPRO_CHILD": "1"})
+    if _child.returncode < 0:
+        try:
+            _how = signal.Signals(-_child.returncode).name
+        except ValueError:
+            _how = f"signal {-_child.returncode}"
+        print(f"REPRODUCED: the Hessian computation killed the process with {_how}", flush=True)
+        sys.exit(1)
+    if _child.returncode not in (0, 1, 2):
+        print(f"REPRODUCED: the process exited with status {_child.returncode}", flush=True)
+        sys.exit(1)
+    sys.exit(_child.returncode)  # the child's own verdict (printed above)
+''')
+
+
+def _worker_death(error: str) -> str:
+    """"SIGSEGV (signal 11)" if the finding is a worker process dying, else ""."""
+    match = re.match(r"WorkerDied: the process (?:was killed by|exited with) (.+?)(?:;|$)", error)
+    return match.group(1) if match else ""
+
+
 def _prelude(finding: Finding) -> str:
     if finding.kind is Kind.CRASH:
         body = _ON_CRASH.substitute(RECORDED=repr(_exception_name(finding.error)))
     else:
         body = _ON_OTHER.substitute(KIND=finding.kind.value)
     text = _PRELUDE.substitute(BODY=body)
+    death = _worker_death(finding.error) if finding.kind is Kind.CRASH else ""
+    if death:
+        text += _SUPERVISOR.substitute(DEATH=death)
     if finding.kind is Kind.TIMEOUT:
         text += _WATCHDOG.substitute(SECONDS=repr(TIMEOUT_SECONDS))
     return text

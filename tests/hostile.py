@@ -87,7 +87,8 @@ class HostileBackend(Backend):
     extra = "hostile"
     modules = ("numpy",)
     variants = {
-        name: Variant(helper.__doc__ or name, lambda m, f, _n=helper.__name__: getattr(m, _n)(f), (helper,))
+        name: Variant(helper.__doc__ or name, lambda m, f, _n=helper.__name__: getattr(m, _n)(f),
+                      (helper, _honest))
         for name, helper in HOSTILE.items()
     }
     gradient = staticmethod(lambda m, f: (lambda x: 2.0 * x))
@@ -97,7 +98,8 @@ class HostileBackend(Backend):
         "mul": lambda m, a, b: a * b,
         "sum": lambda m, a: m.np.sum(a),
     }
-    source_imports = "import numpy as np"
+    # What the helpers use, so that a finding's repro.py runs standalone.
+    source_imports = "import ctypes\nimport os\nimport time\n\nimport numpy as np"
 
     def namespace(self, dtype: str) -> Namespace:
         return Namespace(np=np, dtype=getattr(np, dtype))

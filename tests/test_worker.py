@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
+from backends import register
+from backends.registry import unregister
+
 from harness.engine import HarnessError, check_case
-from harness.findings import Kind
+from harness.findings import Finding, Kind
 from harness.strategies import Case
 from harness.worker import IsolatedVariant
-from hostile import HOSTILE, hostile_variant, squares
+from harness.repro import render_repro
+from hostile import HOSTILE, HostileBackend, hostile_variant, squares
 
 GOOD = np.array([-1.0, 0.5])
 BAD = np.array([1.0, 0.5])
@@ -40,6 +47,30 @@ def test_the_segfault_carries_where_it_died() -> None:
         outcome = worker.run(Case(squares(), BAD, "float64"))
     assert outcome.status == "crash"
     assert "Segmentation fault" in outcome.error and "hostile.py" in outcome.error, outcome.error
+
+
+@pytest.mark.parametrize("kind", ["abort", "segfault"])
+def test_the_repro_of_a_dying_backend_exits_1_instead_of_dying(kind: str, tmp_path) -> None:
+    """The script runs itself in a child and reads the signal: REPRODUCED, exit 1."""
+    with IsolatedVariant(hostile_variant(kind), timeout=10.0) as worker:
+        case = Case(squares(), BAD, "float64")
+        outcome = worker.run(case)
+    backend = register(HostileBackend())
+    try:
+        for point, code, word in ((BAD, 1, f"REPRODUCED: the Hessian computation killed the process with "
+                                            f"{EXPECTED_TEXT[kind]}"),
+                                  (GOOD, 0, "NOT REPRODUCED")):
+            finding = Finding(kind=Kind.CRASH, variant=f"hostile:{kind}", versions={}, dtype="float64",
+                              program=squares(), point=point, observed=None, expected=2 * np.eye(2),
+                              error=outcome.error)
+            script = tmp_path / f"repro_{code}.py"
+            script.write_text(render_repro(finding))
+            proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                                  cwd=tmp_path)
+            assert proc.returncode == code, proc.stdout + proc.stderr
+            assert word in proc.stdout, proc.stdout
+    finally:
+        unregister(backend.name)
 
 
 def test_a_batched_call_that_dies_is_one_outcome_per_point() -> None:
