@@ -117,8 +117,8 @@ def _screen(program: Program, points: np.ndarray, dtype: str) -> np.ndarray:
                 fvals = [float(np.float64(attrs[name]).astype(dtype)) for name in floats]
                 bargs = [_align(a, shape, k) for a in args]
                 f, switches, pieces = _numpy_rules(spec.name, ints)
-                if spec.domain is not None and not _in_domain(spec, bargs):
-                    return np.full(k, np.nan)
+                if spec.domain is not None or any(spec.arg_domains):
+                    distance[~_in_domain(spec, bargs, k)] = np.nan
                 if f is not None:
                     value = np.broadcast_to(f(*bargs, *fvals), (k, *shape)).astype(np.float64)
                 else:
@@ -154,12 +154,15 @@ def _align(a: np.ndarray, shape: tuple[int, ...], k: int) -> np.ndarray:
     return np.broadcast_to(a, (k, *shape))
 
 
-def _in_domain(spec: Any, args: list[np.ndarray]) -> bool:
-    check = np.frompyfunc(lambda *vals: bool(spec.domain(tuple(vals))), len(args), 1)
+def _in_domain(spec: Any, args: list[np.ndarray], k: int) -> np.ndarray:
+    """Per point, whether every entry is in the op's domain (its ``domain`` or its
+    ``arg_domains``): a point outside is the oracle's to judge, not screening's to vouch for."""
+    check = np.frompyfunc(lambda *vals: spec.in_domain(tuple(vals)), len(args), 1)
     try:
-        return bool(np.all(check(*args)))
+        inside = np.asarray(check(*args), dtype=bool)
     except (TypeError, ValueError, ArithmeticError):
-        return False
+        return np.zeros(k, dtype=bool)
+    return inside.reshape(k, -1).all(axis=1)
 
 
 def agree(hessians: Mapping[str, np.ndarray | None], n: int, dtype: str) -> bool:

@@ -33,6 +33,10 @@ def test_screen_measures_the_distance_to_kinks_per_point() -> None:
 def test_screen_cannot_vouch_outside_the_domain() -> None:
     distance = screen(LOG, POINTS, "float64")
     assert np.isnan(distance[0]) and distance[1] == np.inf
+    # sqrt(0) is finite, but 0 is outside sqrt's domain (a > 0): its Hessian is not.
+    sqrt = Program(2, (Node("input"), op("sqrt", 0), op("sum", 1)))
+    distance = screen(sqrt, np.array([[0.0, 1.0], [2.0, 1.0]]), "float64")
+    assert np.isnan(distance[0]) and distance[1] == np.inf
 
 
 def test_agreement_uses_each_backends_own_tolerance() -> None:
