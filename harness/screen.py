@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from harness.ir import Program
-from harness.ops import Bilinear, Elementwise, Piecewise, Structural, get_op
+from harness.ops import Bilinear, Elementwise, Piecewise, Structural, Vector, get_op
 from harness.tolerance import tolerance_for
 
 __all__ = ["NEAR", "agree", "screen"]
@@ -56,23 +56,28 @@ def _numpy_rules(op: str, int_attrs: tuple[tuple[str, Any], ...]) -> tuple[Any, 
     params = [*args, *fattrs.values()]
     kw = {**dict(int_attrs), **fattrs}
     if isinstance(spec.math, Elementwise):
-        return sp.lambdify(params, spec.math.expr(sp, *args, **kw), modules=modules), (), {}
+        return sp.lambdify(params, spec.math.expr(sp, *args, **kw), modules=modules, use_imps=False), (), {}
     switches = spec.math.switches(sp, *args, **kw)
     pieces = {
-        signs: sp.lambdify(params, sp.sympify(spec.math.piece(sp, signs, *args, **kw)), modules=modules)
+        signs: sp.lambdify(params, sp.sympify(spec.math.piece(sp, signs, *args, **kw)), modules=modules, use_imps=False)
         for signs in itertools.product((-1, 1), repeat=len(switches))
     }
-    return None, tuple(sp.lambdify(params, s, modules=modules) for s in switches), pieces
+    return None, tuple(sp.lambdify(params, s, modules=modules, use_imps=False) for s in switches), pieces
+
+
+# The catalogue's step functions (``harness.ops._step``) carry mpmath implementations;
+# in floats they are NumPy's (rint rounds half to even, as the frameworks do).
+_STEP_FUNCTIONS = {"floor_": np.floor, "ceil_": np.ceil, "round_": np.rint}
 
 
 @functools.lru_cache(maxsize=1)
-def _modules() -> list[str]:
+def _modules() -> list[Any]:
     """SciPy (erf, erfinv, gammaln, ...; installed with JAX) where it is, else NumPy only."""
     try:
         import scipy.special  # noqa: F401
     except ImportError:
-        return ["numpy"]
-    return ["scipy", "numpy"]
+        return [_STEP_FUNCTIONS, "numpy"]
+    return [_STEP_FUNCTIONS, "scipy", "numpy"]
 
 
 def screen(program: Program, points: np.ndarray, dtype: str) -> np.ndarray:
@@ -139,12 +144,44 @@ def _screen(program: Program, points: np.ndarray, dtype: str) -> np.ndarray:
             elif isinstance(spec.math, Bilinear):
                 value = np.stack([np.asarray(spec.math.apply(np, a, b, np.multiply), dtype=np.float64)
                                   for a, b in zip(args[0], args[1])])
+            elif isinstance(spec.math, Vector):
+                value = _vector(spec, attrs, args, shape, k, distance)
             else:
                 return np.full(k, np.nan)
             values.append(value)
             bad = ~np.isfinite(value.reshape(k, -1)).all(axis=1)
             distance[bad] = np.nan
     return distance
+
+
+class _FloatNamespace:
+    """What a ``Vector`` expression calls (``ns.exp``, ``ns.log``, ``ns.sqrt``), on floats."""
+
+    exp = staticmethod(np.exp)
+    log = staticmethod(np.log)
+    sqrt = staticmethod(np.sqrt)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(np, name)
+
+
+_FLOATS = _FloatNamespace()
+
+
+def _vector(spec: Any, attrs: Mapping[str, Any], args: list[np.ndarray], shape: tuple[int, ...], k: int,
+            distance: np.ndarray) -> np.ndarray:
+    """A smooth whole-array op, one point at a time (its expression is per array); a point
+    outside its domain, or where the expression fails in floats, is left to the oracle."""
+    value = np.full((k, *shape), np.nan)
+    for j, row in enumerate(zip(*args)):
+        try:
+            if spec.in_domain(tuple(row)):
+                value[j] = np.asarray(spec.math.expr(_FLOATS, *row, **attrs), dtype=np.float64)
+                continue
+        except (TypeError, ValueError, ArithmeticError, IndexError, np.linalg.LinAlgError):
+            pass
+        distance[j] = np.nan
+    return value
 
 
 def _align(a: np.ndarray, shape: tuple[int, ...], k: int) -> np.ndarray:

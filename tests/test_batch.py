@@ -39,6 +39,20 @@ def test_screen_cannot_vouch_outside_the_domain() -> None:
     assert np.isnan(distance[0]) and distance[1] == np.inf
 
 
+def test_screen_evaluates_whole_array_ops_and_step_functions() -> None:
+    """logsumexp (a Vector op) feeds a relu whose kink sits at logsumexp(x) = 1; floor
+    jumps at integers. Both are screened, not left to the oracle wholesale."""
+    c = 1.0
+    lse = Program(2, (Node("input"), op("logsumexp", 0, axis=None, keepdims=False), const(c), op("sub", 1, 2), op("relu", 3),
+                      op("sum", 4)))
+    on_kink = np.array([np.log(np.exp(c) - np.exp(0.25)), 0.25])
+    distance = screen(lse, np.array([on_kink, [0.3, -0.7]]), "float64")
+    assert distance[0] < 1e-12 and 0.1 < distance[1] < np.inf
+    floor = Program(2, (Node("input"), op("floor", 0), op("sum", 1)))
+    distance = screen(floor, np.array([[0.25, 1.5], [2.0, 1.0]]), "float64")
+    assert np.allclose(distance, [1 / 3, 0.0])
+
+
 def test_agreement_uses_each_backends_own_tolerance() -> None:
     h = np.array([[2.0, 0.5], [0.5, 1.0]])
     off = h * (1 + 1e-9)
