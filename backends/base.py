@@ -20,8 +20,8 @@ from typing import Any, ClassVar, final
 
 import numpy as np
 
-from backends.lowering import Absent, Lowering, Namespace, SourceNamespace, Src, array_literal
-from harness.ir import Program
+from backends.lowering import Absent, Lowering, Namespace, SourceNamespace, Src, array_literal, render
+from harness.ir import Program, literal_of, python_number
 
 __all__ = [
     "Availability",
@@ -194,7 +194,7 @@ class Backend(ABC):
         self._check_lowerable(program)
         ns = self.namespace(dtype)
         consts = {
-            i: self.lowerings["const"](ns, program.constant(i))
+            i: python_number(node) if literal_of(node) else self.lowerings["const"](ns, program.constant(i))
             for i, node in enumerate(program.nodes)
             if node.kind == "const"
         }
@@ -226,6 +226,8 @@ class Backend(ABC):
         for i, node in enumerate(program.nodes):
             if node.kind == "input":
                 names.append(Src("x"))
+            elif literal_of(node):  # a Python number, written into the expression itself
+                names.append(Src(render(python_number(node))))
             elif node.kind == "const":
                 expr = self.lowerings["const"](ns, Src(array_literal(program.constant(i))))
                 consts.append(f"c{i} = {_strip(expr.text)}")

@@ -21,7 +21,8 @@ import numpy as np
 
 from harness.ops import Shape, get_op
 
-__all__ = ["Node", "Program", "ProgramError", "const", "op", "program_from_json"]
+__all__ = ["LITERALS", "Node", "PYTHON_NUMBER_OPS", "Program", "ProgramError", "const", "literal_of", "op",
+           "program_from_json", "python_number"]
 
 MAX_INPUTS = 64
 
@@ -54,9 +55,34 @@ def op(kind: str, *args: int, **attrs: Any) -> Node:
     return Node(kind, tuple(args), tuple(sorted(attrs.items())))
 
 
-def const(value: Any) -> Node:
-    """Build a constant node from a float or nested sequence of floats."""
-    return Node("const", value=_freeze(np.asarray(value, dtype=np.float64).tolist()))
+def const(value: Any, literal: str | None = None) -> Node:
+    """Build a constant node from a float or nested sequence of floats.
+
+    By default a constant is a framework array of the program's dtype. With ``literal``
+    ("float" or "int") a scalar constant is a plain Python number instead (``x * 0.5``,
+    ``x ** 2``): frameworks take another code path for it (weak types, scalar overloads),
+    and users write it all the time. Only ``PYTHON_NUMBER_OPS`` may take one, beside a
+    framework array.
+    """
+    attrs = (("literal", literal),) if literal is not None else ()
+    return Node("const", attrs=attrs, value=_freeze(np.asarray(value, dtype=np.float64).tolist()))
+
+
+# The ops that every backend's lowering applies with Python operators or with a function
+# documented to take a Python number on either side (torch.pow, mx.power, jnp.power).
+PYTHON_NUMBER_OPS = frozenset({"add", "sub", "mul", "div", "pow"})
+LITERALS = ("float", "int")
+
+
+def literal_of(node: Node) -> str | None:
+    """"float"/"int" if ``node`` is a Python-number constant, else None."""
+    return node.attr_dict.get("literal") if node.kind == "const" else None
+
+
+def python_number(node: Node) -> float | int:
+    """The Python number a literal constant node stands for."""
+    value = float(np.asarray(node.value, dtype=np.float64))
+    return int(value) if literal_of(node) == "int" else value
 
 
 def _freeze(value: Any) -> Any:
@@ -131,6 +157,8 @@ class Program:
                 rhs = f"x  # shape ({self.n},)"
             elif node.kind == "const":
                 rhs = f"const {np.asarray(node.value).tolist()}"
+                if literal_of(node):
+                    rhs += f" (a Python {literal_of(node)})"
             else:
                 parts = [f"v{a}" for a in node.args] + [f"{k}={v!r}" for k, v in node.attrs]
                 rhs = f"{node.kind}({', '.join(parts)})"
@@ -171,13 +199,25 @@ def program_from_json(data: Mapping[str, Any] | str) -> Program:
                 value = _freeze(np.asarray(entry.get("value"), dtype=np.float64).tolist())
             except (TypeError, ValueError):
                 raise ProgramError(f"node {i}: const 'value' must be numbers.") from None
-            nodes.append(Node("const", value=value))
+            nodes.append(Node("const", attrs=frozen_attrs, value=value))
         else:
             nodes.append(Node(kind, tuple(args), frozen_attrs))
     n = data["n"]
     if not isinstance(n, int) or isinstance(n, bool):
         raise ProgramError(f"program n={n!r}, but it must be an integer.")
     return Program(n, tuple(nodes))
+
+
+def _check_literal(i: int, node: Node, value: np.ndarray) -> None:
+    literal = literal_of(node)
+    if literal is None:
+        return
+    if literal not in LITERALS:
+        raise ProgramError(f"node {i}: const literal={literal!r}, but it must be one of {LITERALS}.")
+    if value.ndim != 0:
+        raise ProgramError(f"node {i}: a Python-number const must be a scalar, not shape {value.shape}.")
+    if literal == "int" and not (float(value).is_integer() and abs(float(value)) < 2**31):
+        raise ProgramError(f"node {i}: const literal='int' needs an integer value, not {float(value)!r}.")
 
 
 def _validate(n: int, nodes: tuple[Node, ...]) -> tuple[tuple[Node, ...], tuple[Shape, ...]]:
@@ -196,17 +236,24 @@ def _validate(n: int, nodes: tuple[Node, ...]) -> tuple[tuple[Node, ...], tuple[
         if node.kind == "input":
             raise ProgramError(f"node {i}: only node 0 may be the input.")
         if node.kind == "const":
-            if node.args or node.attrs:
-                raise ProgramError(f"node {i}: a const takes no args or attrs.")
+            if node.args or any(k != "literal" for k, _ in node.attrs):
+                raise ProgramError(f"node {i}: a const takes no args and no attrs but 'literal'.")
             try:
                 value = np.asarray(node.value, dtype=np.float64)
             except (TypeError, ValueError):
                 raise ProgramError(f"node {i}: const values must be a number or a regular nested list.") from None
             if not np.all(np.isfinite(value)):
                 raise ProgramError(f"node {i}: const values must be finite.")
+            _check_literal(i, node, value)
             shapes.append(value.shape)
             normalised.append(node)
             continue
+        literal_args = [a for a in node.args if 0 <= a < i and literal_of(nodes[a])]
+        if literal_args and (node.kind not in PYTHON_NUMBER_OPS or len(literal_args) == len(node.args)):
+            raise ProgramError(
+                f"node {i}: {node.kind} cannot take a Python number here: only "
+                f"{', '.join(sorted(PYTHON_NUMBER_OPS))} can, beside a framework array."
+            )
         try:
             spec = get_op(node.kind)
         except KeyError as exc:
@@ -224,4 +271,6 @@ def _validate(n: int, nodes: tuple[Node, ...]) -> tuple[tuple[Node, ...], tuple[
         normalised.append(Node(node.kind, node.args, tuple(sorted(attrs.items()))))
     if shapes[-1] != ():
         raise ProgramError(f"the output (last node) must be a scalar, got shape {shapes[-1]}.")
+    if literal_of(normalised[-1]):
+        raise ProgramError("the output (last node) must be a framework value, not a Python number.")
     return tuple(normalised), tuple(shapes)

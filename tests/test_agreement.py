@@ -43,6 +43,10 @@ PROGRAMS = {
     "piecewise-mix": _p(op("clip", 0, lo=-0.5, hi=0.5), op("leaky_relu", 0, alpha=0.1), op("mul", 1, 2),
                         op("where", 0, 3, 1), op("sigmoid", 4), op("softplus", 0), op("mul", 5, 6),
                         op("sum", 7)),
+    # Python numbers, not arrays, beside traced values: 3 - 2 ** (0.5 x) ..., x ** 2
+    "python-numbers": _p(const(0.5, "float"), op("mul", 0, 1), const(2, "int"), op("pow", 3, 2),
+                         const(3.0, "float"), op("sub", 5, 4), op("sin", 6), op("div", 7, 5), op("sum", 8),
+                         const(2, "int"), op("pow", 9, 10)),
     "reversed-coupling": _p(op("gather", 0, idx=(2, 1, 0)), op("mul", 0, 1), op("sin", 2), op("exp", 0),
                             op("add", 3, 4), op("log", 5), op("sum", 6)),
 }

@@ -156,6 +156,36 @@ def test_broadcasting_scalar_const() -> None:
             r"node 1: only node 0 may be the input",
             id="second-input",
         ),
+        pytest.param(
+            (op("input"), const(2.0, "float"), op("sin", 1), op("mul", 0, 2), op("sum", 3)),
+            r"node 2: sin cannot take a Python number here",
+            id="python-number-into-a-function",
+        ),
+        pytest.param(
+            (op("input"), const(2.0, "float"), op("add", 1, 1), op("mul", 0, 2), op("sum", 3)),
+            r"node 2: add cannot take a Python number here: only add, div, mul, pow, sub can, beside",
+            id="python-numbers-on-both-sides",
+        ),
+        pytest.param(
+            (op("input"), const([1.0, 2.0, 3.0], "float"), op("mul", 0, 1), op("sum", 2)),
+            r"node 1: a Python-number const must be a scalar",
+            id="python-number-not-scalar",
+        ),
+        pytest.param(
+            (op("input"), const(2.5, "int"), op("mul", 0, 1), op("sum", 2)),
+            r"node 1: const literal='int' needs an integer value, not 2.5",
+            id="python-int-not-integer",
+        ),
+        pytest.param(
+            (op("input"), const(2.0, "complex"), op("mul", 0, 1), op("sum", 2)),
+            r"node 1: const literal='complex', but it must be one of",
+            id="python-number-unknown-kind",
+        ),
+        pytest.param(
+            (op("input"), op("sum", 0), const(2.0, "float")),
+            r"the output \(last node\) must be a framework value, not a Python number",
+            id="python-number-output",
+        ),
         pytest.param((op("sin", 0),), r"node 0 must be the input node", id="no-input"),
         pytest.param((), r"node 0 must be the input node", id="empty"),
     ],
@@ -184,6 +214,16 @@ def test_json_round_trip(make: Callable[[], Program]) -> None:
     assert program_from_json(p.to_json()) == p
     assert program_from_json(p.dumps()) == p
     assert json.loads(p.dumps()) == p.to_json()
+
+
+def test_python_number_constants_round_trip_and_print() -> None:
+    p = Program(2, (op("input"), const(0.5, "float"), op("mul", 0, 1), const(3, "int"), op("pow", 2, 3),
+                    op("sum", 4)))
+    assert program_from_json(p.dumps()) == p
+    assert p.to_json()["nodes"][3] == {"op": "const", "attrs": {"literal": "int"}, "value": 3.0}
+    assert "v1 = const 0.5 (a Python float)" in p.pretty()
+    assert p != Program(2, (op("input"), const(0.5), op("mul", 0, 1), const(3, "int"), op("pow", 2, 3),
+                            op("sum", 4)))
 
 
 def test_json_layout() -> None:

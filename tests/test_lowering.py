@@ -217,3 +217,18 @@ def test_every_lowering_emits_a_script_that_compiles(variant: BackendVariant, sp
         compile(source, f"<{variant.name} {spec.name} {dtype}>", "exec")
         assert "object at 0x" not in source
         assert variant.backend.source_imports.strip() in source
+
+
+@pytest.mark.parametrize("name", ["jax", "torch", "mlx", "equinox"])
+def test_python_number_constants_are_written_into_the_source(name: str) -> None:
+    """A literal const is a Python number in the code that runs and in the repro."""
+    from harness.ir import const
+
+    backend = registry.get_backend(name)
+    if not backend.availability().available:
+        pytest.skip(backend.availability().reason)
+    program = Program(2, (op("input"), const(0.5, "float"), op("mul", 0, 1), const(3, "int"),
+                          op("pow", 3, 2), op("sum", 4)))
+    consts, body = backend.function_source(program, "float64")
+    assert consts == []
+    assert body[0] == "v2 = x * 0.5" and "(3, v2)" in body[1], body
