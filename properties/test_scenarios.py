@@ -8,19 +8,24 @@ checks them through each backend's probes, backends/scenarios/):
   loop, under jit and with respect to a tuple of arguments;
 - a model's parameter Hessian through its parameter tree (eqx.partition + ravel_pytree,
   torch.func.functional_call, mlx.nn.Module.update) on an MLP loss in its parameters;
-- a Neural ODE: the parameter Hessian of a fixed-step Euler solve, against the same solve
-  as a program for the oracle, and its symmetry in float32 and float64 (float32 asymmetry
-  is a note with its magnitude, not a finding).
+- a Neural ODE: the parameter Hessian of a fixed-step Euler solve (a loop written in each
+  framework, and diffrax.Euler with a constant step), against the same solve as a program
+  for the oracle; of an adaptive diffrax solve (Tsit5, PID controller), against the exact
+  solution's loss within the solver's tolerance; and the symmetry of each in float32 and
+  float64 (float32 asymmetry is a note with its magnitude, not a finding).
 """
 
 from __future__ import annotations
+
+import importlib.util
+import inspect
 
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from backends import get_backend
+from backends import all_backends, get_backend
 from harness.ir import Program, const, op
 from harness.relations import check, probes_for
 from harness.strategies import Case, cases
@@ -114,14 +119,64 @@ def test_parameter_hessians(backend: str, case: Case, baseline, report_dir) -> N
     assert_no_new_findings(result.findings, baseline, report_dir / f"params-{backend}")
 
 
+def _uses_diffrax(backend, probe: str) -> bool:
+    return any("import diffrax" in inspect.getsource(h) for h in backend.probe(probe).helpers)
+
+
+def _loops(backend: str) -> list[str]:
+    """The backend's fixed-step solves written in the framework itself (not diffrax)."""
+    return [p for p in probes_for(_backend(backend), "neural_ode") if not _uses_diffrax(_backend(backend), p)]
+
+
 @pytest.mark.parametrize("backend", backend_params())
 @cost_scaled(10)
 @given(case=cases(max_n=3, max_ops=3, mlps=False))
 def test_neural_ode(backend: str, case: Case, baseline, report_dir) -> None:
-    if not probes_for(_backend(backend), "neural_ode"):
-        pytest.skip(f"{backend} has no Neural-ODE probe (equinox's is the jax backend's)")
-    solve = check("neural_ode", case, _backend(backend))
-    symmetric = check("symmetry", case, _backend(backend), probes=probes_for(_backend(backend), "neural_ode"))
+    if not _loops(backend):
+        pytest.skip(f"{backend} has no Neural-ODE loop of its own (equinox's diffrax solves: "
+                    "test_neural_ode_diffrax)")
+    solve = check("neural_ode", case, _backend(backend), probes=_loops(backend))
+    symmetric = check("symmetry", case, _backend(backend), probes=_loops(backend))
     assert_no_new_findings(solve.findings + symmetric.findings, baseline, report_dir / f"ode-{backend}")
     if case.dtype == "float32":
         assert all("numerical" in note for note in symmetric.notes)
+
+
+def diffrax_params() -> list:
+    """One parameter per (ODE relation, backend, diffrax probe, dtype), with ids like
+    ``equinox-adaptive-ode-tsit5-float32``; skipped with the install hint where the backend
+    or diffrax is missing. Both dtypes always: symmetry is checked in each."""
+    params = []
+    for backend in all_backends():
+        status = backend.availability()
+        for relation in ("neural_ode", "neural_ode_adaptive"):
+            for probe in probes_for(backend, relation):
+                if not _uses_diffrax(backend, probe):
+                    continue
+                marks = [] if status.available else [pytest.mark.skip(reason=status.reason)]
+                if importlib.util.find_spec("diffrax") is None:
+                    marks.append(pytest.mark.skip(reason="diffrax is not installed: "
+                                                  "pip install 'hessdiff[diffrax]'"))
+                params += [pytest.param(relation, backend.name, probe, dtype, marks=marks,
+                                        id=f"{backend.name}-{probe}-{dtype}") for dtype in DTYPES]
+    return params
+
+
+# A diffrax solve compiles for seconds (jax.hessian through diffeqsolve's loops): fewer examples.
+@pytest.mark.parametrize("relation,backend,probe,dtype", diffrax_params())
+@cost_scaled(25)
+@given(data=st.data())
+def test_neural_ode_diffrax(relation: str, backend: str, probe: str, dtype: str, data, baseline,
+                            report_dir) -> None:
+    """The diffrax solve against its reference (the Euler program, or the exact solution
+    within the solver's tolerance), and its symmetry: a float32 asymmetry is a note stating
+    its magnitude (or a noise finding), never a failure."""
+    case = data.draw(cases(dtypes=(dtype,), max_n=3, max_ops=3, mlps=False))
+    solve = check(relation, case, _backend(backend), probes=[probe])
+    symmetric = check("symmetry", case, _backend(backend), probes=[probe])
+    assert_no_new_findings(solve.findings + symmetric.findings, baseline,
+                           report_dir / f"{probe}-{backend}-{dtype}")
+    if dtype == "float32":
+        assert all("numerical" in note and "max |H - H^T| =" in note for note in symmetric.notes)
+    if relation == "neural_ode_adaptive" and solve.checked:
+        assert any("the solve's own error, numerical" in note for note in solve.notes), solve.notes

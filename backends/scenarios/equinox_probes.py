@@ -1,9 +1,21 @@
 """Equinox probes (see ``backends.scenarios``): filtered HVPs, the PINN Laplacian with
-filter_vmap, filter_custom_jvp, and the parameter Hessian of an ``eqx.Module``."""
+filter_vmap, filter_custom_jvp, the parameter Hessian of an ``eqx.Module``, and Neural-ODE
+losses solved by diffrax.
+
+diffrax is an Equinox library (its solvers, terms and controllers are ``eqx.Module``s,
+its loops Equinox's), so its solves are probed here, through the equinox backend. It is
+an optional dependency (``pip install 'hessdiff[diffrax]'``; it needs jax >= 0.4.38, so
+the equinox 0.11.4 / jax 0.4.26 environments have none): without it its probes are
+``Unsupported``.
+"""
 
 from __future__ import annotations
 
-from backends.base import Variant
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+from backends.base import Unsupported, Variant
 
 __all__ = ["PROBES"]
 
@@ -144,6 +156,72 @@ def module_parameter_hessian(f):
     return hessian
 
 
+def diffrax_euler_hessian(f):
+    """The Euler Neural-ODE loss of ``jax_probes.hessian_ode_euler`` through diffrax:
+    dy/dt = -f(theta) y, y(0) = 1, diffrax.Euler with ConstantStepSize dt0 = 1/4 on [0, 1]
+    (the same 4 steps); jax.hessian of y(1) in theta.
+
+    diffeqsolve's default adjoint (RecursiveCheckpointAdjoint) is kept, as users keep it:
+    with a constant step size jax.hessian (forward over reverse) differentiates it.
+    """
+    import diffrax
+    import jax
+    import jax.numpy as jnp
+
+    def loss(theta):
+        term = diffrax.ODETerm(lambda t, y, args: -f(args) * y)
+        solution = diffrax.diffeqsolve(
+            term, diffrax.Euler(), t0=0.0, t1=1.0, dt0=1.0 / 4, y0=jnp.ones((), theta.dtype),
+            args=theta, stepsize_controller=diffrax.ConstantStepSize(),
+        )
+        return solution.ys[-1]
+
+    return jax.hessian(loss)
+
+
+def diffrax_adaptive_hessian(f):
+    """The same ODE solved adaptively: diffrax.Tsit5 with PIDController(rtol, atol=0), rtol
+    1e-10 in float64 and 1e-6 in float32; jax.hessian of y(1) in theta.
+
+    adjoint=diffrax.DirectAdjoint(): jax.hessian is forward over reverse, and the default
+    RecursiveCheckpointAdjoint is a custom_vjp under an adaptive controller ("can't apply
+    forward-mode autodiff (jvp) to a custom_vjp function"); DirectAdjoint supports both
+    modes. atol = 0 makes the tolerance relative: y(1) = exp(-f) may be tiny. diffrax takes
+    the step sizes under stop_gradient, so this is the Hessian of a fixed Runge-Kutta
+    scheme, symmetric up to rounding, and within the tolerance of the exact solution's.
+    """
+    import diffrax
+    import jax
+    import jax.numpy as jnp
+
+    def loss(theta):
+        rtol = 1e-10 if theta.dtype == jnp.float64 else 1e-6
+        term = diffrax.ODETerm(lambda t, y, args: -f(args) * y)
+        solution = diffrax.diffeqsolve(
+            term, diffrax.Tsit5(), t0=0.0, t1=1.0, dt0=None, y0=jnp.ones((), theta.dtype),
+            args=theta, stepsize_controller=diffrax.PIDController(rtol=rtol, atol=0.0),
+            adjoint=diffrax.DirectAdjoint(), max_steps=1024,
+        )
+        return solution.ys[-1]
+
+    return jax.hessian(loss)
+
+
+def _needs_diffrax(compose: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    """``compose``, raising ``Unsupported`` with the install hint when diffrax does not
+    import (not installed, or too new for the installed jax)."""
+
+    def checked(m: Any, f: Any) -> Any:
+        try:
+            importlib.import_module("diffrax")
+        except ImportError as exc:
+            raise Unsupported(f"diffrax is not importable ({exc}); install it with: "
+                              "pip install 'hessdiff[diffrax]'") from exc
+        return compose(m, f)
+
+    return checked
+
+
 PROBES = {
     "hvp-jvp-grad": Variant("eqx.filter_jvp(eqx.filter_grad(f)) along each basis vector",
                             lambda m, f: m.filter_hessian_by_jvp_of_grad(f),
@@ -165,4 +243,10 @@ PROBES = {
                                filter_hessian_custom_jvp_jit)),
     "params-module": Variant("eqx.Module parameters: eqx.partition, ravel_pytree, jax.hessian",
                              lambda m, f: m.module_parameter_hessian(f), (module_parameter_hessian,)),
+    "ode-diffrax-euler": Variant("jax.hessian of diffrax.diffeqsolve: Euler, ConstantStepSize, 4 steps",
+                                 _needs_diffrax(lambda m, f: m.diffrax_euler_hessian(f)),
+                                 (diffrax_euler_hessian,)),
+    "adaptive-ode-tsit5": Variant("jax.hessian of diffrax.diffeqsolve: Tsit5, PIDController, DirectAdjoint",
+                                  _needs_diffrax(lambda m, f: m.diffrax_adaptive_hessian(f)),
+                                  (diffrax_adaptive_hessian,)),
 }

@@ -1,0 +1,257 @@
+"""The Neural-ODE scenario through diffrax (backends/scenarios/equinox_probes.py, the
+``neural_ode`` and ``neural_ode_adaptive`` relations of harness/relations.py): the fixed-step
+diffrax solve is the hand-written Euler loop, the adaptive one is within its tolerance of
+the exact solution, float32 asymmetry is numerical, and a planted fault in each is caught.
+
+Every test that runs a diffrax solve compiles it under jax.hessian (seconds each): those
+are marked slow, and skip without diffrax.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import final
+
+import numpy as np
+import pytest
+
+from backends import Variant, get_backend, get_variant, register
+from backends.jax_backend import JaxBackend
+from backends.scenarios import ADAPTIVE_ODE_TOLERANCE as PROBE_TOLERANCE
+from backends.scenarios.equinox_probes import diffrax_adaptive_hessian
+from harness.baseline import Baseline
+from harness.engine import run_variant
+from harness.findings import Kind
+from harness.ir import Program, op
+from harness.oracle import evaluate
+from harness.relations import (
+    ADAPTIVE_ODE_MAX_RATE,
+    ADAPTIVE_ODE_TOLERANCE,
+    check,
+    exact_ode_program,
+)
+from harness.report import write_report
+from harness.strategies import Case
+
+# sum(tanh(x * reversed(x)) + sin(x)): every entry of H is non-zero, cross terms included.
+SMOOTH = Program(
+    3,
+    (op("input"), op("gather", 0, idx=(2, 1, 0)), op("mul", 0, 1), op("tanh", 2), op("sin", 0),
+     op("add", 3, 4), op("sum", 5)),
+)
+POINT = np.array([0.375, -1.25, 0.625])
+DTYPES = ("float64", "float32")
+
+needs_diffrax = pytest.mark.skipif(
+    importlib.util.find_spec("diffrax") is None,
+    reason="diffrax is not installed: pip install 'hessdiff[diffrax]'",
+)
+
+
+def _case(dtype: str = "float64", program: Program = SMOOTH, point: np.ndarray = POINT) -> Case:
+    return Case(program, point.astype(dtype).astype(np.float64), dtype)
+
+
+# --- planted faults: one per ODE relation -----------------------------------------------
+
+
+def diffrax_euler_frozen_field(f):
+    """A broken diffrax solve: after the first Euler step the vector field sees
+    ``stop_gradient(theta)``, so only that step is differentiated."""
+    import diffrax
+    import jax
+    import jax.numpy as jnp
+
+    def loss(theta):
+        def field(t, y, args):
+            rate = jnp.where(t < 0.125, f(args), f(jax.lax.stop_gradient(args)))
+            return -rate * y
+
+        solution = diffrax.diffeqsolve(
+            diffrax.ODETerm(field), diffrax.Euler(), t0=0.0, t1=1.0, dt0=1.0 / 4,
+            y0=jnp.ones((), theta.dtype), args=theta, stepsize_controller=diffrax.ConstantStepSize(),
+        )
+        return solution.ys[-1]
+
+    return jax.hessian(loss)
+
+
+def diffrax_adaptive_frozen_field(f):
+    """A broken adaptive solve: on the second half of [0, 1] the vector field sees
+    ``stop_gradient(theta)``."""
+    import diffrax
+    import jax
+    import jax.numpy as jnp
+
+    def loss(theta):
+        def field(t, y, args):
+            rate = jnp.where(t < 0.5, f(args), f(jax.lax.stop_gradient(args)))
+            return -rate * y
+
+        solution = diffrax.diffeqsolve(
+            diffrax.ODETerm(field), diffrax.Tsit5(), t0=0.0, t1=1.0, dt0=None,
+            y0=jnp.ones((), theta.dtype), args=theta,
+            stepsize_controller=diffrax.PIDController(rtol=1e-10, atol=0.0),
+            adjoint=diffrax.DirectAdjoint(), max_steps=1024,
+        )
+        return solution.ys[-1]
+
+    return jax.hessian(loss)
+
+
+def diffrax_adaptive_loose(f):
+    """A solve that does not honour the tolerance the relation assumes: rtol 1e-3."""
+    import diffrax
+    import jax
+    import jax.numpy as jnp
+
+    def loss(theta):
+        solution = diffrax.diffeqsolve(
+            diffrax.ODETerm(lambda t, y, args: -f(args) * y), diffrax.Tsit5(), t0=0.0, t1=1.0,
+            dt0=None, y0=jnp.ones((), theta.dtype), args=theta,
+            stepsize_controller=diffrax.PIDController(rtol=1e-3, atol=0.0),
+            adjoint=diffrax.DirectAdjoint(), max_steps=1024,
+        )
+        return solution.ys[-1]
+
+    return jax.hessian(loss)
+
+
+ODE_PROBES = {
+    "ode-diffrax-frozen-field": Variant("a diffrax Euler solve differentiated through its first step only",
+                                        lambda m, f: m.diffrax_euler_frozen_field(f),
+                                        (diffrax_euler_frozen_field,)),
+    "adaptive-ode-frozen-field": Variant("an adaptive solve not differentiated on [0.5, 1]",
+                                         lambda m, f: m.diffrax_adaptive_frozen_field(f),
+                                         (diffrax_adaptive_frozen_field,)),
+    "adaptive-ode-loose": Variant("an adaptive solve at rtol 1e-3", lambda m, f: m.diffrax_adaptive_loose(f),
+                                  (diffrax_adaptive_loose,)),
+}
+
+
+@final
+class PlantedOdeBackend(JaxBackend):
+    """JAX with planted faults in diffrax Neural-ODE solves (plus an honest reference)."""
+
+    name = "plantedode"
+    variants = {"honest": Variant("jax.hessian, unchanged", lambda m, f: m.jax.hessian(f))}
+
+    def probes(self):
+        return ODE_PROBES
+
+
+@pytest.fixture
+def plantedode(clean_registry):
+    return register(PlantedOdeBackend())
+
+
+# --- the reference programs and constants -------------------------------------------------
+
+
+def test_exact_ode_program_is_the_exact_solution() -> None:
+    """dy/dt = -f y from y = 1 gives y(1) = exp(-f)."""
+    value = float(evaluate(SMOOTH, POINT).value)
+    assert float(evaluate(exact_ode_program(SMOOTH), POINT).value) == pytest.approx(np.exp(-value), rel=1e-14)
+
+
+def test_the_relation_assumes_the_tolerance_the_probe_solves_with() -> None:
+    assert ADAPTIVE_ODE_TOLERANCE == PROBE_TOLERANCE
+    found = re.search(r"rtol = (\S+) if theta.dtype == jnp.float64 else (\S+)\n",
+                      inspect.getsource(diffrax_adaptive_hessian))
+    assert found, "the adaptive probe no longer chooses rtol by dtype on one line"
+    assert (float(found[1]), float(found[2])) == (ADAPTIVE_ODE_TOLERANCE["float64"],
+                                                  ADAPTIVE_ODE_TOLERANCE["float32"])
+
+
+# --- the diffrax probes -------------------------------------------------------------------
+
+
+@needs_diffrax
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_diffrax_euler_is_the_hand_written_euler_loop(dtype: str) -> None:
+    """diffrax.Euler with a constant step 1/4 does the same 4 steps as jax.lax.fori_loop."""
+    x = POINT.astype(dtype)
+    ours = get_variant("equinox:ode-diffrax-euler").hessian(SMOOTH, x)
+    loop = get_variant("jax:ode-euler").hessian(SMOOTH, x)
+    eps = float(np.finfo(dtype).eps)
+    assert np.max(np.abs(ours - loop)) <= 16 * eps * np.max(np.abs(loop)), (ours, loop)
+
+
+@needs_diffrax
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("relation", ["neural_ode", "neural_ode_adaptive"])
+def test_the_diffrax_solves_match_their_references(relation: str, dtype: str) -> None:
+    result = check(relation, _case(dtype), get_backend("equinox"))
+    assert result.checked == 1
+    assert not result.findings, [f.explanation for f in result.findings]
+    if relation == "neural_ode_adaptive":
+        assert any("the solve's own error, numerical" in note for note in result.notes), result.notes
+
+
+@needs_diffrax
+@pytest.mark.slow
+def test_float32_asymmetry_of_the_diffrax_solves_is_numerical_with_its_magnitude() -> None:
+    result = check("symmetry", _case("float32"), get_backend("equinox"),
+                   probes=["ode-diffrax-euler", "adaptive-ode-tsit5"])
+    assert result.checked == 2
+    assert not result.failures
+    assert result.notes and all("numerical" in note and "max |H - H^T| =" in note for note in result.notes)
+
+
+def test_a_fast_growing_adaptive_solve_is_not_judged() -> None:
+    """|f| over ADAPTIVE_ODE_MAX_RATE: a note, and the probe is not even run."""
+    program = Program(1, (op("input"), op("sum", 0)))
+    point = np.array([2 * ADAPTIVE_ODE_MAX_RATE])
+    result = check("neural_ode_adaptive", _case(program=program, point=point), get_backend("equinox"))
+    assert result.checked == 0 and not result.findings
+    assert any("not judged" in note and "ADAPTIVE_ODE_MAX_RATE" in note for note in result.notes)
+
+
+def test_without_diffrax_the_probes_are_unsupported(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "diffrax", None)  # import diffrax now raises ImportError
+    for probe in ("ode-diffrax-euler", "adaptive-ode-tsit5"):
+        outcome = run_variant(get_variant(f"equinox:{probe}"), _case())
+        assert outcome.status == "unsupported", outcome
+        assert "pip install 'hessdiff[diffrax]'" in outcome.error
+    assert check("neural_ode_adaptive", _case(), get_backend("equinox")).checked == 0
+
+
+# --- planted faults -----------------------------------------------------------------------
+
+PLANTED = [
+    ("neural_ode", "float64", "ode-diffrax-frozen-field"),
+    ("neural_ode_adaptive", "float64", "adaptive-ode-frozen-field"),
+    ("neural_ode_adaptive", "float32", "adaptive-ode-frozen-field"),
+    ("neural_ode_adaptive", "float64", "adaptive-ode-loose"),
+]
+
+
+@needs_diffrax
+@pytest.mark.slow
+@pytest.mark.parametrize("relation,dtype,probe", PLANTED, ids=[f"{p[2]}-{p[1]}" for p in PLANTED])
+def test_a_planted_ode_fault_is_caught(plantedode, relation: str, dtype: str, probe: str) -> None:
+    result = check(relation, _case(dtype), plantedode, probes=[probe])
+    assert [f.kind for f in result.findings] == [Kind.WRONG_VALUE], [f.explanation for f in result.findings]
+    finding = result.findings[0]
+    assert finding.explanation.startswith("Relation violated:"), finding.explanation
+    assert finding.signature.startswith(f"plantedode:{probe}|wrong_value|{dtype}|")
+
+
+@needs_diffrax
+@pytest.mark.slow
+def test_a_planted_adaptive_finding_has_a_repro_that_reproduces(plantedode, tmp_path: Path) -> None:
+    result = check("neural_ode_adaptive", _case(), plantedode, probes=["adaptive-ode-frozen-field"])
+    finding = result.findings[0]
+    paths = write_report(tmp_path / "report", [finding], baseline=Baseline(), run_info={})
+    folder = paths.finding_dirs[0]
+    run = subprocess.run([sys.executable, str(folder / "repro.py")], capture_output=True, text=True,
+                         timeout=300, cwd=folder)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "REPRODUCED" in run.stdout + run.stderr
