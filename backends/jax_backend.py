@@ -42,8 +42,13 @@ JAX_LOWERINGS: dict[str, Lowering | Absent] = {
     "maximum": lambda m, a, b: m.jnp.maximum(a, b),
     "minimum": lambda m, a, b: m.jnp.minimum(a, b),
     "where": lambda m, c, a, b: m.jnp.where(c > 0, a, b),
-    "sum": lambda m, a: m.jnp.sum(a),
-    "mean": lambda m, a: m.jnp.mean(a),
+    # sum and mean print as before unless given an axis or keepdims.
+    "sum": lambda m, a, axis=None, keepdims=False: (
+        m.jnp.sum(a) if axis is None and not keepdims else m.jnp.sum(a, axis=axis, keepdims=keepdims)
+    ),
+    "mean": lambda m, a, axis=None, keepdims=False: (
+        m.jnp.mean(a) if axis is None and not keepdims else m.jnp.mean(a, axis=axis, keepdims=keepdims)
+    ),
     "gather": lambda m, a, idx: a[m.jnp.asarray(idx)],
     "matmul": lambda m, a, b: m.jnp.matmul(a, b),
     # Unary and special functions.
@@ -102,7 +107,19 @@ JAX_LOWERINGS: dict[str, Lowering | Absent] = {
     "logsumexp": lambda m, a, axis, keepdims: m.jax.scipy.special.logsumexp(a, axis=axis, keepdims=keepdims),
     "var": lambda m, a, axis, keepdims: m.jnp.var(a, axis=axis, keepdims=keepdims),
     "std": lambda m, a, axis, keepdims: m.jnp.std(a, axis=axis, keepdims=keepdims),
-    "norm": lambda m, a, axis, keepdims: m.jnp.linalg.norm(a, axis=axis, keepdims=keepdims),
+    "norm": lambda m, a, axis, keepdims, ord=2: (
+        m.jnp.linalg.norm(a, axis=axis, keepdims=keepdims) if ord == 2
+        else m.jnp.linalg.vector_norm(a, ord=float("inf") if ord == "inf" else ord, axis=axis, keepdims=keepdims)
+    ),
+    "max": lambda m, a, axis, keepdims: m.jnp.max(a, axis=axis, keepdims=keepdims),
+    "min": lambda m, a, axis, keepdims: m.jnp.min(a, axis=axis, keepdims=keepdims),
+    "sort": lambda m, a: m.jnp.sort(a, axis=-1),
+    "sum_where": lambda m, a, mask, axis=None, keepdims=False: m.jnp.sum(
+        a, axis=axis, keepdims=keepdims, where=(m.jnp.asarray(mask) > 0).reshape(a.shape)
+    ),
+    "mean_where": lambda m, a, mask, axis=None, keepdims=False: m.jnp.mean(
+        a, axis=axis, keepdims=keepdims, where=(m.jnp.asarray(mask) > 0).reshape(a.shape)
+    ),
     "cumsum": lambda m, a, axis: m.jnp.cumsum(a, axis=axis),
     "cumprod": lambda m, a, axis: m.jnp.cumprod(a, axis=axis),
     "softmax": lambda m, a, axis: m.jax.nn.softmax(a, axis=axis),
@@ -114,6 +131,8 @@ JAX_LOWERINGS: dict[str, Lowering | Absent] = {
     "diagonal": lambda m, a: m.jnp.diagonal(a),
     "det": lambda m, a: m.jnp.linalg.det(a),
     "inv": lambda m, a: m.jnp.linalg.inv(a),
+    "solve": lambda m, a, b: m.jnp.linalg.solve(a, b),
+    "cholesky": lambda m, a: m.jnp.linalg.cholesky(a),
     # Shape and data movement.
     "reshape": lambda m, a, shape: m.jnp.reshape(a, shape),
     "transpose": lambda m, a: m.jnp.transpose(a),

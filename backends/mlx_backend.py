@@ -74,8 +74,13 @@ MLX_LOWERINGS: dict[str, Lowering | Absent] = {
     "maximum": lambda m, a, b: m.mx.maximum(a, b),
     "minimum": lambda m, a, b: m.mx.minimum(a, b),
     "where": lambda m, c, a, b: m.mx.where(c > 0, a, b),
-    "sum": lambda m, a: m.mx.sum(a),
-    "mean": lambda m, a: m.mx.mean(a),
+    # sum and mean print as before unless given an axis or keepdims.
+    "sum": lambda m, a, axis=None, keepdims=False: (
+        m.mx.sum(a) if axis is None and not keepdims else m.mx.sum(a, axis=axis, keepdims=keepdims)
+    ),
+    "mean": lambda m, a, axis=None, keepdims=False: (
+        m.mx.mean(a) if axis is None and not keepdims else m.mx.mean(a, axis=axis, keepdims=keepdims)
+    ),
     "gather": lambda m, a, idx: a[m.mx.array(list(idx))],
     "matmul": lambda m, a, b: m.mx.matmul(a, b),
     # Unary and special functions.
@@ -135,7 +140,20 @@ MLX_LOWERINGS: dict[str, Lowering | Absent] = {
     "logsumexp": lambda m, a, axis, keepdims: m.mx.logsumexp(a, axis=axis, keepdims=keepdims),
     "var": lambda m, a, axis, keepdims: m.mx.var(a, axis=axis, keepdims=keepdims),
     "std": lambda m, a, axis, keepdims: m.mx.std(a, axis=axis, keepdims=keepdims),
-    "norm": lambda m, a, axis, keepdims: m.mx.linalg.norm(a, axis=axis, keepdims=keepdims),
+    # With an ord and no axis mx.linalg.norm takes a matrix norm of a 2-D array: a whole
+    # array's vector norm is the norm of it flattened.
+    "norm": lambda m, a, axis, keepdims, ord=2: (
+        m.mx.linalg.norm(a, axis=axis, keepdims=keepdims) if ord == 2
+        else m.mx.linalg.norm(a, float("inf") if ord == "inf" else ord, axis=axis, keepdims=keepdims)
+        if axis is not None
+        else m.mx.reshape(m.mx.linalg.norm(m.mx.reshape(a, (-1,)), float("inf") if ord == "inf" else ord, axis=0),
+                          [1] * a.ndim if keepdims else [])
+    ),
+    "max": lambda m, a, axis, keepdims: m.mx.max(a, axis=axis, keepdims=keepdims),
+    "min": lambda m, a, axis, keepdims: m.mx.min(a, axis=axis, keepdims=keepdims),
+    "sort": lambda m, a: m.mx.sort(a, axis=-1),
+    "sum_where": Absent("mlx.core reductions take no mask (mx.sum has no where= argument)"),
+    "mean_where": Absent("mlx.core reductions take no mask (mx.mean has no where= argument)"),
     "cumsum": lambda m, a, axis: m.mx.cumsum(a, axis=axis),
     "cumprod": lambda m, a, axis: m.mx.cumprod(a, axis=axis),
     "softmax": lambda m, a, axis: m.mx.softmax(a, axis=axis),
@@ -147,6 +165,14 @@ MLX_LOWERINGS: dict[str, Lowering | Absent] = {
     "diagonal": lambda m, a: m.mx.diagonal(a),
     "det": lambda m, a: m.mx.linalg.det(a),
     "inv": lambda m, a: m.mx.linalg.inv(a),
+    # Both exist on the CPU stream, but (mlx 0.32.4) neither differentiates with respect to
+    # the matrix: mx.grad through solve(A, b) with A traced raises "[gather_axis] Cannot
+    # calculate VJP with respect to indices" (its LU pivots are not stop_gradient'ed), and
+    # cholesky raises "[Primitive::vjp] Not implemented for Cholesky".
+    "solve": Absent("mx.linalg.solve is not differentiable with respect to the matrix (mlx 0.32.4: "
+                    "ValueError [gather_axis] Cannot calculate VJP with respect to indices)"),
+    "cholesky": Absent("mx.linalg.cholesky has no VJP or JVP (mlx 0.32.4: "
+                       "[Primitive::vjp] Not implemented for Cholesky)"),
     # Shape and data movement.
     "reshape": lambda m, a, shape: m.mx.reshape(a, shape),
     "transpose": lambda m, a: m.mx.transpose(a),

@@ -53,8 +53,13 @@ TORCH_LOWERINGS: dict[str, Lowering | Absent] = {
     "maximum": lambda m, a, b: m.torch.maximum(a, b),
     "minimum": lambda m, a, b: m.torch.minimum(a, b),
     "where": lambda m, c, a, b: m.torch.where(c > 0, a, b),
-    "sum": lambda m, a: m.torch.sum(a),
-    "mean": lambda m, a: m.torch.mean(a),
+    # sum and mean print as before unless given an axis or keepdims.
+    "sum": lambda m, a, axis=None, keepdims=False: (
+        m.torch.sum(a) if axis is None and not keepdims else m.torch.sum(a, dim=axis, keepdim=keepdims)
+    ),
+    "mean": lambda m, a, axis=None, keepdims=False: (
+        m.torch.mean(a) if axis is None and not keepdims else m.torch.mean(a, dim=axis, keepdim=keepdims)
+    ),
     # An explicit integer dtype: ``torch.tensor(())`` would be a float tensor.
     "gather": lambda m, a, idx: a[m.torch.tensor(idx, dtype=m.torch.int64)],
     "matmul": lambda m, a, b: m.torch.matmul(a, b),
@@ -122,7 +127,21 @@ TORCH_LOWERINGS: dict[str, Lowering | Absent] = {
     ),
     "var": lambda m, a, axis, keepdims: m.torch.var(a, dim=axis, correction=0, keepdim=keepdims),
     "std": lambda m, a, axis, keepdims: m.torch.std(a, dim=axis, correction=0, keepdim=keepdims),
-    "norm": lambda m, a, axis, keepdims: m.torch.linalg.vector_norm(a, 2, dim=axis, keepdim=keepdims),
+    "norm": lambda m, a, axis, keepdims, ord=2: m.torch.linalg.vector_norm(
+        a, float("inf") if ord == "inf" else ord, dim=axis, keepdim=keepdims
+    ),
+    # amax/amin (not max/min, which return indices along a dim): at a tie they share the
+    # gradient evenly among the tied entries, like JAX.
+    "max": lambda m, a, axis, keepdims: m.torch.amax(a, dim=axis, keepdim=keepdims),
+    "min": lambda m, a, axis, keepdims: m.torch.amin(a, dim=axis, keepdim=keepdims),
+    "sort": lambda m, a: m.torch.sort(a, dim=-1).values,
+    # torch.masked's reductions take the mask (prototype API, torch >= 1.12).
+    "sum_where": lambda m, a, mask, axis=None, keepdims=False: m.torch.masked.sum(
+        a, axis, keepdim=keepdims, mask=(m.torch.as_tensor(mask) > 0).reshape(a.shape)
+    ),
+    "mean_where": lambda m, a, mask, axis=None, keepdims=False: m.torch.masked.mean(
+        a, axis, keepdim=keepdims, mask=(m.torch.as_tensor(mask) > 0).reshape(a.shape)
+    ),
     "cumsum": lambda m, a, axis: m.torch.cumsum(a, dim=axis),
     "cumprod": lambda m, a, axis: m.torch.cumprod(a, dim=axis),
     "softmax": lambda m, a, axis: m.torch.softmax(a, dim=axis),
@@ -134,6 +153,8 @@ TORCH_LOWERINGS: dict[str, Lowering | Absent] = {
     "diagonal": lambda m, a: m.torch.diagonal(a),
     "det": lambda m, a: m.torch.linalg.det(a),
     "inv": lambda m, a: m.torch.linalg.inv(a),
+    "solve": lambda m, a, b: m.torch.linalg.solve(a, b),
+    "cholesky": lambda m, a: m.torch.linalg.cholesky(a),
     # Shape and data movement. Tensors take no negative slice step: a[s:e:-k] is the
     # flipped tensor sliced, with negative bounds mapped i -> -1 - i (the IR requires
     # negative bounds with a negative step).

@@ -26,9 +26,11 @@ __all__ = [
     "AttrSpec",
     "Bilinear",
     "CATALOGUE",
+    "NORM_ORDS",
     "Elementwise",
     "OpSpec",
     "Piecewise",
+    "Selection",
     "Shape",
     "Structural",
     "Vector",
@@ -41,16 +43,32 @@ class CatalogueError(ValueError):
     """An op entry is malformed or its name is taken."""
 
 
+class _Required:
+    """The default of an attr that has none (a program must give it)."""
+
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+REQUIRED: Any = _Required()
+
+
 @dataclass(frozen=True)
 class AttrSpec:
     """One non-array argument of an op (a slope, a bound, an index tuple, an integer power).
 
     ``kind`` is one of ``"float"``, ``"int"``, ``"int_tuple"``, ``"axis"`` (an integer
-    axis or ``None`` for the whole array) and ``"bool"`` (keepdims).
+    axis or ``None`` for the whole array), ``"bool"`` (keepdims) and ``"ord"`` (a norm's
+    order: a positive integer or ``"inf"``, a string so that it survives JSON).
+
+    An attr with a ``default`` may be left out, and is left out of a normalised node
+    when it has its default value: an attr added to an existing op this way keeps every
+    program written before it (and its JSON, and the seeds derived from that) unchanged.
     """
 
     name: str
     kind: str
+    default: Any = REQUIRED
 
     def validate(self, op: str, value: Any) -> Any:
         """Return ``value`` normalised to the attr's kind, or raise ``ValueError``."""
@@ -80,6 +98,10 @@ class AttrSpec:
             if not isinstance(value, bool):
                 raise ValueError(f"{op}: attr {self.name}={value!r}, but it must be true or false.")
             return value
+        if self.kind == "ord":
+            if value == "inf" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+                return value
+            raise ValueError(f"{op}: attr {self.name}={value!r}, but it must be a positive integer or 'inf'.")
         raise CatalogueError(f"unknown attr kind {self.kind!r}")
 
 
@@ -148,7 +170,30 @@ class Vector:
     expr: Callable[..., Any]
 
 
-Math = Elementwise | Piecewise | Structural | Bilinear | Vector
+@dataclass(frozen=True)
+class Selection:
+    """A whole-array op that is smooth once its discrete choices are made: which entry is
+    the largest (max, min, the inf-norm), the order of equal entries (sort), the sign of
+    a zero entry (the 1-norm).
+
+    ``expr(ns, A, ties, **attrs)`` is a ``Vector`` expression that makes every choice
+    through ``ties``: ``ties.argmax(keys, k)`` (the index of the largest key),
+    ``ties.order(keys, k)`` (the permutation sorting the keys ascending), ``ties.sign(v,
+    k)`` (+1 or -1) and ``ties.abs(v)`` (|v|, not a choice the op's derivative depends
+    on). Where a choice is not unique (equal keys, a zero) the oracle evaluates the
+    expression once for every way of making it and marks every derivative entry where
+    they differ as undefined; the gap of each choice (the difference of the two largest
+    keys, the zero) is a switch whose zero is the op's ``k``-th special value.
+
+    ``linear``: every piece is linear in the argument (max, sort), so the Hessian is 0
+    off the kinks.
+    """
+
+    expr: Callable[..., Any]
+    linear: bool = False
+
+
+Math = Elementwise | Piecewise | Structural | Bilinear | Vector | Selection
 
 
 def broadcast_shape(shapes: tuple[Shape, ...], attrs: Attrs) -> Shape:
@@ -223,15 +268,28 @@ class OpSpec:
         return all(_ARG_DOMAINS[d](v) for d, v in zip(self.arg_domains, args) if d is not None)
 
     def check_attrs(self, attrs: Attrs) -> dict[str, Any]:
-        """Validate ``attrs`` against the spec; raise ``ValueError`` naming the problem."""
+        """Validate ``attrs`` against the spec; raise ``ValueError`` naming the problem.
+
+        Returns the normalised attrs: each validated, an attr at its default left out.
+        """
         names = {a.name for a in self.attrs}
         extra = set(attrs) - names
         if extra:
             raise ValueError(f"{self.name}: unexpected attrs {sorted(extra)}; it takes {sorted(names)}.")
-        missing = names - set(attrs)
+        missing = {a.name for a in self.attrs if a.default is REQUIRED} - set(attrs)
         if missing:
             raise ValueError(f"{self.name}: missing attrs {sorted(missing)}.")
-        return {a.name: a.validate(self.name, attrs[a.name]) for a in self.attrs}
+        out = {}
+        for a in self.attrs:
+            if a.name in attrs:
+                value = a.validate(self.name, attrs[a.name])
+                if a.default is REQUIRED or value != a.default or type(value) is not type(a.default):
+                    out[a.name] = value
+        return out
+
+    def full_attrs(self, attrs: Attrs) -> dict[str, Any]:
+        """``attrs`` with every attr left at its default filled in."""
+        return {a.name: a.default for a in self.attrs if a.default is not REQUIRED} | dict(attrs)
 
 
 CATALOGUE: dict[str, OpSpec] = {}
@@ -246,6 +304,11 @@ def register_op(spec: OpSpec) -> OpSpec:
     for d in spec.arg_domains:
         if d is not None and d not in _ARG_DOMAINS:
             raise CatalogueError(f"op {spec.name!r}: arg domain {d!r} is not one of {sorted(_ARG_DOMAINS)}.")
+    if any(a.default is not REQUIRED for a in spec.attrs):
+        # Shape rules and special values read every attr: give them the defaults.
+        shape, special = spec.shape, spec.special
+        object.__setattr__(spec, "shape", lambda shapes, attrs: shape(shapes, spec.full_attrs(attrs)))
+        object.__setattr__(spec, "special", lambda attrs: special(spec.full_attrs(attrs)))
     if not spec.special_names:
         try:
             names = tuple(f"{v:g}" for v in spec.special({}))
@@ -276,10 +339,6 @@ def get_op(name: str) -> OpSpec:
 
 
 # --- shape rules ----------------------------------------------------------------------
-
-
-def _scalar(shapes: tuple[Shape, ...], attrs: Attrs) -> Shape:
-    return ()
 
 
 def _gather_shape(shapes: tuple[Shape, ...], attrs: Attrs) -> Shape:
@@ -423,16 +482,34 @@ register_op(
     )
 )
 
-# Structural (linear) ops.
-register_op(
-    OpSpec("sum", 1, "reduction", Structural(lambda xp, a: xp.sum(a)), shape=_scalar, doc="sum of all entries")
-)
-register_op(
-    OpSpec(
-        "mean", 1, "reduction", Structural(lambda xp, a: xp.sum(a) / a.size), shape=_scalar,
-        doc="mean of all entries",
-    )
-)
+# Structural (linear) ops. sum and mean reduce the whole array unless given an axis
+# (attrs with defaults, so the programs written before they took one still load, print
+# and serialise unchanged); the defaults are in the signatures too, for callers that pass
+# a node's attrs as they are.
+
+
+def _sum_shape(shapes: tuple[Shape, ...], attrs: Attrs) -> Shape:
+    if attrs["axis"] is None and not attrs["keepdims"]:
+        return ()  # the whole array, any shape (a scalar too), as always
+    return _reduced_shape("sum")(shapes, attrs)
+
+
+def _sum_reduce(xp: Any, a: Any, axis: int | None = None, keepdims: bool = False) -> Any:
+    if axis is None and not keepdims:
+        return xp.sum(a)
+    return xp.sum(a, axis=axis, keepdims=keepdims)
+
+
+def _mean_reduce(xp: Any, a: Any, axis: int | None = None, keepdims: bool = False) -> Any:
+    count = a.size if axis is None else a.shape[axis]
+    return _sum_reduce(xp, a, axis, keepdims) / count
+
+
+_OPTIONAL_REDUCE_ATTRS = (AttrSpec("axis", "axis", None), AttrSpec("keepdims", "bool", False))
+register_op(OpSpec("sum", 1, "reduction", Structural(_sum_reduce), attrs=_OPTIONAL_REDUCE_ATTRS, shape=_sum_shape,
+                   doc="sum of all entries, or along an axis (keepdims)"))
+register_op(OpSpec("mean", 1, "reduction", Structural(_mean_reduce), attrs=_OPTIONAL_REDUCE_ATTRS, shape=_sum_shape,
+                   doc="mean of all entries, or along an axis (keepdims)"))
 register_op(
     OpSpec(
         "gather", 1, "shape", Structural(lambda xp, a, idx: a[list(idx)]),
@@ -505,7 +582,10 @@ _unary("sqrt", lambda sp, a: sp.sqrt(a), "square root (domain a > 0)", (0.0,), a
 _unary("rsqrt", lambda sp, a: 1 / sp.sqrt(a), "1 / sqrt(a) (domain a > 0)", (0.0,), arg_domains=("pos",))
 _unary("reciprocal", lambda sp, a: 1 / a, "1 / a (domain a != 0)", (0.0,), arg_domains=("nonzero",))
 _unary("exp2", lambda sp, a: 2**a, "2**a", (0.0, 127.0, 1023.0))
-_unary("expm1", lambda sp, a: sp.exp(a) - 1, "exp(a) - 1", (0.0,) + _EXP_EDGES)
+# PyTorch differentiates expm1 through its output (derivatives.yaml: grad * (result + 1)),
+# which near result = -1 cancels terms of size 1 + |result| at every order.
+_unary("expm1", lambda sp, a: sp.exp(a) - 1, "exp(a) - 1", (0.0,) + _EXP_EDGES,
+       rule_scale=lambda sp, a: (1 + abs(sp.exp(a) - 1),) * 3)
 _unary("log2", lambda sp, a: sp.log(a) / sp.log(2), "log base 2 (domain a > 0)", (0.0, 1.0), arg_domains=("pos",))
 _unary("log10", lambda sp, a: sp.log(a) / sp.log(10), "log base 10 (domain a > 0)", (0.0, 1.0),
        arg_domains=("pos",))
@@ -721,8 +801,43 @@ _vector_reduction("var", lambda sp, v: sum((t - _mean(v)) ** 2 for t in v) / len
 _vector_reduction("std", lambda sp, v: sp.sqrt(sum((t - _mean(v)) ** 2 for t in v) / len(v)),
                   "population standard deviation (domain: entries not all equal)",
                   domain=lambda args: _spread(args[0]))
-_vector_reduction("norm", lambda sp, v: sp.sqrt(sum(t**2 for t in v)),
-                  "Euclidean (Frobenius) norm (domain: not all zero)", domain=lambda args: _any_nonzero(args[0]))
+
+
+# Norms of every order are one op: ``ord`` (default 2, so the programs written before it
+# took one are unchanged) picks sqrt(sum t**2), sum |t| (a kink at every zero entry),
+# max |t| (a kink where the two largest magnitudes tie) or (sum |t|**p)**(1/p) (twice
+# differentiable at a zero entry for p >= 3, where the frameworks' rules still divide by
+# or take powers of |t|). Every order is a vector norm of the entries reduced over.
+NORM_ORDS = (1, 2, 3, 4, "inf")
+
+
+def _norm_of(sp: Any, v: list[Any], ties: Any, ord: int | str) -> Any:
+    if ord == 2:
+        return sp.sqrt(sum(t**2 for t in v))
+    if ord == "inf":
+        top = v[ties.argmax([ties.abs(t) for t in v], 1)]
+        return ties.sign(top, 0) * top
+    if ord == 1:
+        return sum(ties.sign(t, 0) * t for t in v)
+    total = sum((ties.sign(t, 0) * t if ord % 2 else t) ** ord for t in v)
+    return sp.exp(sp.log(total) / ord)
+
+
+def _norm_shape(shapes: tuple[Shape, ...], attrs: Attrs) -> Shape:
+    if attrs["ord"] not in NORM_ORDS:
+        raise ValueError(f"norm: ord={attrs['ord']!r}, but it must be one of {NORM_ORDS}.")
+    return _small(_reduced_shape("norm"), "norm")(shapes, attrs)
+
+
+register_op(OpSpec(
+    "norm", 1, "reduction",
+    Selection(lambda sp, A, ties, axis, keepdims, ord: _reduce(A, axis, keepdims, lambda v: _norm_of(sp, v, ties, ord))),
+    attrs=_REDUCE_ATTRS + (AttrSpec("ord", "ord", 2),), shape=_norm_shape,
+    domain=lambda args: _any_nonzero(args[0]),
+    special=lambda attrs: (0.0, 0.0), special_names=("zero entry", "tie"),
+    doc="vector norm of order 1, 2 (default; Frobenius for a matrix), 3, 4 or inf "
+        "(along an axis or whole, keepdims; domain: not all zero; special: a zero entry, a tie of magnitudes)",
+))
 
 
 def _spread(a: Any) -> bool:
@@ -819,6 +934,146 @@ register_op(OpSpec("det", 1, "linalg", Vector(_det), shape=_square_shape("det", 
                    doc="determinant of a square matrix (1x1..3x3)"))
 register_op(OpSpec("inv", 1, "linalg", Vector(_inv), shape=_square_shape("inv", 2),
                    domain=_well_conditioned, doc="inverse of a well-conditioned square matrix (1x1, 2x2)"))
+
+
+def _solve(ns: Any, A: Any, b: Any) -> Any:
+    """x = A^-1 b by Cramer's rule (arithmetic only, so it runs on jets)."""
+    import numpy as np
+
+    det = _det_of(A)
+    out = np.empty(b.shape, dtype=object)
+    for i in range(A.shape[0]):
+        Ai = A.copy()
+        Ai[:, i] = b
+        out[i] = _det_of(Ai) / det
+    return out
+
+
+def _solve_shape(shapes: tuple[Shape, ...], attrs: Attrs) -> Shape:
+    a, b = shapes
+    if len(a) != 2 or a[0] != a[1] or not 1 <= a[0] <= 3 or b != (a[0],):
+        raise ValueError(f"solve takes a square matrix of size 1..3 and a vector of its size, got {a} and {b}.")
+    return b
+
+
+def _cholesky(ns: Any, S: Any) -> Any:
+    """The lower Cholesky factor, read from the lower triangle (as LAPACK does)."""
+    import numpy as np
+
+    k = S.shape[0]
+    L = np.empty((k, k), dtype=object)
+    L.fill(0)
+    for j in range(k):
+        L[j, j] = ns.sqrt(S[j, j] - sum(L[j, m] ** 2 for m in range(j)))
+        for i in range(j + 1, k):
+            L[i, j] = (S[i, j] - sum(L[i, m] * L[j, m] for m in range(j))) / L[j, j]
+    return L
+
+
+def _positive_definite(args: tuple[Any, ...]) -> bool:
+    """Exactly symmetric (the derivative of the lower triangle alone is then every
+    framework's) and positive definite with every pivot well above rounding."""
+    import mpmath
+
+    S = args[0]
+    k = S.shape[0]
+    if any(S[i, j] != S[j, i] for i in range(k) for j in range(i)):
+        return False
+    m = mpmath.matrix(S.tolist())
+    for j in range(1, k + 1):
+        minor = mpmath.det(m[:j, :j]) if j > 1 else m[0, 0]
+        scale = max(abs(m[i, i]) for i in range(j)) ** j
+        if not minor > 1e-6 * scale:
+            return False
+    return True
+
+
+register_op(OpSpec("solve", 2, "linalg", Vector(_solve), shape=_solve_shape, domain=_well_conditioned,
+                   doc="x with A x = b, A a well-conditioned square matrix (1x1..3x3), b a vector"))
+register_op(OpSpec("cholesky", 1, "linalg", Vector(_cholesky), shape=_square_shape("cholesky", 3),
+                   domain=_positive_definite,
+                   doc="lower Cholesky factor of a symmetric positive definite matrix (1x1..3x3)"))
+
+
+# Selections: max, min and sort choose entries, so they are linear wherever the choice
+# is unique, and at a tie the one-sided derivatives differ.
+
+
+def _sort_shape(shapes: tuple[Shape, ...], attrs: Attrs) -> Shape:
+    (a,) = shapes
+    if not a or 0 in a or math.prod(a) > 8:
+        raise ValueError(f"sort takes a non-empty array of at most 8 entries, got shape {a}.")
+    return a
+
+
+def _sort_row(v: list[Any], ties: Any) -> list[Any]:
+    return [v[i] for i in ties.order(v, 0)]
+
+
+register_op(OpSpec(
+    "max", 1, "reduction",
+    Selection(lambda sp, A, ties, axis, keepdims: _reduce(A, axis, keepdims, lambda v: v[ties.argmax(v, 0)]),
+              linear=True),
+    attrs=_REDUCE_ATTRS, shape=_small(_reduced_shape("max"), "max"), special=lambda attrs: (0.0,),
+    special_names=("tie",), doc="largest entry (along an axis or whole, keepdims; special: a tie of the two largest)",
+))
+register_op(OpSpec(
+    "min", 1, "reduction",
+    Selection(lambda sp, A, ties, axis, keepdims: _reduce(A, axis, keepdims,
+                                                          lambda v: v[ties.argmax([-t for t in v], 0)]),
+              linear=True),
+    attrs=_REDUCE_ATTRS, shape=_small(_reduced_shape("min"), "min"), special=lambda attrs: (0.0,),
+    special_names=("tie",), doc="smallest entry (along an axis or whole, keepdims; special: a tie of the two smallest)",
+))
+register_op(OpSpec(
+    "sort", 1, "reduction", Selection(lambda sp, A, ties: _along(A, -1, lambda v: _sort_row(v, ties)), linear=True),
+    shape=_sort_shape, special=lambda attrs: (0.0,), special_names=("tie",),
+    doc="ascending sort along the last axis (special: a tie)",
+))
+
+
+# Masked reductions: the entries where the mask (a constant, one flag per entry in
+# row-major order) is 0 are left out, as ``jnp.sum(a, where=mask)`` does.
+
+
+def _mask_of(xp: Any, a: Any, mask: tuple[int, ...]) -> Any:
+    return xp.asarray(mask, dtype=bool).reshape(a.shape)
+
+
+def _sum_where(xp: Any, a: Any, mask: tuple[int, ...], axis: int | None = None, keepdims: bool = False) -> Any:
+    return _sum_reduce(xp, xp.where(_mask_of(xp, a, mask), a, 0), axis, keepdims)
+
+
+def _mean_where(xp: Any, a: Any, mask: tuple[int, ...], axis: int | None = None, keepdims: bool = False) -> Any:
+    return _sum_where(xp, a, mask, axis, keepdims) / _sum_reduce(xp, _mask_of(xp, a, mask).astype(int), axis,
+                                                                keepdims)
+
+
+def _masked_shape(op: str) -> Callable[[tuple[Shape, ...], Attrs], Shape]:
+    def rule(shapes: tuple[Shape, ...], attrs: Attrs) -> Shape:
+        (a,) = shapes
+        mask = attrs["mask"]
+        if len(mask) != math.prod(a) or any(v not in (0, 1) for v in mask):
+            raise ValueError(f"{op}: mask={list(mask)} must be one 0/1 flag per entry of shape {a}.")
+        out = _sum_shape(shapes, attrs)
+        if op == "mean_where":
+            import numpy as np
+
+            counts = np.sum(np.reshape(mask, a), axis=attrs["axis"]) if a else np.asarray(mask[0])
+            if np.any(counts == 0):
+                raise ValueError(f"mean_where: mask={list(mask)} leaves a reduced slice of shape {a} empty.")
+        return out
+
+    return rule
+
+
+_MASK_ATTRS = (AttrSpec("mask", "int_tuple"),) + _OPTIONAL_REDUCE_ATTRS
+register_op(OpSpec("sum_where", 1, "reduction", Structural(_sum_where), attrs=_MASK_ATTRS,
+                   shape=_masked_shape("sum_where"),
+                   doc="sum of the entries where a constant mask is 1 (whole or along an axis, keepdims)"))
+register_op(OpSpec("mean_where", 1, "reduction", Structural(_mean_where), attrs=_MASK_ATTRS,
+                   shape=_masked_shape("mean_where"),
+                   doc="mean of the entries where a constant mask is 1 (whole or along an axis, keepdims)"))
 
 
 # Linear ops (Structural): the oracle applies them to values and derivative slices alike.

@@ -34,7 +34,7 @@ import mpmath
 import numpy as np
 
 from harness.ir import Program
-from harness.ops import Bilinear, Elementwise, OpSpec, Piecewise, Structural, Vector, get_op
+from harness.ops import Bilinear, Elementwise, OpSpec, Piecewise, Selection, Structural, Vector, get_op
 
 __all__ = ["DIGITS", "Kink", "OracleResult", "OutOfDomain", "evaluate"]
 
@@ -285,7 +285,7 @@ class _Evaluator:
                 jets.append(_Jet(_mpf_array(c), None, None, np.abs(c), None, None))
                 continue
             spec = get_op(node.kind)
-            attrs = node.attr_dict
+            attrs = spec.full_attrs(node.attr_dict)
             args = [jets[a] for a in node.args]
             shape = self.program.shapes[i]
             if isinstance(spec.math, (Elementwise, Piecewise)):
@@ -293,10 +293,12 @@ class _Evaluator:
             elif isinstance(spec.math, Structural):
                 jet = _structural(spec.math.apply, args, attrs, n)
             elif isinstance(spec.math, Vector):
-                jet = _vector(i, spec, attrs, args[0], n)
+                jet = _vector(i, spec, attrs, args, n)
+            elif isinstance(spec.math, Selection):
+                jet = self._selection(i, spec, attrs, args)
             elif isinstance(spec.math, Bilinear):
                 jet = _bilinear(spec.math.apply, args[0], args[1], n)
-            else:  # pragma: no cover - the catalogue only has the four kinds
+            else:  # pragma: no cover - the catalogue only has these kinds
                 raise TypeError(f"unknown op math {spec.math!r}")
             self._track(jet)
             jets.append(jet)
@@ -396,6 +398,42 @@ class _Evaluator:
             for signs in itertools.product(*choices)
         ]
 
+
+    def _selection(self, node: int, spec: OpSpec, attrs: dict[str, Any], args: list[_Jet]) -> _Jet:
+        """A ``Selection`` op: one ``Vector`` evaluation per way of making its tied choices.
+
+        The first evaluation records every choice's gap (a switch: its distance from the
+        kink and the special value it is) and how many alternatives the tied ones have;
+        the others rotate the order of tied entries and flip the sign of one zero at a
+        time, so every entry a tie could select appears at every output it could reach.
+        Where the evaluations differ the entry is undefined, as at a piecewise op's kink.
+        """
+        finfo = np.finfo(self.dtype)
+        floor = float(finfo.tiny / finfo.eps)
+        vm = np.concatenate([np.ravel(a.vm) for a in args])
+        first = _Ties(0, vm, floor, self.kink_fuzz)
+        jets = [_vector(node, spec, attrs, args, self.n, first)]
+        for k, gap, scale in first.switches:
+            distance = 0.0 if gap == 0 else float(abs(gap)) / scale
+            if distance <= SPECIAL_ULPS * float(finfo.eps):
+                self.specials.add((spec.name, k))
+            if distance < self.kink_distance:
+                self.kink_distance = distance
+                self.kink_ops = {spec.name}
+            elif distance == self.kink_distance:
+                self.kink_ops.add(spec.name)
+        if first.runs == 1:
+            return jets[0]
+        self.kinks.append(Kink(node, spec.name, ()))
+        jets += [_vector(node, spec, attrs, args, self.n, _Ties(r, vm, floor, self.kink_fuzz))
+                 for r in range(1, first.runs)]
+        out = jets[0]
+        if out.g is None:
+            return out
+        out = _Jet(out.v.copy(), out.g.copy(), out.h.copy(), out.vm.copy(), out.gm.copy(), out.hm.copy())
+        for idx in np.ndindex(*out.v.shape):
+            _merge_into(out, idx, [(j.v[idx], j.g[idx], j.h[idx], j.vm[idx], j.gm[idx], j.hm[idx]) for j in jets])
+        return out
 
     def _near_edge(self, spec: OpSpec, vals: list[Any], bargs: list[_Jet], idx: tuple[int, ...]) -> bool:
         """Whether an argument lies within rounding distance of its domain's edge.
@@ -739,17 +777,113 @@ class _JetFunctions:
         return mpmath.sqrt(a)
 
 
-def _vector_local(spec: OpSpec, attrs: dict[str, Any], v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, ...]]:
-    """f (p,), J (p, m), K (p, m, m) of a ``Vector`` op at the argument values ``v``."""
-    m = v.size
-    flat = v.reshape(-1)
+class _Ties:
+    """The choices of one evaluation of a ``Selection`` expression.
+
+    Evaluation ``rotation`` = r takes each group of tied keys in its index order rotated
+    by r and, for r >= 1, flips the sign chosen for the (r-1)-th zero. The first (r = 0)
+    records every choice's switch ``(special, gap, scale)`` and ``runs``, the number of
+    evaluations that cover every alternative. ``vm`` is the error scale of each entry of
+    the argument, so a gap is measured against the error of the keys it separates.
+    """
+
+    def __init__(self, rotation: int, vm: np.ndarray | None, floor: float, fuzz: float) -> None:
+        self.rotation = rotation
+        self.vm = vm
+        self.floor = floor
+        self.fuzz = fuzz
+        self.switches: list[tuple[int, Any, float]] = []
+        self.runs = 1
+        self._zeros = 0
+
+    @staticmethod
+    def value(v: Any) -> Any:
+        return v.v if isinstance(v, _LocalJet) else v
+
+    def _error(self, v: Any) -> float:
+        if not isinstance(v, _LocalJet) or self.vm is None:
+            return 0.0
+        return float(np.dot(_abs_float(v.g), self.vm))
+
+    def _tied(self, gap: Any, scale: float) -> bool:
+        return gap == 0 or (self.fuzz > 0 and float(abs(gap)) <= self.fuzz * scale)
+
+    def _record(self, special: int, gap: Any, scale: float) -> None:
+        if self.rotation == 0:
+            self.switches.append((special, gap, scale))
+
+    def abs(self, v: Any) -> Any:
+        """|v| (the sign of a zero does not matter for a magnitude)."""
+        return -v if self.value(v) < 0 else v
+
+    def sign(self, v: Any, special: int) -> int:
+        """+1 or -1 as v is positive or negative; a zero's sign is this evaluation's choice."""
+        val = self.value(v)
+        scale = self._error(v) + self.floor
+        self._record(special, val, scale)
+        if self._tied(val, scale):
+            zero = self._zeros
+            self._zeros += 1
+            if self.rotation == 0:
+                self.runs = max(self.runs, self._zeros + 1)
+            return -1 if zero == self.rotation - 1 else 1
+        return 1 if val > 0 else -1
+
+    def _groups(self, keys: list[Any], special: int, top_only: bool) -> list[list[int]]:
+        """Indices sorted by key ascending, in groups of tied keys (each in index order,
+        rotated); records the gaps (only the top one with ``top_only``)."""
+        vals = [self.value(k) for k in keys]
+        order = sorted(range(len(keys)), key=lambda i: (vals[i], i))
+        groups: list[list[int]] = [[order[0]]] if order else []
+        for p in range(1, len(order)):
+            lo, hi = order[p - 1], order[p]
+            gap = vals[hi] - vals[lo]
+            scale = max(self._error(keys[lo]), self._error(keys[hi])) + self.floor
+            if not top_only or p == len(order) - 1:
+                self._record(special, gap, scale)
+            if self._tied(gap, scale):
+                groups[-1].append(hi)
+            else:
+                groups.append([hi])
+        if self.rotation == 0:
+            self.runs = max([self.runs] + [len(g) for g in (groups[-1:] if top_only else groups)])
+        out = []
+        for g in groups:
+            g = sorted(g)
+            r = self.rotation % len(g)
+            out.append(g[r:] + g[:r])
+        return out
+
+    def argmax(self, keys: list[Any], special: int) -> int:
+        """The index of the largest key; among tied largest keys, this evaluation's choice."""
+        return self._groups(keys, special, top_only=True)[-1][0]
+
+    def order(self, keys: list[Any], special: int) -> list[int]:
+        """The permutation sorting the keys ascending; tied keys in this evaluation's order."""
+        return [i for g in self._groups(keys, special, top_only=False) for i in g]
+
+
+def _vector_local(spec: OpSpec, attrs: dict[str, Any], values: list[np.ndarray],
+                  ties: _Ties | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, ...]]:
+    """f (p,), J (p, m), K (p, m, m) of a ``Vector`` (or ``Selection``) op at the argument
+    values; the m local variables are every argument's entries, one argument after another."""
+    m = sum(v.size for v in values)
+    flat = np.concatenate([np.reshape(v, -1) for v in values]) if values else np.empty(0, dtype=object)
     eye = np.empty((m, m), dtype=object)
     for i, j in itertools.product(range(m), repeat=2):
         eye[i, j] = mpmath.mpf(int(i == j))
     A = np.empty(m, dtype=object)
     for k in range(m):
         A[k] = _LocalJet(flat[k], eye[k].copy(), _zeros_obj((m, m)))
-    out = np.asarray(spec.math.expr(_JetFunctions, A.reshape(v.shape), **attrs), dtype=object)
+    arrays, start = [], 0
+    for v in values:
+        arrays.append(A[start:start + v.size].reshape(v.shape))
+        start += v.size
+    if ties is None:
+        out = spec.math.expr(_JetFunctions, *arrays, **attrs)
+    else:
+        out = spec.math.expr(_JetFunctions, arrays[0], ties, **attrs)
+    out = np.asarray(out, dtype=object)
     jets = [o if isinstance(o, _LocalJet) else _LocalJet.lift(o, A[0]) for o in out.reshape(-1)]
     f = np.array([j.v for j in jets] + [None], dtype=object)[:-1]
     J = np.array([list(j.g) for j in jets], dtype=object).reshape(len(jets), m)
@@ -757,33 +891,45 @@ def _vector_local(spec: OpSpec, attrs: dict[str, Any], v: np.ndarray) -> tuple[n
     return f, J, K, out.shape
 
 
-def _vector(node: int, spec: OpSpec, attrs: dict[str, Any], a: _Jet, n: int) -> _Jet:
-    """y = F(a) for a smooth map of the whole array: chain rule with its Jacobian and Hessians."""
-    if spec.domain is not None and not spec.domain((a.v,)):
-        raise OutOfDomain(f"node {node} ({spec.name}) is outside its domain at {_to_float(a.v).tolist()}")
+def _vector(node: int, spec: OpSpec, attrs: dict[str, Any], args: list[_Jet], n: int,
+            ties: _Ties | None = None) -> _Jet:
+    """y = F(args) for a smooth map of whole arrays: chain rule with its Jacobian and Hessians."""
+    values = [a.v for a in args]
+    if spec.domain is not None and not spec.domain(tuple(values)):
+        raise OutOfDomain(f"node {node} ({spec.name}) is outside its domain at {_to_float(values[0]).tolist()}")
     try:
-        f, J, K, out_shape = _vector_local(spec, attrs, a.v)
+        f, J, K, out_shape = _vector_local(spec, attrs, values, ties)
     except (ZeroDivisionError, ValueError, OverflowError) as exc:
-        raise OutOfDomain(f"node {node} ({spec.name}) is undefined at {_to_float(a.v).tolist()}: {exc}") from None
-    size = a.v.size
-    vm_in = a.vm.reshape(-1)
+        raise OutOfDomain(f"node {node} ({spec.name}) is undefined at {_to_float(values[0]).tolist()}: {exc}") from None
+    vm_in = np.concatenate([np.reshape(a.vm, -1) for a in args])
     Ja, Ka = _abs_float(J), _abs_float(K)
     vm_flat = _abs_float(f) + Ja @ vm_in
     vm = vm_flat.reshape(out_shape)
     # Frameworks compute such ops by algorithms (LU, a max shift, a mean subtracted) whose
     # derivatives are not exactly multilinear or cancelling in floating point: each
     # derivative errs by about eps times the value's scale over the entries' scale
-    # (per order), even where the true derivative is exactly 0.
-    entry = max(float(np.max(vm_in, initial=0.0)), 1e-30)
-    Ja = Ja + vm_flat[:, None] / entry
-    Ka = Ka + vm_flat[:, None, None] / entry**2
+    # (per order), even where the true derivative is exactly 0. A selection of entries
+    # (max, sort) is exact.
+    if not (isinstance(spec.math, Selection) and spec.math.linear):
+        entry = max(float(np.max(vm_in, initial=0.0)), 1e-30)
+        Ja = Ja + vm_flat[:, None] / entry
+        Ka = Ka + vm_flat[:, None, None] / entry**2
     v = f.reshape(out_shape)
-    if a.g is None:
+    if all(a.g is None for a in args):
         return _Jet(v, None, None, vm, None, None)
-    G = a.g.reshape(size, n)
-    H = a.h.reshape(size, n, n)
+
+    def stacked(part: str, extra: tuple[int, ...], dtype: Any) -> np.ndarray:
+        blocks = []
+        for a in args:
+            p = getattr(a, part)
+            if p is None:
+                p = _zeros_obj(a.v.shape + extra) if dtype is object else np.zeros(a.v.shape + extra)
+            blocks.append(np.reshape(p, (a.v.size,) + extra))
+        return np.concatenate(blocks).astype(dtype, copy=False)
+
+    G, H = stacked("g", (n,), object), stacked("h", (n, n), object)
+    gm_in, hm_in = stacked("gm", (n,), np.float64), stacked("hm", (n, n), np.float64)
     Ga, Ha = _abs_float(G), _abs_float(H)
-    gm_in, hm_in = a.gm.reshape(size, n), a.hm.reshape(size, n, n)
     g = _mul0(J[:, :, None], G[None]).sum(axis=1)
     GG = _mul0(G[:, None, :, None], G[None, :, None, :])  # (m, m, n, n)
     h = _mul0(J[:, :, None, None], H[None]).sum(axis=1) + _mul0(K[:, :, :, None, None], GG[None]).sum(axis=(1, 2))
@@ -879,20 +1025,25 @@ def node_values(n: int, nodes: Sequence[Any], x: np.ndarray, dtype: str = "float
             elif node.kind == "const":
                 values.append(_mpf_array(_round(np.asarray(node.value, dtype=np.float64), dtype)))
             else:
-                values.append(_value_of(get_op(node.kind), node.attr_dict, [values[a] for a in node.args], dtype))
+                spec = get_op(node.kind)
+                values.append(_value_of(spec, spec.full_attrs(node.attr_dict), [values[a] for a in node.args], dtype))
     return [_to_float(np.asarray(v, dtype=object)) for v in values]
 
 
 def _value_of(spec: OpSpec, attrs: dict[str, Any], args: list[np.ndarray], dtype: str) -> np.ndarray:
     if isinstance(spec.math, Structural):
         return np.asarray(spec.math.apply(np, *args, **attrs), dtype=object)
-    if isinstance(spec.math, Vector):
-        a = np.asarray(args[0], dtype=object)
-        out_shape = tuple(spec.shape((a.shape,), attrs))
+    if isinstance(spec.math, (Vector, Selection)):
+        arrays = [np.asarray(a, dtype=object) for a in args]
+        out_shape = tuple(spec.shape(tuple(a.shape for a in arrays), attrs))
         try:
-            if spec.domain is not None and not spec.domain((a,)):
+            if spec.domain is not None and not spec.domain(tuple(arrays)):
                 raise ValueError("out of domain")
-            return np.asarray(spec.math.expr(_JetFunctions, a, **attrs), dtype=object).reshape(out_shape)
+            if isinstance(spec.math, Selection):
+                out = spec.math.expr(_JetFunctions, arrays[0], _Ties(0, None, 0.0, 0.0), **attrs)
+            else:
+                out = spec.math.expr(_JetFunctions, *arrays, **attrs)
+            return np.asarray(out, dtype=object).reshape(out_shape)
         except (ZeroDivisionError, ValueError, OverflowError, TypeError):
             out = np.empty(out_shape, dtype=object)
             out.fill(_NAN)
@@ -934,13 +1085,15 @@ def piecewise_linear(program: Program) -> bool:
         traced[i] = any(args_traced)
         if not traced[i] or isinstance(spec.math, Structural):
             continue
-        if isinstance(spec.math, Vector):
+        if isinstance(spec.math, Selection) and spec.math.linear:
+            continue
+        if isinstance(spec.math, (Vector, Selection)):
             return False
         if isinstance(spec.math, Bilinear):
             if all(args_traced):
                 return False
             continue
-        ints, _ = _split_attrs(spec, node.attr_dict)
+        ints, _ = _split_attrs(spec, spec.full_attrs(node.attr_dict))
         int_key = tuple(sorted(ints.items()))
         if isinstance(spec.math, Elementwise):
             rules = [_smooth_rule(spec.name, int_key)]

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from harness.ir import Node, Program, const, op
 from harness.oracle import node_values
-from harness.ops import CATALOGUE, Elementwise, Piecewise
+from harness.ops import CATALOGUE, NORM_ORDS, Elementwise, Piecewise
 
 __all__ = ["Case", "cases", "mlp_programs", "points", "programs", "DEFAULT_OPS"]
 
@@ -217,8 +217,9 @@ def _guard(ch: _Chooser, b: _Builder, a: int, domain: str | None) -> int:
     return b.add(op("add", b.add(op("square", a)), b.constant(c)))
 
 
-def _aim(ch: _Chooser, b: _Builder, a: int, target: float) -> int:
-    """A node equal to ``a`` except at one element, where it is ``target`` (or a few ulps off).
+def _aim(ch: _Chooser, b: _Builder, a: int, target: float, element: int | None = None) -> int:
+    """A node equal to ``a`` except at one element (``element``, flat, or a chosen one),
+    where it is ``target`` (or a few ulps off).
 
     ``(a - c1) + c2`` with ``c1 = value(a)`` there (so the difference is exactly 0, or a
     few ulps of ``value(a)`` when c1 is nudged) and ``c2 = target``: the intermediate lands
@@ -227,7 +228,8 @@ def _aim(ch: _Chooser, b: _Builder, a: int, target: float) -> int:
     shape = b.shapes[a]
     value = np.array(b.values[a], dtype=np.float64, ndmin=1).reshape(shape)
     size = int(np.prod(shape, dtype=np.int64))
-    element = ch.integer(0, max(size - 1, 0))
+    if element is None:
+        element = ch.integer(0, max(size - 1, 0))
     v = value.reshape(-1)[element] if size else 0.0
     if not np.isfinite(v):
         return a
@@ -365,8 +367,16 @@ def _apply(ch: _Chooser, b: _Builder, name: str, aim: int | None = None) -> None
         else:
             b.add(op("matmul", a, b.pick(ch, [(m,)])))
         return
-    if name in ("sum", "mean"):
-        b.add(op(name, b.pick(ch, [s for s in set(b.shapes) if s != ()])))
+    if name in ("sum", "mean", "sum_where", "mean_where"):
+        a = b.pick(ch, [s for s in set(b.shapes) if s != ()])
+        attrs: dict[str, Any] = {}
+        # Along an axis (or whole, kept as all-ones dims). sum and mean of a vector are
+        # drawn as before they took an axis, so campaigns over vectors keep their seeds.
+        if (name.endswith("_where") or len(b.shapes[a]) > 1) and ch.boolean():
+            attrs = {"axis": _axis(ch, len(b.shapes[a]), True), "keepdims": ch.boolean()}
+        if name.endswith("_where"):
+            attrs["mask"] = _mask(ch, b.shapes[a], attrs.get("axis"), name == "mean_where")
+        b.add(op(name, a, **attrs))
         return
     if isinstance(spec.math, (Elementwise, Piecewise)):
         b.attrs = _attrs(ch, b, name)
@@ -377,9 +387,41 @@ def _apply(ch: _Chooser, b: _Builder, name: str, aim: int | None = None) -> None
         if args is not None:
             b.add(op(name, *args, **attrs))
         return
-    if name in ("prod", "logsumexp", "var", "std", "norm"):
+    if name in ("prod", "logsumexp", "var", "std", "norm", "max", "min"):
         a = _array(ch, b)
-        b.add(op(name, a, axis=_axis(ch, len(b.shapes[a]), True), keepdims=ch.boolean()))
+        attrs = {"axis": _axis(ch, len(b.shapes[a]), True), "keepdims": ch.boolean()}
+        if name == "norm":
+            # Aimed at a zero entry: an order with a kink (1) or a rule dividing by |t| (3);
+            # at a tie of magnitudes: the inf-norm.
+            attrs["ord"] = ch.choice(NORM_ORDS) if aim is None else ch.choice(((1, 3), ("inf",))[aim])
+        if aim is not None:
+            a = _aimed_selection(ch, b, a, name, aim, attrs["axis"])
+        b.add(op(name, a, **attrs))
+    elif name == "sort":
+        a = _array(ch, b)
+        if aim is not None:
+            a = _aimed_selection(ch, b, a, name, aim, -1)
+        b.add(op(name, a))
+    elif name == "solve":
+        k = ch.integer(1, 3)
+        traced = ch.choice(("matrix", "rhs", "both"))
+        eye = np.eye(k) * ch.choice((2.0, -2.0, 3.0))
+        if traced == "rhs":
+            m = b.constant(np.reshape(ch.reals(b.dtype, -1.0, 1.0, k * k), (k, k)) + eye)
+        else:  # keep it well conditioned: M + c I
+            m = b.add(op("add", _matrix(ch, b, k), b.constant(eye)))
+        if traced == "matrix":
+            rhs = b.constant(ch.reals(b.dtype, -2.0, 2.0, k))
+        else:
+            v = _vector(ch, b, 64)
+            rhs = b.add(op("gather", v, idx=tuple(ch.integer(0, b.shapes[v][0] - 1) for _ in range(k))))
+        b.add(op(name, m, rhs))
+    elif name == "cholesky":
+        # A symmetric positive definite matrix built in the program: M M^T + c I.
+        k = ch.integer(1, 3)
+        m = _matrix(ch, b, k, ch.integer(1, 3))
+        gram = b.add(op("matmul", m, b.add(op("transpose", m))))
+        b.add(op(name, b.add(op("add", gram, b.constant(np.eye(k) * ch.choice((0.5, 1.0, 2.0)))))))
     elif name in ("softmax", "log_softmax", "cumprod", "cumsum", "flip"):
         a = _array(ch, b, 8 if name != "flip" else 64)
         b.add(op(name, a, axis=_axis(ch, len(b.shapes[a]), False)))
@@ -430,6 +472,47 @@ def _apply(ch: _Chooser, b: _Builder, name: str, aim: int | None = None) -> None
     else:  # a catalogue op without its own recipe: one argument of any shape
         b.attrs = _attrs(ch, b, name)
         b.add(op(name, *(b.pick(ch) for _ in range(spec.arity)), **b.attrs))
+
+
+def _mask(ch: _Chooser, shape: tuple[int, ...], axis: int | None, nonempty: bool) -> tuple[int, ...]:
+    """One 0/1 flag per entry; with ``nonempty`` every reduced slice keeps an entry."""
+    size = int(np.prod(shape, dtype=np.int64))
+    flags = np.reshape([ch.integer(0, 1) for _ in range(size)], shape).astype(int)
+    if nonempty:
+        moved = np.moveaxis(flags, axis, -1) if axis is not None and shape else flags.reshape(1, -1)
+        for idx in np.ndindex(*moved.shape[:-1]):
+            if not moved[idx].any():
+                moved[idx + (ch.integer(0, moved.shape[-1] - 1),)] = 1
+    return tuple(int(v) for v in flags.reshape(-1))
+
+
+def _aimed_selection(ch: _Chooser, b: _Builder, a: int, name: str, aim: int, axis: int | None) -> int:
+    """``a`` with one entry moved onto a tie (of the two largest for max, the two smallest
+    for min, of any two in a row for sort, of the two largest magnitudes for the
+    inf-norm) or onto 0 (the 1- and 3-norms), along ``axis`` (None: the whole array)."""
+    shape = b.shapes[a]
+    values = np.asarray(b.values[a], dtype=np.float64).reshape(shape)
+    size = values.size
+    element = ch.integer(0, size - 1)
+    if name == "norm" and aim == 0:
+        return _aim(ch, b, a, 0.0, element)
+    index = np.unravel_index(element, shape)
+    if axis is None:
+        others = np.delete(values.reshape(-1), element)
+    else:
+        row = np.moveaxis(values, axis, -1)[index[:axis % len(shape)] + index[axis % len(shape) + 1:]]
+        others = np.delete(row, index[axis % len(shape)])
+    if others.size == 0 or not np.all(np.isfinite(others)):
+        return a
+    if name == "max":
+        target = others.max()
+    elif name == "min":
+        target = others.min()
+    elif name == "sort":
+        target = others[ch.integer(0, others.size - 1)]
+    else:  # the inf-norm: the largest magnitude, with either sign
+        target = np.abs(others).max() * ch.choice((1.0, -1.0))
+    return _aim(ch, b, a, float(target), element)
 
 
 def _clip_aimed(ch: _Chooser, b: _Builder, a: int, aim: int) -> dict[str, Any]:
@@ -495,6 +578,8 @@ def probe_program(name: str, n: int, x: np.ndarray, dtype: str, seed: int, aim: 
     warmup = ch.choice((None, "sin", "tanh", "square"))
     if warmup is not None:  # an intermediate for the op's arguments to come from
         b.add(op(warmup, 0))
+    if name in ("sum", "mean", "sum_where", "mean_where") and ch.boolean():
+        _matrix(ch, b)  # a matrix to reduce along either axis
     _apply(ch, b, name, aim)
     if len(b.nodes) == 1:
         raise ValueError(f"no program for {name} with seed {seed}")

@@ -133,3 +133,160 @@ def test_rules_that_cancel_still_give_every_digit(a: float) -> None:
         second = mpmath.exp(-x) / (1 + mpmath.exp(-x)) ** 2
         assert abs(r.value - value) <= abs(value) * mpmath.mpf(10) ** -30
         assert abs(r.hessian[0, 0] - second) <= abs(second) * mpmath.mpf(10) ** -30
+
+
+# --- selections (max, min, sort, the 1- and inf-norms), reductions along an axis, masks,
+# --- solve and cholesky: against closed forms and the rule "undefined at a tie"
+
+
+def test_max_is_a_selection_and_a_tie_of_the_two_largest_is_a_kink() -> None:
+    p = _program(3, op("max", 0, axis=None, keepdims=False), op("square", 1))
+    r = evaluate(p, np.array([0.5, 0.2, -1.0]))
+    assert r.hessian_float().tolist() == [[2.0, 0, 0], [0, 0, 0], [0, 0, 0]]
+    assert r.kinks == () and r.kink_distance == pytest.approx(0.3 / 0.5)
+    tie = evaluate(p, np.array([0.5, 0.5, -1.0]))
+    # Either tied entry may be the max: the block of the two is undefined, the rest is 0.
+    assert tie.undefined.tolist() == [[True, True, False], [True, True, False], [False, False, False]]
+    assert ("max", 0) in tie.specials and [k.op for k in tie.kinks] == ["max"]
+    # A tie of the two smallest is no kink of max.
+    assert not evaluate(p, np.array([0.5, -1.0, -1.0])).kinks
+
+
+def test_min_along_an_axis_with_keepdims() -> None:
+    # min over the rows of [[x0, x1], [x2, x0]] (axis 0): (min(x0, x2), min(x1, x0)).
+    p = _program(3, op("gather", 0, idx=(0, 1, 2, 0)), op("reshape", 1, shape=(2, 2)),
+                 op("min", 2, axis=0, keepdims=True), op("square", 3), op("sum", 4))
+    assert p.shapes[3] == (1, 2)
+    r = evaluate(p, np.array([0.5, -1.0, 2.0]))
+    # min(x0, x2) = x0, min(x1, x0) = x1: f = x0^2 + x1^2.
+    assert r.hessian_float().tolist() == [[2.0, 0, 0], [0, 2.0, 0], [0, 0, 0]]
+
+
+def test_sort_ties_of_one_coordinate_are_smooth_and_of_two_are_not() -> None:
+    # f = sum(w * sort(x)^2): a tie of x0 with x1 makes the choice of which goes where
+    # change the Hessian; a tie of an entry with a copy of itself does not.
+    w = const([1.0, 2.0, 3.0])
+    p = _program(3, op("sort", 0), w, op("square", 1), op("mul", 2, 3), op("sum", 4))
+    r = evaluate(p, np.array([0.5, 0.2, -1.0]))
+    assert r.hessian_float().tolist() == [[6.0, 0, 0], [0, 4.0, 0], [0, 0, 2.0]]
+    tie = evaluate(p, np.array([0.5, 0.5, -1.0]))
+    assert tie.undefined[:2, :2].all() and not tie.undefined[2].any()
+    assert ("sort", 0) in tie.specials
+    copies = _program(3, op("gather", 0, idx=(0, 0, 1)), op("sort", 1), w, op("square", 2), op("mul", 3, 4),
+                      op("sum", 5))
+    same = evaluate(copies, np.array([0.5, -1.0, 0.0]))
+    assert not same.undefined.any()
+    assert same.hessian_float().tolist() == [[2 * (2.0 + 3.0), 0, 0], [0, 2.0, 0], [0, 0, 0]]
+
+
+def test_sort_of_three_equal_entries_covers_every_order() -> None:
+    # Three distinct coordinates tied: each output may be any of them, so every entry
+    # of every pair that meets in a weighted square is undefined.
+    p = _program(3, op("sort", 0), const([1.0, 2.0, 3.0]), op("mul", 1, 2), op("square", 3), op("sum", 4))
+    assert evaluate(p, np.array([0.5, 0.5, 0.5])).undefined.all()
+
+
+@pytest.mark.parametrize(("ord_", "expected"), [
+    # f = ||(x0, x1, x2)|| at (3, -4, 0); closed forms of each order's Hessian.
+    (2, [[16 / 125, 12 / 125, 0], [12 / 125, 9 / 125, 0], [0, 0, 1 / 5]]),
+    (4, None),
+])
+def test_norm_orders_against_closed_forms(ord_, expected) -> None:
+    x = np.array([3.0, -4.0, 0.0])
+    attrs = {"axis": None, "keepdims": False} | ({"ord": ord_} if ord_ != 2 else {})
+    r = evaluate(_program(3, op("norm", 0, **attrs)), x)
+    if expected is None:  # ||x||_4 = s^(1/4), s = sum x^4: H = 3 x_i^2 / s^(3/4) d_ij - 3 x_i^3 x_j^3 / s^(7/4)
+        s = np.sum(x**4)
+        expected = 3 * np.diag(x**2) / s**0.75 - 3 * np.outer(x**3, x**3) / s**1.75
+    np.testing.assert_allclose(r.hessian_float(), expected, rtol=1e-14, atol=1e-16)
+
+
+def test_norm_1_kinks_at_a_zero_entry_and_3_does_not() -> None:
+    x = np.array([0.5, 0.0, -1.0])
+    one = evaluate(_program(3, op("norm", 0, axis=None, keepdims=False, ord=1), op("square", 1)), x)
+    # f = (|x0| + |x1| + |x2|)^2: H = 2 s s^T, s = sign(x); undefined through x1.
+    assert one.undefined.tolist() == [[False, True, False], [True, True, True], [False, True, False]]
+    assert one.hessian_float()[[0, 0, 2], [0, 2, 2]].tolist() == [2.0, -2.0, 2.0]
+    assert ("norm", 0) in one.specials
+    three = evaluate(_program(3, op("norm", 0, axis=None, keepdims=False, ord=3)), x)
+    # |t|^3 is twice differentiable at 0: every entry is defined, those through x1 are 0.
+    assert not three.undefined.any()
+    assert three.hessian_float()[1].tolist() == [0.0, 0.0, 0.0]
+    assert ("norm", 0) in three.specials
+
+
+def test_norm_inf_kinks_where_the_largest_magnitudes_tie() -> None:
+    p = _program(3, op("norm", 0, axis=None, keepdims=False, ord="inf"), op("square", 1))
+    r = evaluate(p, np.array([1.0, 0.2, -0.5]))
+    assert r.hessian_float().tolist() == [[2.0, 0, 0], [0, 0, 0], [0, 0, 0]]
+    tie = evaluate(p, np.array([1.0, 0.2, -1.0]))
+    assert tie.undefined.tolist() == [[True, False, True], [False, False, False], [True, False, True]]
+    assert ("norm", 1) in tie.specials
+    with pytest.raises(OutOfDomain, match="norm"):
+        evaluate(p, np.zeros(3))
+
+
+def test_sum_and_mean_along_an_axis() -> None:
+    # M = [[x0, x1, x2], [x1, x2, x0]]; f = sum(mean(M, axis=1)^2) + sum(sum(M, axis=0, keepdims)^2).
+    p = _program(3, op("gather", 0, idx=(0, 1, 2, 1, 2, 0)), op("reshape", 1, shape=(2, 3)),
+                 op("mean", 2, axis=1, keepdims=False), op("square", 3), op("sum", 4),
+                 op("sum", 2, axis=0, keepdims=True), op("square", 6), op("sum", 7), op("add", 5, 8))
+    assert p.shapes[3] == (2,) and p.shapes[6] == (1, 3)
+    r = evaluate(p, np.array([0.3, -0.7, 1.1]))
+    # Both row means are (x0 + x1 + x2) / 3: 2 * 2/9 = 4/9 everywhere; columns x0+x1,
+    # x1+x2, x2+x0 give 2 * (2 on the diagonal, 1 off it).
+    expected = np.full((3, 3), 4 / 9) + 2 * (np.eye(3) + np.ones((3, 3)))
+    np.testing.assert_allclose(r.hessian_float(), expected, rtol=1e-15)
+
+
+def test_sum_and_mean_without_attrs_are_unchanged() -> None:
+    plain = _program(3, op("sum", 0))
+    spelled = _program(3, op("sum", 0, axis=None, keepdims=False))
+    assert plain == spelled and plain.dumps() == '{"n": 3, "nodes": [{"op": "input"}, {"op": "sum", "args": [0]}]}'
+    assert _program(1, const(2.0), op("mean", 1), op("add", 0, 2), op("sum", 3)).shapes[2] == ()
+
+
+def test_masked_sum_and_mean_leave_out_the_masked_entries() -> None:
+    p = _program(3, op("square", 0), op("sum_where", 1, mask=(1, 0, 1)),
+                 op("mean_where", 1, mask=(0, 1, 1)), op("add", 2, 3))
+    r = evaluate(p, np.array([0.3, -0.7, 1.1]))
+    assert r.hessian_float().tolist() == [[2.0, 0, 0], [0, 1.0, 0], [0, 0, 3.0]]
+    with pytest.raises(Exception, match="leaves a reduced slice"):
+        _program(3, op("mean_where", 0, mask=(0, 0, 0)))
+
+
+def test_solve_against_a_closed_form() -> None:
+    # [[x0, 1], [1, 2]] y = (x1, x2): y0 = (2 x1 - x2) / (2 x0 - 1), f = y0.
+    p = _program(3, op("gather", 0, idx=(0,)), const([[0.0, 1.0], [1.0, 2.0]]),
+                 op("reshape", 1, shape=(1, 1)), op("broadcast_to", 3, shape=(2, 2)),
+                 const([[1.0, 0.0], [0.0, 0.0]]), op("mul", 4, 5), op("add", 6, 2),
+                 op("gather", 0, idx=(1, 2)), op("solve", 7, 8), op("gather", 9, idx=(0,)), op("sum", 10))
+    x0, x1, x2 = 1.5, -0.7, 0.4
+    r = evaluate(p, np.array([x0, x1, x2]))
+    d = 2 * x0 - 1
+    num = 2 * x1 - x2
+    expected = [[8 * num / d**3, -4 / d**2, 2 / d**2], [-4 / d**2, 0, 0], [2 / d**2, 0, 0]]
+    np.testing.assert_allclose(r.hessian_float(), expected, rtol=1e-14, atol=1e-16)
+
+
+def test_cholesky_of_a_gram_matrix_against_a_closed_form() -> None:
+    # S = [[x0^2 + 1, x0 x1], [x0 x1, x1^2 + 1]] = m m^T + I with m = (x0, x1)^T:
+    # L11 = sqrt(x0^2 + 1), L21 = x0 x1 / L11, L22 = sqrt(S22 - L21^2); f = L21 + L22.
+    p = _program(2, op("gather", 0, idx=(0, 1)), op("reshape", 1, shape=(2, 1)), op("transpose", 2),
+                 op("matmul", 2, 3), const(np.eye(2)), op("add", 4, 5), op("cholesky", 6), op("sum", 7))
+    x = np.array([0.6, -1.3])
+    r = evaluate(p, x)
+
+    def f(v: np.ndarray) -> float:
+        l11 = np.sqrt(v[0] ** 2 + 1)
+        l21 = v[0] * v[1] / l11
+        return l11 + l21 + np.sqrt(v[1] ** 2 + 1 - l21**2)
+
+    assert float(r.value) == pytest.approx(f(x), rel=1e-15)
+    h = 1e-4
+    fd = np.array([[(f(x + h * (ei + ej)) - f(x + h * (ei - ej)) - f(x - h * (ei - ej)) + f(x - h * (ei + ej)))
+                    / (4 * h * h) for ej in np.eye(2)] for ei in np.eye(2)])
+    np.testing.assert_allclose(r.hessian_float(), fd, rtol=1e-6, atol=1e-7)
+    with pytest.raises(OutOfDomain, match="cholesky"):  # not symmetric
+        evaluate(_program(2, op("gather", 0, idx=(0, 1, 0, 0)), op("reshape", 1, shape=(2, 2)),
+                          op("cholesky", 2), op("sum", 3)), np.array([2.0, 0.5]))

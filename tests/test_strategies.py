@@ -121,3 +121,44 @@ def test_campaign_coverage_counts_special_values_and_the_summary_lists_the_missi
     assert "**Special values never reached**" in summary
     missing = summary.split("**Special values never reached**:")[1].splitlines()[0]
     assert "log at 0" not in missing and "sqrt at 0" in missing
+
+
+def _attr_choices(name: str, key: str, seeds: range) -> set:
+    seen = set()
+    for _, program in _programs(name, seeds):
+        for node in program.nodes:
+            if node.kind == name:
+                seen.add(CATALOGUE[name].full_attrs(node.attr_dict)[key])
+    return seen
+
+
+def test_reductions_reach_every_attr_choice() -> None:
+    """The campaign reaches each norm order, an axis and keepdims for the reductions that
+    take them, and whole-array reductions (sum and mean as before)."""
+    from harness.ops import NORM_ORDS
+
+    assert _attr_choices("norm", "ord", range(60)) == set(NORM_ORDS)
+    for name in ("sum", "mean", "max", "min", "sum_where", "mean_where"):
+        assert {None, 0, -1} <= _attr_choices(name, "axis", range(60)), name
+        assert _attr_choices(name, "keepdims", range(60)) == {True, False}, name
+    masks = _attr_choices("sum_where", "mask", range(30))
+    assert any(0 in m for m in masks) and any(1 in m for m in masks)
+
+
+def _traced_args(program, name: str) -> set[tuple[bool, ...]]:
+    return {tuple(_traced(program, a) for a in node.args) for node in program.nodes if node.kind == name}
+
+
+def test_solve_traces_the_matrix_the_right_hand_side_or_both() -> None:
+    seen: set[tuple[bool, ...]] = set()
+    for _, program in _programs("solve", range(40)):
+        seen |= _traced_args(program, "solve")
+    assert seen == {(True, False), (False, True), (True, True)}
+
+
+def test_cholesky_gets_a_symmetric_positive_definite_matrix() -> None:
+    count = 0
+    for _, program in _programs("cholesky", range(20)):
+        evaluate(program, X)  # in its domain: symmetric positive definite
+        count += 1
+    assert count >= 10
