@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from harness.ir import Program
-from harness.ops import Bilinear, Elementwise, Piecewise, Structural, Vector, get_op
+from harness.ops import Bilinear, Elementwise, Piecewise, Selection, Structural, Vector, get_op
 from harness.tolerance import tolerance_for
 
 __all__ = ["NEAR", "agree", "screen"]
@@ -146,6 +146,8 @@ def _screen(program: Program, points: np.ndarray, dtype: str) -> np.ndarray:
                                   for a, b in zip(args[0], args[1])])
             elif isinstance(spec.math, Vector):
                 value = _vector(spec, attrs, args, shape, k, distance)
+            elif isinstance(spec.math, Selection):
+                value = _selection(spec, attrs, args, shape, k, distance, floor)
             else:
                 return np.full(k, np.nan)
             values.append(value)
@@ -179,6 +181,66 @@ def _vector(spec: Any, attrs: Mapping[str, Any], args: list[np.ndarray], shape: 
                 value[j] = np.asarray(spec.math.expr(_FLOATS, *row, **attrs), dtype=np.float64)
                 continue
         except (TypeError, ValueError, ArithmeticError, IndexError, np.linalg.LinAlgError):
+            pass
+        distance[j] = np.nan
+    return value
+
+
+class _FloatTies:
+    """The choices of a ``Selection`` expression in floats, measuring how close each is
+    to a tie: ``gap`` is the smallest relative gap between the keys of a choice, or of a
+    zero whose sign is chosen (relative to the largest entry of the argument)."""
+
+    def __init__(self, scale: float, floor: float) -> None:
+        self.scale = scale
+        self.floor = floor
+        self.gap = np.inf
+
+    def _note(self, gap: float, scale: float) -> None:
+        self.gap = min(self.gap, abs(float(gap)) / scale)
+
+    @staticmethod
+    def abs(v: Any) -> Any:
+        return -v if v < 0 else v
+
+    def sign(self, v: Any, special: int) -> int:
+        self._note(v, self.scale)
+        return 1 if v >= 0 else -1
+
+    def order(self, keys: list[Any], special: int) -> list[int]:
+        order = self._sorted(keys)
+        for lo, hi in zip(order, order[1:]):
+            self._gap(keys, lo, hi)
+        return order
+
+    def argmax(self, keys: list[Any], special: int) -> int:
+        order = self._sorted(keys)
+        if len(order) > 1:
+            self._gap(keys, order[-2], order[-1])
+        return order[-1]
+
+    @staticmethod
+    def _sorted(keys: list[Any]) -> list[int]:
+        return sorted(range(len(keys)), key=lambda i: (float(keys[i]), i))
+
+    def _gap(self, keys: list[Any], lo: int, hi: int) -> None:
+        a, b = float(keys[lo]), float(keys[hi])
+        self._note(b - a, max(abs(a), abs(b)) + self.floor)
+
+
+def _selection(spec: Any, attrs: Mapping[str, Any], args: list[np.ndarray], shape: tuple[int, ...], k: int,
+               distance: np.ndarray, floor: float) -> np.ndarray:
+    """A choosing whole-array op (max, sort, the 1- and inf-norms), one point at a time:
+    its value, and the point's relative distance from a tie among its choices."""
+    value = np.full((k, *shape), np.nan)
+    for j, row in enumerate(zip(*args)):
+        try:
+            if spec.in_domain(tuple(row)):
+                ties = _FloatTies(float(np.max(np.abs(row[0]), initial=0.0)) + floor, floor)
+                value[j] = np.asarray(spec.math.expr(_FLOATS, *row, ties, **attrs), dtype=np.float64)
+                distance[j] = min(distance[j], ties.gap)
+                continue
+        except (TypeError, ValueError, ArithmeticError, IndexError):
             pass
         distance[j] = np.nan
     return value

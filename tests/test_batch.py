@@ -53,6 +53,14 @@ def test_screen_evaluates_whole_array_ops_and_step_functions() -> None:
     assert np.allclose(distance, [1 / 3, 0.0])
 
 
+def test_screen_measures_ties_of_choosing_ops() -> None:
+    """max at a tie of its two largest entries, the 1-norm at a zero entry: distance 0."""
+    top = Program(3, (Node("input"), op("max", 0, axis=None, keepdims=False), op("square", 1)))
+    assert np.allclose(screen(top, np.array([[1.0, 2.0, 2.0], [1.0, 2.0, 3.0]]), "float64"), [0.0, 1 / 3])
+    l1 = Program(3, (Node("input"), op("norm", 0, axis=None, keepdims=False, ord=1), op("square", 1)))
+    assert np.allclose(screen(l1, np.array([[1.0, 0.0, 2.0], [1.0, 2.0, 3.0]]), "float64"), [0.0, 1 / 3])
+
+
 def test_agreement_uses_each_backends_own_tolerance() -> None:
     h = np.array([[2.0, 0.5], [0.5, 1.0]])
     off = h * (1 + 1e-9)
