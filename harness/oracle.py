@@ -540,8 +540,14 @@ def _apply_rule(rule: _Rule, point: list[Any], args: list[_Jet], idx: tuple[int,
     value = _stable(rule.f, point)
     vm = [float(args[i].vm[idx]) for i in range(k)]
     d1 = [_stable(rule.d1[i], point) if derivs[i] else _ZERO for i in range(k)]
-    value_scale = _fabs(value) + sum(_fabs(d1[i]) * vm[i] for i in range(k))
     active = [i for i in range(k) if derivs[i]]
+    inactive = [i for i in range(k) if not derivs[i]]
+    # A constant argument is exact in derivatives but not in value: the framework rounded
+    # the constant subexpression that made it (exp(c)**2 + c2 - c3 cancels to a few ulps
+    # of 6), so its error moves this value and, through the next derivative, the
+    # derivatives. Plain-precision magnitudes suffice for a scale.
+    value_scale = _fabs(value) + sum(_fabs(d1[i]) * vm[i] for i in active) + sum(
+        _magnitude(rule.d1[i], point) * vm[i] for i in inactive)
     if not active:
         return value, None, None, value_scale, None, None
     d2 = {(i, j): _stable(rule.d2[i][j], point) for i in active for j in active}
@@ -567,6 +573,7 @@ def _apply_rule(rule: _Rule, point: list[Any], args: list[_Jet], idx: tuple[int,
         s1 = s2 = s3 = 0.0
     d1m = {
         i: max(_fabs(d1[i]), s1) + sum(max(_fabs(d2.get((i, j), _ZERO)), s2) * vm[j] for j in active)
+        + sum(_magnitude(rule.d2[i][j], point) * vm[j] for j in inactive)
         for i in active
     }
     d2m = {
@@ -581,6 +588,14 @@ def _apply_rule(rule: _Rule, point: list[Any], args: list[_Jet], idx: tuple[int,
                 np.outer(gm[i], gabs[j]) + np.outer(gabs[i], gm[j])
             )
     return value, grad, hess, value_scale, grad_scale, hess_scale
+
+
+def _magnitude(fn: Any, point: list[Any]) -> float:
+    """|fn(point)| at working precision, for an error scale (never raises)."""
+    try:
+        return _fabs(fn(*point))
+    except (ZeroDivisionError, ValueError, OverflowError, TypeError):
+        return float(np.finfo(np.float64).max)
 
 
 def _fabs(v: Any) -> float:
