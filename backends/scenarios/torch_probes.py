@@ -103,9 +103,15 @@ def func_hessian_vmapped(f):
 
 def compiled_hessian(f):
     """torch.compile(torch.func.hessian(f)) with the "aot_eager" backend: the compiler's
-    graph capture and functionalisation, without needing a C++ toolchain."""
+    graph capture and functionalisation, without needing a C++ toolchain.
+
+    Dynamo's caches are reset first: every program hessdiff lowers runs the same code
+    object with other closure contents, so in one long process Dynamo would recompile
+    until its recompile limit fails the call (FailOnRecompileLimitHit), a fault of the
+    harness's reuse that no standalone script shows."""
     import torch
 
+    torch._dynamo.reset()
     return torch.compile(torch.func.hessian(f), backend="aot_eager", fullgraph=True)
 
 
