@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 
-from harness.ir import Node, Program, const, op
+from harness.ir import LITERALS, PYTHON_NUMBER_OPS, Node, Program, const, literal_of, op
 from harness.oracle import node_values
 from harness.ops import CATALOGUE, NORM_ORDS, Elementwise, Piecewise
 
@@ -106,13 +106,15 @@ class _Builder:
         self.shapes.append(np.shape(value))
         return len(self.nodes) - 1
 
-    def constant(self, value: Any) -> int:
-        return self.add(const(np.asarray(value, dtype=self.dtype).astype(np.float64)))
+    def constant(self, value: Any, literal: str | None = None) -> int:
+        return self.add(const(np.asarray(value, dtype=self.dtype).astype(np.float64), literal))
 
     def pick(self, ch: _Chooser, shapes: Sequence[tuple[int, ...]] | None = None) -> int:
-        """An existing node (recent ones first), optionally of one of ``shapes``."""
+        """An existing node (recent ones first), optionally of one of ``shapes``; never a
+        Python-number constant (only the op it was made for may take it)."""
         candidates = [
-            i for i in range(len(self.nodes)) if shapes is None or self.shapes[i] in shapes
+            i for i in range(len(self.nodes))
+            if (shapes is None or self.shapes[i] in shapes) and not literal_of(self.nodes[i])
         ]
         if not candidates:
             return -1
@@ -272,9 +274,13 @@ def _elementwise_args(ch: _Chooser, b: _Builder, spec: Any, aim: int | None) -> 
     for p in range(k):
         if args[p] is None:
             lo, hi = _CONST_RANGE[domains[p]]
-            const_shape = shape if (shape is not None and ch.boolean()) else ()
+            literal = _literal(ch, spec.name, args)
+            const_shape = shape if (literal is None and shape is not None and ch.boolean()) else ()
             size = int(np.prod(const_shape, dtype=np.int64))
-            args[p] = b.constant(np.reshape(ch.reals(b.dtype, lo, hi, size), const_shape))
+            values = np.reshape(ch.reals(b.dtype, lo, hi, size), const_shape)
+            if literal == "int":  # the nearest integer inside the argument's range
+                values = np.asarray(float(min(max(round(float(values)), int(np.ceil(lo))), int(np.floor(hi)))))
+            args[p] = b.constant(values, literal)
         elif domains[p] is not None:
             args[p] = _guard(ch, b, args[p], domains[p])
     if aim is not None:
@@ -292,6 +298,15 @@ def _elementwise_args(ch: _Chooser, b: _Builder, spec: Any, aim: int | None) -> 
         elif spec.name != "clip":
             args[target] = _aim(ch, b, args[target], specials[aim])
     return [int(a) for a in args]
+
+
+def _literal(ch: _Chooser, name: str, args: Sequence[int | None]) -> str | None:
+    """Whether a constant argument is a Python number ("float", "int") rather than a
+    framework array: only for the ops every framework takes one in, beside a traced value
+    (so not when every argument is a constant)."""
+    if name not in PYTHON_NUMBER_OPS or sum(a is None for a in args) > 1 or not ch.boolean():
+        return None
+    return ch.choice(LITERALS)
 
 
 def _vector(ch: _Chooser, b: _Builder, max_size: int = 8) -> int:
