@@ -229,7 +229,9 @@ class OpSpec:
             (tanh' = 1 - y**2, sigmoid' = y (1 - y)): ``rule_scale(sp, a)`` gives the
             magnitude of the terms those formulas add at orders 1, 2, 3. Such a formula is
             accurate to eps times these, not to eps times the derivative itself (which
-            is tiny where the output saturates), and the judge allows for it.
+            is tiny where the output saturates), and the judge allows for it. A
+            ``Piecewise`` op's ``rule_scale(sp, signs, a, ...)`` also gets the piece's
+            signs (elu's negative piece is differentiated through expm1's output).
         smooth: whether the op is twice differentiable everywhere on its domain.
         doc: one line for ``hessdiff ops``.
         special_names: a name for each special value, in order (derived from
@@ -628,6 +630,18 @@ _piecewise("round", 1, lambda sp, a: [a - _step(sp, "floor_")(a) - sp.Rational(1
            lambda sp, s, a: _step(sp, "floor_")(a) + (1 if s[0] > 0 else 0), (0.5, -0.5, 1.5, 2.5),
            "round half to even (jumps at half-integers; derivative 0)")
 
+def _expm1_scale(sp: Any, signs: tuple[int, ...], a: Any, alpha: Any, width: Any) -> tuple[Any, Any, Any]:
+    """The terms of the ELU family's derivatives on the negative piece alpha expm1(a /
+    width): JAX and PyTorch differentiate it through the output (expm1' = y + 1, torch's
+    elu_backward uses output + alpha), which cancels terms of size |alpha| (1 + |y|)
+    where y = expm1(a / width) is near -1, at every order (divided by width each time)."""
+    if signs[0] > 0:
+        return (0, 0, 0)
+    y = sp.exp(a / width) - 1
+    base = abs(alpha) * (1 + abs(y))
+    return (base / width, base / width**2, base / width**3)
+
+
 # Activations.
 _SELU_ALPHA = 1.6732632423543772848170429916717
 _SELU_SCALE = 1.0507009873554804934193349852946
@@ -637,17 +651,19 @@ register_op(OpSpec(
     "elu", 1, "activation",
     Piecewise(lambda sp, a, alpha: [a], lambda sp, s, a, alpha: a if s[0] > 0 else alpha * (sp.exp(a) - 1)),
     attrs=(AttrSpec("alpha", "float"),), special=lambda attrs: (0.0,), special_names=("0",),
-    doc="a if a > 0 else alpha (exp(a) - 1)",
+    doc="a if a > 0 else alpha (exp(a) - 1)", rule_scale=lambda sp, s, a, alpha: _expm1_scale(sp, s, a, alpha, 1),
 ))
 _piecewise("selu", 1, lambda sp, a: [a],
            lambda sp, s, a: _SELU_SCALE * (a if s[0] > 0 else _SELU_ALPHA * (sp.exp(a) - 1)),
-           (0.0,), "scale * elu(a, alpha) with the SELU constants", group="activation")
+           (0.0,), "scale * elu(a, alpha) with the SELU constants", group="activation",
+           rule_scale=lambda sp, s, a: _expm1_scale(sp, s, a, _SELU_SCALE * _SELU_ALPHA, 1))
 register_op(OpSpec(
     "celu", 1, "activation",
     Piecewise(lambda sp, a, alpha: [a],
               lambda sp, s, a, alpha: a if s[0] > 0 else alpha * (sp.exp(a / alpha) - 1)),
     attrs=(AttrSpec("alpha", "float"),), special=lambda attrs: (0.0,), special_names=("0",),
     doc="a if a > 0 else alpha (exp(a / alpha) - 1), alpha > 0",
+    rule_scale=lambda sp, s, a, alpha: _expm1_scale(sp, s, a, alpha, alpha),
 ))
 _unary("gelu", lambda sp, a: a * (1 + sp.erf(a / sp.sqrt(2))) / 2, "exact GELU a Phi(a)", (0.0,), group="activation")
 _unary("gelu_tanh", lambda sp, a: a * (1 + sp.tanh(sp.sqrt(2 / sp.pi) * (a + sp.Rational(44715, 1000000) * a**3))) / 2,

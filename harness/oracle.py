@@ -238,7 +238,12 @@ def _piece_rule(op: str, int_attrs: tuple[tuple[str, Any], ...], signs: tuple[in
     args = sp.symbols(f"a0:{spec.arity}", real=True)
     fattrs = {name: sp.Symbol(f"attr_{name}", real=True) for name in floats}
     expr = sp.sympify(spec.math.piece(sp, signs, *args, **dict(int_attrs), **fattrs))
-    return _rule_from_expr(sp, args, [*args, *fattrs.values()], expr)
+    params = [*args, *fattrs.values()]
+    rule = _rule_from_expr(sp, args, params, expr)
+    if spec.rule_scale is not None:  # a piece's formula scale depends on the piece
+        scales = spec.rule_scale(sp, signs, *args, **dict(int_attrs), **fattrs)
+        rule = dataclasses.replace(rule, rule_scale=tuple(_lambdify(sp, params, sp.sympify(e)) for e in scales))
+    return rule
 
 
 # --- the evaluator --------------------------------------------------------------------
