@@ -27,6 +27,7 @@ from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 from hypothesis import seed as hypothesis_seed
 
 from backends import BackendVariant
+from harness.baseline import Baseline
 from harness.batch import check_program
 from harness.engine import CaseResult, HarnessError, Runner, Verdict, check_case
 from harness.findings import Finding, Kind
@@ -125,6 +126,7 @@ class _Record:
     last_seen: str = ""
     reduce_attempts: int = 0
     provisional: set[str] = field(default_factory=set)  # signatures logged before minimising
+    baselined: bool = False  # the baseline covers its first hit: not shrunk
 
 
 def _now() -> str:
@@ -164,6 +166,10 @@ class Campaign:
             last one stopped; round k has the same seed in both).
         known: findings already reported (by the campaign being resumed): a hit they
             explain bumps their count instead of being reported again.
+        baseline: the known-issues baseline. A fault it already covers (a pattern entry
+            such as ``mlx:*|nonfinite|float32|*tanh*`` matching the hit's program) is
+            recorded but not shrunk: shrinking re-runs every variant dozens of times, and
+            spent on known faults it starves the search of new programs.
 
     ``variants`` may be ``harness.engine.Runner`` objects (``harness.worker``): a variant
     run in a worker process whose death or hang is a finding, not the campaign's end.
@@ -178,6 +184,7 @@ class Campaign:
         on_round: Callable[[int], None] | None = None,
         start_round: int = 0,
         known: Sequence[Finding] = (),
+        baseline: Baseline | None = None,
     ) -> None:
         if not variants:
             raise ValueError("a campaign needs at least one backend variant.")
@@ -193,6 +200,7 @@ class Campaign:
         self._deadline = 0.0
         self.on_round = on_round or (lambda rounds: None)
         self.stats.rounds = start_round
+        self.baseline = baseline or Baseline()
         for finding in known:
             self.findings[finding.signature] = finding
 
@@ -285,8 +293,11 @@ class Campaign:
                 self.stats.kinds[verdict.variant, verdict.kind.value] += 1
                 if self._explained(key, result.case):
                     continue
-                self._remember(key, result.case, result, verdict)
-                # A hang is not shrunk: every shrink step would wait out the timeout.
+                record = self._remember(key, result.case, result, verdict)
+                # A hang is not shrunk: every shrink step would wait out the timeout; nor is
+                # a fault the baseline already knows.
+                if record.baselined:
+                    continue
                 if verdict.kind.is_failure and verdict.kind is not Kind.TIMEOUT and raise_key is None:
                     raise_key = key
         self.on_progress(self.stats, self.result())
@@ -323,7 +334,7 @@ class Campaign:
                 return True
         return False
 
-    def _remember(self, key: Key, case: Case, result: CaseResult, verdict: Verdict) -> None:
+    def _remember(self, key: Key, case: Case, result: CaseResult, verdict: Verdict) -> _Record:
         record = self._records.get(key)
         now = _now()
         if record is None:
@@ -331,12 +342,14 @@ class Campaign:
             self._records[key] = record
             early = self._finding(record, provisional=True)
             record.provisional.add(early.signature)
+            record.baselined = self.baseline.entry_for(early) is not None
             self.on_finding(early)
-            return
+            return record
         record.count += 1
         record.last_seen = now
         if _size(case) < _size(record.case):
             record.case, record.result, record.verdict = case, result, verdict
+        return record
 
     def _reduce(self, key: Key, record: _Record) -> None:
         """Remove every op the fault survives without (after Hypothesis' shrink)."""
@@ -363,7 +376,7 @@ class Campaign:
     def _collect(self, reduce: bool = True) -> None:
         """Turn this round's records into findings (merging by signature)."""
         for key, record in list(self._records.items()):
-            if reduce and key[1].is_failure and key[1] is not Kind.TIMEOUT:
+            if reduce and key[1].is_failure and key[1] is not Kind.TIMEOUT and not record.baselined:
                 self._reduce(key, record)
             finding = self._finding(record)
             existing = self.findings.get(finding.signature)
@@ -404,6 +417,8 @@ class Campaign:
             minimised=(
                 f"not minimised yet: logged at its first hit ({case.program.size} ops), while its round ran"
                 if provisional else
+                f"not minimised: the baseline already covers it (first seen on {record.first_size} ops)"
+                if record.baselined else
                 f"first seen on a program of {record.first_size} ops; Hypothesis shrink, then "
                 f"greedy op removal ({record.reduce_attempts} attempts): {case.program.size} ops"
             ),

@@ -174,6 +174,7 @@ def run(
         on_round=lambda rounds: _save_state(out, {**state, "rounds_done": rounds}),
         start_round=start_round,
         known=known,
+        baseline=baseline,
     )
     started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     interrupted = False

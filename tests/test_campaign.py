@@ -10,6 +10,7 @@ import pytest
 
 from backends import BackendVariant, register
 from backends.registry import unregister
+from harness.baseline import Baseline, BaselineEntry
 from harness.campaign import Campaign, CampaignConfig
 from harness.findings import Finding, Kind, latest_findings
 from harness.repro import render_repro
@@ -77,6 +78,18 @@ def test_a_fault_is_logged_at_its_first_hit_and_superseded_once_minimised(found,
     # Once the rounds are over, the log reads as exactly the campaign's result.
     assert sorted(f.signature for f in latest_findings(log)) == sorted(f.signature for f in found[variant].result())
     assert not any(f.provisional for f in found[variant].result())
+
+
+def test_a_fault_the_baseline_covers_is_recorded_but_not_shrunk(planted) -> None:
+    backend, _ = planted
+    baseline = Baseline((BaselineEntry("planted:pl_gradient|wrong_value|float64|*"),))
+    config = CampaignConfig(budget_seconds=600, seed=1, max_rounds=1, round_examples=15, dtypes=("float64",),
+                            max_ops=4, ops=OPS, mlps=True, max_n=3)
+    campaign = Campaign([BackendVariant(backend, "pl_gradient")], config, baseline=baseline)
+    campaign.run()
+    failures = _failures(campaign)
+    assert failures and all("the baseline already covers it" in f.minimised for f in failures)
+    assert campaign.stats.examples == 15  # no shrink steps: the round is its 15 examples
 
 
 def test_the_honest_variant_has_no_failure(found) -> None:
