@@ -15,6 +15,8 @@ found a thousand times is one finding.
 from __future__ import annotations
 
 import datetime as _dt
+import math
+import random
 import time
 import zlib
 from collections import Counter, defaultdict
@@ -70,6 +72,12 @@ class CampaignConfig:
     # Points checked per generated program: the generated one (aimed at kinks) plus
     # seeded perturbations of it, in one batched call per backend (``harness.batch``).
     points_per_case: int = 1
+    # Ops per round: each round draws its programs from a window of this many ops, the
+    # windows a seeded shuffle of ``ops`` that changes every cycle, so a short campaign
+    # still reaches every op and its special values (Hypothesis, left to choose among a
+    # hundred ops, keeps returning to a few), and later cycles compose other mixes.
+    # None: every round draws from every op.
+    focus: int | None = 27
 
 
 @dataclass
@@ -217,7 +225,7 @@ class Campaign:
             while time.monotonic() < self._deadline:
                 if self.config.max_rounds is not None and self.stats.rounds >= self.config.max_rounds:
                     break
-                self._round(self.config.seed * 100_003 + self.stats.rounds)
+                self._round(self.config.seed * 100_003 + self.stats.rounds, self.round_ops(self.stats.rounds))
                 self.stats.rounds += 1
                 self.on_round(self.stats.rounds)
         except KeyboardInterrupt:
@@ -230,9 +238,22 @@ class Campaign:
     def result(self) -> list[Finding]:
         return sorted(self.findings.values(), key=lambda f: (-_SEVERITY_ORDER[f.severity], f.signature))
 
-    def _round(self, seed: int) -> None:
+    def round_ops(self, round_index: int) -> tuple[str, ...]:
+        """The ops round ``round_index`` draws from (a function of the seed and the round
+        alone, so a resumed campaign's round k is the uninterrupted campaign's round k)."""
+        ops, size = tuple(self.config.ops), self.config.focus
+        if not size or len(ops) <= size:
+            return ops
+        parts = math.ceil(len(ops) / size)
+        cycle, part = divmod(round_index, parts)
+        order = list(ops)
+        random.Random(self.config.seed * 1_000_003 + cycle).shuffle(order)
+        width = math.ceil(len(ops) / parts)
+        return tuple(order[part * width:(part + 1) * width])
+
+    def _round(self, seed: int, ops: tuple[str, ...]) -> None:
         strategy = cases(
-            dtypes=self.config.dtypes, max_n=self.config.max_n, ops=self.config.ops,
+            dtypes=self.config.dtypes, max_n=self.config.max_n, ops=ops,
             max_ops=self.config.max_ops, mlps=self.config.mlps,
         )
 
