@@ -930,10 +930,13 @@ def _vector(node: int, spec: OpSpec, attrs: dict[str, Any], args: list[_Jet], n:
     # derivative errs by about eps times the value's scale over the entries' scale
     # (per order), even where the true derivative is exactly 0. A selection of entries
     # (max, sort) is exact.
+    # Second derivatives are also commonly assembled from products of first derivatives
+    # (logsumexp'' = diag(p) - p p^T, computed as p - p*p near p = 1), so they err by eps
+    # times those products too.
     if not (isinstance(spec.math, Selection) and spec.math.linear):
         entry = max(float(np.max(vm_in, initial=0.0)), 1e-30)
+        Ka = Ka + vm_flat[:, None, None] / entry**2 + Ja[:, :, None] * Ja[:, None, :]
         Ja = Ja + vm_flat[:, None] / entry
-        Ka = Ka + vm_flat[:, None, None] / entry**2
     v = f.reshape(out_shape)
     if all(a.g is None for a in args):
         return _Jet(v, None, None, vm, None, None)
