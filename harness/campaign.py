@@ -289,6 +289,10 @@ class Campaign:
         self._collect()
 
     def _harness_error(self, exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):  # name the leaves, not the group
+            for leaf in exc.exceptions:
+                self._harness_error(leaf)
+            return
         text = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
         if text not in self.stats.harness_errors:
             self.stats.harness_errors.append(text)

@@ -165,9 +165,14 @@ class Vector:
     ``ns.log``, ``ns.sqrt``. The oracle runs it on multi-precision second-order jets (so
     it gets every first and second partial derivative exactly, with no symbolic step) and
     on plain multi-precision numbers for values. ``domain`` receives the whole argument.
+
+    ``output_based``: frameworks differentiate the op through its output (softmax' = p
+    (delta - p), logsumexp' = exp(a - y)), so every derivative errs by eps times the
+    output's own scale, not the derivative's (sum(softmax(x))'' = 0 comes out as 2 eps).
     """
 
     expr: Callable[..., Any]
+    output_based: bool = False
 
 
 @dataclass(frozen=True)
@@ -800,10 +805,11 @@ _REDUCE_ATTRS = (AttrSpec("axis", "axis"), AttrSpec("keepdims", "bool"))
 _AXIS_ATTR = (AttrSpec("axis", "axis"),)
 
 
-def _vector_reduction(name: str, fn: Callable[[Any, list[Any]], Any], doc: str, **kw: Any) -> None:
+def _vector_reduction(name: str, fn: Callable[[Any, list[Any]], Any], doc: str, output_based: bool = False,
+                      **kw: Any) -> None:
     register_op(OpSpec(
         name, 1, "reduction",
-        Vector(lambda sp, A, axis, keepdims: _reduce(A, axis, keepdims, lambda v: fn(sp, v))),
+        Vector(lambda sp, A, axis, keepdims: _reduce(A, axis, keepdims, lambda v: fn(sp, v)), output_based),
         attrs=_REDUCE_ATTRS, shape=_small(_reduced_shape(name), name), doc=doc, **kw,
     ))
 
@@ -814,7 +820,7 @@ def _mean(v: list[Any]) -> Any:
 
 _vector_reduction("prod", lambda sp, v: math.prod(v), "product (along an axis or whole, keepdims)")
 _vector_reduction("logsumexp", lambda sp, v: sp.log(sum(sp.exp(t) for t in v)),
-                  "log of the sum of exp (along an axis or whole, keepdims)")
+                  "log of the sum of exp (along an axis or whole, keepdims)", output_based=True)
 _vector_reduction("var", lambda sp, v: sum((t - _mean(v)) ** 2 for t in v) / len(v),
                   "population variance (ddof 0; along an axis or whole, keepdims)")
 _vector_reduction("std", lambda sp, v: sp.sqrt(sum((t - _mean(v)) ** 2 for t in v) / len(v)),
@@ -887,7 +893,8 @@ for _name, _fn, _doc in (
     ("log_softmax", lambda sp, v: [t - sp.log(sum(sp.exp(u) for u in v)) for t in v], "log-softmax along an axis"),
 ):
     register_op(OpSpec(
-        _name, 1, "reduction", Vector(lambda sp, A, axis, fn=_fn: _along(A, axis, lambda v: fn(sp, v))),
+        _name, 1, "reduction",
+        Vector(lambda sp, A, axis, fn=_fn: _along(A, axis, lambda v: fn(sp, v)), output_based=_name != "cumprod"),
         attrs=_AXIS_ATTR, shape=_along_shape(_name), doc=_doc,
     ))
 

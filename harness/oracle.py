@@ -937,6 +937,9 @@ def _vector(node: int, spec: OpSpec, attrs: dict[str, Any], args: list[_Jet], n:
         entry = max(float(np.max(vm_in, initial=0.0)), 1e-30)
         Ka = Ka + vm_flat[:, None, None] / entry**2 + Ja[:, :, None] * Ja[:, None, :]
         Ja = Ja + vm_flat[:, None] / entry
+    if isinstance(spec.math, Vector) and spec.math.output_based:
+        Ka = Ka + vm_flat[:, None, None]
+        Ja = Ja + vm_flat[:, None]
     v = f.reshape(out_shape)
     if all(a.g is None for a in args):
         return _Jet(v, None, None, vm, None, None)

@@ -242,8 +242,12 @@ def _aim(ch: _Chooser, b: _Builder, a: int, target: float, element: int | None =
         c1v = np.nextafter(c1v, direction)
     c1 = np.zeros(shape)
     c2 = np.zeros(shape)
+    with np.errstate(over="ignore"):
+        goal = np.asarray(target, dtype=b.dtype)
+    if not np.isfinite(goal):  # a special value beyond this dtype's range (float64's edges in float32)
+        return a
     c1.reshape(-1)[element] = float(c1v) if np.isfinite(c1v) else 0.0
-    c2.reshape(-1)[element] = float(np.asarray(target, dtype=b.dtype))
+    c2.reshape(-1)[element] = float(goal)
     out = b.add(op("sub", a, b.constant(c1)))
     return b.add(op("add", out, b.constant(c2))) if target != 0 else out
 
