@@ -300,14 +300,19 @@ class Campaign:
     def _check(self, case: Case) -> None:
         if time.monotonic() > self._deadline + 30.0:
             return  # out of budget (with grace for shrinking): stop doing work
+        # Once a fault is raised, Hypothesis stops generating and shrinks: every example
+        # after that is a shrink step, and only the faulty variants decide it (the rest
+        # are run once more on the minimal case, in ``_collect``).
+        variants = self.variants if not self._raised else [
+            v for v in self.variants if v.name in {key[0] for key in self._raised}]
         if self.config.points_per_case > 1:
             batch = check_program(case.program, _points(case, self.config.points_per_case), case.dtype,
-                                  self.variants)
+                                  variants)
             results = batch.judged
             self.stats.checked += batch.checked
             self.stats.screened += batch.screened
         else:
-            results = [check_case(case, self.variants)]
+            results = [check_case(case, variants)]
             self.stats.checked += int(results[0].status == "judged")
         self.stats.examples += 1
         raise_key: Key | None = None
@@ -398,11 +403,25 @@ class Campaign:
                 record.case, record.result, record.verdict = smaller, result, verdict
                 return
 
+    def _complete(self, key: Key, record: _Record) -> None:
+        """Every variant's Hessian on a case judged by a few (a shrink step), for the
+        finding's comparison with the others; kept only if the fault still shows."""
+        try:
+            result = check_case(record.case, self.variants)
+        except HarnessError:
+            return
+        for verdict in result.verdicts:
+            if (verdict.variant, verdict.kind) == key[:2]:
+                record.result, record.verdict = result, verdict
+                return
+
     def _collect(self, reduce: bool = True) -> None:
         """Turn this round's records into findings (merging by signature)."""
         for key, record in list(self._records.items()):
             if reduce and key[1].is_failure and key[1] is not Kind.TIMEOUT and not record.baselined:
                 self._reduce(key, record)
+            if reduce and len(record.result.outcomes) < len(self.variants):
+                self._complete(key, record)
             finding = self._finding(record)
             existing = self.findings.get(finding.signature)
             if existing is not None:
