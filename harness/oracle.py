@@ -23,10 +23,13 @@ requested dtype first: it judges the float32 program the framework actually ran.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import itertools
-from collections.abc import Callable, Sequence
+import signal
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +49,39 @@ _ZERO = mpmath.mpf(0)
 
 class OutOfDomain(ValueError):
     """The program is undefined at this point (log of a negative, division by zero)."""
+
+
+class OracleTimeout(OutOfDomain):
+    """The oracle could not evaluate the program here in its time limit.
+
+    Exact arithmetic has no overflow: exp of an integer-valued 1e300 (the dtype's edge,
+    where the generator aims) is computed by repeated squaring of ever longer integers,
+    and takes hours. No float format holds such a value; the point is left unjudged.
+    """
+
+
+ORACLE_SECONDS = 20.0
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float, what: str) -> Iterator[None]:
+    """Raise ``OracleTimeout`` in the main thread after ``seconds`` (a no-op elsewhere:
+    signals reach only the main thread)."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def expire(signum: int, frame: Any) -> None:
+        raise OracleTimeout(f"the oracle did not finish {what} within {seconds:g} s (exact arithmetic "
+                            "on values far beyond the dtype's range)")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 @dataclass(frozen=True)
@@ -1031,8 +1067,12 @@ def evaluate(program: Program, x: np.ndarray, dtype: str = "float64", digits: in
     x = np.asarray(x, dtype=np.float64)
     if x.shape != (program.n,):
         raise ValueError(f"x has shape {x.shape}, but the program takes ({program.n},).")
-    with mpmath.workdps(digits), np.errstate(over="ignore", invalid="ignore"):
-        return _Evaluator(program, x, dtype, kink_fuzz).run()
+    with mpmath.workdps(digits), np.errstate(over="ignore", invalid="ignore"), \
+            _time_limit(ORACLE_SECONDS, "the Hessian"):
+        try:
+            return _Evaluator(program, x, dtype, kink_fuzz).run()
+        except OverflowError as exc:  # an exact value with more digits than Python allows
+            raise OutOfDomain(f"the program's exact values outgrow exact arithmetic here ({exc})") from None
 
 
 def node_values(n: int, nodes: Sequence[Any], x: np.ndarray, dtype: str = "float64",
@@ -1044,7 +1084,7 @@ def node_values(n: int, nodes: Sequence[Any], x: np.ndarray, dtype: str = "float
     node is not a scalar, and never raises for a domain violation (the value is NaN).
     """
     values: list[np.ndarray] = []
-    with mpmath.workdps(digits):
+    with mpmath.workdps(digits), _time_limit(ORACLE_SECONDS, "the values"):
         for i, node in enumerate(nodes):
             if node.kind == "input":
                 values.append(_mpf_array(_round(x, dtype)))
