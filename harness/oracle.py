@@ -199,6 +199,15 @@ class _Rule:
     # For a unary op whose frameworks compute derivatives from its output (tanh' as
     # 1 - y*y): the magnitude of the terms those formulas add, orders 1..3.
     rule_scale: tuple[Callable[..., Any], ...] | None = None
+    # Whether the expression exponentiates an argument (exp, sinh, a**b with b traced):
+    # in exact arithmetic exp of an integer-valued 1e300 is a multiplication of numbers
+    # with millions of digits that no signal interrupts.
+    exponential: bool = False
+
+
+# An exponential of an argument past this is beyond every float format (e**1e5 has 43430
+# digits in its exponent's place): the oracle declines it rather than compute it exactly.
+EXPONENT_LIMIT = 1e5
 
 
 def _sympy() -> Any:
@@ -225,11 +234,14 @@ def _rule_from_expr(sp: Any, args: Sequence[Any], params: Sequence[Any], expr: A
     d2 = [[sp.diff(d1[i], args[j]) for j in range(n)] for i in range(n)]
     d3 = [[[sp.diff(d2[i][j], args[k]) for k in range(n)] for j in range(n)] for i in range(n)]
     lam = functools.partial(_lambdify, sp, params)
+    exponential = bool(expr.atoms(sp.exp, sp.sinh, sp.cosh, sp.tanh)) or any(
+        p.exp.free_symbols & set(args) for p in expr.atoms(sp.Pow))
     return _Rule(
         lam(expr),
         tuple(lam(e) for e in d1),
         tuple(tuple(lam(e) for e in row) for row in d2),
         tuple(tuple(tuple(lam(e) for e in col) for col in row) for row in d3),
+        exponential=exponential,
     )
 
 
@@ -578,6 +590,9 @@ def _apply_rule(rule: _Rule, point: list[Any], args: list[_Jet], idx: tuple[int,
                 derivs: list[bool]) -> tuple[Any, ...]:
     """One element of y = f(args): value, gradient, Hessian and their error scales."""
     k = len(args)
+    if rule.exponential and any(abs(v) > EXPONENT_LIMIT for v in point):
+        raise OutOfDomain("an exponential of an argument beyond every float format's range "
+                          f"(|argument| > {EXPONENT_LIMIT:g}): the oracle declines to compute it exactly")
     value = _stable(rule.f, point)
     vm = [float(args[i].vm[idx]) for i in range(k)]
     d1 = [_stable(rule.d1[i], point) if derivs[i] else _ZERO for i in range(k)]

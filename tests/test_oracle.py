@@ -297,7 +297,7 @@ def test_values_beyond_exact_arithmetic_are_out_of_domain_not_a_crash() -> None:
     from harness.oracle import OutOfDomain, evaluate
 
     program = Program(1, (Node("input"), op("exp", 0), op("exp", 1), op("exp", 2), op("sum", 3)))
-    with pytest.raises(OutOfDomain, match="outgrow exact arithmetic"):
+    with pytest.raises(OutOfDomain, match="outgrow exact arithmetic|beyond every float format"):
         evaluate(program, np.array([1e300]), "float64")
 
 
