@@ -426,14 +426,7 @@ class _Evaluator:
         finfo = np.finfo(self.dtype)
         scale = max(float(bargs[k].vm[idx]) for k in range(len(bargs))) + float(finfo.tiny / finfo.eps)
         for k, s in enumerate(switches):
-            distance = 0.0 if s == 0 else float(abs(s)) / scale
-            if distance <= SPECIAL_ULPS * float(finfo.eps) and self._switch_specials:
-                self.specials.add((spec.name, k))
-            if distance < self.kink_distance:
-                self.kink_distance = distance
-                self.kink_ops = {spec.name}
-            elif distance == self.kink_distance:
-                self.kink_ops.add(spec.name)
+            self._note_switch(spec.name, k, 0.0 if s == 0 else float(abs(s)) / scale, self._switch_specials)
         choices = []
         for s in switches:
             if self.kink_fuzz and float(abs(s)) <= self.kink_fuzz * scale:
@@ -452,6 +445,17 @@ class _Evaluator:
         ]
 
 
+    def _note_switch(self, op_name: str, k: int, distance: float, counts_as_special: bool) -> None:
+        """Record one switch's relative distance from its kink: the program's nearest kink
+        (and the ops at it), and the op's ``k``-th special value if the switch is on it."""
+        if counts_as_special and distance <= SPECIAL_ULPS * float(np.finfo(self.dtype).eps):
+            self.specials.add((op_name, k))
+        if distance < self.kink_distance:
+            self.kink_distance = distance
+            self.kink_ops = {op_name}
+        elif distance == self.kink_distance:
+            self.kink_ops.add(op_name)
+
     def _selection(self, node: int, spec: OpSpec, attrs: dict[str, Any], args: list[_Jet]) -> _Jet:
         """A ``Selection`` op: one ``Vector`` evaluation per way of making its tied choices.
 
@@ -467,14 +471,7 @@ class _Evaluator:
         first = _Ties(0, vm, floor, self.kink_fuzz)
         jets = [_vector(node, spec, attrs, args, self.n, first)]
         for k, gap, scale in first.switches:
-            distance = 0.0 if gap == 0 else float(abs(gap)) / scale
-            if distance <= SPECIAL_ULPS * float(finfo.eps):
-                self.specials.add((spec.name, k))
-            if distance < self.kink_distance:
-                self.kink_distance = distance
-                self.kink_ops = {spec.name}
-            elif distance == self.kink_distance:
-                self.kink_ops.add(spec.name)
+            self._note_switch(spec.name, k, 0.0 if gap == 0 else float(abs(gap)) / scale, True)
         if first.runs == 1:
             return jets[0]
         self.kinks.append(Kink(node, spec.name, ()))
