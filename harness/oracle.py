@@ -1137,10 +1137,13 @@ def _value_of(spec: OpSpec, attrs: dict[str, Any], args: list[np.ndarray], dtype
             if not spec.in_domain(vals):
                 return _NAN
             if isinstance(spec.math, Elementwise):
-                return _smooth_rule(spec.name, int_key).f(*vals, *fvals)
-            switches = [s(*vals, *fvals) for s in _switch_rules(spec.name, int_key)]
-            signs = tuple(1 if s >= 0 else -1 for s in switches)
-            return _piece_rule(spec.name, int_key, signs).f(*vals, *fvals)
+                rule = _smooth_rule(spec.name, int_key)
+            else:
+                switches = [s(*vals, *fvals) for s in _switch_rules(spec.name, int_key)]
+                rule = _piece_rule(spec.name, int_key, tuple(1 if s >= 0 else -1 for s in switches))
+            if rule.exponential and any(abs(v) > EXPONENT_LIMIT for v in vals):
+                return _NAN  # beyond every float format (see EXPONENT_LIMIT)
+            return rule.f(*vals, *fvals)
         except (ZeroDivisionError, ValueError, OverflowError):
             return _NAN
 
