@@ -144,10 +144,8 @@ def _screen(program: Program, points: np.ndarray, dtype: str) -> np.ndarray:
             elif isinstance(spec.math, Bilinear):
                 value = np.stack([np.asarray(spec.math.apply(np, a, b, np.multiply), dtype=np.float64)
                                   for a, b in zip(args[0], args[1])])
-            elif isinstance(spec.math, Vector):
-                value = _vector(spec, attrs, args, shape, k, distance)
-            elif isinstance(spec.math, Selection):
-                value = _selection(spec, attrs, args, shape, k, distance, floor)
+            elif isinstance(spec.math, (Vector, Selection)):
+                value = _whole_array(spec, attrs, args, shape, k, distance, floor)
             else:
                 return np.full(k, np.nan)
             values.append(value)
@@ -168,22 +166,6 @@ class _FloatNamespace:
 
 
 _FLOATS = _FloatNamespace()
-
-
-def _vector(spec: Any, attrs: Mapping[str, Any], args: list[np.ndarray], shape: tuple[int, ...], k: int,
-            distance: np.ndarray) -> np.ndarray:
-    """A smooth whole-array op, one point at a time (its expression is per array); a point
-    outside its domain, or where the expression fails in floats, is left to the oracle."""
-    value = np.full((k, *shape), np.nan)
-    for j, row in enumerate(zip(*args)):
-        try:
-            if spec.in_domain(tuple(row)):
-                value[j] = np.asarray(spec.math.expr(_FLOATS, *row, **attrs), dtype=np.float64)
-                continue
-        except (TypeError, ValueError, ArithmeticError, IndexError, np.linalg.LinAlgError):
-            pass
-        distance[j] = np.nan
-    return value
 
 
 class _FloatTies:
@@ -228,19 +210,24 @@ class _FloatTies:
         self._note(b - a, max(abs(a), abs(b)) + self.floor)
 
 
-def _selection(spec: Any, attrs: Mapping[str, Any], args: list[np.ndarray], shape: tuple[int, ...], k: int,
-               distance: np.ndarray, floor: float) -> np.ndarray:
-    """A choosing whole-array op (max, sort, the 1- and inf-norms), one point at a time:
-    its value, and the point's relative distance from a tie among its choices."""
+def _whole_array(spec: Any, attrs: Mapping[str, Any], args: list[np.ndarray], shape: tuple[int, ...], k: int,
+                 distance: np.ndarray, floor: float) -> np.ndarray:
+    """A whole-array op (``Vector``, or ``Selection`` with the point's relative distance
+    from a tie among its choices), one point at a time: its expression is per array. A
+    point outside its domain, or where the expression fails in floats, is left to the
+    oracle."""
+    choosing = isinstance(spec.math, Selection)
     value = np.full((k, *shape), np.nan)
     for j, row in enumerate(zip(*args)):
         try:
             if spec.in_domain(tuple(row)):
-                ties = _FloatTies(float(np.max(np.abs(row[0]), initial=0.0)) + floor, floor)
-                value[j] = np.asarray(spec.math.expr(_FLOATS, *row, ties, **attrs), dtype=np.float64)
-                distance[j] = min(distance[j], ties.gap)
+                ties = _FloatTies(float(np.max(np.abs(row[0]), initial=0.0)) + floor, floor) if choosing else None
+                extra = (ties,) if ties is not None else ()
+                value[j] = np.asarray(spec.math.expr(_FLOATS, *row, *extra, **attrs), dtype=np.float64)
+                if ties is not None:
+                    distance[j] = min(distance[j], ties.gap)
                 continue
-        except (TypeError, ValueError, ArithmeticError, IndexError):
+        except (TypeError, ValueError, ArithmeticError, IndexError, np.linalg.LinAlgError):
             pass
         distance[j] = np.nan
     return value
