@@ -38,22 +38,24 @@ from backends import get_variant
 from harness.batch import check_program
 from harness.engine import check_case
 from harness.ir import Program
-from harness.strategies import Case, cases
+from harness.strategies import DEFAULT_OPS, Case, cases
 from harness.worker import isolate
 
 VARIANTS = ("jax:fwdrev", "equinox:filter_hessian", "mlx:fwdrev-vmap", "torch:func")
 SEED = 20261125
 
 
-def workload(programs: int, points: int, seed: int = SEED) -> list[tuple[Program, list[np.ndarray]]]:
-    """``programs`` distinct generated float64 programs with ``points`` points each."""
+def workload(programs: int, points: int, seed: int = SEED,
+             ops: tuple[str, ...] = DEFAULT_OPS) -> list[tuple[Program, list[np.ndarray]]]:
+    """``programs`` distinct generated float64 programs with ``points`` points each, drawn
+    from ``ops`` (the whole catalogue, or a narrower one to measure what ops cost)."""
     found: list[Case] = []
     seen: set[str] = set()
 
     @settings(max_examples=programs * 5, database=None, deadline=None, phases=(Phase.generate,),
               suppress_health_check=list(HealthCheck))
     @hypothesis_seed(seed)
-    @given(cases(dtypes=("float64",), max_n=8, mlps=True))
+    @given(cases(dtypes=("float64",), max_n=8, mlps=True, ops=ops))
     def collect(case: Case) -> None:
         key = case.program.dumps()
         if len(found) < programs and key not in seen:
@@ -131,14 +133,23 @@ def main() -> int:
     parser.add_argument("--naive-points", type=int, default=4,
                         help="points per program for the naive run (scaled to --points)")
     parser.add_argument("--skip-naive", action="store_true")
+    parser.add_argument("--seed", type=int, default=SEED, help="the workload's seed (another draw of programs)")
+    parser.add_argument("--without", default="", metavar="OP,OP",
+                        help="draw programs from the catalogue minus these ops (the same harness on a "
+                             "narrower catalogue: what the wider one costs)")
     args = parser.parse_args()
+    without = {name for name in args.without.split(",") if name}
+    unknown = without - set(DEFAULT_OPS)
+    if unknown:
+        parser.error(f"unknown op(s) in --without: {', '.join(sorted(unknown))}")
+    ops = tuple(name for name in DEFAULT_OPS if name not in without)
     print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; cpus: {os.cpu_count()}")
     t = time.perf_counter()
-    load = workload(args.programs, args.points)
+    load = workload(args.programs, args.points, args.seed, ops=ops)
     kinds = Counter("mlp" if "matmul" in p.op_names else "piecewise" if any(
         o in p.op_names for o in ("relu", "abs", "leaky_relu", "clip", "maximum", "minimum", "where"))
         else "smooth" for p, _ in load)
-    print(f"workload: {len(load)} programs x {args.points} points, float64 ({dict(kinds)}); "
+    print(f"workload: {len(load)} programs x {args.points} points, float64, {len(ops)} ops, seed {args.seed} ({dict(kinds)}); "
           f"generated in {time.perf_counter() - t:.1f} s")
     variants = [get_variant(name) for name in VARIANTS]
 
