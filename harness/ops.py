@@ -274,6 +274,12 @@ class OpSpec:
             return bool(self.domain(args))
         return all(_ARG_DOMAINS[d](v) for d, v in zip(self.arg_domains, args) if d is not None)
 
+    def arg_in_domain(self, position: int, value: Any) -> bool:
+        """Whether argument ``position`` alone may take ``value`` (its ``arg_domains``
+        entry): the generator aims an argument at a domain edge from the inside."""
+        domain = self.arg_domains[position] if position < len(self.arg_domains) else None
+        return domain is None or bool(_ARG_DOMAINS[domain](value))
+
     def check_attrs(self, attrs: Attrs) -> dict[str, Any]:
         """Validate ``attrs`` against the spec; raise ``ValueError`` naming the problem.
 

@@ -12,7 +12,7 @@ most recent node, constants to 0 and 1.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -219,13 +219,17 @@ def _guard(ch: _Chooser, b: _Builder, a: int, domain: str | None) -> int:
     return b.add(op("add", b.add(op("square", a)), b.constant(c)))
 
 
-def _aim(ch: _Chooser, b: _Builder, a: int, target: float, element: int | None = None) -> int:
+def _aim(ch: _Chooser, b: _Builder, a: int, target: float, element: int | None = None,
+         inside: Callable[[float], bool] | None = None) -> int:
     """A node equal to ``a`` except at one element (``element``, flat, or a chosen one),
     where it is ``target`` (or a few ulps off).
 
     ``(a - c1) + c2`` with ``c1 = value(a)`` there (so the difference is exactly 0, or a
     few ulps of ``value(a)`` when c1 is nudged) and ``c2 = target``: the intermediate lands
     on the special value while its derivative with respect to the input is untouched.
+    ``inside`` (the argument's domain) turns a nudge that would land outside it inward: a
+    domain edge (log at 0, arcsin at 1) is only worth checking from the side where the op
+    is defined.
     """
     shape = b.shapes[a]
     value = np.array(b.values[a], dtype=np.float64, ndmin=1).reshape(shape)
@@ -246,10 +250,47 @@ def _aim(ch: _Chooser, b: _Builder, a: int, target: float, element: int | None =
         goal = np.asarray(target, dtype=b.dtype)
     if not np.isfinite(goal):  # a special value beyond this dtype's range (float64's edges in float32)
         return a
+    if inside is not None:
+        c1v, goal = _inward(np.asarray(v, dtype=b.dtype), c1v, goal, max(abs(ulps), 1), inside)
     c1.reshape(-1)[element] = float(c1v) if np.isfinite(c1v) else 0.0
     c2.reshape(-1)[element] = float(goal)
     out = b.add(op("sub", a, b.constant(c1)))
     return b.add(op("add", out, b.constant(c2))) if target != 0 else out
+
+
+def _inward(v: np.ndarray, c1: np.ndarray, goal: np.ndarray, ulps: int,
+            inside: Callable[[float], bool]) -> tuple[np.ndarray, np.ndarray]:
+    """``(c1, c2)`` for ``(v - c1) + c2`` to land inside the domain, near ``goal``.
+
+    Kept as drawn when they already do. At an edge at 0 (log, sqrt), ``c1`` moves ``ulps``
+    ulps of ``v`` so the difference has the inward sign. At an edge elsewhere (arcsin at
+    1), ``c1 = v`` and ``c2`` moves inward by ``ulps`` ulps of the edge, and by at least two
+    ulps of ``v``: ``v`` is the intermediate's value rounded to the dtype, so the exact
+    difference ``a - v`` may be half an ulp of ``v`` either way and must not carry the
+    argument back across the edge. Unchanged when neither direction lands inside.
+    """
+    def lands(c1v: np.ndarray, c2v: np.ndarray) -> bool:
+        with np.errstate(over="ignore", invalid="ignore"):
+            value = (v - c1v) + c2v
+        return bool(np.isfinite(value)) and inside(float(value))
+
+    if lands(c1, goal):
+        return c1, goal
+    for direction in (np.inf, -np.inf):
+        toward = np.asarray(direction, dtype=v.dtype)
+        if goal == 0:
+            moved = v
+            for _ in range(ulps):
+                moved = np.nextafter(moved, toward)
+            if lands(moved, goal):
+                return moved, goal
+        else:
+            step = max(ulps * float(np.spacing(np.abs(goal))), 2 * float(np.spacing(np.abs(v))))
+            with np.errstate(over="ignore"):
+                moved = np.asarray(float(goal) + (step if direction > 0 else -step), dtype=v.dtype)
+            if lands(v, moved):
+                return v, moved
+    return c1, goal
 
 
 def _source(ch: _Chooser, b: _Builder, shapes: Sequence[tuple[int, ...]] | None = None) -> str:
@@ -300,7 +341,8 @@ def _elementwise_args(ch: _Chooser, b: _Builder, spec: Any, aim: int | None) -> 
         elif spec.name == "remainder":  # a / b lands on an integer: a = b * m
             args[0] = b.add(op("mul", args[1], b.constant(float(ch.integer(-3, 3)))))
         elif spec.name != "clip":
-            args[target] = _aim(ch, b, args[target], specials[aim])
+            args[target] = _aim(ch, b, args[target], specials[aim],
+                                inside=lambda value: spec.arg_in_domain(target, value))
     return [int(a) for a in args]
 
 
@@ -566,14 +608,21 @@ def _attrs(ch: _Chooser, b: _Builder, name: str) -> dict[str, Any]:
 
 @st.composite
 def programs_at(draw: st.DrawFn, n: int, x: np.ndarray, dtype: str, ops: Sequence[str] = DEFAULT_OPS,
-                max_ops: int = 6) -> Program:
-    """A random program in ``n`` inputs built knowing the point ``x`` (for aiming)."""
+                max_ops: int = 6, aims: Mapping[str, Sequence[int]] | None = None) -> Program:
+    """A random program in ``n`` inputs built knowing the point ``x`` (for aiming).
+
+    ``aims``: per op, the special values (indices) to aim at when it aims at all -- a
+    campaign passes the ones no check has reached yet; an op not in it aims at any.
+    """
     b = _Builder(n, x, dtype)
     ch = _Chooser(draw)
     for _ in range(draw(st.integers(1, max_ops))):
         name = draw(st.sampled_from(tuple(ops)))
         specials = CATALOGUE[name].special_names
-        aim = draw(st.integers(0, len(specials) - 1)) if specials and draw(st.booleans()) else None
+        aim = None
+        if specials and draw(st.booleans()):
+            preferred = tuple((aims or {}).get(name, ()))
+            aim = draw(st.sampled_from(preferred)) if preferred else draw(st.integers(0, len(specials) - 1))
         _apply_or_skip(ch, b, name, aim)
     return b.finish(ch)
 
@@ -629,15 +678,17 @@ def mlp_programs_at(draw: st.DrawFn, n: int, x: np.ndarray, dtype: str) -> Progr
 
 @st.composite
 def cases(draw: st.DrawFn, dtypes: Sequence[str] = ("float64", "float32"), max_n: int = 8,
-          ops: Sequence[str] = DEFAULT_OPS, max_ops: int = 6, mlps: bool = True) -> Case:
-    """A whole check: dtype, a point, and a program built around that point."""
+          ops: Sequence[str] = DEFAULT_OPS, max_ops: int = 6, mlps: bool = True,
+          aims: Mapping[str, Sequence[int]] | None = None) -> Case:
+    """A whole check: dtype, a point, and a program built around that point (``aims``:
+    see ``programs_at``)."""
     dtype = draw(st.sampled_from(tuple(dtypes)))
     n = draw(st.integers(1, max_n))
     x = draw(points(n, dtype))
     if mlps and draw(st.integers(0, 4)) == 4:
         program = draw(mlp_programs_at(n, x, dtype))
     else:
-        program = draw(programs_at(n, x, dtype, ops, max_ops))
+        program = draw(programs_at(n, x, dtype, ops, max_ops, aims))
     return Case(program, x, dtype)
 
 

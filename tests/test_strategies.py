@@ -162,3 +162,29 @@ def test_cholesky_gets_a_symmetric_positive_definite_matrix() -> None:
         evaluate(program, X)  # in its domain: symmetric positive definite
         count += 1
     assert count >= 10
+
+
+def test_a_domain_edge_is_aimed_at_from_inside_the_domain() -> None:
+    """Aimed at the edge of its argument's domain (log at 0, arcsin at +-1, arccosh at 1),
+    an op lands inside, a few ulps from the edge, in both dtypes: exactly on the edge (or
+    one ulp across) the point is outside the domain and checks nothing."""
+    from harness.oracle import _DOMAIN_EDGES
+
+    missed = []
+    for name, spec in CATALOGUE.items():
+        domain = spec.arg_domains[spec.special_arg] if spec.arg_domains else None
+        if domain is None:
+            continue
+        for index, target in enumerate(spec.special({})):
+            if target not in _DOMAIN_EDGES[domain]:
+                continue
+            for dtype in ("float64", "float32"):
+                for seed, program in _programs(name, range(6), aim=index, dtype=dtype):
+                    try:
+                        result = evaluate(program, np.asarray(X, dtype=dtype).astype(np.float64), dtype)
+                    except OutOfDomain:
+                        missed.append(f"{name}[{spec.special_names[index]}] {dtype} seed {seed}: out of domain")
+                        continue
+                    if (name, index) not in result.specials:
+                        missed.append(f"{name}[{spec.special_names[index]}] {dtype} seed {seed}: not near it")
+    assert not missed, missed
