@@ -20,7 +20,7 @@ import random
 import time
 import zlib
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,12 +28,13 @@ import numpy as np
 from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 from hypothesis import seed as hypothesis_seed
 
-from backends import BackendVariant
+from backends import Absent, BackendVariant
 from harness.baseline import Baseline
 from harness.batch import check_program
 from harness.engine import CaseResult, HarnessError, Runner, Verdict, check_case
 from harness.findings import Finding, Kind
 from harness.minimize import minimize
+from harness.ops import CATALOGUE
 from harness.strategies import DEFAULT_OPS, Case, cases
 
 __all__ = ["Campaign", "CampaignConfig", "CampaignStats"]
@@ -78,6 +79,10 @@ class CampaignConfig:
     # hundred ops, keeps returning to a few), and later cycles compose other mixes.
     # None: every round draws from every op.
     focus: int | None = 27
+    # Coverage steering: from the second cycle of windows on, each round also draws from
+    # up to this many ops that no check has reached yet or that have a special value none
+    # has reached, and aims them at those values (0: no steering).
+    steer: int = 9
 
 
 @dataclass
@@ -193,6 +198,7 @@ class Campaign:
         start_round: int = 0,
         known: Sequence[Finding] = (),
         baseline: Baseline | None = None,
+        coverage: Mapping[str, Mapping[str, Mapping[str, int]]] | None = None,
     ) -> None:
         if not variants:
             raise ValueError("a campaign needs at least one backend variant.")
@@ -211,6 +217,14 @@ class Campaign:
         self.baseline = baseline or Baseline()
         for finding in known:
             self.findings[finding.signature] = finding
+        for op_name, cells in (coverage or {}).items():  # a resumed campaign's coverage so far
+            for variant, cell in cells.items():
+                self.stats.coverage[op_name][variant].update(cell)
+        # Ops some variant lowers: steering never chases an op every backend lacks.
+        self._lowered = {
+            name for name in config.ops
+            if any(not isinstance(getattr(v.backend, "lowerings", {}).get(name), Absent) for v in self.variants)
+        }
 
     # --- the search -------------------------------------------------------------------
 
@@ -239,8 +253,10 @@ class Campaign:
         return sorted(self.findings.values(), key=lambda f: (-_SEVERITY_ORDER[f.severity], f.signature))
 
     def round_ops(self, round_index: int) -> tuple[str, ...]:
-        """The ops round ``round_index`` draws from (a function of the seed and the round
-        alone, so a resumed campaign's round k is the uninterrupted campaign's round k)."""
+        """The ops round ``round_index`` draws from: its window, plus (after the first
+        cycle) ops coverage steering wants. A function of the seed, the round and the
+        coverage so far, which a resumed campaign restores, so a resumed campaign's round
+        k is the uninterrupted campaign's round k."""
         ops, size = tuple(self.config.ops), self.config.focus
         if not size or len(ops) <= size:
             return ops
@@ -249,12 +265,34 @@ class Campaign:
         order = list(ops)
         random.Random(self.config.seed * 1_000_003 + cycle).shuffle(order)
         width = math.ceil(len(ops) / parts)
-        return tuple(order[part * width:(part + 1) * width])
+        window = tuple(order[part * width:(part + 1) * width])
+        starved = [name for name in self.missing() if name not in window]
+        if cycle == 0 or not starved or not self.config.steer:
+            return window
+        start = (round_index * self.config.steer) % len(starved)
+        return window + tuple((starved[start:] + starved[:start])[:self.config.steer])
+
+    def missing(self) -> dict[str, tuple[int, ...]]:
+        """Per op some variant lowers that coverage lacks: the indices of its special
+        values no check has reached (empty when only the op itself is unreached)."""
+        out: dict[str, tuple[int, ...]] = {}
+        for name in self.config.ops:
+            if name not in self._lowered:
+                continue
+            cells = list(self.stats.coverage[name].values()) if name in self.stats.coverage else []
+            special = tuple(
+                i for i in range(len(CATALOGUE[name].special_names))
+                if not any(int(c.get(f"special:{i}", 0)) for c in cells)
+            )
+            if special or not any(int(c.get("checks", 0)) for c in cells):
+                out[name] = special
+        return out
 
     def _round(self, seed: int, ops: tuple[str, ...]) -> None:
         strategy = cases(
             dtypes=self.config.dtypes, max_n=self.config.max_n, ops=ops,
             max_ops=self.config.max_ops, mlps=self.config.mlps,
+            aims={name: special for name, special in self.missing().items() if special} if self.config.steer else None,
         )
 
         @settings(

@@ -136,12 +136,14 @@ def run(
     """
     known: list[Finding] = []
     start_round = 0
+    coverage: dict[str, Any] = {}
     if resume:
         state = load_state(out)
         seed, dtypes, ops, max_ops = state["seed"], state["dtypes"], state["ops"], state["max_ops"]
         points = int(state.get("points", points))
         backends = ",".join(state["variants"])
         start_round = int(state["rounds_done"])
+        coverage = state.get("coverage") or {}
         try:
             # A provisional finding (its round was killed) is not known: the resumed
             # campaign runs that round again from its seed and minimises it this time.
@@ -171,10 +173,14 @@ def run(
         runners, config,
         on_finding=lambda f: append_finding(out, f),
         on_progress=_Progress(stderr, budget),
-        on_round=lambda rounds: _save_state(out, {**state, "rounds_done": rounds}),
+        # The coverage so far goes with each round's state: a resumed campaign steers (and
+        # reports) as the uninterrupted one would.
+        on_round=lambda rounds: _save_state(
+            out, {**state, "rounds_done": rounds, "coverage": _plain(campaign.stats.coverage)}),
         start_round=start_round,
         known=known,
         baseline=baseline,
+        coverage=coverage,
     )
     started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     interrupted = False

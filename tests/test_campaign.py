@@ -120,3 +120,62 @@ def test_a_fault_only_at_kinks_is_a_convention(planted) -> None:
         if Kind.CONVENTION in kinds:
             break
     assert Kind.CONVENTION in kinds, f"no seed in 2..7 met relu's kink: {kinds}"
+
+
+def _steered(coverage, **kw) -> Campaign:
+    from backends import get_variant
+
+    ops = ("sin", "relu", "log10", "arctan", "square", "mul")
+    config = CampaignConfig(seed=3, ops=ops, focus=2, dtypes=("float64",), **kw)
+    return Campaign([get_variant("jax:fwdrev")], config, coverage=coverage)
+
+
+def test_steering_names_the_ops_and_special_values_coverage_lacks() -> None:
+    """``missing`` lists every op no check reached and every special value none reached;
+    from the second cycle of windows on, each round also draws from those ops."""
+    seen = {"checks": 5, "special": 1}
+    coverage = {
+        "sin": {"jax:fwdrev": {**seen}},  # no special values: covered
+        "relu": {"jax:fwdrev": {**seen, "special:0": 1}},  # its kink reached: covered
+        "log10": {"jax:fwdrev": {**seen, "special:1": 2}},  # at 1, never at 0
+        "square": {"jax:fwdrev": {**seen}},
+        "mul": {"jax:fwdrev": {**seen}},
+    }
+    campaign = _steered(coverage)
+    assert campaign.stats.coverage["log10"]["jax:fwdrev"]["special:1"] == 2  # restored
+    assert campaign.missing() == {"log10": (0,), "arctan": (0,)}  # arctan: never checked
+    first_cycle = [campaign.round_ops(r) for r in range(3)]
+    assert sorted(op for window in first_cycle for op in window) == sorted(campaign.config.ops)
+    for r in range(3, 9):
+        window = campaign.round_ops(r)
+        assert {"log10", "arctan"} <= set(window), window
+    assert all(len(_steered(coverage, steer=0).round_ops(r)) == 2 for r in range(9))
+
+
+def test_a_steered_round_aims_at_the_missing_special_value() -> None:
+    """A campaign that has seen log10 at 1 but never at 0 aims log10 at 0 only."""
+    from harness.oracle import OutOfDomain, evaluate
+
+    coverage = {name: {"jax:fwdrev": {"checks": 1, "special:0": 1, "special:1": 1}}
+                for name in ("sin", "relu", "arctan", "square", "mul")}
+    coverage["log10"] = {"jax:fwdrev": {"checks": 1, "special:1": 1}}
+    campaign = _steered(coverage)
+    aims = {name: s for name, s in campaign.missing().items() if s}
+    assert aims == {"log10": (0,)}
+    from hypothesis import given, settings
+    from harness.strategies import cases
+
+    reached: list[set] = []
+
+    @settings(max_examples=40, database=None, deadline=None)
+    @given(cases(dtypes=("float64",), ops=("log10",), max_ops=2, mlps=False, aims=aims))
+    def collect(case) -> None:
+        try:
+            result = evaluate(case.program, case.point, case.dtype)
+        except OutOfDomain:
+            return
+        reached.append({i for name, i in result.specials if name == "log10"})
+
+    collect()
+    assert any(0 in r for r in reached)
+    assert not any(1 in r for r in reached), "aimed at log10's 1, which coverage already has"
