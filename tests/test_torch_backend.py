@@ -188,3 +188,15 @@ def test_unsupported_is_raised_not_crashed(monkeypatch: pytest.MonkeyPatch) -> N
     program = Program(1, (Node("input"), op("sin", 0), op("sum", 1)))
     with pytest.raises(Unsupported, match="torch:func: RuntimeError: Batching rule"):
         BackendVariant(BACKEND, "func").hessian(program, np.ones(1))
+
+
+def test_a_framework_error_raised_from_c_is_a_crash_not_a_hessdiff_bug() -> None:
+    """torch.linalg.inv of a singular matrix raises torch's own _LinAlgError with no Python
+    frame of torch's: the last frame is our lowering's line. It is still the framework's
+    answer to the input (a crash outcome, judged against the oracle), not hessdiff's bug."""
+    from harness.engine import run_variant
+    from harness.strategies import Case
+
+    program = Program(4, (Node("input"), op("reshape", 0, shape=(2, 2)), op("inv", 1), op("sum", 2)))
+    outcome = run_variant(get_variant("torch:func"), Case(program, np.ones(4), "float64"))
+    assert outcome.status == "crash" and "singular" in outcome.error, outcome
