@@ -169,10 +169,18 @@ class Vector:
     ``output_based``: frameworks differentiate the op through its output (softmax' = p
     (delta - p), logsumexp' = exp(a - y)), so every derivative errs by eps times the
     output's own scale, not the derivative's (sum(softmax(x))'' = 0 comes out as 2 eps).
+
+    ``products``: a reduction computed from partial products of its entries (prod; its
+    ``axis`` attr says which entries), so a partial product below the dtype's smallest
+    normal number is flushed to zero (XLA on CPU) or kept with a subnormal's few bits
+    (PyTorch, which then divides: prod' = p / x_i), and a derivative errs by up to that
+    tiny number times the remaining factors, or by a subnormal's spacing over the
+    entries it is divided by.
     """
 
     expr: Callable[..., Any]
     output_based: bool = False
+    products: bool = False
 
 
 @dataclass(frozen=True)
@@ -823,10 +831,11 @@ _AXIS_ATTR = (AttrSpec("axis", "axis"),)
 
 
 def _vector_reduction(name: str, fn: Callable[[Any, list[Any]], Any], doc: str, output_based: bool = False,
-                      **kw: Any) -> None:
+                      products: bool = False, **kw: Any) -> None:
     register_op(OpSpec(
         name, 1, "reduction",
-        Vector(lambda sp, A, axis, keepdims: _reduce(A, axis, keepdims, lambda v: fn(sp, v)), output_based),
+        Vector(lambda sp, A, axis, keepdims: _reduce(A, axis, keepdims, lambda v: fn(sp, v)), output_based,
+               products),
         attrs=_REDUCE_ATTRS, shape=_small(_reduced_shape(name), name), doc=doc, **kw,
     ))
 
@@ -835,7 +844,8 @@ def _mean(v: list[Any]) -> Any:
     return sum(v) / len(v)
 
 
-_vector_reduction("prod", lambda sp, v: math.prod(v), "product (along an axis or whole, keepdims)")
+_vector_reduction("prod", lambda sp, v: math.prod(v), "product (along an axis or whole, keepdims)",
+                  products=True)
 _vector_reduction("logsumexp", lambda sp, v: sp.log(sum(sp.exp(t) for t in v)),
                   "log of the sum of exp (along an axis or whole, keepdims)", output_based=True)
 _vector_reduction("var", lambda sp, v: sum((t - _mean(v)) ** 2 for t in v) / len(v),

@@ -346,7 +346,7 @@ class _Evaluator:
             elif isinstance(spec.math, Structural):
                 jet = _structural(spec.math.apply, args, attrs, n)
             elif isinstance(spec.math, Vector):
-                jet = _vector(i, spec, attrs, args, n)
+                jet = _vector(i, spec, attrs, args, n, dtype=self.dtype)
             elif isinstance(spec.math, Selection):
                 jet = self._selection(i, spec, attrs, args)
             elif isinstance(spec.math, Bilinear):
@@ -959,8 +959,35 @@ def _vector_local(spec: OpSpec, attrs: dict[str, Any], values: list[np.ndarray],
     return f, J, K, out.shape
 
 
+def _subnormal_products(Ja: np.ndarray, Ka: np.ndarray, entries: np.ndarray, axis: int | None,
+                        finfo: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``Ja``, ``Ka`` (error scales, in units of eps) of a product reduction widened for
+    its partial products' underflow (``Vector.products``).
+
+    A partial product below ``tiny`` errs by up to ``tiny`` (flushed to zero), and a
+    derivative built on it by that times the remaining factors (each counted as at least
+    1, since which partial products a framework forms is its own business); a subnormal
+    product divided by entries (p / x_i) errs by its spacing, ``tiny * eps``, over them.
+    """
+    tiny, eps = float(finfo.tiny), float(finfo.eps)
+    index = np.arange(entries.size).reshape(entries.shape)
+    groups = index.reshape(1, -1) if axis is None else np.moveaxis(index, axis, -1).reshape(-1, entries.shape[axis])
+    flat = entries.reshape(-1)
+    big = np.maximum(flat, 1.0)
+    Ja, Ka = Ja.copy(), Ka.copy()
+    with np.errstate(over="ignore", divide="ignore"):
+        for p, group in enumerate(groups):
+            for i in group:
+                rest = [k for k in group if k != i]
+                Ja[p, i] += tiny * float(np.prod(big[rest])) / eps + tiny / max(flat[i], tiny)
+                for j in rest:
+                    others = [k for k in rest if k != j]
+                    Ka[p, i, j] += tiny * float(np.prod(big[others])) / eps + tiny / max(flat[i] * flat[j], tiny)
+    return Ja, Ka
+
+
 def _vector(node: int, spec: OpSpec, attrs: dict[str, Any], args: list[_Jet], n: int,
-            ties: _Ties | None = None) -> _Jet:
+            ties: _Ties | None = None, dtype: str = "float64") -> _Jet:
     """y = F(args) for a smooth map of whole arrays: chain rule with its Jacobian and Hessians."""
     values = [a.v for a in args]
     if spec.domain is not None and not spec.domain(tuple(values)):
@@ -988,6 +1015,8 @@ def _vector(node: int, spec: OpSpec, attrs: dict[str, Any], args: list[_Jet], n:
     if isinstance(spec.math, Vector) and spec.math.output_based:
         Ka = Ka + vm_flat[:, None, None]
         Ja = Ja + vm_flat[:, None]
+    if isinstance(spec.math, Vector) and spec.math.products:
+        Ja, Ka = _subnormal_products(Ja, Ka, _abs_float(values[0]), attrs.get("axis"), np.finfo(dtype))
     v = f.reshape(out_shape)
     if all(a.g is None for a in args):
         return _Jet(v, None, None, vm, None, None)

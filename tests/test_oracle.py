@@ -314,3 +314,30 @@ def test_the_oracle_gives_up_after_its_time_limit() -> None:
             while True:
                 pass
     assert time.monotonic() - start < 5
+
+
+@pytest.mark.parametrize("point", [
+    (1.0, 1.096455796042573, 0.001953125, 2.2250738585072014e-308),  # torch: p/x_i of a subnormal p
+    (-2.0, 1.0, -512.9798449122127, 0.5, 64.0, -2.2250738585072014e-308, 0.5487191396568898),  # XLA flushes
+])
+def test_prod_through_subnormal_partial_products_is_not_a_fault(point) -> None:
+    """An entry at the smallest normal number makes prod's partial products subnormal:
+    XLA on CPU flushes them to zero (JAX returned 0 for H[6,1] = -7.3e-304), PyTorch keeps
+    a subnormal's few bits and divides by entries (9e-17 off on 2.1e-3). Both are the
+    floating-point range, not a derivative fault; the error scale of prod says so."""
+    from backends import get_variant
+    from harness.engine import check_case
+    from harness.strategies import Case
+
+    program = Program(len(point), (Node("input"), op("prod", 0, axis=-1, keepdims=False)))
+    result = check_case(Case(program, np.array(point), "float64"),
+                        [get_variant(v) for v in ("jax:fwdrev", "torch:func", "equinox:filter_hessian")])
+    assert not [v.explanation for v in result.verdicts if v.kind.is_failure]
+
+
+def test_prod_error_scale_away_from_underflow_is_rounding_only() -> None:
+    """The underflow allowance does not loosen prod where no partial product is tiny."""
+    x = np.array([1.5, 2.0, -0.5])
+    result = evaluate(Program(3, (Node("input"), op("prod", 0, axis=None, keepdims=False))), x, "float64")
+    h = np.abs(result.hessian.astype(float))
+    assert np.all(result.hessian_scale <= 100 * (h + 1.0))
