@@ -702,8 +702,12 @@ _unary("silu", lambda sp, a: a * _sigmoid(sp, a), "a sigmoid(a)", (0.0,), group=
        rule_scale=lambda sp, a: (2 + 2 * abs(a), 6 + 6 * abs(a), 26 + 26 * abs(a)))
 _unary("mish", lambda sp, a: a * sp.tanh(sp.log(1 + sp.exp(a))), "a tanh(softplus(a))", (0.0,), group="activation",
        rule_scale=lambda sp, a: (2 + 2 * abs(a), 6 + 6 * abs(a), 26 + 26 * abs(a)))
+# Frameworks compute softsign as the quotient a / (1 + |a|) and differentiate that: the
+# quotient rule's terms (of size 1/(1 + |a|)^k at order k) cancel to the true derivative,
+# |a| times smaller for large |a| (at a = -632, to 7.9e-9 from terms of 5e-6).
 _piecewise("softsign", 1, lambda sp, a: [a], lambda sp, s, a: a / (1 + s[0] * a), (0.0,),
-           "a / (1 + |a|) (third derivative jumps at 0)", group="activation")
+           "a / (1 + |a|) (third derivative jumps at 0)", group="activation",
+           rule_scale=lambda sp, s, a: (2 / (1 + s[0] * a), 4 / (1 + s[0] * a) ** 2, 12 / (1 + s[0] * a) ** 3))
 _unary("log_sigmoid", lambda sp, a: -sp.log(1 + sp.exp(-a)), "log(sigmoid(a))", (0.0, -_EXP_EDGES[0]),
        group="activation", rule_scale=lambda sp, a: (2, 6, 26))
 _piecewise("hard_tanh", 1, lambda sp, a: [a + 1, a - 1],

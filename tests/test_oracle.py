@@ -341,3 +341,18 @@ def test_prod_error_scale_away_from_underflow_is_rounding_only() -> None:
     result = evaluate(Program(3, (Node("input"), op("prod", 0, axis=None, keepdims=False))), x, "float64")
     h = np.abs(result.hessian.astype(float))
     assert np.all(result.hessian_scale <= 100 * (h + 1.0))
+
+
+@pytest.mark.parametrize("x", [-632.0, -1e6, 3.0])
+def test_softsign_far_from_zero_is_judged_by_its_quotient_rule_terms(x) -> None:
+    """JAX and PyTorch differentiate softsign as the quotient a / (1 + |a|): its terms are
+    |a| times larger than the second derivative, and cancel to it within eps of them."""
+    from backends import get_variant
+    from harness.engine import check_case
+    from harness.strategies import Case
+
+    program = Program(1, (Node("input"), op("softsign", 0), op("sum", 1)))
+    for dtype in ("float64", "float32"):
+        result = check_case(Case(program, np.array([x]), dtype),
+                            [get_variant(v) for v in ("jax:fwdrev", "torch:func")])
+        assert not [v.explanation for v in result.verdicts if v.kind.is_failure], dtype
