@@ -744,6 +744,10 @@ register_op(OpSpec(
     "copysign", 2, "binary",
     Piecewise(lambda sp, a, b: [a, b], lambda sp, s, a, b: (a if s[0] > 0 else -a) * s[1]),
     special=lambda attrs: (0.0, 0.0), special_names=("a=0", "b=0"), doc="|a| with the sign of b",
+    # PyTorch's gradient is grad * result / a (derivatives.yaml): differentiated again
+    # (reverse over reverse), 1/a - result/a**2 cancels terms of size 1/|a| to 0.
+    rule_scale=lambda sp, s, a, b: (2, 2 / sp.Max(abs(a), sp.Float("1e-300")),
+                                    4 / sp.Max(a**2, sp.Float("1e-300"))),
 ))
 register_op(OpSpec("ldexp", 1, "unary", Elementwise(lambda sp, a, k: a * sp.Integer(2) ** k),
                    attrs=(AttrSpec("k", "int"),), doc="a * 2**k for an integer k (-8..8)",
