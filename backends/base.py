@@ -69,6 +69,13 @@ class Variant:
     compose: Callable[[Any, Any], Any]
     helpers: tuple[Callable[..., Any], ...] = ()
 
+    @classmethod
+    def calling(cls, description: str, helper: Callable[..., Any], *more: Callable[..., Any]) -> Variant:
+        """The variant whose Hessian function is ``helper(f)``: a module-level function
+        the backend (and an emitted script) carries, with the helpers it calls in turn."""
+        name = helper.__name__
+        return cls(description, lambda m, f: getattr(m, name)(f), (*more, helper))
+
 
 class Backend(ABC):
     """One framework. Subclasses are final and registered with ``backends.registry``.

@@ -263,26 +263,14 @@ class MlxBackend(Backend):
     extra = "mlx"
     modules = ("mlx.core",)
     variants = {
-        "fwdrev": Variant(
-            "JVP of mx.grad(f) along each basis vector (Python loop), eager",
-            lambda m, f: m.hessian_fwdrev(f),
-            (hessian_fwdrev,),
-        ),
-        "fwdrev-vmap": Variant(
-            "JVP of mx.grad(f) vmapped over the basis, eager",
-            lambda m, f: m.hessian_fwdrev_vmap(f),
-            (hessian_fwdrev_vmap,),
-        ),
-        "revrev": Variant(
-            "VJP of mx.grad(f) with each basis cotangent (Python loop), eager",
-            lambda m, f: m.hessian_revrev(f),
-            (hessian_revrev,),
-        ),
-        "revrev-vmap": Variant(
-            "VJP of mx.grad(f) vmapped over the basis cotangents, eager",
-            lambda m, f: m.hessian_revrev_vmap(f),
-            (hessian_revrev_vmap,),
-        ),
+        "fwdrev": Variant.calling("JVP of mx.grad(f) along each basis vector (Python loop), eager",
+                                  hessian_fwdrev),
+        "fwdrev-vmap": Variant.calling("JVP of mx.grad(f) vmapped over the basis, eager",
+                                       hessian_fwdrev_vmap),
+        "revrev": Variant.calling("VJP of mx.grad(f) with each basis cotangent (Python loop), eager",
+                                  hessian_revrev),
+        "revrev-vmap": Variant.calling("VJP of mx.grad(f) vmapped over the basis cotangents, eager",
+                                       hessian_revrev_vmap),
         "compile": Variant(
             "mx.compile of the forward-over-reverse loop (fused CPU kernels)",
             lambda m, f: m.mx.compile(m.hessian_fwdrev(f)),

@@ -50,18 +50,10 @@ class PlantedBackend(JaxBackend):
     name = "planted"
     variants = {
         "honest": Variant("jax.hessian, unchanged", lambda m, f: m.jax.hessian(f)),
-        "pl_gradient": Variant(
-            "returns the gradient for piecewise-linear programs",
-            lambda m, f: m.hessian_or_gradient(f), (hessian_or_gradient,),
-        ),
-        "no_cross": Variant(
-            "drops cross terms", lambda m, f: m.hessian_without_cross_terms(f),
-            (hessian_without_cross_terms,),
-        ),
-        "row0": Variant(
-            "doubles the first row", lambda m, f: m.hessian_transposed_wrong(f),
-            (hessian_transposed_wrong,),
-        ),
+        "pl_gradient": Variant.calling("returns the gradient for piecewise-linear programs",
+                                       hessian_or_gradient),
+        "no_cross": Variant.calling("drops cross terms", hessian_without_cross_terms),
+        "row0": Variant.calling("doubles the first row", hessian_transposed_wrong),
     }
 
 
@@ -182,22 +174,16 @@ def ode_euler_frozen_field(f):
 
 
 RELATION_PROBES = {
-    "hvp-diagonal": Variant("an HVP that keeps only H[j, j]", lambda m, f: m.hessian_by_diagonal_hvp(f),
-                            (hessian_by_diagonal_hvp,)),
-    "laplacian-first": Variant("a Laplacian of first derivatives",
-                               lambda m, f: m.laplacian_of_first_derivatives(f),
-                               (laplacian_of_first_derivatives,)),
-    "vmap-wrong-point": Variant("vmap returning another point's Hessian",
-                                lambda m, f: m.vmap_hessian_of_wrong_point(f),
-                                (vmap_hessian_of_wrong_point,)),
-    "custom-first-order": Variant("a custom_jvp rule right to first order only",
-                                  lambda m, f: m.custom_jvp_first_order_only(f),
-                                  (custom_jvp_first_order_only,)),
-    "params-combine-swapped": Variant("eqx.combine(model, params): the parameters are ignored",
-                                      lambda m, f: m.module_parameter_hessian_combine_swapped(f),
-                                      (module_parameter_hessian_combine_swapped,)),
-    "ode-frozen-field": Variant("an Euler solve differentiated through its first step only",
-                                lambda m, f: m.ode_euler_frozen_field(f), (ode_euler_frozen_field,)),
+    "hvp-diagonal": Variant.calling("an HVP that keeps only H[j, j]", hessian_by_diagonal_hvp),
+    "laplacian-first": Variant.calling("a Laplacian of first derivatives", laplacian_of_first_derivatives),
+    "vmap-wrong-point": Variant.calling("vmap returning another point's Hessian",
+                                        vmap_hessian_of_wrong_point),
+    "custom-first-order": Variant.calling("a custom_jvp rule right to first order only",
+                                          custom_jvp_first_order_only),
+    "params-combine-swapped": Variant.calling("eqx.combine(model, params): the parameters are ignored",
+                                              module_parameter_hessian_combine_swapped),
+    "ode-frozen-field": Variant.calling("an Euler solve differentiated through its first step only",
+                                        ode_euler_frozen_field),
 }
 
 
@@ -208,14 +194,10 @@ class PlantedRelationsBackend(JaxBackend):
     name = "plantedrel"
     variants = {
         "honest": Variant("jax.hessian, unchanged", lambda m, f: m.jax.hessian(f)),
-        "row0": Variant("doubles the first row (asymmetric)", lambda m, f: m.hessian_transposed_wrong(f),
-                        (hessian_transposed_wrong,)),
-        "no_cross": Variant("drops cross terms", lambda m, f: m.hessian_without_cross_terms(f),
-                            (hessian_without_cross_terms,)),
-        "jit": Variant("a jit path computing in float32", lambda m, f: m.jit_hessian_in_float32(f),
-                       (jit_hessian_in_float32,)),
-        "f32scaled": Variant("float32 Hessian 1% off", lambda m, f: m.hessian_scaled_in_float32(f),
-                             (hessian_scaled_in_float32,)),
+        "row0": Variant.calling("doubles the first row (asymmetric)", hessian_transposed_wrong),
+        "no_cross": Variant.calling("drops cross terms", hessian_without_cross_terms),
+        "jit": Variant.calling("a jit path computing in float32", jit_hessian_in_float32),
+        "f32scaled": Variant.calling("float32 Hessian 1% off", hessian_scaled_in_float32),
     }
 
     def probes(self):

@@ -123,14 +123,11 @@ def diffrax_adaptive_loose(f):
 
 
 ODE_PROBES = {
-    "ode-diffrax-frozen-field": Variant("a diffrax Euler solve differentiated through its first step only",
-                                        lambda m, f: m.diffrax_euler_frozen_field(f),
-                                        (diffrax_euler_frozen_field,)),
-    "adaptive-ode-frozen-field": Variant("an adaptive solve not differentiated on [0.5, 1]",
-                                         lambda m, f: m.diffrax_adaptive_frozen_field(f),
-                                         (diffrax_adaptive_frozen_field,)),
-    "adaptive-ode-loose": Variant("an adaptive solve at rtol 1e-3", lambda m, f: m.diffrax_adaptive_loose(f),
-                                  (diffrax_adaptive_loose,)),
+    "ode-diffrax-frozen-field": Variant.calling("a diffrax Euler solve differentiated through its first step only",
+                                                diffrax_euler_frozen_field),
+    "adaptive-ode-frozen-field": Variant.calling("an adaptive solve not differentiated on [0.5, 1]",
+                                                 diffrax_adaptive_frozen_field),
+    "adaptive-ode-loose": Variant.calling("an adaptive solve at rtol 1e-3", diffrax_adaptive_loose),
 }
 
 

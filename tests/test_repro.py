@@ -56,8 +56,8 @@ class _PlantedBackend(Backend):
     extra = "test"
     modules = ("numpy",)
     variants = {
-        "boom": Variant("raises", lambda m, f: m.hessian_that_raises(f), (hessian_that_raises,)),
-        "zeros": Variant("all zeros", lambda m, f: m.hessian_of_zeros(f), (hessian_of_zeros,)),
+        "boom": Variant.calling("raises", hessian_that_raises),
+        "zeros": Variant.calling("all zeros", hessian_of_zeros),
     }
     gradient = staticmethod(lambda m, f: f)
     lowerings = _NUMPY_LOWERINGS
