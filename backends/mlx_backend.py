@@ -164,7 +164,8 @@ MLX_LOWERINGS: dict[str, Lowering | Absent] = {
     "trace": lambda m, a: m.mx.trace(a),
     "diagonal": lambda m, a: m.mx.diagonal(a),
     "det": lambda m, a: m.mx.linalg.det(a),
-    "inv": lambda m, a: m.mx.linalg.inv(a),
+    "inv": Absent("mx.linalg.inv has no VJP (mlx 0.32.4: [Primitive::vjp] Not implemented for Inverse), so "
+                  "no MLX variant can take its Hessian"),
     # Both exist on the CPU stream, but (mlx 0.32.4) neither differentiates with respect to
     # the matrix: mx.grad through solve(A, b) with A traced raises "[gather_axis] Cannot
     # calculate VJP with respect to indices" (its LU pivots are not stop_gradient'ed), and

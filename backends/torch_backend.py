@@ -104,7 +104,8 @@ TORCH_LOWERINGS: dict[str, Lowering | Absent] = {
     "softsign": lambda m, a: m.F.softsign(a),
     "log_sigmoid": lambda m, a: m.F.logsigmoid(a),
     "hard_tanh": lambda m, a: m.F.hardtanh(a),
-    "hard_sigmoid": lambda m, a: m.F.hardsigmoid(a),
+    "hard_sigmoid": Absent("F.hardsigmoid has no second derivative in any AD mode (torch 2.13.0: derivative for "
+                           "aten::hardsigmoid_backward is not implemented; forward AD of it neither)"),
     # Binary.
     "pow": lambda m, a, b: m.torch.pow(a, b),
     "arctan2": lambda m, a, b: m.torch.atan2(a, b),
