@@ -415,7 +415,7 @@ def _coverage_section(coverage: Mapping[str, Mapping[str, Mapping[str, int]]]) -
         "## Coverage",
         "",
         "Each cell: checks / checks at a special point (kink, tie, domain edge) / findings; "
-        "`—` is never reached.",
+        "`—` is never reached; `absent`: the framework has no such op (`hessdiff ops` says why).",
         "",
     ]
     if variants:
@@ -430,7 +430,7 @@ def _coverage_section(coverage: Mapping[str, Mapping[str, Mapping[str, int]]]) -
                 c = per_op.get(v, {})
                 n = int(c.get("checks", 0))
                 special, found = int(c.get("special", 0)), int(c.get("findings", 0))
-                cells.append(f"{n}/{special}/{found}" if n else "—")
+                cells.append(f"{n}/{special}/{found}" if n else ("absent" if _absent(v, op_name) else "—"))
             lines.append(f"| {op_name} | " + " | ".join(cells) + " |")
         lines.append("")
     never = [
@@ -438,8 +438,27 @@ def _coverage_section(coverage: Mapping[str, Mapping[str, Mapping[str, int]]]) -
         if not any(int(c.get("checks", 0)) for c in coverage.get(op_name, {}).values())
     ]
     lines.append(f"**Ops never reached**: {', '.join(never) if never else 'none'}")
+    pairs = [
+        f"{op_name} on `{v}`" for op_name in ops for v in variants
+        if not int(coverage.get(op_name, {}).get(v, {}).get("checks", 0)) and not _absent(v, op_name)
+    ]
+    lowered = sum(1 for op_name in ops for v in variants if not _absent(v, op_name))
+    lines += ["", f"**Lowered (op, variant) pairs reached**: {lowered - len(pairs)} of {lowered}; never: "
+              f"{', '.join(pairs) if pairs else 'none'}"]
     lines += ["", *_special_coverage(coverage)]
     return lines + [""]
+
+
+def _absent(variant: str, op_name: str) -> bool:
+    """Whether ``variant``'s backend declares ``op_name`` absent (False when unknown: a
+    report may name a backend this installation lacks)."""
+    from backends import Absent, get_variant
+
+    try:
+        lowering = get_variant(variant).backend.lowerings.get(op_name)
+    except (KeyError, ValueError, AttributeError):
+        return False
+    return isinstance(lowering, Absent)
 
 
 def _special_coverage(coverage: Mapping[str, Mapping[str, Mapping[str, int]]]) -> list[str]:

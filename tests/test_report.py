@@ -216,3 +216,20 @@ def test_report_into_a_fresh_nested_folder(tmp_path: Path) -> None:
     root = ET.parse(paths.junit_xml).getroot()
     assert root.get("tests") == "0"
     assert os.listdir(out / "findings") == []
+
+
+def test_coverage_marks_absent_pairs_and_lists_lowered_pairs_never_reached(tmp_path: Path) -> None:
+    """A pair the framework lacks is `absent`, not a gap; a lowered pair no check reached
+    is listed by name (the 5-minute campaign's acceptance reads it off the summary)."""
+    coverage = {
+        "sin": {"mlx:revrev": {"checks": 3, "special": 0, "findings": 0},
+                "jax:fwdrev": {"checks": 2, "special": 0, "findings": 0}},
+        "solve": {"jax:fwdrev": {"checks": 1, "special": 0, "findings": 0}},  # MLX lacks solve
+    }
+    write_report(tmp_path, [], baseline=Baseline(), run_info={}, coverage=coverage)
+    summary = (tmp_path / "summary.md").read_text()
+    assert "| solve | 1/0/0 | absent |" in summary
+    pairs = summary.split("**Lowered (op, variant) pairs reached**:")[1].splitlines()[0]
+    never = [item.strip() for item in pairs.split("never:")[1].split(",")]
+    assert not [p for p in never if p.startswith(("sin on", "solve on"))], never
+    assert "cos on `mlx:revrev`" in never and "cos on `jax:fwdrev`" in never
