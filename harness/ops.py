@@ -170,8 +170,8 @@ class Vector:
     (delta - p), logsumexp' = exp(a - y)), so every derivative errs by eps times the
     output's own scale, not the derivative's (sum(softmax(x))'' = 0 comes out as 2 eps).
 
-    ``products``: a reduction computed from partial products of its entries (prod; its
-    ``axis`` attr says which entries), so a partial product below the dtype's smallest
+    ``products``: computed from partial products of its entries (prod, cumprod; the
+    ``axis`` attr says which entries go together), so a partial product below the dtype's smallest
     normal number is flushed to zero (XLA on CPU) or kept with a subnormal's few bits
     (PyTorch, which then divides: prod' = p / x_i), and a derivative errs by up to that
     tiny number times the remaining factors, or by a subnormal's spacing over the
@@ -932,7 +932,8 @@ for _name, _fn, _doc in (
 ):
     register_op(OpSpec(
         _name, 1, "reduction",
-        Vector(lambda sp, A, axis, fn=_fn: _along(A, axis, lambda v: fn(sp, v)), output_based=_name != "cumprod"),
+        Vector(lambda sp, A, axis, fn=_fn: _along(A, axis, lambda v: fn(sp, v)), output_based=_name != "cumprod",
+               products=_name == "cumprod"),
         attrs=_AXIS_ATTR, shape=_along_shape(_name), doc=_doc,
     ))
 

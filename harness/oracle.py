@@ -968,17 +968,24 @@ def _subnormal_products(Ja: np.ndarray, Ka: np.ndarray, entries: np.ndarray, axi
     derivative built on it by that times the remaining factors (each counted as at least
     1, since which partial products a framework forms is its own business); a subnormal
     product divided by entries (p / x_i) errs by its spacing, ``tiny * eps``, over them.
+    The entries along ``axis`` go together: one output per such group (prod), or one per
+    entry, the product of the group's entries up to it (cumprod, whose output has the
+    argument's shape).
     """
     tiny, eps = float(finfo.tiny), float(finfo.eps)
     index = np.arange(entries.size).reshape(entries.shape)
     groups = index.reshape(1, -1) if axis is None else np.moveaxis(index, axis, -1).reshape(-1, entries.shape[axis])
+    if Ja.shape[0] == len(groups):
+        products = [(p, list(group)) for p, group in enumerate(groups)]
+    else:
+        products = [(int(group[t]), list(group[:t + 1])) for group in groups for t in range(len(group))]
     flat = entries.reshape(-1)
     big = np.maximum(flat, 1.0)
     Ja, Ka = Ja.copy(), Ka.copy()
     with np.errstate(over="ignore", divide="ignore"):
-        for p, group in enumerate(groups):
-            for i in group:
-                rest = [k for k in group if k != i]
+        for p, factors in products:
+            for i in factors:
+                rest = [k for k in factors if k != i]
                 Ja[p, i] += tiny * float(np.prod(big[rest])) / eps + tiny / max(flat[i], tiny)
                 for j in rest:
                     others = [k for k in rest if k != j]

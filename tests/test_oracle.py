@@ -371,3 +371,18 @@ def test_copysign_through_torchs_division_formula_is_rounding() -> None:
     for dtype in ("float64", "float32"):
         result = check_case(Case(program, x, dtype), [get_variant("torch:func-revrev")])
         assert not [v.explanation for v in result.verdicts if v.kind.is_failure], dtype
+
+
+def test_cumprod_through_flushed_partial_products_is_not_a_fault() -> None:
+    """cumprod forms partial products too: with an entry at float64's smallest normal, XLA
+    flushed one to zero (JAX: H[3,1] = 0, true 4.8e-306); its error scale allows for that."""
+    from backends import get_variant
+    from harness.engine import check_case
+    from harness.strategies import Case
+
+    point = [2.2250738585072014e-308, -3.995178161795836e-15, 732.3638804844447, -3.995178161795836e-15,
+             -0.7049621468935818, 0.0, 0.0]
+    program = Program(7, (Node("input"), op("cumprod", 0, axis=-1), op("sum", 1)))
+    result = check_case(Case(program, np.array(point), "float64"),
+                        [get_variant(v) for v in ("jax:fwdrev", "equinox:filter_hessian")])
+    assert not [v.explanation for v in result.verdicts if v.kind.is_failure]
