@@ -220,10 +220,12 @@ class Campaign:
         for op_name, cells in (coverage or {}).items():  # a resumed campaign's coverage so far
             for variant, cell in cells.items():
                 self.stats.coverage[op_name][variant].update(cell)
-        # Ops some variant lowers: steering never chases an op every backend lacks.
-        self._lowered = {
-            name for name in config.ops
-            if any(not isinstance(getattr(v.backend, "lowerings", {}).get(name), Absent) for v in self.variants)
+        # Per op, the variants whose backend lowers it: steering chases an op until each of
+        # them has checked it, and never one every backend lacks.
+        self._lowering = {
+            name: [v.name for v in self.variants
+                   if not isinstance(getattr(v.backend, "lowerings", {}).get(name), Absent)]
+            for name in config.ops
         }
 
     # --- the search -------------------------------------------------------------------
@@ -274,17 +276,20 @@ class Campaign:
 
     def missing(self) -> dict[str, tuple[int, ...]]:
         """Per op some variant lowers that coverage lacks: the indices of its special
-        values no check has reached (empty when only the op itself is unreached)."""
+        values no check has reached (empty when only the op itself is unreached by some
+        variant that lowers it)."""
         out: dict[str, tuple[int, ...]] = {}
         for name in self.config.ops:
-            if name not in self._lowered:
+            if not self._lowering[name]:
                 continue
-            cells = list(self.stats.coverage[name].values()) if name in self.stats.coverage else []
+            per_variant = self.stats.coverage[name] if name in self.stats.coverage else {}
+            cells = list(per_variant.values())
             special = tuple(
                 i for i in range(len(CATALOGUE[name].special_names))
                 if not any(int(c.get(f"special:{i}", 0)) for c in cells)
             )
-            if special or not any(int(c.get("checks", 0)) for c in cells):
+            unreached = any(not int(per_variant.get(v, {}).get("checks", 0)) for v in self._lowering[name])
+            if special or unreached:
                 out[name] = special
         return out
 

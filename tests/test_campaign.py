@@ -187,3 +187,15 @@ def test_a_steered_round_aims_at_the_missing_special_value() -> None:
     steered, other = hits(aims), hits({"log10": (1,)})
     assert steered[0] >= 10 and steered[0] > 3 * other[0], (steered, other)
     assert other[1] > steered[1], (steered, other)
+
+
+def test_steering_chases_an_op_until_every_variant_lowering_it_has_checked_it() -> None:
+    """sin checked by JAX but not by MLX is still wanted; solve, which MLX lacks, is not
+    wanted for MLX's sake once JAX has checked it."""
+    from backends import get_variant
+
+    config = CampaignConfig(seed=3, ops=("sin", "solve"), focus=None, dtypes=("float64",))
+    done = {"checks": 4, "special": 0}
+    coverage = {"sin": {"jax:fwdrev": dict(done)}, "solve": {"jax:fwdrev": dict(done)}}
+    campaign = Campaign([get_variant("jax:fwdrev"), get_variant("mlx:revrev")], config, coverage=coverage)
+    assert campaign.missing() == {"sin": ()}
