@@ -767,12 +767,28 @@ def _structural(apply: Callable[..., Any], args: list[_Jet], attrs: dict[str, An
 class _LocalJet:
     """A multi-precision number with its first and second partial derivatives with respect
     to the ``m`` entries of one op's argument: how the oracle differentiates ``Vector`` ops
-    exactly without a symbolic step."""
+    exactly without a symbolic step.
 
-    __slots__ = ("v", "g", "h")
+    Each part carries a running error bound (``ev``, ``eg``, ``eh``, absolute, float64):
+    what evaluating the same formula in the dtype would err by, every intermediate
+    rounded to ``eps`` relative and to ``tiny`` absolute (a product that underflows: the
+    Hessian of norm(x) at x = (0, 2.3e-275) goes through |x|**2 = 5e-550, which float64
+    holds as 0). Intermediate underflow is modelled here; overflow is not (frameworks
+    shift by the max before exp, and a true overflow is the judge's ``max_magnitude``).
+    """
 
-    def __init__(self, v: Any, g: np.ndarray, h: np.ndarray) -> None:
+    __slots__ = ("v", "g", "h", "ev", "eg", "eh")
+
+    # The dtype's unit roundoff and smallest normal, set per evaluation (``_rounding``).
+    eps = 2.0**-53
+    tiny = float(np.finfo(np.float64).tiny)
+
+    def __init__(self, v: Any, g: np.ndarray, h: np.ndarray, ev: float = 0.0, eg: np.ndarray | None = None,
+                 eh: np.ndarray | None = None) -> None:
         self.v, self.g, self.h = v, g, h
+        self.ev = ev
+        self.eg = np.zeros(len(g)) if eg is None else eg
+        self.eh = np.zeros(h.shape) if eh is None else eh
 
     @staticmethod
     def lift(other: Any, like: _LocalJet) -> _LocalJet:
@@ -780,17 +796,32 @@ class _LocalJet:
             return other
         return _LocalJet(mpmath.mpf(other), like.g * 0, like.h * 0)
 
+    def _rounded(self) -> _LocalJet:
+        """Each part rounded once more (the operation that made it)."""
+        e, t = _LocalJet.eps, _LocalJet.tiny
+        self.ev += e * _fabs(self.v) + t
+        self.eg = self.eg + e * _abs_float(self.g) + t
+        self.eh = self.eh + e * _abs_float(self.h) + t
+        return self
+
     def chain(self, f: Any, d1: Any, d2: Any) -> _LocalJet:
-        return _LocalJet(f, self.g * d1, self.h * d1 + np.outer(self.g, self.g) * d2)
+        a1, a2 = _fabs(d1), _fabs(d2)
+        ga = _abs_float(self.g)
+        return _LocalJet(
+            f, self.g * d1, self.h * d1 + np.outer(self.g, self.g) * d2,
+            a1 * self.ev, a1 * self.eg + a2 * ga * self.ev,
+            a1 * self.eh + a2 * (np.outer(self.eg, ga) + np.outer(ga, self.eg)) + a2 * _abs_float(self.h) * self.ev,
+        )._rounded()
 
     def __add__(self, o: Any) -> _LocalJet:
         o = _LocalJet.lift(o, self)
-        return _LocalJet(self.v + o.v, self.g + o.g, self.h + o.h)
+        return _LocalJet(self.v + o.v, self.g + o.g, self.h + o.h, self.ev + o.ev, self.eg + o.eg,
+                         self.eh + o.eh)._rounded()
 
     __radd__ = __add__
 
     def __neg__(self) -> _LocalJet:
-        return _LocalJet(-self.v, -self.g, -self.h)
+        return _LocalJet(-self.v, -self.g, -self.h, self.ev, self.eg, self.eh)
 
     def __sub__(self, o: Any) -> _LocalJet:
         return self + (-_LocalJet.lift(o, self))
@@ -800,8 +831,16 @@ class _LocalJet:
 
     def __mul__(self, o: Any) -> _LocalJet:
         o = _LocalJet.lift(o, self)
-        return _LocalJet(self.v * o.v, self.g * o.v + o.g * self.v,
-                         self.h * o.v + o.h * self.v + np.outer(self.g, o.g) + np.outer(o.g, self.g))
+        av, bv = _fabs(self.v), _fabs(o.v)
+        ag, bg = _abs_float(self.g), _abs_float(o.g)
+        return _LocalJet(
+            self.v * o.v, self.g * o.v + o.g * self.v,
+            self.h * o.v + o.h * self.v + np.outer(self.g, o.g) + np.outer(o.g, self.g),
+            av * o.ev + bv * self.ev,
+            ag * o.ev + self.eg * bv + bg * self.ev + o.eg * av,
+            _abs_float(self.h) * o.ev + self.eh * bv + _abs_float(o.h) * self.ev + o.eh * av
+            + np.outer(self.eg, bg) + np.outer(ag, o.eg) + np.outer(o.eg, ag) + np.outer(bg, self.eg),
+        )._rounded()
 
     __rmul__ = __mul__
 
@@ -819,6 +858,18 @@ class _LocalJet:
         if p == 2:
             return self * self
         return self.chain(self.v**p, p * self.v ** (p - 1), p * (p - 1) * self.v ** (p - 2))
+
+
+@contextlib.contextmanager
+def _rounding(dtype: str) -> Iterator[None]:
+    """Local jets' running error bounds in ``dtype``'s unit roundoff and smallest normal."""
+    finfo = np.finfo(dtype)
+    saved = _LocalJet.eps, _LocalJet.tiny
+    _LocalJet.eps, _LocalJet.tiny = float(finfo.eps) / 2, float(finfo.tiny)
+    try:
+        yield
+    finally:
+        _LocalJet.eps, _LocalJet.tiny = saved
 
 
 class _JetFunctions:
@@ -932,9 +983,10 @@ class _Ties:
 
 
 def _vector_local(spec: OpSpec, attrs: dict[str, Any], values: list[np.ndarray],
-                  ties: _Ties | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, ...]]:
+                  ties: _Ties | None = None) -> tuple[np.ndarray, ...]:
     """f (p,), J (p, m), K (p, m, m) of a ``Vector`` (or ``Selection``) op at the argument
-    values; the m local variables are every argument's entries, one argument after another."""
+    values, and the running error bounds of J and K (absolute, float64; ``_LocalJet``);
+    the m local variables are every argument's entries, one argument after another."""
     m = sum(v.size for v in values)
     flat = np.concatenate([np.reshape(v, -1) for v in values]) if values else np.empty(0, dtype=object)
     eye = np.empty((m, m), dtype=object)
@@ -956,7 +1008,44 @@ def _vector_local(spec: OpSpec, attrs: dict[str, Any], values: list[np.ndarray],
     f = np.array([j.v for j in jets] + [None], dtype=object)[:-1]
     J = np.array([list(j.g) for j in jets], dtype=object).reshape(len(jets), m)
     K = np.array([j.h for j in jets], dtype=object).reshape(len(jets), m, m)
-    return f, J, K, out.shape
+    eJ = np.array([j.eg for j in jets], dtype=np.float64).reshape(len(jets), m)
+    eK = np.array([j.eh for j in jets], dtype=np.float64).reshape(len(jets), m, m)
+    return f, J, K, out.shape, eJ, eK
+
+
+# The step of the directional difference that estimates how K moves when the argument
+# errs (relative to that error): small enough to stay linear, large against 50 digits.
+_PERTURBATION = 1e-20
+
+
+def _perturbed_hessian_change(spec: OpSpec, attrs: dict[str, Any], values: list[np.ndarray], K: np.ndarray,
+                              delta: np.ndarray, ties: _Ties | None) -> np.ndarray:
+    """|K(x + delta) - K(x)| per entry, the most of two sign patterns of ``delta`` (by
+    a difference of step ``_PERTURBATION``): how much the op's second derivatives move when its
+    argument carries the error ``delta`` (the third derivatives times it, without
+    computing them). Zero where the argument cannot be moved within the op's domain."""
+    if not np.any(delta):
+        return np.zeros(K.shape)
+    out = np.zeros(K.shape)
+    signs = np.ones(delta.size)
+    for pattern in (signs, np.where(np.arange(delta.size) % 2, -1.0, 1.0)):
+        step = pattern * delta * _PERTURBATION
+        moved, start = [], 0
+        for v in values:
+            shift = step[start:start + v.size].reshape(v.shape)
+            moved.append(np.vectorize(lambda a, d: a + mpmath.mpf(d), otypes=[object])(v, shift))
+            start += v.size
+        try:
+            if spec.domain is not None and not spec.domain(tuple(moved)):
+                continue
+            again = None if ties is None else _Ties(ties.rotation, None, ties.floor, ties.fuzz)
+            _, _, K2, _, _, _ = _vector_local(spec, attrs, moved, again)
+        except (ZeroDivisionError, ValueError, OverflowError, TypeError):
+            continue
+        with np.errstate(over="ignore", invalid="ignore"):
+            change = np.abs(_to_float(K2 - K)) / _PERTURBATION
+        out = np.maximum(out, np.nan_to_num(change, nan=0.0, posinf=np.finfo(np.float64).max))
+    return out
 
 
 def _subnormal_products(Ja: np.ndarray, Ka: np.ndarray, entries: np.ndarray, axis: int | None,
@@ -1000,30 +1089,45 @@ def _vector(node: int, spec: OpSpec, attrs: dict[str, Any], args: list[_Jet], n:
     if spec.domain is not None and not spec.domain(tuple(values)):
         raise OutOfDomain(f"node {node} ({spec.name}) is outside its domain at {_to_float(values[0]).tolist()}")
     try:
-        f, J, K, out_shape = _vector_local(spec, attrs, values, ties)
+        with _rounding(dtype):
+            f, J, K, out_shape, eJ, eK = _vector_local(spec, attrs, values, ties)
     except (ZeroDivisionError, ValueError, OverflowError) as exc:
         raise OutOfDomain(f"node {node} ({spec.name}) is undefined at {_to_float(values[0]).tolist()}: {exc}") from None
     vm_in = np.concatenate([np.reshape(a.vm, -1) for a in args])
     Ja, Ka = _abs_float(J), _abs_float(K)
     vm_flat = _abs_float(f) + Ja @ vm_in
     vm = vm_flat.reshape(out_shape)
-    # Frameworks compute such ops by algorithms (LU, a max shift, a mean subtracted) whose
-    # derivatives are not exactly multilinear or cancelling in floating point: each
-    # derivative errs by about eps times the value's scale over the entries' scale
-    # (per order), even where the true derivative is exactly 0. A selection of entries
-    # (max, sort) is exact.
-    # Second derivatives are also commonly assembled from products of first derivatives
-    # (logsumexp'' = diag(p) - p p^T, computed as p - p*p near p = 1), so they err by eps
-    # times those products too.
+    # The error of the op's own derivatives, in units of eps (error ~ eps * scale), never
+    # from dividing by an entry's size, so a tiny argument cannot inflate it:
+    # * the running error bound of its formula evaluated in the dtype (``_LocalJet``):
+    #   every intermediate's rounding, its underflow included;
+    # * the argument's own error moving them: the change of J by K, and of K by its third
+    #   derivatives, along the argument's error. Frameworks compute such ops by
+    #   algorithms that mix the entries (LU with pivoting, a shift by the max, a mean
+    #   subtracted), so each entry errs by the largest entry's error (normwise); products
+    #   (prod, cumprod) are computed entry by entry, so theirs is entrywise;
+    # * for the same reason a derivative that is exactly 0 in exact arithmetic (det is
+    #   multilinear: d2 det / dA_ij**2 = 0) comes out as eps times the op's other
+    #   derivatives of that order (normwise over the local Jacobian and Hessian).
+    # A selection of entries (max, sort) is exact.
+    Jerr, Kerr = Ja, Ka
     if not (isinstance(spec.math, Selection) and spec.math.linear):
-        entry = max(float(np.max(vm_in, initial=0.0)), 1e-30)
-        Ka = Ka + vm_flat[:, None, None] / entry**2 + Ja[:, :, None] * Ja[:, None, :]
-        Ja = Ja + vm_flat[:, None] / entry
+        eps = float(np.finfo(dtype).eps) / 2
+        normwise = not (isinstance(spec.math, Vector) and spec.math.products)
+        delta = np.full(vm_in.shape, float(np.max(vm_in, initial=0.0))) if normwise else vm_in
+        p = Ja.shape[0]
+        Jerr = Ja + eJ / eps + Ka @ delta + Ja.reshape(p, -1).max(axis=1, initial=0.0)[:, None]
+        Kerr = (Ka + eK / eps + _perturbed_hessian_change(spec, attrs, values, K, delta, ties)
+                + Ka.reshape(p, -1).max(axis=1, initial=0.0)[:, None, None])
+    # Frameworks differentiate some ops through their output (softmax' = p (delta - p),
+    # logsumexp'' = diag(p) - p p^T computed as p - p*p near p = 1): every derivative
+    # errs by eps times the output's scale, and second derivatives by eps times the
+    # products of first derivatives they are assembled from.
     if isinstance(spec.math, Vector) and spec.math.output_based:
-        Ka = Ka + vm_flat[:, None, None]
-        Ja = Ja + vm_flat[:, None]
+        Kerr = Kerr + vm_flat[:, None, None] + Ja[:, :, None] * Ja[:, None, :]
+        Jerr = Jerr + vm_flat[:, None]
     if isinstance(spec.math, Vector) and spec.math.products:
-        Ja, Ka = _subnormal_products(Ja, Ka, _abs_float(values[0]), attrs.get("axis"), np.finfo(dtype))
+        Jerr, Kerr = _subnormal_products(Jerr, Kerr, _abs_float(values[0]), attrs.get("axis"), np.finfo(dtype))
     v = f.reshape(out_shape)
     if all(a.g is None for a in args):
         return _Jet(v, None, None, vm, None, None)
@@ -1043,12 +1147,11 @@ def _vector(node: int, spec: OpSpec, attrs: dict[str, Any], args: list[_Jet], n:
     g = _mul0(J[:, :, None], G[None]).sum(axis=1)
     GG = _mul0(G[:, None, :, None], G[None, :, None, :])  # (m, m, n, n)
     h = _mul0(J[:, :, None, None], H[None]).sum(axis=1) + _mul0(K[:, :, :, None, None], GG[None]).sum(axis=(1, 2))
-    # Error scales: the Jacobian's own error grows with the second derivatives times the
-    # argument's error; the second-order term is counted twice for its own rounding.
-    J_err = Ja + Ka @ vm_in
-    gm = np.einsum("pk,kn->pn", J_err, Ga) + np.einsum("pk,kn->pn", Ja, gm_in)
-    hm = (np.einsum("pk,kij->pij", J_err, Ha) + np.einsum("pk,kij->pij", Ja, hm_in)
-          + 2 * np.einsum("pkl,ki,lj->pij", Ka, Ga, Ga)
+    # Error scales: each term of the chain rule with its own error (Jerr, Kerr) and its
+    # inputs' (gm_in, hm_in).
+    gm = np.einsum("pk,kn->pn", Jerr, Ga) + np.einsum("pk,kn->pn", Ja, gm_in)
+    hm = (np.einsum("pk,kij->pij", Jerr, Ha) + np.einsum("pk,kij->pij", Ja, hm_in)
+          + np.einsum("pkl,ki,lj->pij", Ka + Kerr, Ga, Ga)
           + np.einsum("pkl,ki,lj->pij", Ka, gm_in, Ga) + np.einsum("pkl,ki,lj->pij", Ka, Ga, gm_in))
     return _Jet(v, g.reshape(out_shape + (n,)), h.reshape(out_shape + (n, n)), vm,
                 gm.reshape(out_shape + (n,)), hm.reshape(out_shape + (n, n)))
