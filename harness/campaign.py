@@ -101,6 +101,10 @@ class CampaignStats:
     harness_errors: list[str] = field(default_factory=list)
     checked: int = 0
     screened: int = 0
+    # Hessian entries the oracle judged off the kinks, per variant, and how many of them
+    # were ill-conditioned (an honest error bound larger than the entry: unjudged).
+    entries: Counter[str] = field(default_factory=Counter)
+    ill_conditioned: Counter[str] = field(default_factory=Counter)
     started: float = field(default_factory=time.monotonic)
 
     def checks_per_variant(self) -> dict[str, int]:
@@ -123,7 +127,15 @@ class CampaignStats:
             "harness_errors": self.harness_errors,
             "checked_pairs": self.checked,
             "screened_pairs": self.screened,
+            "hessian_entries_judged": sum(self.entries.values()),
+            "hessian_entries_ill_conditioned": sum(self.ill_conditioned.values()),
+            "unjudged_frac": round(self.unjudged_fraction(), 6),
         }
+
+    def unjudged_fraction(self) -> float:
+        """The fraction of judged Hessian entries left unjudged as ill-conditioned."""
+        total = sum(self.entries.values())
+        return sum(self.ill_conditioned.values()) / total if total else 0.0
 
 
 @dataclass
@@ -388,9 +400,15 @@ class Campaign:
         for name, outcome in result.outcomes.items():
             self.stats.outcomes[name, outcome.status] += 1
             self.stats.seconds[name.split(":", 1)[0]] += outcome.seconds
+            judged, ill = result.entries.get(name, (0, 0))
+            self.stats.entries[name] += judged
+            self.stats.ill_conditioned[name] += ill
             if outcome.status == "ok":
                 for op_name in result.case.program.op_names:
                     cell = self.stats.coverage[op_name][name]
+                    if judged and ill == judged:  # nothing held to a bound: not a check
+                        cell["ill"] = cell.get("ill", 0) + 1
+                        continue
                     cell["checks"] += 1
                     cell["special"] += int((near and op_name in result.oracle.kink_ops) or bool(hits[op_name]))
                     for index in hits[op_name]:

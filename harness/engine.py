@@ -26,7 +26,7 @@ import numpy as np
 from backends import BackendVariant, Unsupported
 from harness.findings import Kind
 from harness.ir import Program
-from harness.oracle import OracleResult, OutOfDomain, evaluate, piecewise_linear
+from harness.oracle import OracleResult, OutOfDomain, conventions, evaluate, piecewise_linear
 from harness.strategies import Case
 from harness.tolerance import tolerance_for
 
@@ -80,6 +80,9 @@ class CaseResult:
     outcomes: dict[str, Outcome]
     verdicts: list[Verdict] = field(default_factory=list)
     note: str = ""
+    # Per variant, Hessian entries judged off the kinks and how many of them were too
+    # ill-conditioned to tell a wrong value within the bound from the truth.
+    entries: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def hessians(self) -> dict[str, np.ndarray | None]:
         return {name: o.hessian for name, o in self.outcomes.items()}
@@ -174,14 +177,20 @@ def check_case(case: Case, variants: Sequence[BackendVariant | Runner]) -> CaseR
 
 
 def judge(case: Case, oracle: OracleResult, outcomes: dict[str, Outcome]) -> CaseResult:
-    """Sort every outcome against the oracle (and, at kinks, against each other)."""
+    """Sort every outcome against the oracle.
+
+    Off the kinks an entry must lie within its error bound of the truth. At a kink (and
+    within rounding distance of one) the truth is one-sided, and a framework's value must
+    be one its conventions can give (``_SideValues``); where it is, and the frameworks
+    still differ, that is a convention, reported at low severity.
+    """
     result = CaseResult(case, oracle, "judged", outcomes)
     expected = oracle.hessian_float()
-    undefined = oracle.undefined
-    defined = ~undefined
+    defined = ~oracle.undefined
     if piecewise_linear(case.program) and not np.any(expected[defined]):
         result.note = PIECEWISE_LINEAR_NOTE
     n = case.program.n
+    sides = _SideValues(case, oracle)
     at_kink: dict[str, np.ndarray] = {}
     for name, outcome in outcomes.items():
         if outcome.status == "unsupported":
@@ -200,38 +209,106 @@ def judge(case: Case, oracle: OracleResult, outcomes: dict[str, Outcome]) -> Cas
         if h.shape != (n, n):
             result.verdicts.append(Verdict(name, Kind.WRONG_SHAPE, _shape_text(name, h, n, oracle)))
             continue
-        verdict = _judge_values(name, h, expected, defined, case, oracle, tol, result.note)
+        side = sides.entries(tol)
+        verdict = sides.judge(name, h, tol) if side.any() else None
+        if verdict is None:
+            verdict = _judge_values(name, h, expected, defined & ~side, oracle, tol, result)
         if verdict is not None:
             result.verdicts.append(verdict)
-        if undefined.any():
-            at_kink[name] = h[undefined]
-    result.verdicts.extend(_conventions(at_kink, undefined, oracle, case.dtype))
+        elif oracle.kinks:
+            at_kink[name] = h[oracle.undefined]
+    result.verdicts.extend(_conventions(at_kink, oracle, case.dtype))
     return result
 
 
 NOISE_ULPS = 1024.0
 
 
-def _judge_values(name: str, h: np.ndarray, expected: np.ndarray, defined: np.ndarray,
-                  case: Case, oracle: OracleResult, tol: Any, note: str) -> Verdict | None:
-    nonfinite = defined & ~np.isfinite(h)
-    err = np.where(defined & ~nonfinite, np.abs(h - np.where(defined, expected, 0.0)), 0.0)
-    bound = tol.bound(oracle.hessian_scale, np.where(defined, expected, 0.0))
-    bad = nonfinite | (defined & (err > bound))
-    if bad.any():
-        affected = _near_kink_entries(case, oracle, tol)
-        kink_ops = ", ".join(sorted(oracle.kink_ops))
-        if not (bad & ~affected).any():
-            i, j = np.argwhere(bad)[0]
-            return Verdict(
-                name, Kind.CONVENTION,
-                f"{name} returns H[{i},{j}] = {float(h[i, j])!r} vs {float(expected[i, j])!r}, but the "
-                f"point lies within {oracle.kink_distance:.3g} (relative) of a kink of {kink_ops} "
-                "and this entry depends on the side: the framework's rounding can put the point "
-                "on the other side of the kink.",
-                float(np.max(err, initial=0.0)),
-            )
-        bad &= ~affected
+class _SideValues:
+    """What a framework may return at and near the kinks of one case.
+
+    At a kink the oracle's entry is undefined: the one-sided values differ. A framework
+    resolves the kink by a convention of its own (a side, relu'(0) = 0; or an average,
+    a tie's gradient split equally), so its entry must lie in the range of the values
+    every such convention gives (``harness.oracle.conventions``), within their error
+    bound. Within rounding distance of a kink (``Tolerance.near_kink``) the framework's
+    rounding may put the point on either side, or on the kink: its entry must match one
+    of those values. NaN or inf is never a convention where those values are finite.
+    Entries no convention defines (NaN in all of them: a domain edge) are not judged.
+    """
+
+    def __init__(self, case: Case, oracle: OracleResult) -> None:
+        self.case = case
+        self.oracle = oracle
+        self._by_fuzz: dict[float, tuple[np.ndarray, list[OracleResult]]] = {}
+
+    def _fuzz(self, tol: Any) -> float:
+        return tol.kink_ulps * tol.eps if tol.near_kink(self.oracle.kink_distance) else 0.0
+
+    def _resolved(self, tol: Any) -> tuple[np.ndarray, list[OracleResult]]:
+        fuzz = self._fuzz(tol)
+        if fuzz not in self._by_fuzz:
+            base = self.oracle if not fuzz else evaluate(self.case.program, self.case.point, self.case.dtype,
+                                                          kink_fuzz=fuzz)
+            entries = base.undefined & (fuzz > 0 or bool(base.kinks))
+            values = conventions(self.case.program, self.case.point, self.case.dtype, base.sides, fuzz) \
+                if base.sides else []
+            self._by_fuzz[fuzz] = entries, values
+        return self._by_fuzz[fuzz]
+
+    def entries(self, tol: Any) -> np.ndarray:
+        """The entries a kink decides (at one, or within this tolerance's rounding distance)."""
+        if not self.oracle.kinks and not self._fuzz(tol):
+            return np.zeros(self.oracle.hessian.shape, dtype=bool)
+        return self._resolved(tol)[0]
+
+    def judge(self, name: str, h: np.ndarray, tol: Any) -> Verdict | None:
+        entries, resolved = self._resolved(tol)
+        if not resolved:
+            return None
+        values = np.stack([r.hessian_float() for r in resolved])
+        scale = np.max(np.stack([r.hessian_scale for r in resolved]), axis=0)
+        free = np.isnan(values).any(axis=0)
+        check = entries & ~free
+        with np.errstate(invalid="ignore"):
+            lo, hi = np.nanmin(values, axis=0), np.nanmax(values, axis=0)
+            bound = tol.bound(scale, np.maximum(np.abs(lo), np.abs(hi)))
+            allowed = (h >= lo - bound) & (h <= hi + bound)
+            if self._fuzz(tol):  # near a kink: one of the sides, or the kink itself
+                near = ~self.oracle.undefined
+                allowed[near] = (np.abs(values - h) <= bound).any(axis=0)[near]
+        bad = check & ~allowed
+        if not bad.any():
+            return None
+        nonfinite = bad & ~np.isfinite(h)
+        i, j = np.argwhere(nonfinite if nonfinite.any() else bad)[0]
+        where = "at a kink" if self.oracle.undefined[i, j] else "within rounding distance of a kink"
+        kinks = ", ".join(sorted({k.op for k in self.oracle.kinks} | set(self.oracle.kink_ops)))
+        options = sorted({float(v) for v in values[:, i, j]})
+        text = (f"{name} returns H[{i},{j}] = {float(h[i, j])!r} {where} of {kinks}, where the values the "
+                f"frameworks' conventions give (each side of the kink, and their average) are "
+                f"{[float(f'{v:.6g}') for v in options]}")
+        if nonfinite.any():
+            return Verdict(name, Kind.NONFINITE, text + ": all finite.", float("inf"))
+        return Verdict(name, Kind.WRONG_VALUE, text + f", each within {float(bound[i, j]):.3g}.",
+                       float(np.min(np.abs(values[:, i, j] - h[i, j]))))
+
+
+def _judge_values(name: str, h: np.ndarray, expected: np.ndarray, judged: np.ndarray,
+                  oracle: OracleResult, tol: Any, result: CaseResult) -> Verdict | None:
+    """The verdict on the entries off the kinks, and the count of entries judged and of
+    entries too ill-conditioned to judge (``CaseResult.entries``)."""
+    truth = np.where(judged, expected, 0.0)
+    nonfinite = judged & ~np.isfinite(h)
+    err = np.where(judged & ~nonfinite, np.abs(h - truth), 0.0)
+    bound = tol.bound(oracle.hessian_scale, truth)
+    # An entry whose honest error bound exceeds the entry itself: whatever lies within
+    # the bound cannot be told from the truth (a genuinely ill-conditioned point). A value
+    # beyond the bound is still wrong; within it, the entry is not counted as checked.
+    ill = judged & (oracle.hessian_scale > 0) & (tol.factor * tol.eps * oracle.hessian_scale > np.abs(truth))
+    result.entries[name] = (int(judged.sum()), int(ill.sum()))
+    free = judged & ~np.isfinite(bound)  # a bound past float64's range: nothing to hold it to
+    bad = (nonfinite & ~free) | (judged & (err > bound))
     if (bad & nonfinite).any():
         i, j = np.argwhere(bad & nonfinite)[0]
         return Verdict(
@@ -248,14 +325,14 @@ def _judge_values(name: str, h: np.ndarray, expected: np.ndarray, defined: np.nd
             f"{err[i, j]:.3g}, {err[i, j] / bound[i, j]:.3g}x the {tol.factor:g}-ulp error bound "
             f"{bound[i, j]:.3g} for this entry."
         )
-        if note:
-            text += f" ({note}.)"
+        if result.note:
+            text += f" ({result.note}.)"
         gradient = oracle.gradient_float()
         if np.all(np.isfinite(gradient)) and np.allclose(np.diag(h), gradient, rtol=1e-5, atol=1e-12) \
                 and not np.allclose(np.diag(expected), gradient, rtol=1e-5, atol=1e-12):
             text += " The diagonal it returns equals the gradient: a first derivative, not the second."
         return Verdict(name, Kind.WRONG_VALUE, text, float(err[bad].max()))
-    noisy = defined & (err > NOISE_ULPS * tol.naive_bound(np.where(defined, expected, 0.0)))
+    noisy = judged & ~ill & (err > NOISE_ULPS * tol.naive_bound(truth))
     if noisy.any():
         i, j = np.argwhere(noisy)[0]
         with np.errstate(over="ignore"):
@@ -266,23 +343,16 @@ def _judge_values(name: str, h: np.ndarray, expected: np.ndarray, defined: np.nd
             f"error over {NOISE_ULPS:g}x{tol.factor:g} ulps, dismissed: the terms rounded on the "
             f"way to this entry are {cond:.3g}x larger than it (cancellation in the chain rule, or "
             "in a derivative formula computed from an op's output, like tanh' = 1 - y*y where tanh "
-            "saturates), and the difference is within eps times those terms.",
+            f"saturates), and the difference, {err[i, j]:.3g}, is within eps times those terms "
+            f"({bound[i, j]:.3g}).",
             float(err.max()),
         )
     return None
 
 
-def _near_kink_entries(case: Case, oracle: OracleResult, tol: Any) -> np.ndarray:
-    """The entries a kink within rounding distance can affect (the side is uncertain)."""
-    if not tol.near_kink(oracle.kink_distance):
-        return np.zeros(oracle.hessian.shape, dtype=bool)
-    fuzzy = evaluate(case.program, case.point, case.dtype, kink_fuzz=tol.kink_ulps * tol.eps)
-    return fuzzy.undefined
-
-
-def _conventions(at_kink: dict[str, np.ndarray], undefined: np.ndarray, oracle: OracleResult,
-                 dtype: str) -> list[Verdict]:
-    """At a kink the truth is undefined: report only where the frameworks disagree."""
+def _conventions(at_kink: dict[str, np.ndarray], oracle: OracleResult, dtype: str) -> list[Verdict]:
+    """Where every framework's value at a kink is one a convention gives, but they differ:
+    each picked a different convention (reported, at low severity)."""
     if len(at_kink) < 2:
         return []
     values = np.stack(list(at_kink.values()))
@@ -292,7 +362,7 @@ def _conventions(at_kink: dict[str, np.ndarray], undefined: np.ndarray, oracle: 
         same = bool(np.all(np.abs(values - values[0]) <= 64 * eps * scale))
     if same:
         return []
-    where = [tuple(int(v) for v in ij) for ij in np.argwhere(undefined)]
+    where = [tuple(int(v) for v in ij) for ij in np.argwhere(oracle.undefined)]
     kinks = ", ".join(sorted({f"{k.op} (node {k.node})" for k in oracle.kinks}))
     listing = "; ".join(f"{name}: {np.round(v, 6).tolist()}" for name, v in at_kink.items())
     text = (

@@ -39,7 +39,7 @@ import numpy as np
 from harness.ir import Program
 from harness.ops import Bilinear, Elementwise, OpSpec, Piecewise, Selection, Structural, Vector, get_op
 
-__all__ = ["DIGITS", "Kink", "OracleResult", "OutOfDomain", "evaluate"]
+__all__ = ["DIGITS", "Kink", "OracleResult", "OutOfDomain", "Resolution", "conventions", "evaluate", "resolutions"]
 
 DIGITS = 50
 
@@ -117,6 +117,9 @@ class OracleResult:
         dtype: the dtype whose rounding of inputs and constants was applied.
         specials: ``(op, i)`` for every op whose argument came within rounding distance
             of its ``i``-th special value (``OpSpec.special``) somewhere in the program.
+        sides: ``(op, k, choices)`` for every choice a kink leaves open: a piecewise op's
+            ``k``-th switch at 0 (2 choices: its two sides), or a selection op's ties
+            (k = -1, with the number of ways to break them); ``Resolution`` picks one.
     """
 
     value: Any
@@ -131,6 +134,7 @@ class OracleResult:
     max_magnitude: float
     dtype: str
     specials: frozenset[tuple[str, int]] = frozenset()
+    sides: tuple[tuple[str, int, int], ...] = ()
 
     @property
     def undefined(self) -> np.ndarray:
@@ -306,9 +310,29 @@ def _mpf_array(values: np.ndarray) -> np.ndarray:
     return np.array(flat + [None], dtype=object)[:-1].reshape(np.shape(values))
 
 
+@dataclass(frozen=True)
+class Resolution:
+    """How to evaluate at a kink instead of marking the entries undefined: what a
+    framework computes there with one convention. ``choices[(op, k)]`` picks a side of
+    every kink of op's ``k``-th switch (-1 or +1) or a way to break a selection's ties
+    (k = -1: an index into its rotations); ``mid`` instead averages the one-sided local
+    derivatives (abs'(0) = 0, a tie's gradient split equally: the frameworks' documented
+    tie rules). A framework applies one rule per op, so a choice is per op, not per element.
+    """
+
+    choices: tuple[tuple[tuple[str, int], int], ...] = ()
+    mid: bool = False
+
+    def choice(self, op: str, k: int, default: int) -> int:
+        return dict(self.choices).get((op, k), default)
+
+
 class _Evaluator:
-    def __init__(self, program: Program, x: np.ndarray, dtype: str, kink_fuzz: float = 0.0) -> None:
+    def __init__(self, program: Program, x: np.ndarray, dtype: str, kink_fuzz: float = 0.0,
+                 resolution: Resolution | None = None) -> None:
         self.program = program
+        self.resolution = resolution
+        self.sides: dict[tuple[str, int], int] = {}
         self.kink_fuzz = kink_fuzz
         self.n = program.n
         self.dtype = dtype
@@ -371,6 +395,7 @@ class _Evaluator:
             max_magnitude=self.max_magnitude,
             dtype=self.dtype,
             specials=frozenset(self.specials),
+            sides=tuple((op, k, c) for (op, k), c in sorted(self.sides.items())),
         )
 
     def _track(self, jet: _Jet) -> None:
@@ -411,6 +436,8 @@ class _Evaluator:
                 results = [_apply_rule(_smooth_rule(spec.name, int_key), point, bargs, idx, derivs)]
             else:
                 results = self._pieces(node, spec, int_key, point, bargs, idx, derivs)
+            if len(results) > 1 and self.resolution is not None:
+                results = [_average(results)]
             if spec.arg_domains and self._near_edge(spec, vals, bargs, idx):
                 results = [_undefined_derivatives(results[0], bargs, idx, derivs)]
             _merge_into(out, idx, results)
@@ -427,17 +454,16 @@ class _Evaluator:
         scale = max(float(bargs[k].vm[idx]) for k in range(len(bargs))) + float(finfo.tiny / finfo.eps)
         for k, s in enumerate(switches):
             self._note_switch(spec.name, k, 0.0 if s == 0 else float(abs(s)) / scale, self._switch_specials)
-        choices = []
-        for s in switches:
-            if self.kink_fuzz and float(abs(s)) <= self.kink_fuzz * scale:
-                choices.append((-1, 1))
-            elif s > 0:
-                choices.append((1,))
-            elif s < 0:
-                choices.append((-1,))
+        choices: list[tuple[int, ...]] = []
+        res = self.resolution
+        for k, s in enumerate(switches):
+            if s == 0 or (self.kink_fuzz and float(abs(s)) <= self.kink_fuzz * scale):
+                self.sides[spec.name, k] = 2
+                choices.append((-1, 1) if res is None or res.mid else (res.choice(spec.name, k, 1),))
             else:
-                choices.append((-1, 1))
-        if any(len(c) > 1 for c in choices):
+                choices.append((1,) if s > 0 else (-1,))
+        if len(choices) and any(
+                s == 0 or (self.kink_fuzz and float(abs(s)) <= self.kink_fuzz * scale) for s in switches):
             self.kinks.append(Kink(node, spec.name, idx))
         return [
             _apply_rule(_piece_rule(spec.name, int_key, signs), point, bargs, idx, derivs)
@@ -469,17 +495,24 @@ class _Evaluator:
         floor = float(finfo.tiny / finfo.eps)
         vm = np.concatenate([np.ravel(a.vm) for a in args])
         first = _Ties(0, vm, floor, self.kink_fuzz)
-        jets = [_vector(node, spec, attrs, args, self.n, first)]
+        jets = [_vector(node, spec, attrs, args, self.n, first, dtype=self.dtype)]
         for k, gap, scale in first.switches:
             self._note_switch(spec.name, k, 0.0 if gap == 0 else float(abs(gap)) / scale, True)
         if first.runs == 1:
             return jets[0]
         self.kinks.append(Kink(node, spec.name, ()))
-        jets += [_vector(node, spec, attrs, args, self.n, _Ties(r, vm, floor, self.kink_fuzz))
+        self.sides[spec.name, -1] = max(self.sides.get((spec.name, -1), 1), first.runs)
+        jets += [_vector(node, spec, attrs, args, self.n, _Ties(r, vm, floor, self.kink_fuzz), dtype=self.dtype)
                  for r in range(1, first.runs)]
+        res = self.resolution
+        if res is not None and not res.mid:
+            return jets[res.choice(spec.name, -1, 0) % len(jets)]
         out = jets[0]
         if out.g is None:
             return out
+        if res is not None:  # mid: the tie's derivatives split equally among the ways to break it
+            return _Jet(out.v.copy(), *(_mean_obj([getattr(j, part) for j in jets]) for part in ("g", "h")),
+                        out.vm.copy(), *(np.max([getattr(j, part) for j in jets], axis=0) for part in ("gm", "hm")))
         out = _Jet(out.v.copy(), out.g.copy(), out.h.copy(), out.vm.copy(), out.gm.copy(), out.hm.copy())
         for idx in np.ndindex(*out.v.shape):
             _merge_into(out, idx, [(j.v[idx], j.g[idx], j.h[idx], j.vm[idx], j.gm[idx], j.hm[idx]) for j in jets])
@@ -691,6 +724,24 @@ def _merge_into(out: _Jet, idx: tuple[int, ...], results: list[tuple[Any, ...]])
         out.h[idx] = _or_zero(hess, out.h.shape[-2:])
         out.gm[idx] = _or_fzero(gm, out.gm.shape[-1:])
         out.hm[idx] = _or_fzero(hm, out.hm.shape[-2:])
+
+
+def _mean_obj(parts: list[Any]) -> Any:
+    """The mean of equally shaped multi-precision values or object arrays (None: none)."""
+    if parts[0] is None:
+        return None
+    return sum(parts[1:], parts[0]) / len(parts)
+
+
+def _average(results: list[tuple[Any, ...]]) -> tuple[Any, ...]:
+    """One element's one-sided results averaged (``Resolution.mid``): derivatives and
+    value the mean, error scales the largest."""
+    fields = list(zip(*results))
+    mean = [_mean_obj(list(f)) for f in fields[:3]]
+    scales = [None if f[0] is None else np.max(np.stack([np.asarray(x, dtype=np.float64) for x in f]), axis=0)
+              for f in fields[3:]]
+    scales[0] = float(scales[0])
+    return (*mean, *scales)
 
 
 def _or_zero(a: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
@@ -1204,12 +1255,15 @@ def _bilinear(apply: Callable[..., Any], a: _Jet, b: _Jet, n: int) -> _Jet:
 
 
 def evaluate(program: Program, x: np.ndarray, dtype: str = "float64", digits: int = DIGITS,
-             kink_fuzz: float = 0.0) -> OracleResult:
+             kink_fuzz: float = 0.0, resolution: Resolution | None = None) -> OracleResult:
     """The true value, gradient and Hessian of ``program`` at ``x`` (rounded to ``dtype``).
 
     With ``kink_fuzz`` > 0, a switch within that relative distance of its kink counts as
     on it: the undefined entries are then every entry a near-kink can affect, which is
     how the judge tells a rounding-side convention from a wrong value elsewhere.
+
+    With a ``resolution``, every kink (and near-kink, with ``kink_fuzz``) is resolved by
+    that convention instead: the Hessian a framework computes with it (``conventions``).
 
     Raises ``OutOfDomain`` where the program is undefined at ``x``.
     """
@@ -1221,9 +1275,43 @@ def evaluate(program: Program, x: np.ndarray, dtype: str = "float64", digits: in
     with mpmath.workdps(digits), np.errstate(over="ignore", invalid="ignore"), \
             _time_limit(ORACLE_SECONDS, "the Hessian"):
         try:
-            return _Evaluator(program, x, dtype, kink_fuzz).run()
+            return _Evaluator(program, x, dtype, kink_fuzz, resolution).run()
         except OverflowError as exc:  # an exact value with more digits than Python allows
             raise OutOfDomain(f"the program's exact values outgrow exact arithmetic here ({exc})") from None
+
+
+# How many ways of resolving a point's kinks ``conventions`` evaluates at most (besides
+# the averaged one): every combination of sides when the kinked switches are few.
+MAX_RESOLUTIONS = 8
+
+
+def resolutions(sides: Sequence[tuple[str, int, int]]) -> list[Resolution]:
+    """The conventions a framework may apply at these kinks: each combination of one
+    side per kinked switch (one way per selection's ties), up to ``MAX_RESOLUTIONS``,
+    then the averaged one (``Resolution.mid``)."""
+    keys = [(op, k) for op, k, _ in sides]
+    options = [range(c) if k < 0 else (-1, 1) for _, k, c in sides]
+    out = [Resolution(tuple(zip(keys, combo)))
+           for combo in itertools.islice(itertools.product(*options), MAX_RESOLUTIONS)]
+    return out + [Resolution(mid=True)]
+
+
+def conventions(program: Program, x: np.ndarray, dtype: str, sides: Sequence[tuple[str, int, int]],
+                kink_fuzz: float = 0.0) -> list[OracleResult]:
+    """The Hessians a framework computes at (or, with ``kink_fuzz``, within that relative
+    distance of) the kinks ``sides`` lists, one per convention (``resolutions``): at a
+    kink its value must lie in their range; near one it must match one of them (the
+    framework's rounding put the point on one side, or on the kink)."""
+    x = np.asarray(x, dtype=np.float64)
+    out = []
+    with mpmath.workdps(DIGITS), np.errstate(over="ignore", invalid="ignore"), \
+            _time_limit(ORACLE_SECONDS, "the one-sided Hessians"):
+        for resolution in resolutions(sides):
+            try:
+                out.append(_Evaluator(program, x, dtype, kink_fuzz, resolution).run())
+            except OverflowError as exc:
+                raise OutOfDomain(f"the program's exact values outgrow exact arithmetic here ({exc})") from None
+    return out
 
 
 def node_values(n: int, nodes: Sequence[Any], x: np.ndarray, dtype: str = "float64",

@@ -309,6 +309,14 @@ def _summary(
         f"(convention/noise) · {len(rows)} finding(s) in total",
         "",
     ]
+    if run_info.get("hessian_entries_judged"):
+        lines += [
+            f"Hessian entries judged against the oracle: {run_info['hessian_entries_judged']}; "
+            f"ill-conditioned, so unjudged (an honest error bound larger than the entry): "
+            f"{run_info.get('hessian_entries_ill_conditioned', 0)} "
+            f"({100 * float(run_info.get('unjudged_frac', 0.0)):.2f}%).",
+            "",
+        ]
     lines += _variant_table(rows, checks)
     lines += _top_findings(rows)
     lines += _baseline_section(new_failures, known, fixed)
