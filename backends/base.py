@@ -92,6 +92,11 @@ class Backend(ABC):
     """
 
     name: ClassVar[str]
+    # The framework whose derivative rules compute this backend's Hessians (Equinox's are
+    # JAX's); "" is the backend's own name. The judge goes by it: a rule scale of that
+    # framework's formulas (harness.ops.RuleScale), its accuracy (harness.tolerance), and
+    # which variants are independent of each other (harness.screen).
+    framework: ClassVar[str] = ""
     distribution: ClassVar[str]
     extra: ClassVar[str]
     modules: ClassVar[tuple[str, ...]]

@@ -34,6 +34,7 @@ __all__ = ["EquinoxBackend"]
 @final
 class EquinoxBackend(Backend):
     name = "equinox"
+    framework = "jax"
     distribution = "equinox"
     extra = "equinox"
     modules = ("jax", "equinox")

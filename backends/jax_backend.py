@@ -178,6 +178,7 @@ def jax_source_setup(dtype: str) -> str:
 @final
 class JaxBackend(Backend):
     name = "jax"
+    framework = "jax"
     distribution = "jax"
     extra = "jax"
     modules = ("jax", "jax.numpy")

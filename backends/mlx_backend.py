@@ -260,6 +260,7 @@ _NOT_IMPLEMENTED = re.compile(
 @final
 class MlxBackend(Backend):
     name = "mlx"
+    framework = "mlx"
     distribution = "mlx"
     extra = "mlx"
     modules = ("mlx.core",)

@@ -15,7 +15,7 @@ from backends.base import Backend, BackendVariant
 from backends.lowering import Absent
 from harness.ops import CATALOGUE
 
-__all__ = ["RegistryError", "all_backends", "all_variants", "get_backend", "get_variant", "register"]
+__all__ = ["RegistryError", "all_backends", "all_variants", "framework_of", "get_backend", "get_variant", "register"]
 
 _BACKENDS: dict[str, Backend] = {}
 
@@ -119,6 +119,16 @@ def get_backend(name: str) -> Backend:
         raise KeyError(
             f"unknown backend {name!r}; known backends: {', '.join(_BACKENDS)}."
         ) from None
+
+
+def framework_of(variant: str) -> str:
+    """The framework whose derivative rules a backend or variant ("equinox:filter_hessian")
+    computes with (``Backend.framework``): "jax" for Equinox; an unregistered name is its
+    own framework."""
+    name = variant.split(":", 1)[0]
+    _load()
+    backend = _BACKENDS.get(name)
+    return (backend.framework or backend.name) if backend is not None else name
 
 
 def get_variant(spec: str) -> BackendVariant:

@@ -223,6 +223,7 @@ _UNSUPPORTED_MARKERS = (
 @final
 class TorchBackend(Backend):
     name = "torch"
+    framework = "torch"
     distribution = "torch"
     extra = "torch"
     modules = ("torch", "torch.func", "torch.nn.functional")

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from backends import BackendVariant, Unsupported
+from backends.registry import framework_of
 from harness.findings import Kind
 from harness.ir import Program
 from harness.oracle import OracleResult, OutOfDomain, conventions, evaluate, piecewise_linear
@@ -267,7 +268,7 @@ class _SideValues:
         if not resolved:
             return None
         values = np.stack([r.hessian_float() for r in resolved])
-        scale = np.max(np.stack([r.hessian_scale for r in resolved]), axis=0)
+        scale = np.max(np.stack([r.scale_for(framework_of(name)) for r in resolved]), axis=0)
         free = np.isnan(values).any(axis=0)
         check = entries & ~free
         with np.errstate(invalid="ignore"):
@@ -301,11 +302,12 @@ def _judge_values(name: str, h: np.ndarray, expected: np.ndarray, judged: np.nda
     truth = np.where(judged, expected, 0.0)
     nonfinite = judged & ~np.isfinite(h)
     err = np.where(judged & ~nonfinite, np.abs(h - truth), 0.0)
-    bound = tol.bound(oracle.hessian_scale, truth)
+    scale = oracle.scale_for(framework_of(name))
+    bound = tol.bound(scale, truth)
     # An entry whose honest error bound exceeds the entry itself: whatever lies within
     # the bound cannot be told from the truth (a genuinely ill-conditioned point). A value
     # beyond the bound is still wrong; within it, the entry is not counted as checked.
-    ill = judged & (oracle.hessian_scale > 0) & (tol.factor * tol.eps * oracle.hessian_scale > np.abs(truth))
+    ill = judged & (scale > 0) & (tol.factor * tol.eps * scale > np.abs(truth))
     result.entries[name] = (int(judged.sum()), int(ill.sum()))
     free = judged & ~np.isfinite(bound)  # a bound past float64's range: nothing to hold it to
     bad = (nonfinite & ~free) | (judged & (err > bound))
@@ -336,7 +338,7 @@ def _judge_values(name: str, h: np.ndarray, expected: np.ndarray, judged: np.nda
     if noisy.any():
         i, j = np.argwhere(noisy)[0]
         with np.errstate(over="ignore"):
-            cond = oracle.hessian_scale[i, j] / max(abs(expected[i, j]), np.finfo(np.float64).tiny)
+            cond = scale[i, j] / max(abs(expected[i, j]), np.finfo(np.float64).tiny)
         return Verdict(
             name, Kind.NOISE,
             f"{name} returns H[{i},{j}] = {float(h[i, j])!r} vs {float(expected[i, j])!r}: a relative "

@@ -209,6 +209,27 @@ class Selection:
 Math = Elementwise | Piecewise | Structural | Bilinear | Vector | Selection
 
 
+@dataclass(frozen=True)
+class RuleScale:
+    """The magnitude of the terms a framework's derivative formula for an op adds up, at
+    orders 1, 2, 3, where the formula is not the derivative itself (tanh' = 1 - y*y from
+    the output y; copysign's gradient grad * result / a): it is accurate to eps times
+    these, not to eps times the (possibly tiny) derivative, and the judge allows for it.
+
+    ``scale(sp, *args, **attrs)`` (a ``Piecewise`` op's also gets the piece's signs first)
+    returns the three magnitudes. ``source`` names the framework code it models, and
+    ``frameworks`` the frameworks whose rules compute it so (empty: every framework, as
+    for a composite all lowerings share): only their bounds are widened.
+    """
+
+    scale: Callable[..., tuple[Any, Any, Any]]
+    source: str
+    frameworks: tuple[str, ...] = ()
+
+    def applies_to(self, framework: str | None) -> bool:
+        return not self.frameworks or (framework is not None and framework in self.frameworks)
+
+
 def broadcast_shape(shapes: tuple[Shape, ...], attrs: Attrs) -> Shape:
     """NumPy broadcasting of the argument shapes; raises ``ValueError`` when they clash."""
     ndim = max((len(s) for s in shapes), default=0)
@@ -267,7 +288,7 @@ class OpSpec:
     domain: Callable[[tuple[Any, ...]], bool] | None = None
     special: Callable[[Attrs], tuple[float, ...]] = field(default=lambda attrs: ())
     doc: str = ""
-    rule_scale: Callable[..., tuple[Any, Any, Any]] | None = None
+    rule_scale: RuleScale | None = None
     special_names: tuple[str, ...] = ()
     special_arg: int = 0
     arg_domains: tuple[str | None, ...] = ()
@@ -397,7 +418,10 @@ _smooth_unary("cos", lambda sp, a: sp.cos(a), "cosine")
 # framework: terms of magnitude about 1 whatever the (tiny) result.
 _smooth_unary(
     "tanh", lambda sp, a: sp.tanh(a), "hyperbolic tangent", group="activation",
-    rule_scale=lambda sp, a: (1 + sp.tanh(a) ** 2, 2 * (1 + sp.tanh(a) ** 2), 2 + 6 * sp.tanh(a) ** 2),
+    rule_scale=RuleScale(
+        lambda sp, a: (1 + sp.tanh(a) ** 2, 2 * (1 + sp.tanh(a) ** 2), 2 + 6 * sp.tanh(a) ** 2),
+        "JAX lax.tanh_p jvp g * (1 + ans) * (1 - ans); PyTorch derivatives.yaml tanh: "
+        "tanh_backward(grad, result); MLX Tanh::vjp 1 - square(output)"),
 )
 _smooth_unary("exp", lambda sp, a: sp.exp(a), "exponential")
 _smooth_unary(
@@ -409,12 +433,18 @@ _smooth_unary(
 _sigmoid = lambda sp, a: 1 / (1 + sp.exp(-a))  # noqa: E731
 _smooth_unary(
     "sigmoid", _sigmoid, "logistic sigmoid", group="activation",
-    rule_scale=lambda sp, a: (2 * _sigmoid(sp, a), 6 * _sigmoid(sp, a), 26 * _sigmoid(sp, a)),
+    rule_scale=RuleScale(
+        lambda sp, a: (2 * _sigmoid(sp, a), 6 * _sigmoid(sp, a), 26 * _sigmoid(sp, a)),
+        "JAX lax.logistic_p jvp g * ans * (1 - ans); PyTorch derivatives.yaml sigmoid: "
+        "sigmoid_backward(grad, result); MLX Sigmoid::vjp s * (1 - s)"),
 )
 # softplus' = sigmoid(a), so its second and third derivatives are sigmoid's first two.
 _smooth_unary(
     "softplus", lambda sp, a: sp.log(1 + sp.exp(a)), "log(1 + exp(a))", group="activation",
-    rule_scale=lambda sp, a: (_sigmoid(sp, a), 2 * _sigmoid(sp, a), 6 * _sigmoid(sp, a)),
+    rule_scale=RuleScale(
+        lambda sp, a: (_sigmoid(sp, a), 2 * _sigmoid(sp, a), 6 * _sigmoid(sp, a)),
+        "softplus' is sigmoid(a) in every framework (JAX jax.nn.softplus = logaddexp(a, 0), "
+        "PyTorch softplus_backward, MLX log1p(exp)); its derivatives are sigmoid's, from its output"),
 )
 register_op(
     OpSpec(
@@ -606,7 +636,9 @@ _unary("exp2", lambda sp, a: 2**a, "2**a", (0.0, 127.0, 1023.0))
 # PyTorch differentiates expm1 through its output (derivatives.yaml: grad * (result + 1)),
 # which near result = -1 cancels terms of size 1 + |result| at every order.
 _unary("expm1", lambda sp, a: sp.exp(a) - 1, "exp(a) - 1", (0.0,) + _EXP_EDGES,
-       rule_scale=lambda sp, a: (1 + abs(sp.exp(a) - 1),) * 3)
+       rule_scale=RuleScale(lambda sp, a: (1 + abs(sp.exp(a) - 1),) * 3,
+                            "PyTorch derivatives.yaml expm1: grad * (result + 1); JAX lax.expm1_p jvp "
+                            "g * (ans + 1)", ("jax", "torch")))
 _unary("log2", lambda sp, a: sp.log(a) / sp.log(2), "log base 2 (domain a > 0)", (0.0, 1.0), arg_domains=("pos",))
 _unary("log10", lambda sp, a: sp.log(a) / sp.log(10), "log base 10 (domain a > 0)", (0.0, 1.0),
        arg_domains=("pos",))
@@ -662,6 +694,9 @@ def _expm1_scale(sp: Any, signs: tuple[int, ...], a: Any, alpha: Any, width: Any
 
 
 # Activations.
+_ELU_SOURCE = ("the negative piece through expm1's output: PyTorch derivatives.yaml elu: elu_backward(grad, "
+               "alpha, scale, input_scale, is_result, result); JAX jax.nn.elu/selu/celu call expm1, whose "
+               "jvp is g * (ans + 1)")
 _SELU_ALPHA = 1.6732632423543772848170429916717
 _SELU_SCALE = 1.0507009873554804934193349852946
 _piecewise("relu6", 1, lambda sp, a: [a, a - 6], lambda sp, s, a: sp.Integer(0) if s[0] < 0 else (a if s[1] < 0 else sp.Integer(6)),
@@ -670,19 +705,22 @@ register_op(OpSpec(
     "elu", 1, "activation",
     Piecewise(lambda sp, a, alpha: [a], lambda sp, s, a, alpha: a if s[0] > 0 else alpha * (sp.exp(a) - 1)),
     attrs=(AttrSpec("alpha", "float"),), special=lambda attrs: (0.0,), special_names=("0",),
-    doc="a if a > 0 else alpha (exp(a) - 1)", rule_scale=lambda sp, s, a, alpha: _expm1_scale(sp, s, a, alpha, 1),
+    doc="a if a > 0 else alpha (exp(a) - 1)",
+    rule_scale=RuleScale(lambda sp, s, a, alpha: _expm1_scale(sp, s, a, alpha, 1), _ELU_SOURCE, ("jax", "torch")),
 ))
 _piecewise("selu", 1, lambda sp, a: [a],
            lambda sp, s, a: _SELU_SCALE * (a if s[0] > 0 else _SELU_ALPHA * (sp.exp(a) - 1)),
            (0.0,), "scale * elu(a, alpha) with the SELU constants", group="activation",
-           rule_scale=lambda sp, s, a: _expm1_scale(sp, s, a, _SELU_SCALE * _SELU_ALPHA, 1))
+           rule_scale=RuleScale(lambda sp, s, a: _expm1_scale(sp, s, a, _SELU_SCALE * _SELU_ALPHA, 1),
+                                _ELU_SOURCE, ("jax", "torch")))
 register_op(OpSpec(
     "celu", 1, "activation",
     Piecewise(lambda sp, a, alpha: [a],
               lambda sp, s, a, alpha: a if s[0] > 0 else alpha * (sp.exp(a / alpha) - 1)),
     attrs=(AttrSpec("alpha", "float"),), special=lambda attrs: (0.0,), special_names=("0",),
     doc="a if a > 0 else alpha (exp(a / alpha) - 1), alpha > 0",
-    rule_scale=lambda sp, s, a, alpha: _expm1_scale(sp, s, a, alpha, alpha),
+    rule_scale=RuleScale(lambda sp, s, a, alpha: _expm1_scale(sp, s, a, alpha, alpha), _ELU_SOURCE,
+                         ("jax", "torch")),
 ))
 _unary("gelu", lambda sp, a: a * (1 + sp.erf(a / sp.sqrt(2))) / 2, "exact GELU a Phi(a)", (0.0,), group="activation")
 def _gelu_tanh_scale(sp: Any, a: Any) -> tuple[Any, Any, Any]:
@@ -697,19 +735,28 @@ def _gelu_tanh_scale(sp: Any, a: Any) -> tuple[Any, Any, Any]:
 
 
 _unary("gelu_tanh", lambda sp, a: a * (1 + sp.tanh(sp.sqrt(2 / sp.pi) * (a + sp.Rational(44715, 1000000) * a**3))) / 2,
-       "GELU, tanh approximation", (0.0,), group="activation", rule_scale=_gelu_tanh_scale)
+       "GELU, tanh approximation", (0.0,), group="activation",
+       rule_scale=RuleScale(_gelu_tanh_scale, "a composite through tanh in every framework (jax.nn.gelu(approximate="
+                            "True), torch gelu(approximate='tanh') backward, mlx.nn.gelu_approx): tanh's rule"))
 _unary("silu", lambda sp, a: a * _sigmoid(sp, a), "a sigmoid(a)", (0.0,), group="activation",
-       rule_scale=lambda sp, a: (2 + 2 * abs(a), 6 + 6 * abs(a), 26 + 26 * abs(a)))
+       rule_scale=RuleScale(lambda sp, a: (2 + 2 * abs(a), 6 + 6 * abs(a), 26 + 26 * abs(a)),
+                            "a * sigmoid(a) in every framework: sigmoid's rule from its output, times a"))
 _unary("mish", lambda sp, a: a * sp.tanh(sp.log(1 + sp.exp(a))), "a tanh(softplus(a))", (0.0,), group="activation",
-       rule_scale=lambda sp, a: (2 + 2 * abs(a), 6 + 6 * abs(a), 26 + 26 * abs(a)))
+       rule_scale=RuleScale(lambda sp, a: (2 + 2 * abs(a), 6 + 6 * abs(a), 26 + 26 * abs(a)),
+                            "a * tanh(softplus(a)) in every framework: tanh's and sigmoid's rules from "
+                            "their outputs, times a"))
 # Frameworks compute softsign as the quotient a / (1 + |a|) and differentiate that: the
 # quotient rule's terms (of size 1/(1 + |a|)^k at order k) cancel to the true derivative,
 # |a| times smaller for large |a| (at a = -632, to 7.9e-9 from terms of 5e-6).
 _piecewise("softsign", 1, lambda sp, a: [a], lambda sp, s, a: a / (1 + s[0] * a), (0.0,),
            "a / (1 + |a|) (third derivative jumps at 0)", group="activation",
-           rule_scale=lambda sp, s, a: (2 / (1 + s[0] * a), 4 / (1 + s[0] * a) ** 2, 12 / (1 + s[0] * a) ** 3))
+           rule_scale=RuleScale(
+               lambda sp, s, a: (2 / (1 + s[0] * a), 4 / (1 + s[0] * a) ** 2, 12 / (1 + s[0] * a) ** 3),
+               "the quotient a / (1 + |a|) in every framework (jax.nn.soft_sign, torch "
+               "F.softsign, mlx.nn.softsign): the quotient rule's terms"))
 _unary("log_sigmoid", lambda sp, a: -sp.log(1 + sp.exp(-a)), "log(sigmoid(a))", (0.0, -_EXP_EDGES[0]),
-       group="activation", rule_scale=lambda sp, a: (2, 6, 26))
+       group="activation", rule_scale=RuleScale(lambda sp, a: (2, 6, 26),
+                                                "-softplus(-a) in every framework: sigmoid's rule from its output"))
 _piecewise("hard_tanh", 1, lambda sp, a: [a + 1, a - 1],
            lambda sp, s, a: sp.Integer(-1) if s[0] < 0 else (a if s[1] < 0 else sp.Integer(1)),
            (-1.0, 1.0), "clip(a, -1, 1)", group="activation")
@@ -730,7 +777,10 @@ register_op(OpSpec("hypot", 2, "binary", Elementwise(lambda sp, a, b: sp.sqrt(a*
 # its own size (logaddexp(x, x)'' = 0 comes out as 1e-13 at x = -600 in float64).
 register_op(OpSpec("logaddexp", 2, "binary", Elementwise(lambda sp, a, b: sp.log(sp.exp(a) + sp.exp(b))),
                    special=lambda attrs: (0.0, _EXP_EDGES[1]), doc="log(exp(a) + exp(b))",
-                   rule_scale=lambda sp, a, b: (1 + abs(a) + abs(b),) * 3))
+                   rule_scale=RuleScale(lambda sp, a, b: (1 + abs(a) + abs(b),) * 3,
+                                        "JAX jnp.logaddexp custom_jvp: exp(x1 - out), exp(x2 - out); PyTorch "
+                                        "derivatives.yaml logaddexp: grad / (1 + exp(other - self)): a "
+                                        "difference of the arguments exponentiated", ("jax", "torch"))))
 register_op(OpSpec("xlogy", 2, "binary", Elementwise(lambda sp, a, b: a * sp.log(b)), arg_domains=(None, "pos"),
                    special=lambda attrs: (0.0,), doc="a log(b), b > 0"))
 register_op(OpSpec(
@@ -746,8 +796,10 @@ register_op(OpSpec(
     special=lambda attrs: (0.0, 0.0), special_names=("a=0", "b=0"), doc="|a| with the sign of b",
     # PyTorch's gradient is grad * result / a (derivatives.yaml): differentiated again
     # (reverse over reverse), 1/a - result/a**2 cancels terms of size 1/|a| to 0.
-    rule_scale=lambda sp, s, a, b: (2, 2 / sp.Max(abs(a), sp.Float("1e-300")),
-                                    4 / sp.Max(a**2, sp.Float("1e-300"))),
+    rule_scale=RuleScale(lambda sp, s, a, b: (2, 2 / sp.Max(abs(a), sp.Float("1e-300")),
+                                              4 / sp.Max(a**2, sp.Float("1e-300"))),
+                         "PyTorch derivatives.yaml copysign: copysign_tensor_self_backward(grad, self, "
+                         "result) = grad * result / self", ("torch",)),
 ))
 register_op(OpSpec("ldexp", 1, "unary", Elementwise(lambda sp, a, k: a * sp.Integer(2) ** k),
                    attrs=(AttrSpec("k", "int"),), doc="a * 2**k for an integer k (-8..8)",

@@ -117,6 +117,8 @@ class OracleResult:
         dtype: the dtype whose rounding of inputs and constants was applied.
         specials: ``(op, i)`` for every op whose argument came within rounding distance
             of its ``i``-th special value (``OpSpec.special``) somewhere in the program.
+        framework_scales: ``(framework, hessian_scale)`` for every framework with a rule
+            scale of its own in this program (``scale_for``).
         sides: ``(op, k, choices)`` for every choice a kink leaves open: a piecewise op's
             ``k``-th switch at 0 (2 choices: its two sides), or a selection op's ties
             (k = -1, with the number of ways to break them); ``Resolution`` picks one.
@@ -135,6 +137,12 @@ class OracleResult:
     dtype: str
     specials: frozenset[tuple[str, int]] = frozenset()
     sides: tuple[tuple[str, int, int], ...] = ()
+    framework_scales: tuple[tuple[str, np.ndarray], ...] = ()
+
+    def scale_for(self, framework: str | None) -> np.ndarray:
+        """``hessian_scale`` with the rule scales of ``framework``'s own derivative formulas
+        (``harness.ops.RuleScale``): another framework's formula never widens its bound."""
+        return dict(self.framework_scales).get(framework, self.hessian_scale) if framework else self.hessian_scale
 
     @property
     def undefined(self) -> np.ndarray:
@@ -203,6 +211,7 @@ class _Rule:
     # For a unary op whose frameworks compute derivatives from its output (tanh' as
     # 1 - y*y): the magnitude of the terms those formulas add, orders 1..3.
     rule_scale: tuple[Callable[..., Any], ...] | None = None
+    rule_frameworks: tuple[str, ...] = ()  # whose formula it is (``RuleScale.frameworks``)
     # Whether the expression exponentiates an argument (exp, sinh, a**b with b traced):
     # in exact arithmetic exp of an integer-valued 1e300 is a multiplication of numbers
     # with millions of digits that no signal interrupts.
@@ -264,8 +273,9 @@ def _smooth_rule(op: str, int_attrs: tuple[tuple[str, Any], ...]) -> _Rule:
     params = [*args, *fattrs.values()]
     rule = _rule_from_expr(sp, args, params, expr)
     if spec.rule_scale is not None:
-        scales = spec.rule_scale(sp, *args, **dict(int_attrs), **fattrs)
-        rule = dataclasses.replace(rule, rule_scale=tuple(_lambdify(sp, params, e) for e in scales))
+        scales = spec.rule_scale.scale(sp, *args, **dict(int_attrs), **fattrs)
+        rule = dataclasses.replace(rule, rule_scale=tuple(_lambdify(sp, params, e) for e in scales),
+                                   rule_frameworks=spec.rule_scale.frameworks)
     return rule
 
 
@@ -293,8 +303,9 @@ def _piece_rule(op: str, int_attrs: tuple[tuple[str, Any], ...], signs: tuple[in
     params = [*args, *fattrs.values()]
     rule = _rule_from_expr(sp, args, params, expr)
     if spec.rule_scale is not None:  # a piece's formula scale depends on the piece
-        scales = spec.rule_scale(sp, signs, *args, **dict(int_attrs), **fattrs)
-        rule = dataclasses.replace(rule, rule_scale=tuple(_lambdify(sp, params, sp.sympify(e)) for e in scales))
+        scales = spec.rule_scale.scale(sp, signs, *args, **dict(int_attrs), **fattrs)
+        rule = dataclasses.replace(rule, rule_scale=tuple(_lambdify(sp, params, sp.sympify(e)) for e in scales),
+                                   rule_frameworks=spec.rule_scale.frameworks)
     return rule
 
 
@@ -329,8 +340,9 @@ class Resolution:
 
 class _Evaluator:
     def __init__(self, program: Program, x: np.ndarray, dtype: str, kink_fuzz: float = 0.0,
-                 resolution: Resolution | None = None) -> None:
+                 resolution: Resolution | None = None, framework: str | None = None) -> None:
         self.program = program
+        self.framework = framework
         self.resolution = resolution
         self.sides: dict[tuple[str, int], int] = {}
         self.kink_fuzz = kink_fuzz
@@ -433,7 +445,7 @@ class _Evaluator:
             if specials and not switch_specials:
                 self._special_hits(spec, specials, vals[spec.special_arg], bargs[spec.special_arg].vm[idx])
             if isinstance(spec.math, Elementwise):
-                results = [_apply_rule(_smooth_rule(spec.name, int_key), point, bargs, idx, derivs)]
+                results = [_apply_rule(_smooth_rule(spec.name, int_key), point, bargs, idx, derivs, self.framework)]
             else:
                 results = self._pieces(node, spec, int_key, point, bargs, idx, derivs)
             if len(results) > 1 and self.resolution is not None:
@@ -466,7 +478,7 @@ class _Evaluator:
                 s == 0 or (self.kink_fuzz and float(abs(s)) <= self.kink_fuzz * scale) for s in switches):
             self.kinks.append(Kink(node, spec.name, idx))
         return [
-            _apply_rule(_piece_rule(spec.name, int_key, signs), point, bargs, idx, derivs)
+            _apply_rule(_piece_rule(spec.name, int_key, signs), point, bargs, idx, derivs, self.framework)
             for signs in itertools.product(*choices)
         ]
 
@@ -593,6 +605,15 @@ def _stable(fn: Callable[..., Any], point: list[Any]) -> Any:
     again with more digits, and with more still until two evaluations agree to the
     working precision: the oracle's digits are guaranteed, not hoped for.
     """
+    if _MEMO is not None:
+        key = (id(fn), mpmath.mp.dps, tuple(point))
+        if key not in _MEMO:
+            _MEMO[key] = _stable_uncached(fn, point)
+        return _MEMO[key]
+    return _stable_uncached(fn, point)
+
+
+def _stable_uncached(fn: Callable[..., Any], point: list[Any]) -> Any:
     working = mpmath.mp.dps
     value = fn(*point)
     # An exact 0 may be total cancellation (log(1 + 1e-117) at 90 digits is 0 too):
@@ -617,7 +638,7 @@ def _agrees_to(a: Any, b: Any, digits: int) -> bool:
 
 
 def _apply_rule(rule: _Rule, point: list[Any], args: list[_Jet], idx: tuple[int, ...],
-                derivs: list[bool]) -> tuple[Any, ...]:
+                derivs: list[bool], framework: str | None = None) -> tuple[Any, ...]:
     """One element of y = f(args): value, gradient, Hessian and their error scales."""
     k = len(args)
     if rule.exponential and any(abs(v) > EXPONENT_LIMIT for v in point):
@@ -653,7 +674,7 @@ def _apply_rule(rule: _Rule, point: list[Any], args: list[_Jet], idx: tuple[int,
     # The error of a derivative rule: its own rounding (or, for rules computed from the
     # op's output, the terms that formula adds) plus the argument's error times the next
     # derivative.
-    if rule.rule_scale is not None:
+    if rule.rule_scale is not None and (not rule.rule_frameworks or framework in rule.rule_frameworks):
         s1, s2, s3 = (_fabs(r(*point)) for r in rule.rule_scale)
     else:
         s1 = s2 = s3 = 0.0
@@ -1275,9 +1296,48 @@ def evaluate(program: Program, x: np.ndarray, dtype: str = "float64", digits: in
     with mpmath.workdps(digits), np.errstate(over="ignore", invalid="ignore"), \
             _time_limit(ORACLE_SECONDS, "the Hessian"):
         try:
-            return _Evaluator(program, x, dtype, kink_fuzz, resolution).run()
+            return _with_framework_scales(program, x, dtype, kink_fuzz, resolution)
         except OverflowError as exc:  # an exact value with more digits than Python allows
             raise OutOfDomain(f"the program's exact values outgrow exact arithmetic here ({exc})") from None
+
+
+def _specific_frameworks(program: Program) -> list[str]:
+    """The frameworks some op of ``program`` has a rule scale of its own for."""
+    names: set[str] = set()
+    for node in program.nodes:
+        if node.kind not in ("input", "const"):
+            scale = get_op(node.kind).rule_scale
+            names.update(scale.frameworks if scale is not None else ())
+    return sorted(names)
+
+
+# The values of derivative rules at points (``_stable``), shared by the evaluations of one
+# point (one per framework with rule scales of its own, one per kink convention): they
+# differ only in error scales.
+_MEMO: dict[tuple[int, tuple[Any, ...]], Any] | None = None
+
+
+def _with_framework_scales(program: Program, x: np.ndarray, dtype: str, kink_fuzz: float,
+                           resolution: Resolution | None) -> OracleResult:
+    with _memo():
+        result = _Evaluator(program, x, dtype, kink_fuzz, resolution).run()
+        scales = tuple((name, _Evaluator(program, x, dtype, kink_fuzz, resolution, name).run().hessian_scale)
+                       for name in _specific_frameworks(program))
+    return dataclasses.replace(result, framework_scales=scales) if scales else result
+
+
+@contextlib.contextmanager
+def _memo() -> Iterator[None]:
+    """Share ``_stable``'s values among the evaluations inside (the outermost sets it up)."""
+    global _MEMO
+    outer = _MEMO is None
+    if outer:
+        _MEMO = {}
+    try:
+        yield
+    finally:
+        if outer:
+            _MEMO = None
 
 
 # How many ways of resolving a point's kinks ``conventions`` evaluates at most (besides
@@ -1305,10 +1365,10 @@ def conventions(program: Program, x: np.ndarray, dtype: str, sides: Sequence[tup
     x = np.asarray(x, dtype=np.float64)
     out = []
     with mpmath.workdps(DIGITS), np.errstate(over="ignore", invalid="ignore"), \
-            _time_limit(ORACLE_SECONDS, "the one-sided Hessians"):
+            _time_limit(ORACLE_SECONDS, "the one-sided Hessians"), _memo():
         for resolution in resolutions(sides):
             try:
-                out.append(_Evaluator(program, x, dtype, kink_fuzz, resolution).run())
+                out.append(_with_framework_scales(program, x, dtype, kink_fuzz, resolution))
             except OverflowError as exc:
                 raise OutOfDomain(f"the program's exact values outgrow exact arithmetic here ({exc})") from None
     return out

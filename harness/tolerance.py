@@ -78,8 +78,12 @@ _BY_BACKEND: dict[tuple[str, str], Tolerance] = {
 
 
 def tolerance_for(backend: str, dtype: str) -> Tolerance:
-    """The tolerance of ``backend`` (a backend or variant name) in ``dtype``."""
-    name = backend.split(":", 1)[0]
+    """The tolerance of ``backend`` (a backend or variant name) in ``dtype``: its
+    framework's (``backends.registry.framework_of``), so a test backend built on MLX is
+    held to MLX's accuracy."""
+    from backends.registry import framework_of
+
+    name = framework_of(backend)
     if dtype not in _DEFAULT:
         raise ValueError(f"dtype={dtype!r}, but it must be one of {sorted(_DEFAULT)}.")
     return _BY_BACKEND.get((name, dtype), _DEFAULT[dtype])
