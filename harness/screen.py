@@ -12,8 +12,9 @@ with float64 NumPy, vectorised over the points:
   reference backend's *without* the error scale (``Tolerance.naive_bound``), which is
   stricter than what the judge allows: if the reference is right, so is everyone.
 
-A point that is near a kink (relative distance under ``NEAR``, 10^10 ulps of float64),
-outside the domain, overflowing, or where the backends disagree, goes to the oracle. So
+A point that is near a kink or an op's special value (relative distance under ``NEAR``,
+10^10 ulps of float64), outside the domain, overflowing, or where the backends disagree
+(or only one framework's variants ran), goes to the oracle. So
 does the first point of every program, which anchors the consensus to the truth: what
 screening can miss is a fault every framework shares at one point of a program but not
 at its first, which no differential test sees anyway without the oracle at every point.
@@ -28,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from backends.registry import framework_of
 from harness.ir import Program
 from harness.ops import Bilinear, Elementwise, Piecewise, Selection, Structural, Vector, get_op
 from harness.tolerance import tolerance_for
@@ -117,6 +119,8 @@ def _screen(program: Program, points: np.ndarray, dtype: str) -> np.ndarray:
             spec = get_op(node.kind)
             attrs = node.attr_dict
             args = [values[a] for a in node.args]
+            if args and not isinstance(spec.math, Piecewise):  # a piecewise op's specials are its kinks
+                distance = np.minimum(distance, _special_distance(spec, attrs, args, k))
             if isinstance(spec.math, (Elementwise, Piecewise)):
                 ints, floats = _split(spec, attrs)
                 fvals = [float(np.float64(attrs[name]).astype(dtype)) for name in floats]
@@ -233,6 +237,22 @@ def _whole_array(spec: Any, attrs: Mapping[str, Any], args: list[np.ndarray], sh
     return value
 
 
+def _special_distance(spec: Any, attrs: Mapping[str, Any], args: list[np.ndarray], k: int) -> np.ndarray:
+    """Per point, how close the op's special argument comes to any of its special values
+    (``OpSpec.special``: where derivative rules take their special branches), relative to
+    the value's size and at least 1: a point at or near one always goes to the oracle,
+    whatever the frameworks agree on."""
+    specials = spec.special(spec.full_attrs(dict(attrs)))
+    if not specials or spec.special_arg >= len(args):
+        return np.full(k, np.inf)
+    a = args[spec.special_arg].reshape(k, -1)
+    out = np.full(k, np.inf)
+    for target in specials:
+        gap = np.abs(a - target) / max(abs(float(target)), 1.0)
+        out = np.minimum(out, np.nan_to_num(gap, nan=0.0).min(axis=1, initial=np.inf))
+    return out
+
+
 def _align(a: np.ndarray, shape: tuple[int, ...], k: int) -> np.ndarray:
     """(k, *arg_shape) broadcast to (k, *shape), trailing dimensions aligned."""
     lead = a.shape[1:]
@@ -253,8 +273,13 @@ def _in_domain(spec: Any, args: list[np.ndarray], k: int) -> np.ndarray:
 
 def agree(hessians: Mapping[str, np.ndarray | None], n: int, dtype: str) -> bool:
     """Whether every Hessian is finite, (n, n), and within its backend's error-scale-free
-    tolerance (``Tolerance.naive_bound``) of the most accurate backend's."""
+    tolerance (``Tolerance.naive_bound``) of the most accurate backend's, and they come
+    from at least two independent frameworks (``backends.registry.framework_of``: the
+    variants of one framework, and JAX with Equinox, share derivative rules, and so their
+    faults: their agreement vouches for nothing)."""
     if not hessians or any(h is None for h in hessians.values()):
+        return False
+    if len({framework_of(name) for name in hessians}) < 2:
         return False
     arrays = {name: np.asarray(h) for name, h in hessians.items()}
     if any(h.shape != (n, n) or not np.all(np.isfinite(h)) for h in arrays.values()):

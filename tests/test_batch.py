@@ -11,7 +11,7 @@ from harness.batch import check_program
 from harness.engine import check_case
 from harness.findings import Kind
 from harness.ir import Node, Program, const, op
-from harness.screen import agree, screen
+from harness.screen import NEAR, agree, screen
 from harness.strategies import Case
 from planted import PlantedBackend
 
@@ -32,11 +32,19 @@ def test_screen_measures_the_distance_to_kinks_per_point() -> None:
 
 def test_screen_cannot_vouch_outside_the_domain() -> None:
     distance = screen(LOG, POINTS, "float64")
-    assert np.isnan(distance[0]) and distance[1] == np.inf
+    assert np.isnan(distance[0]) and distance[1] > NEAR
     # sqrt(0) is finite, but 0 is outside sqrt's domain (a > 0): its Hessian is not.
     sqrt = Program(2, (Node("input"), op("sqrt", 0), op("sum", 1)))
     distance = screen(sqrt, np.array([[0.0, 1.0], [2.0, 1.0]]), "float64")
-    assert np.isnan(distance[0]) and distance[1] == np.inf
+    assert np.isnan(distance[0]) and distance[1] > NEAR
+
+
+def test_screen_sends_points_at_or_near_a_special_value_to_the_oracle() -> None:
+    """Derivative rules branch on exact values (log1p near 0, arcsin near 1): however well
+    the frameworks agree there, they may share the fault; such a point is the oracle's."""
+    log1p = Program(2, (Node("input"), op("log1p", 0), op("sum", 1)))
+    distance = screen(log1p, np.array([[1e-25, 0.5], [0.3, 0.5], [0.0, 0.5]]), "float64")
+    assert distance[0] <= NEAR and distance[2] == 0.0 and distance[1] > NEAR
 
 
 def test_screen_evaluates_whole_array_ops_and_step_functions() -> None:
@@ -96,6 +104,17 @@ def test_a_planted_fault_is_judged_at_every_point_and_honesty_is_screened(plante
         assert kinds == {(v.variant, v.kind) for v in slow.verdicts}
         assert ("planted:no_cross", Kind.WRONG_VALUE) in kinds
 
-    agreeing = check_program(MLP, list(POINTS), "float64", [honest, get_variant("jax:revrev")])
+    agreeing = check_program(MLP, list(POINTS), "float64", [honest, get_variant("torch:func")])
     assert agreeing.checked == 4 and agreeing.screened == 3  # only the first point needs the oracle
     assert agreeing.judged[0].verdicts == []
+
+
+def test_variants_of_one_framework_cannot_vouch_for_each_other(planted) -> None:
+    """planted is JAX, and Equinox is JAX too: their agreement shares JAX's derivative
+    rules, and so its faults; screening vouches only for independent frameworks."""
+    honest = BackendVariant(planted, "honest")
+    h = np.array([[2.0, 0.5], [0.5, 1.0]])
+    assert not agree({"jax:fwdrev": h, "equinox:filter_hessian": h, "planted:honest": h}, 2, "float64")
+    assert agree({"jax:fwdrev": h, "torch:func": h}, 2, "float64")
+    same = check_program(MLP, list(POINTS), "float64", [honest, get_variant("jax:revrev")])
+    assert same.checked == 4 and same.screened == 0
