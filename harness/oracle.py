@@ -1220,15 +1220,18 @@ def _vector(node: int, spec: OpSpec, attrs: dict[str, Any], args: list[_Jet], n:
     # from dividing by an entry's size, so a tiny argument cannot inflate it:
     # * the running error bound of its formula evaluated in the dtype (``_LocalJet``),
     #   from the argument's error and every intermediate's rounding, underflow included;
-    # * as the algorithms mix the entries, a derivative that is exactly 0 in exact
+    # * where the algorithm mixes the entries, a derivative that is exactly 0 in exact
     #   arithmetic (det is multilinear: d2 det / dA_ij**2 = 0) comes out as eps times the
-    #   op's other derivatives of that order (normwise over the local Jacobian and Hessian).
+    #   op's other derivatives of that order (normwise over the local Jacobian and
+    #   Hessian); a product's zeros are structural (d2 (x0 x1) / dx0**2 is no sum).
     # A selection of entries (max, sort) is exact.
     Jerr, Kerr = Ja, Ka
     if not linear:
-        p = Ja.shape[0]
-        Jerr = Ja + eJ / eps + Ja.reshape(p, -1).max(axis=1, initial=0.0)[:, None]
-        Kerr = Ka + eK / eps + Ka.reshape(p, -1).max(axis=1, initial=0.0)[:, None, None]
+        Jerr, Kerr = Ja + eJ / eps, Ka + eK / eps
+        if normwise:
+            p = Ja.shape[0]
+            Jerr = Jerr + Ja.reshape(p, -1).max(axis=1, initial=0.0)[:, None]
+            Kerr = Kerr + Ka.reshape(p, -1).max(axis=1, initial=0.0)[:, None, None]
     # Frameworks differentiate some ops through their output (softmax' = p (delta - p),
     # logsumexp'' = diag(p) - p p^T computed as p - p*p near p = 1): every derivative
     # errs by eps times the output's scale, and second derivatives by eps times the

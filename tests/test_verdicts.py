@@ -1,0 +1,222 @@
+"""The judge's verdicts where it used to have blind spots: tiny inputs, kinks, rule scales.
+
+Each case pairs a plainly wrong Hessian, which must fail, with what the real frameworks
+return at the same point, which must pass: a judge that flags nothing, or everything,
+fails one side.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from backends.registry import get_variant
+from harness.engine import Outcome, check_case, judge
+from harness.findings import Kind
+from harness.ir import Node, Program, op
+from harness.oracle import evaluate
+from harness.strategies import Case
+
+HONEST = ("jax:fwdrev", "equinox:filter_hessian", "mlx:fwdrev", "torch:func", "torch:autograd")
+
+
+def _pair(a: int = 0, b: int = 1) -> tuple[Node, ...]:
+    return (Node("input"), op("gather", 0, idx=(a,)), op("gather", 0, idx=(b,)))
+
+
+def _judged(program: Program, x: list[float], dtype: str, hessians: dict[str, object]):
+    case = Case(program, np.asarray(x, dtype=np.float64), dtype)
+    oracle = evaluate(program, case.point, dtype)
+    outcomes = {name: Outcome(name, "ok", np.asarray(h, dtype=np.float64)) for name, h in hessians.items()}
+    return judge(case, oracle, outcomes), oracle
+
+
+def _kinds(result) -> dict[str, Kind]:
+    return {v.variant: v.kind for v in result.verdicts}
+
+
+def _failures(result) -> list[str]:
+    return [f"{v.variant}: {v.kind.value}: {v.explanation[:200]}" for v in result.verdicts if v.kind.is_failure]
+
+
+def _honest(program: Program, x: list[float], dtype: str, known: tuple[str, ...] = ()) -> None:
+    """Every real framework variant passes at this point (no failing verdict), but the
+    ``known`` ones, which have a baselined upstream fault there."""
+    variants = [get_variant(name) for name in HONEST if name not in known]
+    variants = [v for v in variants if v.backend.availability().available]
+    result = check_case(Case(program, np.asarray(x, dtype=np.float64), dtype), variants)
+    assert result.status == "judged"
+    assert not _failures(result), _failures(result)
+
+
+# --- whole-array ops at tiny entries ----------------------------------------------------
+
+TINY = [
+    ("logsumexp", Program(2, (Node("input"), op("logsumexp", 0, axis=None, keepdims=False), op("square", 1))),
+     [1e-30, 1e-30]),
+    ("det", Program(4, (Node("input"), op("reshape", 0, shape=(2, 2)), op("det", 1), op("square", 2))),
+     [1e-30, 2e-30, -3e-30, 1e-30]),
+    ("cumprod", Program(3, (Node("input"), op("cumprod", 0, axis=0), op("sum", 1), op("exp", 2))),
+     [1e-20, 2e-20, 3e-20]),
+    ("var", Program(3, (Node("input"), op("var", 0, axis=None, keepdims=False), op("exp", 1))),
+     [1e-30, 2e-30, -1e-30]),
+    ("prod", Program(3, (Node("input"), op("prod", 0, axis=None, keepdims=False), op("exp", 1))),
+     [1e-20, 2e-20, 3e-20]),
+]
+
+
+@pytest.mark.parametrize("name,program,x", TINY, ids=[t[0] for t in TINY])
+@pytest.mark.parametrize("wrong", [1e6, -5.0, "1%"])
+def test_a_wrong_entry_at_tiny_inputs_is_a_wrong_value(name: str, program: Program, x: list[float],
+                                                      wrong: object) -> None:
+    """The error bound once divided by the entries' size (1.4e46 for square(logsumexp)
+    at 1e-30), so any value there was 'noise'."""
+    truth = evaluate(program, np.array(x), "float64").hessian_float()
+    i, j = np.unravel_index(np.argmax(np.abs(truth)), truth.shape)
+    h = truth.copy()
+    h[i, j] = truth[i, j] * 1.01 if wrong == "1%" else wrong
+    result, _ = _judged(program, x, "float64", {"jax:fwdrev": h, "torch:func": truth})
+    assert _kinds(result) == {"jax:fwdrev": Kind.WRONG_VALUE}, result.verdicts
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,program,x", TINY, ids=[t[0] for t in TINY])
+def test_frameworks_pass_at_tiny_inputs(name: str, program: Program, x: list[float]) -> None:
+    # torch's reverse-over-reverse prod and cumprod Hessians are wrong at small entries
+    # (reports/baseline.json: torch:autograd*|wrong_value|*prod*, *cumprod*): exp(prod(x))
+    # at (1e-10, 2e-10, 3e-10) has H[0,0] = 1.03e-25 where the truth is 3.6e-39 (its
+    # double backward divides the product by the entries); torch.func is right.
+    _honest(program, x, "float64", known=("torch:autograd",) if name in ("cumprod", "prod") else ())
+
+
+def test_square_logsumexp_at_tiny_inputs_has_a_bound_of_its_own_size() -> None:
+    program = TINY[0][1]
+    oracle = evaluate(program, np.array([1e-30, 1e-30]), "float64")
+    assert abs(float(oracle.hessian[0, 0]) - 0.8466) < 1e-4
+    assert np.all(oracle.hessian_scale < 100.0), oracle.hessian_scale
+
+
+# --- kinks: conventions are values ------------------------------------------------------
+
+RELU_SQUARED = Program(2, (Node("input"), op("relu", 0), op("square", 1), op("sum", 2)))
+NEAR_KINK = Program(2, (*_pair(), op("sub", 1, 2), op("relu", 3), op("square", 4), op("sum", 5)))
+NEAR_POINT = [1.0 + 2.0**-51, 1.0]  # x0 - x1 = 4.4e-16: within rounding distance of relu's kink
+TIE = Program(2, (Node("input"), op("max", 0, axis=None, keepdims=False), op("square", 1)))
+
+
+@pytest.mark.parametrize("bad,kind", [(1e6, Kind.WRONG_VALUE), (np.nan, Kind.NONFINITE), (-0.5, Kind.WRONG_VALUE)])
+def test_a_single_variant_at_a_kink_is_judged(bad: float, kind: Kind) -> None:
+    """At relu's kink the one-sided values of H[0,0] are 0 and 2: a value outside that
+    range, or NaN, fails even when no other variant ran (it used to pass silently)."""
+    result, _ = _judged(RELU_SQUARED, [0.0, 1.0], "float64", {"jax:fwdrev": [[bad, 0.0], [0.0, 2.0]]})
+    assert _kinds(result) == {"jax:fwdrev": kind}
+
+
+def test_nan_from_two_variants_at_a_kink_is_not_a_convention() -> None:
+    both = {name: [[np.nan, 0.0], [0.0, 2.0]] for name in ("jax:fwdrev", "torch:func")}
+    result, _ = _judged(RELU_SQUARED, [0.0, 1.0], "float64", both)
+    assert _kinds(result) == {"jax:fwdrev": Kind.NONFINITE, "torch:func": Kind.NONFINITE}
+
+
+def test_each_side_of_a_kink_is_a_convention() -> None:
+    sides = {"jax:fwdrev": [[0.0, 0.0], [0.0, 2.0]], "torch:func": [[2.0, 0.0], [0.0, 2.0]]}
+    result, _ = _judged(RELU_SQUARED, [0.0, 1.0], "float64", sides)
+    assert _kinds(result) == {"jax:fwdrev": Kind.CONVENTION, "torch:func": Kind.CONVENTION}
+
+
+@pytest.mark.parametrize("bad,kind", [(1e6, Kind.WRONG_VALUE), (np.nan, Kind.NONFINITE), (1.0, Kind.WRONG_VALUE)])
+def test_near_a_kink_a_value_must_be_one_sides(bad: float, kind: Kind) -> None:
+    """4.4e-16 from relu's kink either side may come out of the framework's rounding
+    (H[0,0] = 2 or 0), but not 1e6, NaN, or 1 (neither side, nor the kink itself)."""
+    result, oracle = _judged(NEAR_KINK, NEAR_POINT, "float64", {"jax:fwdrev": [[bad, -2.0], [-2.0, 2.0]]})
+    assert 0 < oracle.kink_distance < 1e-15
+    assert _kinds(result) == {"jax:fwdrev": kind}
+    sides = {"jax:fwdrev": [[2.0, -2.0], [-2.0, 2.0]], "torch:func": np.zeros((2, 2))}
+    assert not _failures(_judged(NEAR_KINK, NEAR_POINT, "float64", sides)[0])
+
+
+def test_a_ties_split_and_a_ties_pick_are_conventions_and_nothing_else_is() -> None:
+    """max at a tie: JAX splits the gradient equally (H = 0.5 everywhere), a pick gives
+    one side; a gradient of 1 on both tied entries (H = 2 everywhere) is no rule at all."""
+    result, _ = _judged(TIE, [1.0, 1.0], "float64",
+                        {"jax:fwdrev": np.full((2, 2), 0.5), "torch:func": [[2.0, 0.0], [0.0, 0.0]]})
+    assert _kinds(result) == {"jax:fwdrev": Kind.CONVENTION, "torch:func": Kind.CONVENTION}
+    result, _ = _judged(TIE, [1.0, 1.0], "float64", {"jax:fwdrev": np.full((2, 2), 2.0)})
+    assert _kinds(result) == {"jax:fwdrev": Kind.WRONG_VALUE}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("program,x", [(RELU_SQUARED, [0.0, 1.0]), (NEAR_KINK, NEAR_POINT), (TIE, [1.0, 1.0])],
+                         ids=["at-relu-kink", "near-relu-kink", "max-tie"])
+def test_frameworks_pass_at_and_near_kinks(program: Program, x: list[float]) -> None:
+    _honest(program, x, "float64")
+
+
+# --- rule scales belong to one framework ------------------------------------------------
+
+COPYSIGN = Program(2, (*_pair(), op("copysign", 1, 2), op("square", 3), op("sum", 4)))
+LOGADDEXP = Program(2, (*_pair(), op("logaddexp", 1, 2), op("sum", 3)))
+
+
+def test_pytorchs_copysign_formula_widens_only_pytorchs_bound() -> None:
+    """copysign at (1e-6, 1) in float32: the true H[0,0] is 2; PyTorch's gradient
+    grad * result / a, differentiated again, errs by eps / |a| (a bound of 61), JAX's
+    rule does not: 2.5 is wrong from JAX, inside the bound from PyTorch."""
+    h = [[2.5, 0.0], [0.0, 0.0]]
+    result, oracle = _judged(COPYSIGN, [1e-6, 1.0], "float32", {"jax:fwdrev": h, "mlx:fwdrev": h, "torch:func": h})
+    assert _kinds(result)["jax:fwdrev"] is Kind.WRONG_VALUE and _kinds(result)["mlx:fwdrev"] is Kind.WRONG_VALUE
+    assert "torch:func" not in {v for v, k in _kinds(result).items() if k.is_failure}
+    assert oracle.scale_for("torch")[0, 0] > 1e6 * oracle.scale_for("jax")[0, 0]
+
+
+def test_logaddexps_output_based_rule_scale_is_jax_and_pytorchs_only() -> None:
+    """logaddexp at (60, 50) in float32: H[0,0] = 4.5e-5; JAX and PyTorch go through the
+    difference of the arguments (error eps (|a| + |b|)), MLX is not held to that."""
+    _, oracle = _judged(LOGADDEXP, [60.0, 50.0], "float32", {})
+    truth = oracle.hessian_float()
+    h = truth * 1.01
+    result, _ = _judged(LOGADDEXP, [60.0, 50.0], "float32", {"mlx:fwdrev": h})
+    assert _kinds(result) == {"mlx:fwdrev": Kind.WRONG_VALUE}
+    assert oracle.scale_for("mlx")[0, 0] < oracle.scale_for("jax")[0, 0] == oracle.scale_for("torch")[0, 0]
+
+
+def test_every_rule_scale_names_its_source() -> None:
+    from harness.ops import CATALOGUE
+
+    scaled = [spec for spec in CATALOGUE.values() if spec.rule_scale is not None]
+    assert scaled
+    for spec in scaled:
+        assert spec.rule_scale.source, spec.name
+        assert set(spec.rule_scale.frameworks) <= {"jax", "mlx", "torch"}, spec.name
+
+
+# --- ill-conditioned entries ------------------------------------------------------------
+
+NORM = Program(2, (Node("input"), op("norm", 0, axis=None, keepdims=False, ord=2)))
+
+
+def test_an_entry_whose_honest_bound_exceeds_it_is_unjudged_not_noise() -> None:
+    """norm at (0, 2.3e-275): its Hessian 1/|x| = 4.3e274 goes through |x|**2, which
+    underflows in float64. No framework can compute it; the entries are counted as
+    ill-conditioned, and a framework's 0 or NaN there is neither noise nor a finding."""
+    result, oracle = _judged(NORM, [0.0, 2.3e-275], "float64",
+                             {"torch:func": np.zeros((2, 2)), "jax:fwdrev": [[np.nan, np.nan], [np.nan, 0.0]]})
+    assert oracle.underflow
+    assert result.verdicts == []
+    assert result.entries == {"torch:func": (4, 4), "jax:fwdrev": (4, 4)}
+
+
+def test_entries_at_tiny_but_representable_inputs_are_judged() -> None:
+    """At (1e-110, 2e-110) norm's Hessian is computable (no intermediate underflows):
+    every entry is judged, and a 1e-6 relative error fails."""
+    result, oracle = _judged(NORM, [1e-110, 2e-110], "float64", {})
+    truth = oracle.hessian_float()
+    result, _ = _judged(NORM, [1e-110, 2e-110], "float64", {"jax:fwdrev": truth * (1 + 1e-6), "torch:func": truth})
+    assert _kinds(result) == {"jax:fwdrev": Kind.WRONG_VALUE}
+    assert result.entries["torch:func"] == (4, 0)
+
+
+@pytest.mark.slow
+def test_frameworks_pass_where_norm_underflows() -> None:
+    _honest(NORM, [0.0, 2.3e-275], "float64")
+    _honest(NORM, [1e-110, 2e-110], "float64")
