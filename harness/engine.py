@@ -210,10 +210,10 @@ def judge(case: Case, oracle: OracleResult, outcomes: dict[str, Outcome]) -> Cas
         if h.shape != (n, n):
             result.verdicts.append(Verdict(name, Kind.WRONG_SHAPE, _shape_text(name, h, n, oracle)))
             continue
-        side = sides.entries(tol)
-        verdict = sides.judge(name, h, tol) if side.any() else None
+        side = sides.at_kink
+        verdict = sides.judge_at_kink(name, h, tol) if side.any() else None
         if verdict is None:
-            verdict = _judge_values(name, h, expected, defined & ~side, oracle, tol, result)
+            verdict = _judge_values(name, h, expected, defined & ~side, oracle, tol, result, sides)
         if verdict is not None:
             result.verdicts.append(verdict)
         elif oracle.kinks:
@@ -233,9 +233,11 @@ class _SideValues:
     a tie's gradient split equally), so its entry must lie in the range of the values
     every such convention gives (``harness.oracle.conventions``), within their error
     bound. Within rounding distance of a kink (``Tolerance.near_kink``) the framework's
-    rounding may put the point on either side, or on the kink: its entry must match one
-    of those values. NaN or inf is never a convention where those values are finite.
-    Entries no convention defines (NaN in all of them: a domain edge) are not judged.
+    rounding may put the point on either side, or on the kink: an entry that fails
+    against the truth must match one of those values. NaN or inf is never a convention
+    where those values are finite. Entries no convention defines (NaN in all of them: a
+    domain edge) are not judged. The conventions are evaluated only when needed, once
+    per case (and per rounding distance).
     """
 
     def __init__(self, case: Case, oracle: OracleResult) -> None:
@@ -243,52 +245,85 @@ class _SideValues:
         self.oracle = oracle
         self._by_fuzz: dict[float, tuple[np.ndarray, list[OracleResult]]] = {}
 
-    def _fuzz(self, tol: Any) -> float:
-        return tol.kink_ulps * tol.eps if tol.near_kink(self.oracle.kink_distance) else 0.0
+    @property
+    def at_kink(self) -> np.ndarray:
+        """The entries a kink the point lies on decides (undefined in the oracle)."""
+        if not self.oracle.kinks:
+            return np.zeros(self.oracle.hessian.shape, dtype=bool)
+        return self.oracle.undefined
 
-    def _resolved(self, tol: Any) -> tuple[np.ndarray, list[OracleResult]]:
-        fuzz = self._fuzz(tol)
+    def _resolved(self, fuzz: float) -> tuple[np.ndarray, list[OracleResult]]:
         if fuzz not in self._by_fuzz:
             base = self.oracle if not fuzz else evaluate(self.case.program, self.case.point, self.case.dtype,
                                                           kink_fuzz=fuzz)
-            entries = base.undefined & (fuzz > 0 or bool(base.kinks))
-            values = conventions(self.case.program, self.case.point, self.case.dtype, base.sides, fuzz) \
-                if base.sides else []
-            self._by_fuzz[fuzz] = entries, values
+            try:
+                values = conventions(self.case.program, self.case.point, self.case.dtype, base.sides, fuzz) \
+                    if base.sides else []
+            except OutOfDomain:  # a side leaves the domain, or exact arithmetic outgrows it: unjudged
+                values = []
+            self._by_fuzz[fuzz] = base.undefined, values
         return self._by_fuzz[fuzz]
 
-    def entries(self, tol: Any) -> np.ndarray:
-        """The entries a kink decides (at one, or within this tolerance's rounding distance)."""
-        if not self.oracle.kinks and not self._fuzz(tol):
-            return np.zeros(self.oracle.hessian.shape, dtype=bool)
-        return self._resolved(tol)[0]
-
-    def judge(self, name: str, h: np.ndarray, tol: Any) -> Verdict | None:
-        entries, resolved = self._resolved(tol)
+    def _values(self, name: str, fuzz: float, tol: Any,
+                own: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """(every convention's Hessian, their error bound (``own``: with the rule scales
+        of the variant's framework), entries some convention leaves undefined), or None
+        where no convention could be evaluated."""
+        _, resolved = self._resolved(fuzz)
         if not resolved:
             return None
         values = np.stack([r.hessian_float() for r in resolved])
-        scale = np.max(np.stack([r.scale_for(framework_of(name)) for r in resolved]), axis=0)
-        free = np.isnan(values).any(axis=0)
-        check = entries & ~free
+        framework = framework_of(name) if own else None
+        scale = np.max(np.stack([r.scale_for(framework) for r in resolved]), axis=0)
         with np.errstate(invalid="ignore"):
-            lo, hi = np.nanmin(values, axis=0), np.nanmax(values, axis=0)
-            bound = tol.bound(scale, np.maximum(np.abs(lo), np.abs(hi)))
-            # A framework may resolve a kink one way in its forward rule and another in its
-            # reverse rule (MLX's max at a tie: the JVP picks the first tied entry, the VJP
-            # splits), which makes its Hessian there asymmetric: the range holds its
-            # symmetric part (asymmetry is the symmetry relation's to report).
-            sym = np.where(np.isfinite(h) & np.isfinite(h.T), (h + h.T) / 2, h)
-            allowed = (sym >= lo - bound) & (sym <= hi + bound)
-            if self._fuzz(tol):  # near a kink: one of the sides, or the kink itself
-                near = ~self.oracle.undefined
-                allowed[near] = (np.abs(values - h) <= bound).any(axis=0)[near]
-        bad = check & ~allowed
-        if not bad.any():
+            bound = tol.bound(scale, np.abs(values).max(axis=0))
+        return values, bound, np.isnan(values).any(axis=0)
+
+    def judge_at_kink(self, name: str, h: np.ndarray, tol: Any, own: bool = False) -> Verdict | None:
+        found = self._values(name, 0.0, tol, own)
+        if found is None:
             return None
+        values, bound, free = found
+        # A framework may resolve a kink one way in its forward rule and another in its
+        # reverse rule (MLX's max at a tie: the JVP picks the first tied entry, the VJP
+        # splits), which makes its Hessian there asymmetric: the range holds its
+        # symmetric part (asymmetry is the symmetry relation's to report).
+        sym = np.where(np.isfinite(h) & np.isfinite(h.T), (h + h.T) / 2, h)
+        with np.errstate(invalid="ignore"):
+            lo, hi = values.min(axis=0), values.max(axis=0)
+            allowed = (sym >= lo - bound) & (sym <= hi + bound)
+        bad = self.at_kink & ~free & ~allowed
+        if bad.any() and not own:  # the framework's own formulas may explain it
+            return self.judge_at_kink(name, h, tol, own=True)
+        return self._verdict(name, h, values, bound, bad, "at a kink") if bad.any() else None
+
+    def unexplained_near_kink(self, name: str, h: np.ndarray, tol: Any, bad: np.ndarray) -> np.ndarray:
+        """Of the ``bad`` entries (failing against the truth), those that no side of a kink
+        within this variant's rounding distance explains."""
+        if not tol.near_kink(self.oracle.kink_distance):
+            return bad
+        fuzz = tol.kink_ulps * tol.eps
+        affected, _ = self._resolved(fuzz)
+        found = self._values(name, fuzz, tol, own=True)
+        if found is None:
+            return bad & ~affected
+        values, bound, free = found
+        with np.errstate(invalid="ignore"):
+            matches = (np.abs(values - h) <= bound).any(axis=0)
+        return bad & ~(affected & (free | matches))
+
+    def near_kink_verdict(self, name: str, h: np.ndarray, tol: Any, bad: np.ndarray) -> Verdict | None:
+        found = self._values(name, tol.kink_ulps * tol.eps, tol)
+        if found is None or not (bad & self._resolved(tol.kink_ulps * tol.eps)[0]).any():
+            return None
+        values, bound, _ = found
+        return self._verdict(name, h, values, bound, bad & self._resolved(tol.kink_ulps * tol.eps)[0],
+                             "within rounding distance of a kink")
+
+    def _verdict(self, name: str, h: np.ndarray, values: np.ndarray, bound: np.ndarray, bad: np.ndarray,
+                 where: str) -> Verdict:
         nonfinite = bad & ~np.isfinite(h)
         i, j = np.argwhere(nonfinite if nonfinite.any() else bad)[0]
-        where = "at a kink" if self.oracle.undefined[i, j] else "within rounding distance of a kink"
         kinks = ", ".join(sorted({k.op for k in self.oracle.kinks} | set(self.oracle.kink_ops)))
         options = sorted({float(v) for v in values[:, i, j]})
         text = (f"{name} returns H[{i},{j}] = {float(h[i, j])!r} {where} of {kinks}, where the values the "
@@ -301,13 +336,15 @@ class _SideValues:
 
 
 def _judge_values(name: str, h: np.ndarray, expected: np.ndarray, judged: np.ndarray,
-                  oracle: OracleResult, tol: Any, result: CaseResult) -> Verdict | None:
+                  oracle: OracleResult, tol: Any, result: CaseResult, sides: _SideValues) -> Verdict | None:
     """The verdict on the entries off the kinks, and the count of entries judged and of
     entries too ill-conditioned to judge (``CaseResult.entries``)."""
     truth = np.where(judged, expected, 0.0)
     nonfinite = judged & ~np.isfinite(h)
     err = np.where(judged & ~nonfinite, np.abs(h - truth), 0.0)
-    scale = oracle.scale_for(framework_of(name))
+    scale = oracle.hessian_scale
+    if np.any(judged & (err > tol.bound(scale, truth))):  # the framework's own formulas may explain it
+        scale = oracle.scale_for(framework_of(name))
     bound = tol.bound(scale, truth)
     # An entry whose honest error bound exceeds the entry itself: whatever lies within
     # the bound cannot be told from the truth (a genuinely ill-conditioned point). A value
@@ -322,7 +359,12 @@ def _judge_values(name: str, h: np.ndarray, expected: np.ndarray, judged: np.nda
     # formulas can divide an underflowed 0 by another (x0 x1 / |x|**2 in norm's Hessian
     # at |x| = 1e-275), so NaN is an honest outcome there.
     excused = free | (ill & oracle.underflow)
-    bad = (nonfinite & ~excused) | (judged & (err > bound))
+    failing = (nonfinite & ~excused) | (judged & (err > bound))
+    bad = sides.unexplained_near_kink(name, h, tol, failing) if failing.any() else failing
+    if (bad & ~np.isfinite(h)).any() or bad.any():
+        near = sides.near_kink_verdict(name, h, tol, bad) if tol.near_kink(oracle.kink_distance) else None
+        if near is not None:
+            return near
     if (bad & nonfinite).any():
         i, j = np.argwhere(bad & nonfinite)[0]
         return Verdict(

@@ -120,8 +120,8 @@ class OracleResult:
         underflow: whether a node's value, or an intermediate of a whole-array op's
             formula, lies below the dtype's smallest normal (where the frameworks' own
             formulas may divide 0 by 0).
-        framework_scales: ``(framework, hessian_scale)`` for every framework with a rule
-            scale of its own in this program (``scale_for``).
+        framework_scales: every framework with a rule scale of its own in this program,
+            whose ``scale_for`` differs from ``hessian_scale``.
         sides: ``(op, k, choices)`` for every choice a kink leaves open: a piecewise op's
             ``k``-th switch at 0 (2 choices: its two sides), or a selection op's ties
             (k = -1, with the number of ways to break them); ``Resolution`` picks one.
@@ -140,13 +140,23 @@ class OracleResult:
     dtype: str
     specials: frozenset[tuple[str, int]] = frozenset()
     sides: tuple[tuple[str, int, int], ...] = ()
-    framework_scales: tuple[tuple[str, np.ndarray], ...] = ()
+    framework_scales: tuple[str, ...] = ()
     underflow: bool = False
+    # Evaluates a framework's scale when first asked (``scale_for``), and keeps it.
+    _rescale: Callable[[str], np.ndarray] | None = dataclasses.field(default=None, compare=False, repr=False)
+    _scales: dict[str, np.ndarray] = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
     def scale_for(self, framework: str | None) -> np.ndarray:
         """``hessian_scale`` with the rule scales of ``framework``'s own derivative formulas
-        (``harness.ops.RuleScale``): another framework's formula never widens its bound."""
-        return dict(self.framework_scales).get(framework, self.hessian_scale) if framework else self.hessian_scale
+        (``harness.ops.RuleScale``): another framework's formula never widens its bound.
+        Never smaller than ``hessian_scale``, and computed (by evaluating the program's
+        error scales again) only when asked: a judge asks only where the tighter
+        ``hessian_scale`` fails."""
+        if not framework or framework not in self.framework_scales or self._rescale is None:
+            return self.hessian_scale
+        if framework not in self._scales:  # a replaced (widened) hessian_scale stays in
+            self._scales[framework] = np.maximum(self.hessian_scale, self._rescale(framework))
+        return self._scales[framework]
 
     @property
     def undefined(self) -> np.ndarray:
@@ -196,9 +206,15 @@ def _obj(a: Any) -> np.ndarray:
     return np.asarray(a, dtype=object)
 
 
+_nonzero = np.frompyfunc(lambda v: bool(v != 0) and not mpmath.isnan(v), 1, 1)
+
+
 def _abs_float(a: np.ndarray) -> np.ndarray:
-    """|a| as float64, with NaN (undefined) counted as 0 magnitude."""
-    return np.array([_fabs(v) for v in np.ravel(a)], dtype=np.float64).reshape(np.shape(a))
+    """|a| as float64, with NaN (undefined) counted as 0 magnitude and a magnitude beyond
+    float64's range as its largest value (as ``_fabs``)."""
+    with np.errstate(over="ignore"):
+        out = np.abs(np.asarray(a, dtype=np.float64))
+    return np.nan_to_num(out, nan=0.0, posinf=float(np.finfo(np.float64).max))
 
 
 # --- symbolic derivative rules, compiled once per op ----------------------------------
@@ -427,9 +443,12 @@ class _Evaluator:
     def _track(self, jet: _Jet) -> None:
         for part in (jet.v, jet.g, jet.h):
             if part is not None and part.size:
-                self.max_magnitude = max(self.max_magnitude, float(np.max(_abs_float(part))))
-        value = _abs_float(jet.v)  # a derivative below tiny is merely flushed; a value is divided by
-        self.underflow = self.underflow or bool(np.any((value > 0) & (value < float(np.finfo(self.dtype).tiny))))
+                magnitude = _abs_float(part)
+                self.max_magnitude = max(self.max_magnitude, float(np.max(magnitude)))
+                if part is jet.v and not self.underflow:  # a derivative below tiny is merely
+                    tiny = float(np.finfo(self.dtype).tiny)  # flushed; a value is divided by
+                    small = magnitude < tiny
+                    self.underflow = bool(small.any()) and bool(np.any(_nonzero(part[small])))
 
     def _elementwise(self, node: int, spec: OpSpec, attrs: dict[str, Any], args: list[_Jet],
                      shape: tuple[int, ...]) -> _Jet:
@@ -1364,20 +1383,29 @@ _MEMO: dict[tuple[int, tuple[Any, ...]], Any] | None = None
 
 def _with_framework_scales(program: Program, x: np.ndarray, dtype: str, kink_fuzz: float,
                            resolution: Resolution | None) -> OracleResult:
-    with _memo():
+    memo: dict[tuple[int, tuple[Any, ...]], Any] = {}
+    with _memo(memo):
         result = _Evaluator(program, x, dtype, kink_fuzz, resolution).run()
-        scales = tuple((name, _Evaluator(program, x, dtype, kink_fuzz, resolution, name).run().hessian_scale)
-                       for name in _specific_frameworks(program))
-    return dataclasses.replace(result, framework_scales=scales) if scales else result
+    names = tuple(_specific_frameworks(program))
+    if not names:
+        return result
+
+    def rescale(framework: str) -> np.ndarray:
+        with mpmath.workdps(DIGITS), np.errstate(over="ignore", invalid="ignore"), \
+                _time_limit(ORACLE_SECONDS, "an error scale"), _memo(memo):
+            return _Evaluator(program, x, dtype, kink_fuzz, resolution, framework).run().hessian_scale
+
+    return dataclasses.replace(result, framework_scales=names, _rescale=rescale)
 
 
 @contextlib.contextmanager
-def _memo() -> Iterator[None]:
-    """Share ``_stable``'s values among the evaluations inside (the outermost sets it up)."""
+def _memo(memo: dict[tuple[int, tuple[Any, ...]], Any] | None = None) -> Iterator[None]:
+    """Share ``_stable``'s values among the evaluations inside (the outermost sets it up;
+    ``memo`` carries them on to a later one)."""
     global _MEMO
     outer = _MEMO is None
     if outer:
-        _MEMO = {}
+        _MEMO = {} if memo is None else memo
     try:
         yield
     finally:
