@@ -1,0 +1,51 @@
+"""Finding.bound: recorded with a finding, recomputed for older ones, carried over to other variants."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from harness.bounds import bound_for, judged_bound, with_bounds
+from harness.findings import Finding, Kind, finding_from_json
+from harness.ir import Node, Program, op
+from harness.oracle import evaluate
+from harness.tolerance import tolerance_for
+
+PROGRAM = Program(2, (Node("input"), op("sin", 0), op("mul", 1, 0), op("sum", 2)))
+POINT = np.array([0.75, -1.5])
+
+
+def _finding(variant: str = "jax:fwdrev", dtype: str = "float64", bound: np.ndarray | None = None) -> Finding:
+    expected = evaluate(PROGRAM, POINT, dtype).hessian_float()
+    return Finding(kind=Kind.WRONG_VALUE, variant=variant, versions={}, dtype=dtype, program=PROGRAM, point=POINT,
+                   observed=expected + 1.0, expected=expected, bound=bound)
+
+
+def test_judged_bound_is_the_tolerance_at_the_oracle_error_scale() -> None:
+    oracle = evaluate(PROGRAM, POINT, "float64")
+    want = tolerance_for("jax:fwdrev", "float64").bound(oracle.hessian_scale, oracle.hessian_float())
+    np.testing.assert_array_equal(judged_bound(_finding()), want)
+
+
+def test_bound_is_optional_in_json_and_round_trips() -> None:
+    plain = _finding()
+    assert "bound" not in plain.to_json()  # files written before the field stay as they were
+    assert finding_from_json(plain.to_json()).bound is None
+    (bounded,) = with_bounds([plain])
+    data = bounded.to_json()
+    np.testing.assert_array_equal(finding_from_json(data).bound, bounded.bound)
+
+
+def test_a_recorded_bound_is_kept() -> None:
+    recorded = np.full((2, 2), 0.5)
+    (finding,) = with_bounds([_finding(bound=recorded)])
+    assert finding.bound is recorded
+
+
+@pytest.mark.parametrize("other", ["torch:func", "mlx:fwdrev"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_bound_for_another_variant_is_its_tolerance_at_the_same_scale(other: str, dtype: str) -> None:
+    oracle = evaluate(PROGRAM, POINT, dtype)
+    mine = tolerance_for("jax:fwdrev", dtype).bound(oracle.hessian_scale, oracle.hessian_float())
+    theirs = tolerance_for(other, dtype).bound(oracle.hessian_scale, oracle.hessian_float())
+    np.testing.assert_allclose(bound_for(mine, "jax:fwdrev", other, dtype), theirs, rtol=1e-12)
