@@ -291,8 +291,16 @@ def _environment() -> Any:
 
     env.filters["num"] = fmt
     env.filters["seconds"] = _seconds
+    env.filters["compact"] = _compact
     env.globals["kinds"] = [k.value for k in Kind]
     return env
+
+
+def _compact(text: str) -> str:
+    """Styles or a script without indentation, blank lines and whole-line comments: they
+    are in every page of a report with hundreds of pages."""
+    lines = (line.strip() for line in str(text).splitlines())
+    return "\n".join(line for line in lines if line and not line.startswith("//"))
 
 
 def _seconds(value: Any) -> str:

@@ -2,7 +2,7 @@
 
 Every figure is a ``matplotlib.figure.Figure`` of its own (no pyplot, no global backend),
 saved as SVG with text kept as text, only the ids something refers to kept (prefixed, so
-that many figures can share a page), coordinates rounded to 0.01 pt, and its size given
+that many figures can share a page), coordinates rounded to 0.1 pt, and its size given
 in CSS pixels so that the page knows how large each picture is.
 
 Colour conventions, shared by every heatmap of a finding:
@@ -99,20 +99,21 @@ def _figure(width_in: float, height_in: float, layout: str | None = None) -> Any
     return Figure(figsize=(width_in, height_in), layout=layout)
 
 
-_NUMBER = re.compile(r"(\d+\.\d\d)\d+")
+_NUMBER = re.compile(r"(\d+\.\d)\d+")
 
 
 def _rounded(match: re.Match[str]) -> str:
     return match.group(1) + '="' + _NUMBER.sub(r"\1", match.group(2)) + '"'
 
 
-def _to_svg(fig: Any, prefix: str, label: str = "") -> Svg:
+def _to_svg(fig: Any, prefix: str, label: str = "", dpi: int = 72) -> Svg:
     """Save ``fig`` as inline SVG: px size, cells marked by entry, few and unique ids."""
     import matplotlib
 
     buf = io.StringIO()
     with matplotlib.rc_context(_RC):
-        fig.savefig(buf, format="svg", dpi=144, metadata={"Date": None, "Creator": None})
+        # dpi only sets the resolution of the rasterized parts (colour bars, coverage cells).
+        fig.savefig(buf, format="svg", dpi=dpi, metadata={"Date": None, "Creator": None})
     text = buf.getvalue()
     text = text[text.index("<svg"):]
     text = re.sub(r"<metadata>.*?</metadata>\s*", "", text, count=1, flags=re.S)
@@ -132,15 +133,23 @@ def _to_svg(fig: Any, prefix: str, label: str = "") -> Svg:
                   text)
     text = re.sub(r"url\(#([^)]+)\)", lambda m: f"url(#{prefix}-{m.group(1)})", text)
     text = re.sub(r'href="#([^"]+)"', lambda m: f'href="#{prefix}-{m.group(1)}"', text)
-    # Two decimals of a point are plenty for coordinates; whitespace between tags is noise.
+    # A tenth of a point is plenty for coordinates; whitespace between tags is noise.
     text = re.sub(r'\b(d|transform|x|y)="([^"]*)"', _rounded, text)
     text = re.sub(r"\s*\n\s*", " ", text).replace("> <", "><")
     text = _RECT.sub(_as_rect, text)
+    text = re.sub(r'<g data-c="(\d+ \d+)"><rect ([^>]*)/></g>', r'<rect data-c="\1" \2/>', text)
     # Every text has the same font: say it once, on the <svg> (inherited).
     text = re.sub(r"font-family: [^;\"]*;? ?", "", text)
     text = text.replace("<svg", '<svg font-family="DejaVu Sans, Arial, sans-serif"', 1)
     text = re.sub(r' transform="rotate\(-?0 [^"]*\)"', "", text)
     text = re.sub(r'style="fill: (#[0-9a-f]{6})"', r'fill="\1"', text)
+    # A tick mark's <use> repeats the style its marker already has; empty groups draw nothing.
+    text = re.sub(r'(<use [^>]*?) style="[^"]*"', r"\1", text)
+    while True:
+        shorter = re.sub(r"<g></g>|<g/>", "", text)
+        if shorter == text:
+            break
+        text = shorter
     return Svg(text, width, height)
 
 
@@ -150,8 +159,8 @@ _RECT = re.compile(r'<path d="M ([\d.]+) ([\d.]+) L ([\d.]+) \2 L \3 ([\d.]+) L 
 
 def _as_rect(match: re.Match[str]) -> str:
     x0, y0, x1, y1 = (float(v) for v in match.groups())
-    return (f'<rect x="{min(x0, x1):.2f}" y="{min(y0, y1):.2f}" width="{abs(x1 - x0):.2f}" '
-            f'height="{abs(y1 - y0):.2f}"')
+    return (f'<rect x="{min(x0, x1):.1f}" y="{min(y0, y1):.1f}" width="{abs(x1 - x0):.1f}" '
+            f'height="{abs(y1 - y0):.1f}"')
 
 
 def _tick(value: float) -> str:
@@ -259,7 +268,7 @@ class _Panel:
             step = max(1, math.ceil(big / 10))
             ax.set_xticks(range(0, cols, step))
             ax.set_yticks(range(0, rows, step))
-            ax.tick_params(length=2, pad=2)
+            ax.tick_params(length=0, pad=3)  # the labels sit at the cells' centres: no marks needed
             for side in ax.spines.values():
                 side.set_visible(False)
             ax.set_xlabel("j (input index)")
@@ -439,7 +448,7 @@ def coverage_matrix(counts: np.ndarray, *, rows: Sequence[str], columns: Sequenc
         bar.ax.tick_params(labelsize=7)
         if bar.solids is not None:
             bar.solids.set_rasterized(True)
-        return _to_svg(fig, prefix, label=title)
+        return _to_svg(fig, prefix, label=title, dpi=144)
 
 
 # --- the trend across runs --------------------------------------------------------------------

@@ -142,8 +142,8 @@ def _check_heatmaps(driver, page: Path) -> int:
                     wantWidth: Number(figure.dataset.width), wantHeight: Number(figure.dataset.height),
                     drawn: svg ? svg.querySelectorAll('rect, path, image, text').length : 0,
                     contentWidth: content.width, contentHeight: content.height,
-                    cells: figure.querySelectorAll('g[data-c]').length,
-                    titled: figure.querySelectorAll('g[data-c] > title').length};
+                    cells: figure.querySelectorAll('[data-c]').length,
+                    titled: figure.querySelectorAll('[data-c] > title').length};
         });""")
     for f in figures:
         assert f["width"] > 0 and f["height"] > 0, (page.name, f)

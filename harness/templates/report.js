@@ -16,7 +16,7 @@ if (tipsNode && tipsNode.dataset.packed && window.DecompressionStream) {
     document.querySelectorAll("figure[data-tips]").forEach(function (figure) {
       var table = tips[figure.dataset.tips];
       if (!table) { return; }
-      figure.querySelectorAll("g[data-c]").forEach(function (cell) {
+      figure.querySelectorAll("[data-c]").forEach(function (cell) {
         var ij = cell.getAttribute("data-c").split(" ");
         var row = table[Number(ij[0])];
         if (!row || row[Number(ij[1])] === undefined) { return; }
