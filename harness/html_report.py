@@ -733,7 +733,7 @@ def _coverage_matrices(view: Mapping[str, Any]) -> list[Any]:
     if view["special_rows"]:
         out.append(coverage_matrix(view["special"], rows=view["special_rows"], columns=view["variants"],
                                    absent=view["special_absent"], findings=np.zeros(view["special"].shape, bool),
-                                   prefix="spc", title="checks at each special value (kink, tie, domain edge)",
+                                   prefix="spc", title="checks at each special value",
                                    what="checks at the value (log)"))
     return out
 

@@ -168,7 +168,7 @@ def _tick(value: float) -> str:
     if value == 0:
         return "0"
     if 1e-2 <= abs(value) < 1e4:
-        return f"{value:.3g}"
+        return f"{value:.4g}"
     return f"{value:.1e}".replace(".0e", "e").replace("e+0", "e").replace("e-0", "e-").replace("e+", "e")
 
 
