@@ -230,16 +230,19 @@ def write_html(
         coverage = _coverage_of(out)
     elif not (out / "campaign.json").is_file():  # a merge: keep it for a re-render
         _atomic_write(out / "coverage.json", json.dumps(coverage, indent=1, sort_keys=True) + "\n")
-    trend = _trend_rows(trend_from) if len(trend_from) >= 2 else None
-    if trend is not None and len(trend) >= 2:
-        _atomic_write(out / "trend.json", json.dumps(trend, indent=2) + "\n")
+    trend: list[dict[str, Any]] | None = None
+    if trend_from:  # a merge: a trend of its merged inputs, or none (not an earlier one's)
+        trend = _trend_rows(trend_from)
+        if trend:
+            _atomic_write(out / "trend.json", json.dumps(trend, indent=2) + "\n")
+        else:
+            for stale in ("trend.json", "trend.html"):
+                (out / stale).unlink(missing_ok=True)
     elif (out / "trend.json").is_file():
         try:
             trend = json.loads((out / "trend.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
             trend = None
-    else:
-        trend = None
 
     from harness.plots import Painter
 
