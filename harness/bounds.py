@@ -14,6 +14,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from backends.registry import framework_of
 from harness.findings import Finding
 from harness.oracle import evaluate
 from harness.tolerance import tolerance_for
@@ -40,8 +41,10 @@ def judged_bound(finding: Finding) -> np.ndarray | None:
     except Exception:  # noqa: BLE001 - a report draws without a bound rather than failing
         return None
     expected = oracle.hessian_float()
-    return np.asarray(tolerance.bound(oracle.hessian_scale, np.where(np.isnan(expected), 0.0, expected)),
-                      dtype=np.float64)
+    # As the judge does (harness.engine): the error scale of this framework's own
+    # derivative formulas, the variant's tolerance, at the (defined) true values.
+    scale = oracle.scale_for(framework_of(finding.variant))
+    return np.asarray(tolerance.bound(scale, np.where(np.isnan(expected), 0.0, expected)), dtype=np.float64)
 
 
 def with_bounds(findings: Iterable[Finding]) -> list[Finding]:
@@ -54,15 +57,18 @@ def with_bounds(findings: Iterable[Finding]) -> list[Finding]:
 
 
 def bound_for(bound: np.ndarray, variant: str, other: str, dtype: str) -> np.ndarray:
-    """The bound ``other`` would have been judged against, from ``variant``'s ``bound``.
+    """The bound ``other`` is held to, from ``variant``'s ``bound`` at the same point.
 
-    Both come from one error scale per entry; a tolerance's bound is
-    ``factor * (eps * t + tiny * (1 + t))`` of the entry's scale ``t``, so ``t`` is
-    recovered from the one bound and the other tolerance applied to it (a test checks this
-    against ``Tolerance.bound``, so a change of that formula shows).
+    A tolerance's bound is ``factor * (eps * t + tiny * (1 + t))`` of an entry's error
+    scale ``t``: ``t`` is recovered from the one bound and the other tolerance applied to
+    it (a test checks this against ``Tolerance.bound``, so a change of that formula
+    shows). Exact for variants of one framework (one scale); for another framework it is
+    an estimate: the judge gives each framework the scale of its own derivative formulas,
+    which differs where those formulas do.
     """
     mine, theirs = tolerance_for(variant, dtype), tolerance_for(other, dtype)
     if mine == theirs:
         return bound
-    t = np.maximum(np.asarray(bound, dtype=np.float64) / mine.factor - mine.tiny, 0.0) / (mine.eps + mine.tiny)
-    return theirs.factor * (theirs.eps * t + theirs.tiny * (1.0 + t))
+    with np.errstate(invalid="ignore", over="ignore"):
+        t = np.maximum(np.asarray(bound, dtype=np.float64) / mine.factor - mine.tiny, 0.0) / (mine.eps + mine.tiny)
+        return theirs.factor * (theirs.eps * t + theirs.tiny * (1.0 + t))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from backends.registry import framework_of
 from harness.bounds import bound_for, judged_bound, with_bounds
 from harness.findings import Finding, Kind, finding_from_json
 from harness.ir import Node, Program, op
@@ -21,10 +22,13 @@ def _finding(variant: str = "jax:fwdrev", dtype: str = "float64", bound: np.ndar
                    observed=expected + 1.0, expected=expected, bound=bound)
 
 
-def test_judged_bound_is_the_tolerance_at_the_oracle_error_scale() -> None:
+@pytest.mark.parametrize("variant", ["jax:fwdrev", "torch:func", "mlx:fwdrev"])
+def test_judged_bound_is_the_judges(variant: str) -> None:
+    """The variant's tolerance at its framework's error scale, as harness.engine judges."""
     oracle = evaluate(PROGRAM, POINT, "float64")
-    want = tolerance_for("jax:fwdrev", "float64").bound(oracle.hessian_scale, oracle.hessian_float())
-    np.testing.assert_array_equal(judged_bound(_finding()), want)
+    scale = oracle.scale_for(framework_of(variant))
+    want = tolerance_for(variant, "float64").bound(scale, oracle.hessian_float())
+    np.testing.assert_array_equal(judged_bound(_finding(variant)), want)
 
 
 def test_bound_is_optional_in_json_and_round_trips() -> None:
@@ -45,7 +49,8 @@ def test_a_recorded_bound_is_kept() -> None:
 @pytest.mark.parametrize("other", ["torch:func", "mlx:fwdrev"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_bound_for_another_variant_is_its_tolerance_at_the_same_scale(other: str, dtype: str) -> None:
-    oracle = evaluate(PROGRAM, POINT, dtype)
-    mine = tolerance_for("jax:fwdrev", dtype).bound(oracle.hessian_scale, oracle.hessian_float())
-    theirs = tolerance_for(other, dtype).bound(oracle.hessian_scale, oracle.hessian_float())
+    scale = evaluate(PROGRAM, POINT, dtype).hessian_scale
+    truth = evaluate(PROGRAM, POINT, dtype).hessian_float()
+    mine = tolerance_for("jax:fwdrev", dtype).bound(scale, truth)
+    theirs = tolerance_for(other, dtype).bound(scale, truth)
     np.testing.assert_allclose(bound_for(mine, "jax:fwdrev", other, dtype), theirs, rtol=1e-12)
