@@ -6,9 +6,11 @@ Only ``main`` turns outcomes into exit codes; nothing else here or in the librar
 - 0: success (``run``: no new failing finding; ``replay``: nothing reproduces).
   ``bisect``: the table is printed and some release reproduces (1: none does);
   ``merge``: no new failing finding in the merged report (1: there are).
+  ``report``: the HTML pages were written again.
 - 1: ``run`` found failures not in the baseline; ``replay``: a finding still reproduces.
 - 2: bad input (unknown command, bad flag, unknown backend, bad budget, unreadable
-  finding file, missing framework); one line on stderr.
+  finding file or report folder, missing framework, ``report`` without jinja2 and
+  matplotlib); one line on stderr.
 - 3: ``run`` hit errors of hessdiff itself (reported apart from framework findings).
 - 70: an internal error of hessdiff itself; one line on stderr, no traceback
   (set ``HESSDIFF_DEBUG=1`` to let the traceback through).
@@ -33,7 +35,7 @@ EXIT_INTERNAL = 70  # EX_SOFTWARE
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141
 
-_COMMANDS = ("run", "replay", "backends", "ops", "bisect", "merge", "triage")
+_COMMANDS = ("run", "replay", "backends", "ops", "bisect", "merge", "triage", "report")
 
 
 class _UsageError(Exception):
@@ -180,6 +182,12 @@ def _build_parser() -> _Parser:
     triage.add_argument("report", metavar="REPORT_DIR", help="a report folder (holding findings.json)")
     triage.add_argument("--out", default=None, metavar="DIR", help="where the drafts go (default REPORT_DIR/triage)")
     triage.set_defaults(run=_cmd_triage)
+
+    report = commands.add_parser("report", help="render a report's HTML pages again from its findings.json")
+    report.add_argument("report", metavar="REPORT_DIR", help="a report folder (holding findings.json)")
+    report.add_argument("--baseline", default="reports/baseline.json", metavar="FILE",
+                        help="known-issues baseline, for each known finding's entry (default reports/baseline.json)")
+    report.set_defaults(run=_cmd_report)
     return parser
 
 
@@ -310,6 +318,7 @@ def _cmd_merge(args: argparse.Namespace, out: TextIO) -> int:
     from pathlib import Path
 
     from harness.baseline import load_baseline
+    from harness.html_report import html_note, merged_coverage
     from harness.merge import MergeError, merge_reports
 
     try:
@@ -322,7 +331,29 @@ def _cmd_merge(args: argparse.Namespace, out: TextIO) -> int:
           f"({len(new)} new failing); report: {paths.summary_md}", file=out)
     for problem in paths.problems:
         print(f"hessdiff merge: report problem: {problem}", file=sys.stderr)
+    html = html_note(args.out, baseline=baseline, coverage=merged_coverage(args.reports), trend_from=args.reports)
+    print(f"hessdiff merge: {html}", file=sys.stderr if html.startswith("report problem") else out)
     return 1 if new else EXIT_OK
+
+
+def _cmd_report(args: argparse.Namespace, out: TextIO) -> int:
+    from pathlib import Path
+
+    from harness.baseline import BaselineError, load_baseline
+    from harness.html_report import INSTALL_HINT, HtmlError, missing_dependencies, write_html
+
+    missing = missing_dependencies()
+    if missing:
+        raise _UsageError(f"hessdiff report: error: the HTML report needs {' and '.join(missing)}: {INSTALL_HINT}")
+    try:
+        baseline = load_baseline(Path(args.baseline))
+        paths = write_html(args.report, baseline=baseline)
+    except (HtmlError, BaselineError) as exc:
+        raise _UsageError(f"hessdiff report: error: {exc}") from None
+    print(f"hessdiff report: {len(paths.finding_pages)} finding page(s); open {paths.index}", file=out)
+    for problem in paths.problems:
+        print(f"hessdiff report: problem: {problem}", file=sys.stderr)
+    return EXIT_OK
 
 
 def _cmd_triage(args: argparse.Namespace, out: TextIO) -> int:

@@ -108,6 +108,10 @@ class Finding:
             it was minimised, so that a kill -9 mid-round loses nothing. A later line
             names it in ``supersedes`` once the minimal finding is made.
         supersedes: signatures of provisional findings this one replaces.
+        bound: the largest correct |observed - expected| per entry, as judged (the
+            tolerance's bound at the oracle's error scale); None when not recorded (older
+            findings, crashes). Written to JSON only when set, so older readers and files
+            are unaffected. Undefined entries are the NaNs of ``expected``.
     """
 
     kind: Kind
@@ -128,6 +132,7 @@ class Finding:
     last_seen: str = ""
     provisional: bool = False
     supersedes: tuple[str, ...] = ()
+    bound: np.ndarray | None = None
 
     @property
     def severity(self) -> str:
@@ -144,7 +149,7 @@ class Finding:
         return f"{self.variant}|{self.kind.value}|{self.dtype}|{ops}"
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data = {
             "signature": self.signature,
             "kind": self.kind.value,
             "severity": self.severity,
@@ -167,6 +172,9 @@ class Finding:
             "provisional": self.provisional,
             "supersedes": list(self.supersedes),
         }
+        if self.bound is not None:
+            data["bound"] = _array_json(self.bound)
+        return data
 
 
 def finding_from_json(data: Mapping[str, Any]) -> Finding:
@@ -191,6 +199,7 @@ def finding_from_json(data: Mapping[str, Any]) -> Finding:
             last_seen=str(data.get("last_seen", "")),
             provisional=bool(data.get("provisional", False)),
             supersedes=tuple(str(s) for s in data.get("supersedes", ())),
+            bound=_array_from_json(data.get("bound")),
         )
     except FindingError:
         raise

@@ -118,7 +118,8 @@ def merged_run_info(shards: Iterable[Shard]) -> dict[str, Any]:
     shards = list(shards)
     checks: dict[str, int] = {}
     versions: dict[str, list[str]] = {}
-    examples = 0
+    examples = checked = 0
+    started = [str(s.run["started"]) for s in shards if s.run.get("started")]
     for shard in shards:
         for variant, count in dict(shard.run.get("checks_per_variant", {})).items():
             checks[str(variant)] = checks.get(str(variant), 0) + int(count)
@@ -127,10 +128,13 @@ def merged_run_info(shards: Iterable[Shard]) -> dict[str, Any]:
             if str(version) not in versions[str(framework)]:
                 versions[str(framework)].append(str(version))
         examples += int(shard.run.get("examples", 0) or 0)
+        checked += int(shard.run.get("checked_pairs", 0) or 0)
     return {
         "name": "merged",
         "shards": [s.name for s in shards],
+        **({"started": min(started)} if started else {}),  # the nightly's date, for the trend page
         "examples": examples,
+        "checked_pairs": checked,
         "versions": {k: ", ".join(v) for k, v in versions.items()},
         "checks_per_variant": checks,
     }

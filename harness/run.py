@@ -32,9 +32,11 @@ import numpy as np
 
 from backends import BackendVariant, all_backends, all_variants
 from harness.baseline import Baseline, load_baseline
+from harness.bounds import with_bounds
 from harness.campaign import Campaign, CampaignConfig, CampaignStats
 from harness.engine import check_case
 from harness.findings import Finding, FindingError, latest_findings, load_findings
+from harness.html_report import html_note
 from harness.report import append_finding, read_jsonl, write_report
 from harness.strategies import DEFAULT_OPS, Case
 
@@ -207,7 +209,9 @@ def run(
         "resumed_from_round": start_round if resume else None,
         **stats.to_json(),
     }
+    findings = with_bounds(findings)  # the per-entry bounds, for the HTML report's |error| / bound
     paths = write_report(out, findings, baseline=baseline, run_info=run_info, coverage=_plain(stats.coverage))
+    html = html_note(out, baseline=baseline, coverage=_plain(stats.coverage))
     new, known, fixed = baseline.split(findings, checked_variants=[v.name for v in variants])
     new_failing = [f for f in new if f.kind.is_failure]
     if stderr.isatty():
@@ -218,6 +222,7 @@ def run(
         f"not reproduced); report: {paths.summary_md}",
         file=stdout,
     )
+    print(f"hessdiff: {html}", file=stderr if html.startswith("report problem") else stdout)
     for problem in paths.problems:
         print(f"hessdiff: report problem: {problem}", file=stderr)
     for error in stats.harness_errors:

@@ -57,6 +57,10 @@ def test_merge_command_writes_a_complete_report(shards, tmp_path: Path) -> None:
     run = json.loads((merged_dir / "findings.json").read_text())["run"]
     assert run["shards"] == ["shard-1", "shard-2"]
     assert run["examples"] == sum(json.loads(Path(p).read_text())["run"]["examples"] for p in shards)
+    # The HTML report of the merged findings, with the shards each finding came from.
+    pages = list(merged_dir.glob("findings/*/finding.html"))
+    assert (merged_dir / "index.html").is_file() and len(pages) == len(findings)
+    assert "shard-" in pages[0].read_text() and not (merged_dir / "trend.html").exists()
     # The merged report's reproducers still show the planted fault.
     folder = next(p for p in (merged_dir / "findings").iterdir() if "pl_gradient" in p.name)
     proc = subprocess.run([sys.executable, "repro.py"], cwd=folder, capture_output=True, text=True, timeout=120)
@@ -80,3 +84,21 @@ def test_merge_rejects_what_is_not_a_report(tmp_path: Path, capsys: pytest.Captu
     assert err.startswith("hessdiff merge: error:") and err.count("\n") == 1
     assert main(["merge", str(tmp_path / "missing.json"), "--out", str(tmp_path / "m")]) == 2
     assert "cannot read" in capsys.readouterr().err
+
+
+def test_merging_merged_reports_draws_the_trend(shards, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    none = str(tmp_path / "none.json")
+    nights = []
+    for night, shard in enumerate(shards):  # two nightlies of one shard each
+        out = tmp_path / f"night-{night}"
+        assert main(["merge", str(shard), "--out", str(out), "--baseline", none]) == 1
+        nights.append(out / "findings.json")
+    capsys.readouterr()
+    trend = tmp_path / "trend"
+    assert main(["merge", *map(str, nights), "--out", str(trend), "--baseline", none]) == 1
+    assert "HTML report:" in capsys.readouterr().out
+    rows = json.loads((trend / "trend.json").read_text())
+    assert [r["path"] for r in sorted(rows, key=lambda r: r["path"])] == sorted(map(str, nights))
+    assert all(r["frameworks"] == {"planted": r["failing"]} for r in rows)
+    page = (trend / "trend.html").read_text()
+    assert page.count('data-kind="trend"') == 2 and 'href="trend.html"' in (trend / "index.html").read_text()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import configparser
+import fnmatch
 import re
 import tomllib
 from pathlib import Path
@@ -68,6 +69,16 @@ def test_tox_installs_everything_with_our_constraints() -> None:
     base = _tox()["testenv"]
     assert "-c {toxinidir}{/}constraints.txt" in base["install_command"]
     assert {e.strip() for e in base["extras"].split()} == {"all", "test"}
+
+
+def test_the_tests_env_installs_the_report_extra_and_the_wheel_ships_its_templates() -> None:
+    extras = {e.strip() for e in _tox()["testenv:tests"]["extras"].split()}
+    assert {"all", "test", "report"} <= extras
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "report" in project["project"]["optional-dependencies"]
+    patterns = project["tool"]["setuptools"]["package-data"]["harness"]
+    for path in (ROOT / "harness" / "templates").iterdir():
+        assert any(fnmatch.fnmatch(f"templates/{path.name}", p) for p in patterns), path
 
 
 def test_torch_pin_agrees() -> None:

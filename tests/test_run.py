@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,21 @@ def test_new_failures_exit_1_with_a_full_report(planted, tmp_path: Path) -> None
     # The crash-safe log holds what the report holds.
     assert len(load_findings(str(out / "findings.json"))) >= 1
     assert "new failing" in text
+    # The HTML report (the report extra is installed where the tests run): an index and a
+    # page per finding, each finding's bound recorded for its |error| / bound heatmap.
+    assert f"HTML report: {out / 'index.html'}" in text
+    assert len(list(out.glob("findings/*/finding.html"))) == len(findings) == len(folders)
+    assert all(f.bound is not None for f in findings if f.observed is not None)
+
+
+def test_without_the_report_extra_the_rest_is_written(planted, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "jinja2", None)  # import jinja2 now fails
+    code, text = _run(tmp_path / "run", tmp_path / "missing-baseline.json")
+    assert code == 1, text
+    assert "no HTML report: jinja2 not installed (pip install 'hessdiff[report]')" in text
+    assert not (tmp_path / "run" / "index.html").exists()
+    for name in ("findings.json", "summary.md", "junit.xml"):
+        assert (tmp_path / "run" / name).is_file(), name
 
 
 def test_a_baselined_fault_does_not_fail(planted, tmp_path: Path) -> None:
