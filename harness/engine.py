@@ -349,8 +349,15 @@ def _judge_values(name: str, h: np.ndarray, expected: np.ndarray, judged: np.nda
     # An entry whose honest error bound exceeds the entry itself: whatever lies within
     # the bound cannot be told from the truth (a genuinely ill-conditioned point). A value
     # beyond the bound is still wrong; within it, the entry is not counted as checked.
-    with np.errstate(invalid="ignore"):
-        ill = judged & ~(tol.factor * tol.eps * scale <= np.abs(truth)) & (scale != 0)
+    # An exact 0 has no size to exceed: it is ill-conditioned where its bound exceeds
+    # sqrt(eps) times the largest entry (beyond that, a value of a size that matters can
+    # no longer be told from it). The bound's absolute floor at the dtype's smallest
+    # normal (where a framework may flush) does not count.
+    with np.errstate(invalid="ignore", over="ignore"):
+        relative = tol.factor * tol.eps * scale
+        largest = float(np.max(np.abs(truth[judged]), initial=0.0))
+        floor = np.where(truth != 0, np.abs(truth), np.sqrt(tol.eps) * largest)
+        ill = judged & ~(relative <= np.maximum(floor, tol.factor * tol.tiny))
     result.entries[name] = (int(judged.sum()), int(ill.sum()))
     # A bound past float64's range (an intermediate of the derivative formulas beyond
     # it, or inf * 0 in the error scale): there is no value to hold the entry to.

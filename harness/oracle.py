@@ -722,14 +722,22 @@ def _apply_rule(rule: _Rule, point: list[Any], args: list[_Jet], idx: tuple[int,
         (i, j): max(_fabs(d2[i, j]), s2) + sum(max(_fabs(d3[i, j, m]), s3) * vm[m] for m in range(k))
         for i in active for j in active
     }
-    grad_scale = sum(d1m[i] * gabs[i] + _fabs(d1[i]) * gm[i] for i in active)
-    hess_scale = sum(d1m[i] * habs[i] + _fabs(d1[i]) * hm[i] for i in active)
+    x = _times
+    grad_scale = sum(x(d1m[i], gabs[i]) + x(_fabs(d1[i]), gm[i]) for i in active)
+    hess_scale = sum(x(d1m[i], habs[i]) + x(_fabs(d1[i]), hm[i]) for i in active)
     for i in active:
         for j in active:
-            hess_scale = hess_scale + d2m[i, j] * np.outer(gabs[i], gabs[j]) + _fabs(d2[i, j]) * (
-                np.outer(gm[i], gabs[j]) + np.outer(gabs[i], gm[j])
-            )
+            hess_scale = hess_scale + x(d2m[i, j], np.outer(gabs[i], gabs[j])) + x(_fabs(d2[i, j]), (
+                x(gm[i][:, None], gabs[j][None, :]) + x(gabs[i][:, None], gm[j][None, :])))
     return value, grad, hess, value_scale, grad_scale, hess_scale
+
+
+def _times(a: Any, b: Any) -> Any:
+    """a * b of error magnitudes with 0 * inf = 0 (an unbounded term that feeds nothing;
+    NumPy's NaN there would make the bound NaN, which no comparison fails)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.multiply(a, b)
+    return np.where((np.asarray(a) == 0) | (np.asarray(b) == 0), 0.0, out)
 
 
 def _magnitude(fn: Any, point: list[Any]) -> float:
