@@ -27,6 +27,7 @@ import contextlib
 import dataclasses
 import functools
 import itertools
+import math
 import signal
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -39,7 +40,8 @@ import numpy as np
 from harness.ir import Program
 from harness.ops import Bilinear, Elementwise, OpSpec, Piecewise, Selection, Structural, Vector, get_op
 
-__all__ = ["DIGITS", "Kink", "OracleResult", "OutOfDomain", "Resolution", "conventions", "evaluate", "resolutions"]
+__all__ = ["DIGITS", "Kink", "OracleResult", "OutOfDomain", "Resolution", "all_resolved", "conventions", "evaluate",
+           "resolutions"]
 
 DIGITS = 50
 
@@ -122,9 +124,10 @@ class OracleResult:
             formulas may divide 0 by 0).
         framework_scales: every framework with a rule scale of its own in this program,
             whose ``scale_for`` differs from ``hessian_scale``.
-        sides: ``(op, k, choices)`` for every choice a kink leaves open: a piecewise op's
-            ``k``-th switch at 0 (2 choices: its two sides), or a selection op's ties
-            (k = -1, with the number of ways to break them); ``Resolution`` picks one.
+        sides: ``(key, choices)`` for every choice a kink leaves open (``Resolution``):
+            a piecewise op's ``k``-th switch at 0, key ``(op, k)`` (within the fuzz of
+            one, ``(op, k, node, element)``), with 2 choices, its two sides; or a
+            selection op's ties, key ``(op, -1)``, with the ways to break them.
     """
 
     value: Any
@@ -139,7 +142,7 @@ class OracleResult:
     max_magnitude: float
     dtype: str
     specials: frozenset[tuple[str, int]] = frozenset()
-    sides: tuple[tuple[str, int, int], ...] = ()
+    sides: tuple[tuple[tuple[Any, ...], int], ...] = ()
     framework_scales: tuple[str, ...] = ()
     underflow: bool = False
     # Evaluates a framework's scale when first asked (``scale_for``), and keeps it.
@@ -348,14 +351,16 @@ class Resolution:
     every kink of op's ``k``-th switch (-1 or +1) or a way to break a selection's ties
     (k = -1: an index into its rotations); ``mid`` instead averages the one-sided local
     derivatives (abs'(0) = 0, a tie's gradient split equally: the frameworks' documented
-    tie rules). A framework applies one rule per op, so a choice is per op, not per element.
+    tie rules). A framework applies one rule per op, so a choice at a kink is per op
+    (key ``(op, k)``); near a kink the framework's rounding puts each element on a side
+    of its own, so a choice there is per element (key ``(op, k, node, element)``).
     """
 
-    choices: tuple[tuple[tuple[str, int], int], ...] = ()
+    choices: tuple[tuple[tuple[Any, ...], int], ...] = ()
     mid: bool = False
 
-    def choice(self, op: str, k: int, default: int) -> int:
-        return dict(self.choices).get((op, k), default)
+    def choice(self, key: tuple[Any, ...], default: int) -> int:
+        return dict(self.choices).get(key, default)
 
 
 class _Evaluator:
@@ -364,7 +369,7 @@ class _Evaluator:
         self.program = program
         self.framework = framework
         self.resolution = resolution
-        self.sides: dict[tuple[str, int], int] = {}
+        self.sides: dict[tuple[Any, ...], int] = {}
         self.kink_fuzz = kink_fuzz
         self.n = program.n
         self.dtype = dtype
@@ -436,7 +441,7 @@ class _Evaluator:
             max_magnitude=self.max_magnitude,
             dtype=self.dtype,
             specials=frozenset(self.specials),
-            sides=tuple((op, k, c) for (op, k), c in sorted(self.sides.items())),
+            sides=tuple(sorted(self.sides.items(), key=repr)),
             underflow=self.underflow or bool(_UNDERFLOWS),
         )
 
@@ -505,8 +510,9 @@ class _Evaluator:
         res = self.resolution
         for k, s in enumerate(switches):
             if s == 0 or (self.kink_fuzz and float(abs(s)) <= self.kink_fuzz * scale):
-                self.sides[spec.name, k] = 2
-                choices.append((-1, 1) if res is None or res.mid else (res.choice(spec.name, k, 1),))
+                key = (spec.name, k) if s == 0 else (spec.name, k, node, idx)
+                self.sides[key] = 2
+                choices.append((-1, 1) if res is None or res.mid else (res.choice(key, 1),))
             else:
                 choices.append((1,) if s > 0 else (-1,))
         if len(choices) and any(
@@ -548,12 +554,12 @@ class _Evaluator:
         if first.runs == 1:
             return jets[0]
         self.kinks.append(Kink(node, spec.name, ()))
-        self.sides[spec.name, -1] = max(self.sides.get((spec.name, -1), 1), first.runs)
+        self.sides[spec.name, -1] = max(self.sides.get((spec.name, -1), 1), first.runs)  # ties: per op
         jets += [_vector(node, spec, attrs, args, self.n, _Ties(r, vm, floor, self.kink_fuzz), dtype=self.dtype)
                  for r in range(1, first.runs)]
         res = self.resolution
         if res is not None and not res.mid:
-            return jets[res.choice(spec.name, -1, 0) % len(jets)]
+            return jets[res.choice((spec.name, -1), 0) % len(jets)]
         out = jets[0]
         if out.g is None:
             return out
@@ -1426,18 +1432,23 @@ def _memo(memo: dict[tuple[int, tuple[Any, ...]], Any] | None = None) -> Iterato
 MAX_RESOLUTIONS = 8
 
 
-def resolutions(sides: Sequence[tuple[str, int, int]]) -> list[Resolution]:
+def resolutions(sides: Sequence[tuple[tuple[Any, ...], int]]) -> list[Resolution]:
     """The conventions a framework may apply at these kinks: each combination of one
     side per kinked switch (one way per selection's ties), up to ``MAX_RESOLUTIONS``,
     then the averaged one (``Resolution.mid``)."""
-    keys = [(op, k) for op, k, _ in sides]
-    options = [range(c) if k < 0 else (-1, 1) for _, k, c in sides]
+    keys = [key for key, _ in sides]
+    options = [range(c) if key[1] < 0 else (-1, 1) for key, c in sides]
     out = [Resolution(tuple(zip(keys, combo)))
            for combo in itertools.islice(itertools.product(*options), MAX_RESOLUTIONS)]
     return out + [Resolution(mid=True)]
 
 
-def conventions(program: Program, x: np.ndarray, dtype: str, sides: Sequence[tuple[str, int, int]],
+def all_resolved(sides: Sequence[tuple[tuple[Any, ...], int]]) -> bool:
+    """Whether ``resolutions`` covers every combination of these sides."""
+    return math.prod(c for _, c in sides) <= MAX_RESOLUTIONS
+
+
+def conventions(program: Program, x: np.ndarray, dtype: str, sides: Sequence[tuple[tuple[Any, ...], int]],
                 kink_fuzz: float = 0.0) -> list[OracleResult]:
     """The Hessians a framework computes at (or, with ``kink_fuzz``, within that relative
     distance of) the kinks ``sides`` lists, one per convention (``resolutions``): at a

@@ -203,7 +203,10 @@ def test_an_entry_whose_honest_bound_exceeds_it_is_unjudged_not_noise() -> None:
                              {"torch:func": np.zeros((2, 2)), "jax:fwdrev": [[np.nan, np.nan], [np.nan, 0.0]]})
     assert oracle.underflow
     assert result.verdicts == []
-    assert result.entries == {"torch:func": (4, 4), "jax:fwdrev": (4, 4)}
+    # H[0,0] (4.3e274, bound inf) and H[1,1] are ill-conditioned; the exact zeros H[0,1],
+    # H[1,0] are held to a bound far below the largest entry, but their NaN (0 / 0 of
+    # underflowed terms) is excused.
+    assert result.entries == {"torch:func": (4, 2), "jax:fwdrev": (4, 2)}
 
 
 def test_entries_at_tiny_but_representable_inputs_are_judged() -> None:
