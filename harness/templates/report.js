@@ -34,6 +34,7 @@ document.querySelectorAll("button.copy").forEach(function (button) {
     var text = source.textContent;
     var done = function (ok) {
       button.textContent = ok ? "Copied" : "Select and press Ctrl+C";
+      button.dataset.copied = ok ? "yes" : "selected";  // stays after the label reverts
       setTimeout(function () { button.textContent = "Copy"; }, 2000);
     };
     var fallback = function () {
