@@ -459,6 +459,17 @@ def build_jax_sigmoid(mutate: bool, dtype: str) -> Callable[..., Any]:
     return _jax_unary(jax.nn.sigmoid, d1, d2)
 
 
+def _jax_cofactors(jnp: Any, a: Any) -> Any:
+    """The cofactor matrix of a 1x1..3x3 matrix (d det = sum(cof * dA)), exact at
+    singular matrices, like JAX's own cofactor-based rule."""
+    k = a.shape[0]
+    if k == 1:
+        return jnp.ones_like(a)
+    if k == 2:
+        return jnp.stack([jnp.stack([a[1, 1], -a[1, 0]]), jnp.stack([-a[0, 1], a[0, 0]])])
+    return jnp.stack([jnp.cross(a[1], a[2]), jnp.cross(a[2], a[0]), jnp.cross(a[0], a[1])])
+
+
 def build_jax_det(mutate: bool, dtype: str) -> Callable[..., Any]:
     import jax
 
@@ -471,9 +482,9 @@ def build_jax_det(mutate: bool, dtype: str) -> Callable[..., Any]:
     @det.defjvp
     def _jvp(primals: Any, tangents: Any) -> Any:
         (a,), (t,) = primals, tangents
-        y = det(a)
-        factor = jax.lax.stop_gradient(y) if mutate else y  # det' = det tr(A^-1 dA), det detached
-        return y, factor * jnp.trace(jnp.linalg.solve(a, t))
+        # det' = sum(cof(A) * dA); the mutant computes the cofactors from A detached.
+        cof = _jax_cofactors(jnp, jax.lax.stop_gradient(a) if mutate else a)
+        return det(a), jnp.sum(cof * t)
 
     return det
 
@@ -1408,8 +1419,8 @@ MUTANTS: tuple[Mutant, ...] = (
            Probe(_sum_of("sigmoid"), (0.7, -0.5, 1.5)), Probe(_sum_of("sigmoid"), (-0.7, -0.5, -1.5)),
            reached=_positive_arg),
     Mutant("mut-det-detached", "second-order", _J, "det",
-           "everywhere at second order: det' = stop_gradient(det) tr(A^-1 dA)",
-           "the rule's det factor is detached", build_jax_det,
+           "everywhere at second order (2x2 and 3x3): the cofactors in det' = sum(cof(A) dA) are constants",
+           "the rule's cofactor matrix is computed from A detached", build_jax_det,
            Probe(_det_program(), (1.2, 0.3, -0.4, 0.9)), Probe(_chain(4, op("reshape", 0, shape=(2, 2)), op("trace", 1),
                                                                        op("square", 2)), (1.2, 0.3, -0.4, 0.9)),
            reached=_always),
