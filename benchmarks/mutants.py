@@ -3,7 +3,7 @@
 Each mutant (``benchmarks/mutant_backends.py``) is one real framework with one op's
 derivative rule wrong in one narrow region. For each, one seeded campaign of a fixed
 budget (``harness.campaign.Campaign``; float64 and float32) checks the mutant beside one
-honest variant of each other framework (``jax:jit``, ``equinox:filter_hessian``,
+honest variant of each other framework (``jax:jit``, ``equinox:filter_jit``,
 ``torch:func``, ``mlx:fwdrev``), on the mutated op plus a seeded sample of 8 other ops
 its framework lowers. Every variant runs in a worker process (``harness.worker``): one
 per framework, shared by the honest variant, the mutants and their twins, so a mutant's
@@ -125,8 +125,8 @@ def _unjudged(stats: CampaignStats) -> tuple[int, int]:
             return int(sum(value.values()))
         return int(value or 0)
 
-    for numerator, denominator in (("unjudged", "entries"), ("unjudged_entries", "checked_entries"),
-                                   ("unjudged", "checked_entries"), ("ill_conditioned", "entries")):
+    for numerator, denominator in (("ill_conditioned", "entries"), ("unjudged", "entries"),
+                                   ("unjudged_entries", "checked_entries")):
         if hasattr(stats, numerator):
             return count(getattr(stats, numerator, 0)), count(getattr(stats, denominator, 0))
     return 0, 0
@@ -223,6 +223,7 @@ class Bench:
             "seconds": round(seconds, 1),
             "ops": list(ops),
             "examples": campaign.stats.examples,
+            "backend_seconds": {k: round(v, 1) for k, v in campaign.stats.seconds.items()},
             "op_checks": recording.op_checks,
             "region_checks": region,
             "sampled_checks": sampled,
