@@ -53,7 +53,7 @@ import numpy as np  # noqa: E402
 from backends import Absent, BackendVariant, get_variant  # noqa: E402
 from harness.baseline import Baseline, load_baseline  # noqa: E402
 from harness.campaign import Campaign, CampaignConfig, CampaignStats  # noqa: E402
-from harness.engine import Outcome, Runner  # noqa: E402
+from harness.engine import HarnessError, Outcome, Runner  # noqa: E402
 from harness.findings import Finding  # noqa: E402
 from harness.ir import Node, Program, op  # noqa: E402
 from harness.ops import CATALOGUE  # noqa: E402
@@ -115,6 +115,15 @@ def _differs(a: Outcome, b: Outcome) -> bool:
         return False
     assert a.hessian is not None and b.hessian is not None
     return a.hessian.shape != b.hessian.shape or not np.array_equal(a.hessian, b.hessian, equal_nan=True)
+
+
+def _changed(mutant: Runner, twin: Runner, case: Case) -> bool:
+    """Whether the mutation changes the Hessian at ``case`` (False if hessdiff itself
+    fails there: nothing is credited to the mutant then)."""
+    try:
+        return _differs(mutant.run(case), twin.run(case))
+    except HarnessError:
+        return False
 
 
 def _unjudged(stats: CampaignStats) -> tuple[int, int]:
@@ -190,7 +199,7 @@ class Bench:
                 unconfirmed.append(finding)
                 continue
             case = Case(finding.program, np.asarray(finding.point, dtype=np.float64), finding.dtype)
-            if _differs(recording.inner.run(case), twin.run(case)):
+            if _changed(recording.inner, twin, case):
                 killer = finding
                 break
             unconfirmed.append(finding)
@@ -205,7 +214,7 @@ class Bench:
         if killer is None:
             for case in recording.sample(SAMPLE):
                 sampled += 1
-                changed += _differs(recording.inner.run(case), twin.run(case))
+                changed += _changed(recording.inner, twin, case)
         reason = _reason(mutant, killer, unconfirmed, mine, recording.op_checks, region, sampled, changed)
         false_alarms = [f for f in findings
                         if f.variant != mutant.name and f.kind.is_failure and baseline.entry_for(f) is None]
