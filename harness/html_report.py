@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from harness.baseline import Baseline, BaselineEntry
+from harness.report import _absent
 from harness.bounds import bound_for, judged_bound
 from harness.findings import Finding, FindingError, Kind, finding_from_json
 
@@ -677,18 +678,6 @@ def _index_context(out: Path, run: Mapping[str, Any], items: list[_Item], fixed:
 
 
 # --- coverage ---------------------------------------------------------------------------------
-
-
-def _absent(variant: str, op_name: str) -> bool:
-    """Whether ``variant``'s backend declares ``op_name`` absent (False when unknown: a
-    report may name a backend this installation lacks)."""
-    from backends import Absent, get_variant
-
-    try:
-        lowering = get_variant(variant).backend.lowerings.get(op_name)
-    except (KeyError, ValueError, AttributeError):
-        return False
-    return isinstance(lowering, Absent)
 
 
 def _coverage_view(coverage: Mapping[str, Any] | None, run: Mapping[str, Any]) -> dict[str, Any] | None:
