@@ -48,6 +48,7 @@ __all__ = [
     "Mutant",
     "Probe",
     "TINY",
+    "dtype_values",
     "get_mutant",
     "honest_variant",
     "region_hits",
@@ -115,11 +116,11 @@ class Mutant:
             arguments (``f(a, b)``, ``f(a, axis=..., keepdims=...)``); ``mutate=False``
             gives the twin.
         reached: whether a node of ``op`` in a checked program lies in the region:
-            ``reached(args, traced, attrs, dtype)`` with the arguments' values (float64,
-            approximate), which arguments depend on the input, the node's attrs.
-            ``None`` when the region is one of the op's catalogue special values, which
-            the campaign's coverage counts (``special``).
-        special: the index of that special value in ``CATALOGUE[op].special_names``.
+            ``reached(args, traced, attrs, dtype)`` with the arguments' values (each node
+            evaluated and rounded to the dtype in turn, as a framework computes them),
+            which arguments depend on the input, and the node's attrs.
+        special: where the region is one of the op's catalogue special values, its
+            index in ``CATALOGUE[op].special_names`` (the one the generator aims at).
         inside, outside: probes where the mutant must differ from its framework, and a
             nearby one where it must not.
     """
@@ -133,7 +134,7 @@ class Mutant:
     build: Callable[[bool, str], Callable[..., Any]]
     inside: Probe
     outside: Probe
-    reached: Callable[[list[np.ndarray], list[bool], dict[str, Any], str], bool] | None = None
+    reached: Callable[[list[np.ndarray], list[bool], dict[str, Any], str], bool]
     special: int | None = None
 
     @property
@@ -1285,6 +1286,9 @@ def _det_program() -> Program:
     return _chain(4, op("reshape", 0, shape=(2, 2)), op("det", 1), op("square", 2))
 
 
+Region = Callable[[list[np.ndarray], list[bool], dict[str, Any], str], bool]
+
+
 def _always(args: list[np.ndarray], traced: list[bool], attrs: dict[str, Any], dtype: str) -> bool:
     return any(traced)
 
@@ -1305,6 +1309,34 @@ def _constant_second(args: list[np.ndarray], traced: list[bool], attrs: dict[str
     return traced[0] and not traced[1]
 
 
+def _at(value: float | str) -> Region:
+    """The (traced) argument is exactly ``value``, or exactly the attr named ``value``."""
+
+    def reached(args: list[np.ndarray], traced: list[bool], attrs: dict[str, Any], dtype: str) -> bool:
+        target = np.asarray(attrs[value] if isinstance(value, str) else value, dtype=dtype)
+        return traced[0] and bool(np.any(args[0] == target))
+
+    return reached
+
+
+def _tie(largest: bool) -> Region:
+    """Two entries share the maximum (minimum) along the reduction."""
+
+    def reached(args: list[np.ndarray], traced: list[bool], attrs: dict[str, Any], dtype: str) -> bool:
+        a, axis = np.asarray(args[0]), attrs.get("axis")
+        a = a.reshape(-1) if axis is None else np.moveaxis(a, axis, -1)
+        if not traced[0] or a.shape[-1] < 2:
+            return False
+        ordered = np.sort(a if largest else -a, axis=-1)
+        return bool(np.any(ordered[..., -1] == ordered[..., -2]))
+
+    return reached
+
+
+def _equal_args(args: list[np.ndarray], traced: list[bool], attrs: dict[str, Any], dtype: str) -> bool:
+    return any(traced) and bool(np.any(np.asarray(args[0]) == np.asarray(args[1])))
+
+
 _J, _E, _T, _M = "jax", "equinox", "torch", "mlx"
 
 MUTANTS: tuple[Mutant, ...] = (
@@ -1313,190 +1345,190 @@ MUTANTS: tuple[Mutant, ...] = (
            "everywhere: both derivatives scaled by (1 + 1e-6), (1 + 1e-3) in float32",
            "softmax weights normalised by a sum off by a relative 1e-6", build_jax_logsumexp,
            Probe(_sum_of("logsumexp", axis=None, keepdims=False, square=True), (0.3, -0.2, 1.1)),
-           Probe(_sum_of("exp"), (0.3, -0.2, 1.1)), reached=_always),
+           Probe(_sum_of("exp"), (0.3, -0.2, 1.1)), _always),
     Mutant("mut-prod-scaled", "small-relative", _T, "prod",
            "everywhere: backward and jvp scaled by (1 + 1e-6), (1 + 1e-3) in float32",
            "a gradient constant off by a relative 1e-6", build_torch_prod,
            Probe(_sum_of("prod", axis=None, keepdims=False), (0.7, -1.3, 1.9)),
-           Probe(_sum_of("sin"), (0.7, -1.3, 1.9)), reached=_always),
+           Probe(_sum_of("sin"), (0.7, -1.3, 1.9)), _always),
     Mutant("mut-exp-scaled", "small-relative", _M, "exp",
            "everywhere: exp' = exp'' = exp * (1 + 1e-6), (1 + 1e-3) in float32 (MLX's float64 exp is "
            "only float32-accurate, so 1e-6 is within its own error there)",
            "a rule constant off by a relative 1e-6", build_mlx_exp,
            Probe(_sum_of("exp"), (0.3, -0.2, 1.1), "float32"), Probe(_sum_of("sin"), (0.3, -0.2, 1.1), "float32"),
-           reached=_always),
+           _always),
     Mutant("mut-log-d2-scaled", "small-relative", _E, "log",
            "everywhere: log'' scaled by (1 + 1e-6), (1 + 1e-3) in float32",
            "a second-derivative constant off by a relative 1e-6", build_jax_log,
-           Probe(_sum_of("log"), (0.3, 0.5, 1.7)), Probe(_sum_of("sqrt"), (0.3, 0.5, 1.7)), reached=_always),
+           Probe(_sum_of("log"), (0.3, 0.5, 1.7)), Probe(_sum_of("sqrt"), (0.3, 0.5, 1.7)), _always),
     # wrong only for |x| < 1e-20
     Mutant("mut-expm1-tiny", "tiny", _J, "expm1",
            "|x| < 1e-20: expm1'' = 0 (true 1)",
            "a small-argument shortcut expm1'(x) = 1, whose derivative is 0", build_jax_expm1,
            Probe(_sum_of("expm1"), (1e-30, 0.5, -1.0)), Probe(_sum_of("expm1"), (1e-10, 0.5, -1.0)),
-           reached=_tiny_arg),
+           _tiny_arg),
     Mutant("mut-log1p-tiny", "tiny", _T, "log1p",
            "|x| < 1e-20: log1p'' = 0 (true -1)",
            "a small-argument shortcut log1p'(x) = 1", build_torch_log1p,
            Probe(_sum_of("log1p"), (-1e-25, 0.5, 2.0)), Probe(_sum_of("log1p"), (-1e-15, 0.5, 2.0)),
-           reached=_tiny_arg),
+           _tiny_arg),
     Mutant("mut-softplus-tiny", "tiny", _M, "softplus",
            "|x| < 1e-20: softplus'' = 0 (true 1/4)",
            "a small-argument shortcut sigmoid(x) = 1/2", build_mlx_softplus,
            Probe(_sum_of("softplus"), (1e-30, 0.5, -2.0)), Probe(_sum_of("softplus"), (1e-10, 0.5, -2.0)),
-           reached=_tiny_arg),
+           _tiny_arg),
     Mutant("mut-cosh-tiny", "tiny", _E, "cosh",
            "|x| < 1e-20: cosh'' = 0 (true 1)",
            "sinh flushed to zero for tiny arguments, with its derivative", build_jax_cosh,
            Probe(_sum_of("cosh"), (-1e-30, 0.5, 2.0)), Probe(_sum_of("cosh"), (-1e-12, 0.5, 2.0)),
-           reached=_tiny_arg),
+           _tiny_arg),
     # wrong only at exactly one special value
     Mutant("mut-silu-zero", "special-value", _J, "silu",
            "x == 0 exactly: silu''(0) = 0 (true 1/2)",
            "silu'(0) special-cased to the constant 1/2", build_jax_silu,
-           Probe(_sum_of("silu"), (0.0, 0.5, -2.0)), Probe(_sum_of("silu"), (1e-300, 0.5, -2.0)), special=0),
+           Probe(_sum_of("silu"), (0.0, 0.5, -2.0)), Probe(_sum_of("silu"), (1e-300, 0.5, -2.0)), _at(0.0), 0),
     Mutant("mut-max-tie", "special-value", _J, "max",
            "an exact tie of the maximum: every tied entry gets the whole derivative",
            "the location mask is not divided by the number of ties", build_jax_max,
            Probe(_square_of_reduction("max", axis=None, keepdims=False), (1.5, 1.5, 0.2)),
-           Probe(_square_of_reduction("max", axis=None, keepdims=False), (1.5, 1.4999999, 0.2)), special=0),
+           Probe(_square_of_reduction("max", axis=None, keepdims=False), (1.5, 1.4999999, 0.2)), _tie(True), 0),
     Mutant("mut-log10-one", "special-value", _T, "log10",
            "x == 1 exactly: log10''(1) = 0 (true -1/ln 10)",
            "log10'(1) special-cased to the constant 1/ln 10", build_torch_log10,
-           Probe(_sum_of("log10"), (1.0, 0.5, 2.0)), Probe(_sum_of("log10"), (1.0000001, 0.5, 2.0)), special=1),
+           Probe(_sum_of("log10"), (1.0, 0.5, 2.0)), Probe(_sum_of("log10"), (1.0000001, 0.5, 2.0)), _at(1.0), 1),
     Mutant("mut-min-tie", "special-value", _T, "min",
            "an exact tie of the minimum: every tied entry gets the whole derivative",
            "amin's mask is not divided by the number of ties", build_torch_min,
            Probe(_square_of_reduction("min", axis=None, keepdims=False), (0.4, -1.5, -1.5)),
-           Probe(_square_of_reduction("min", axis=None, keepdims=False), (0.4, -1.5, -1.4)), special=0),
+           Probe(_square_of_reduction("min", axis=None, keepdims=False), (0.4, -1.5, -1.4)), _tie(False), 0),
     Mutant("mut-maximum-tie", "special-value", _M, "maximum",
            "a == b exactly: both arguments get the whole derivative (MLX gives it to b)",
            "the comparison masks overlap at a tie (>= and <=)", build_mlx_maximum,
-           Probe(_tied_max("maximum"), (0.75, 0.75)), Probe(_tied_max("maximum"), (0.75, 0.5)), special=0),
+           Probe(_tied_max("maximum"), (0.75, 0.75)), Probe(_tied_max("maximum"), (0.75, 0.5)), _equal_args, 0),
     # NaN only at a kink
     Mutant("mut-relu-nan", "nan-at-kink", _J, "relu",
            "x == 0 exactly: relu' and relu'' are NaN (one-sided values 0 and 1, 0 and 0)",
            "a derivative mask computed as NaN at the kink", build_jax_relu,
            Probe(_sum_of("relu", square=True), (0.0, 0.5, -2.0)), Probe(_sum_of("relu", square=True), (1e-300, 0.5, -2.0)),
-           special=0),
+           _at(0.0), 0),
     Mutant("mut-abs-nan", "nan-at-kink", _T, "abs",
            "x == 0 exactly: abs' = x/|x| = NaN (one-sided values -1 and 1)",
            "abs' computed as x / |x|", build_torch_abs,
            Probe(_sum_of("abs", square=True), (0.0, 0.5, -2.0)), Probe(_sum_of("abs", square=True), (1e-300, 0.5, -2.0)),
-           special=0),
+           _at(0.0), 0),
     Mutant("mut-leaky-relu-nan", "nan-at-kink", _M, "leaky_relu",
            "x == 0 exactly: leaky_relu' and '' are NaN (one-sided values alpha and 1)",
            "a derivative mask computed as NaN at the kink", build_mlx_leaky_relu,
            Probe(_sum_of("leaky_relu", square=True, alpha=0.1), (0.0, 0.5, -2.0)),
-           Probe(_sum_of("leaky_relu", square=True, alpha=0.1), (1e-30, 0.5, -2.0)), special=0),
+           Probe(_sum_of("leaky_relu", square=True, alpha=0.1), (1e-30, 0.5, -2.0)), _at(0.0), 0),
     Mutant("mut-relu6-nan", "nan-at-kink", _E, "relu6",
            "x == 6 exactly: relu6' and '' are NaN (one-sided values 1 and 0)",
            "a derivative mask computed as NaN at the upper kink", build_jax_relu6,
            Probe(_sum_of("relu6", square=True), (6.0, 0.5, -2.0)), Probe(_sum_of("relu6", square=True), (5.999999, 0.5, -2.0)),
-           special=1),
+           _at(6.0), 1),
     # wrong only when one argument is traced and the other constant
     Mutant("mut-div-const", "traced-only", _J, "div",
            "b constant (symbolic-zero tangent): d/da = b, not 1/b",
            "a fast path for a constant divisor that multiplies", build_jax_div,
            Probe(_binary_const("div", 3.0), (0.4, -1.2)), Probe(_binary_traced("div"), (0.4, -1.2)),
-           reached=_constant_second),
+           _constant_second),
     Mutant("mut-pow-const", "traced-only", _T, "pow",
            "exponent b constant (needs_input_grad[1] False): d/da = (b - 1) a**(b - 1), not b a**(b - 1)",
            "a backward fast path for a constant exponent with an off-by-one", build_torch_pow,
            Probe(_binary_const("pow", 3.0), (0.4, 1.2)), Probe(_binary_traced("pow"), (0.4, 1.2)),
-           reached=_constant_second),
+           _constant_second),
     Mutant("mut-arctan2-const", "traced-only", _M, "arctan2",
            "b constant (tangent None): d/da = 1/b, not b/(a**2 + b**2), in the forward rule",
            "a small-angle fast path for a constant b", build_mlx_arctan2,
            Probe(_binary_const("arctan2", 1.5), (0.4, -1.2)), Probe(_binary_traced("arctan2"), (0.4, -1.2)),
-           reached=_constant_second),
+           _constant_second),
     Mutant("mut-logaddexp-const", "traced-only", _E, "logaddexp",
            "b constant (symbolic-zero tangent): d/da = sigmoid(a), not sigmoid(a - b)",
            "a fast path for a constant b that forgets it", build_jax_logaddexp,
            Probe(_binary_const("logaddexp", 1.5), (0.4, -1.2)), Probe(_binary_traced("logaddexp"), (0.4, -1.2)),
-           reached=_constant_second),
+           _constant_second),
     # first derivative right, second wrong
     Mutant("mut-sigmoid-pos-detached", "second-order", _J, "sigmoid",
            "x > 0: sigmoid'' = 0 (first derivative right)",
            "the positive branch saves its output detached", build_jax_sigmoid,
            Probe(_sum_of("sigmoid"), (0.7, -0.5, 1.5)), Probe(_sum_of("sigmoid"), (-0.7, -0.5, -1.5)),
-           reached=_positive_arg),
+           _positive_arg),
     Mutant("mut-det-detached", "second-order", _J, "det",
            "everywhere at second order (2x2 and 3x3): the cofactors in det' = sum(cof(A) dA) are constants",
            "the rule's cofactor matrix is computed from A detached", build_jax_det,
            Probe(_det_program(), (1.2, 0.3, -0.4, 0.9)), Probe(_chain(4, op("reshape", 0, shape=(2, 2)), op("trace", 1),
                                                                        op("square", 2)), (1.2, 0.3, -0.4, 0.9)),
-           reached=_always),
+           _always),
     Mutant("mut-tanh-detached", "second-order", _T, "tanh",
            "everywhere at second order: tanh'' = 0 (first derivative right)",
            "backward uses the saved output detached, 1 - y.detach()**2", build_torch_tanh,
-           Probe(_sum_of("tanh"), (0.7, -0.5, 1.5)), Probe(_sum_of("sin"), (0.7, -0.5, 1.5)), reached=_always),
+           Probe(_sum_of("tanh"), (0.7, -0.5, 1.5)), Probe(_sum_of("sin"), (0.7, -0.5, 1.5)), _always),
     Mutant("mut-logsumexp-detached", "second-order", _T, "logsumexp",
            "everywhere at second order: the Hessian misses -p p^T",
            "backward computes exp(a - result) with the result detached", build_torch_logsumexp,
            Probe(_sum_of("logsumexp", axis=None, keepdims=False), (0.3, -0.2, 1.1)),
-           Probe(_sum_of("exp"), (0.3, -0.2, 1.1)), reached=_always),
+           Probe(_sum_of("exp"), (0.3, -0.2, 1.1)), _always),
     Mutant("mut-sin-detached", "second-order", _M, "sin",
            "everywhere at second order: sin'' = 0 (first derivative right)",
            "the rule's cos(x) is stop_gradient'ed", build_mlx_sin,
-           Probe(_sum_of("sin"), (0.7, -0.5, 1.5)), Probe(_sum_of("cos"), (0.7, -0.5, 1.5)), reached=_always),
+           Probe(_sum_of("sin"), (0.7, -0.5, 1.5)), Probe(_sum_of("cos"), (0.7, -0.5, 1.5)), _always),
     # wrong in float32 only
     Mutant("mut-erf-f32", "float32-only", _J, "erf",
            "float32 only: erf'' rounded through bfloat16",
            "a float32 kernel that downcasts", build_jax_erf,
            Probe(_sum_of("erf"), (0.7, -0.3, 1.3), "float32"), Probe(_sum_of("erf"), (0.7, -0.3, 1.3), "float64"),
-           reached=_float32),
+           _float32),
     Mutant("mut-softplus-f32", "float32-only", _T, "softplus",
            "float32 only: the derivative's sigmoid evaluated in float16",
            "a float32 kernel that downcasts", build_torch_softplus,
            Probe(_sum_of("softplus"), (0.7, -0.3, 1.3), "float32"),
-           Probe(_sum_of("softplus"), (0.7, -0.3, 1.3), "float64"), reached=_float32),
+           Probe(_sum_of("softplus"), (0.7, -0.3, 1.3), "float64"), _float32),
     Mutant("mut-tanh-f32", "float32-only", _M, "tanh",
            "float32 only: tanh' and tanh'' from the output rounded to bfloat16",
            "a float32 kernel that downcasts", build_mlx_tanh,
            Probe(_sum_of("tanh"), (0.7, -0.3, 1.3), "float32"), Probe(_sum_of("tanh"), (0.7, -0.3, 1.3), "float64"),
-           reached=_float32),
+           _float32),
     Mutant("mut-exp-f32", "float32-only", _E, "exp",
            "float32 only: exp' and exp'' rounded through bfloat16",
            "a float32 kernel that downcasts", build_jax_exp,
            Probe(_sum_of("exp"), (0.7, -0.3, 1.3), "float32"), Probe(_sum_of("exp"), (0.7, -0.3, 1.3), "float64"),
-           reached=_float32),
+           _float32),
     # wrong in forward mode only
     Mutant("mut-cos-jvp-sign", "forward-only", _T, "cos",
            "forward mode: jvp = t sin(x) (backward right), where cos(x) feeds a nonlinearity",
            "a jvp formula with the sign wrong", build_torch_cos,
            Probe(_sum_of("cos", square=True), (0.7, -0.5, 1.5)),
-           Probe(_sum_of("cos", square=True), (0.7, -0.5, 1.5), composition="rev"), reached=_always),
+           Probe(_sum_of("cos", square=True), (0.7, -0.5, 1.5), composition="rev"), _always),
     Mutant("mut-log1p-jvp", "forward-only", _M, "log1p",
            "forward mode: jvp = t/x (vjp right), where log1p(x) feeds a nonlinearity",
            "the forward rule copied from log's", build_mlx_log1p,
            Probe(_sum_of("log1p", square=True), (0.7, -0.5, 1.5)),
-           Probe(_sum_of("log1p", square=True), (0.7, -0.5, 1.5), composition="rev"), reached=_always),
+           Probe(_sum_of("log1p", square=True), (0.7, -0.5, 1.5), composition="rev"), _always),
     Mutant("mut-softmax-jvp", "forward-only", _M, "softmax",
            "forward mode: jvp = p t, without -p (p . t) (vjp right)",
            "a forward rule that forgets the normalisation term", build_mlx_softmax,
            Probe(_chain(3, op("softmax", 0, axis=0), op("square", 1), op("sum", 2)), (0.7, -0.5, 1.5)),
            Probe(_chain(3, op("softmax", 0, axis=0), op("square", 1), op("sum", 2)), (0.7, -0.5, 1.5),
-                 composition="rev"), reached=_always),
+                 composition="rev"), _always),
     # a crash at one input value
     Mutant("mut-arctan-crash-zero", "crash", _J, "arctan",
            "x == 0 exactly: the rule raises (through jax.debug.callback)",
            "a runtime check in the rule", build_jax_arctan,
-           Probe(_sum_of("arctan"), (0.0, 0.5, -2.0)), Probe(_sum_of("arctan"), (1e-300, 0.5, -2.0)), special=0),
+           Probe(_sum_of("arctan"), (0.0, 0.5, -2.0)), Probe(_sum_of("arctan"), (1e-300, 0.5, -2.0)), _at(0.0), 0),
     Mutant("mut-clip-crash-lo", "crash", _T, "clip",
            "x == lo exactly: backward and jvp raise",
            "a runtime check in the rule", build_torch_clip,
            Probe(_sum_of("clip", square=True, lo=-1.0, hi=1.0), (-1.0, 0.5, 2.0)),
-           Probe(_sum_of("clip", square=True, lo=-1.0, hi=1.0), (-0.999999, 0.5, 2.0)), special=0),
+           Probe(_sum_of("clip", square=True, lo=-1.0, hi=1.0), (-0.999999, 0.5, 2.0)), _at("lo"), 0),
     Mutant("mut-abs-crash-zero", "crash", _M, "abs",
            "x == 0 exactly: vjp and jvp raise",
            "a runtime check in the rule", build_mlx_abs,
            Probe(_sum_of("abs", square=True), (0.0, 0.5, -2.0)), Probe(_sum_of("abs", square=True), (1e-30, 0.5, -2.0)),
-           special=0),
+           _at(0.0), 0),
     Mutant("mut-log1p-crash-zero", "crash", _E, "log1p",
            "x == 0 exactly: the rule raises (through jax.debug.callback)",
            "a runtime check in the rule", build_jax_log1p,
-           Probe(_sum_of("log1p"), (0.0, 0.5, 2.0)), Probe(_sum_of("log1p"), (1e-300, 0.5, 2.0)), special=1),
+           Probe(_sum_of("log1p"), (0.0, 0.5, 2.0)), Probe(_sum_of("log1p"), (1e-300, 0.5, 2.0)), _at(0.0), 1),
 )
 
 _BY_NAME = {m.variant: m for m in MUTANTS}
@@ -1512,25 +1544,43 @@ def get_mutant(name: str) -> Mutant:
         raise KeyError(f"unknown mutant {name!r}; known: {', '.join(_BY_NAME)}.") from None
 
 
-def region_hits(mutant: Mutant, program: Program, point: np.ndarray, dtype: str) -> bool:
-    """Whether a node of the mutant's op lies in its region at ``point`` (for the
-    ``reached`` mutants; the special-value ones are counted by the campaign's coverage)."""
-    if mutant.reached is None or mutant.op not in program.op_names:
-        return False
+def dtype_values(program: Program, point: np.ndarray, dtype: str) -> list[np.ndarray] | None:
+    """Every node's value at ``point``, each op evaluated on its arguments' values and
+    rounded to ``dtype`` in turn (as a framework computes them, up to its own last-bit
+    errors), so an intermediate the generator aimed at exactly 0 is exactly 0 here.
+    None if an intermediate is undefined (NaN)."""
     from harness.oracle import node_values
 
+    values: list[np.ndarray] = []
+    for node in program.nodes:
+        if node.kind == "input":
+            value = np.asarray(point, dtype=np.float64)
+        elif node.kind == "const":
+            value = program.constant(len(values))
+        else:
+            args = [values[a] for a in node.args]
+            if any(not np.all(np.isfinite(a)) for a in args):
+                return None
+            sub = [Node("input"), *(const(a) for a in args), op(node.kind, *range(1, len(args) + 1), **node.attr_dict)]
+            value = node_values(1, sub, np.zeros(1), dtype)[-1]
+        with np.errstate(over="ignore"):  # beyond float32's range: inf, as in a framework
+            values.append(np.asarray(value, dtype=np.float64).astype(dtype).astype(np.float64))
+    return values
+
+
+def region_hits(mutant: Mutant, program: Program, point: np.ndarray, dtype: str) -> bool:
+    """Whether a node of the mutant's op lies in its region at ``point`` (``Mutant.reached``
+    on the dtype-rounded values of ``dtype_values``)."""
+    if mutant.op not in program.op_names:
+        return False
     traced = [False] * len(program.nodes)
     traced[0] = True
     for i, node in enumerate(program.nodes[1:], start=1):
         traced[i] = node.kind != "const" and any(traced[a] for a in node.args)
-    values: list[np.ndarray] | None = None
-    for node in program.nodes:
-        if node.kind != mutant.op:
-            continue
-        if values is None:
-            values = node_values(program.n, program.nodes, np.asarray(point, dtype=np.float64), dtype)
-        args = [np.asarray(values[a], dtype=np.float64) for a in node.args]
-        if mutant.reached(args, [traced[a] for a in node.args], node.attr_dict, dtype):
-            return True
-    return False
-
+    values = dtype_values(program, point, dtype)
+    if values is None:
+        return False
+    return any(
+        mutant.reached([values[a] for a in node.args], [traced[a] for a in node.args], node.attr_dict, dtype)
+        for node in program.nodes if node.kind == mutant.op
+    )

@@ -39,6 +39,7 @@ import sys
 import tempfile
 import time
 import zlib
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -53,8 +54,8 @@ import numpy as np  # noqa: E402
 from backends import Absent, BackendVariant, get_variant  # noqa: E402
 from harness.baseline import Baseline, load_baseline  # noqa: E402
 from harness.campaign import Campaign, CampaignConfig, CampaignStats  # noqa: E402
-from harness.engine import HarnessError, Outcome, Runner  # noqa: E402
-from harness.findings import Finding  # noqa: E402
+from harness.engine import HarnessError, Outcome, Runner, check_case  # noqa: E402
+from harness.findings import Finding, Kind  # noqa: E402
 from harness.ir import Node, Program, op  # noqa: E402
 from harness.ops import CATALOGUE  # noqa: E402
 from harness.strategies import Case  # noqa: E402
@@ -64,6 +65,8 @@ from mutant_backends import FRAMEWORKS, MUTANTS, Mutant, get_mutant, honest_vari
 BASELINE = ROOT / "reports" / "baseline.json"
 OTHER_OPS = 8
 SAMPLE = 20  # checks of a survivor's op re-run with the mutant and its twin
+KEEP = 400  # checks of the op kept per campaign
+FAILING = frozenset(k.value for k in Kind if k.is_failure)
 DTYPES = ("float64", "float32")
 
 
@@ -78,34 +81,29 @@ def campaign_ops(mutant: Mutant, seed: int) -> tuple[str, ...]:
 
 
 class _Recording(Runner):
-    """The mutant's runner, keeping the checks whose programs contain its op (and
-    counting those that reach its region, ``Mutant.reached``)."""
+    """The mutant's runner: counts its checks and keeps those whose programs contain its
+    op (up to ``KEEP``), for the region count and a survivor's diagnosis after the
+    campaign, off its clock."""
 
     def __init__(self, inner: IsolatedVariant, mutant: Mutant) -> None:
         self.inner = inner
         self.mutant = mutant
         self.name = inner.name
         self.variant = inner.variant
-        self.cases: dict[tuple[str, bytes, str], tuple[Case, bool]] = {}
-        self.region_checks = 0
-
-    @property
-    def op_checks(self) -> int:
-        return len(self.cases)
+        self.runs = 0
+        self.cases: dict[tuple[str, bytes, str], Case] = {}
 
     def run(self, case: Case) -> Outcome:
-        if self.mutant.op in case.program.op_names:
+        self.runs += 1
+        if self.mutant.op in case.program.op_names and len(self.cases) < KEEP:
             key = (case.program.dumps(), np.asarray(case.point, dtype=np.float64).tobytes(), case.dtype)
-            if key not in self.cases:
-                hit = region_hits(self.mutant, case.program, case.point, case.dtype)
-                self.region_checks += hit
-                self.cases[key] = (case, hit)
+            self.cases.setdefault(key, case)
         return self.inner.run(case)
 
-    def sample(self, size: int) -> list[Case]:
-        """Up to ``size`` of the checks of the op, those in the region first."""
-        ranked = sorted(self.cases.values(), key=lambda item: not item[1])
-        return [case for case, _ in ranked[:size]]
+    def in_region(self) -> list[Case]:
+        """The kept checks that reach the mutant's region."""
+        return [case for case in self.cases.values()
+                if region_hits(self.mutant, case.program, case.point, case.dtype)]
 
 
 def _differs(a: Outcome, b: Outcome) -> bool:
@@ -117,13 +115,30 @@ def _differs(a: Outcome, b: Outcome) -> bool:
     return a.hessian.shape != b.hessian.shape or not np.array_equal(a.hessian, b.hessian, equal_nan=True)
 
 
-def _changed(mutant: Runner, twin: Runner, case: Case) -> bool:
-    """Whether the mutation changes the Hessian at ``case`` (False if hessdiff itself
-    fails there: nothing is credited to the mutant then)."""
+def _change(mutant: Runner, twin: Runner, case: Case) -> tuple[float, float] | None:
+    """How much the mutation changes the Hessian at ``case``: the largest |mutant - twin|,
+    and that over the largest |twin| entry (inf, inf for a crash, a NaN or a shape the
+    twin has not); None where it changes nothing, or where hessdiff itself fails."""
     try:
-        return _differs(mutant.run(case), twin.run(case))
+        a, b = mutant.run(case), twin.run(case)
     except HarnessError:
-        return False
+        return None
+    if not _differs(a, b):
+        return None
+    inf = float("inf")
+    if a.status != "ok" or b.status != "ok" or a.hessian.shape != b.hessian.shape:  # type: ignore[union-attr]
+        return inf, inf
+    with np.errstate(invalid="ignore", over="ignore"):
+        diff = np.abs(a.hessian - b.hessian)  # type: ignore[operator]
+        size = float(np.nanmax(np.abs(b.hessian), initial=0.0))  # type: ignore[arg-type]
+    if np.isnan(diff).any():
+        return inf, inf
+    largest = float(diff.max())
+    return largest, largest / max(size, float(np.finfo(np.float64).tiny))
+
+
+def _changed(mutant: Runner, twin: Runner, case: Case) -> bool:
+    return _change(mutant, twin, case) is not None
 
 
 def _unjudged(stats: CampaignStats) -> tuple[int, int]:
@@ -203,19 +218,16 @@ class Bench:
                 killer = finding
                 break
             unconfirmed.append(finding)
-        if mutant.special is not None:
-            cells = campaign.stats.coverage[mutant.op].values() if mutant.op in campaign.stats.coverage else []
-            region = max((int(c.get(f"special:{mutant.special}", 0)) for c in cells), default=0)
-        else:
-            region = recording.region_checks
-        # A survivor: in how many of the checks of its op did the mutation change the
-        # Hessian at all (after the campaign, off its clock)?
-        sampled = changed = 0
-        if killer is None:
-            for case in recording.sample(SAMPLE):
-                sampled += 1
-                changed += _changed(recording.inner, twin, case)
-        reason = _reason(mutant, killer, unconfirmed, mine, recording.op_checks, region, sampled, changed)
+        region = recording.in_region()
+        # A survivor: in how many checks of its region did the mutation change the Hessian
+        # at all, and what did the judge say there?
+        sample = (region or list(recording.cases.values()))[:SAMPLE] if killer is None else []
+        changes = [(case, _change(recording.inner, twin, case)) for case in sample]
+        changed = [(case, change) for case, change in changes if change is not None]
+        verdicts, details = _verdicts_at(changed, recording.inner, others)
+        largest = max((change for _, change in changed), default=(0.0, 0.0))
+        reason = _reason(mutant, killer, unconfirmed, mine, recording, len(region), len(sample), verdicts, largest,
+                         details)
         false_alarms = [f for f in findings
                         if f.variant != mutant.name and f.kind.is_failure and baseline.entry_for(f) is None]
         unjudged, entries = _unjudged(campaign.stats)
@@ -233,10 +245,13 @@ class Bench:
             "ops": list(ops),
             "examples": campaign.stats.examples,
             "backend_seconds": {k: round(v, 1) for k, v in campaign.stats.seconds.items()},
-            "op_checks": recording.op_checks,
-            "region_checks": region,
-            "sampled_checks": sampled,
-            "changed_checks": changed,
+            "mutant_runs": recording.runs,
+            "op_checks": len(recording.cases),
+            "region_checks": len(region),
+            "sampled_checks": len(sample),
+            "changed_checks": len(changed),
+            "judged_there": verdicts,
+            "changed_cases": details[:6],
             "killer": _brief(killer, baseline) if killer is not None else None,
             "unconfirmed": [_brief(f, baseline) for f in unconfirmed],
             "mutant_findings": [_brief(f, baseline) for f in mine],
@@ -256,23 +271,65 @@ def _survivor_kind(op: str, unconfirmed: Sequence[Finding], mine: Sequence[Findi
     return dismissed[0].kind.value if dismissed else "-"
 
 
+def _verdicts_at(cases: Sequence[tuple[Case, tuple[float, float]]], mutant: Runner,
+                 others: Sequence[Runner]) -> tuple[dict[str, int], list[dict[str, Any]]]:
+    """What the judge says of the mutant at each case (beside the same honest variants
+    as in its campaign): a verdict kind, "passed", or "ill-conditioned" (every entry's
+    honest bound larger than the entry: unjudged). Also the cases, for the report."""
+    verdicts: Counter[str] = Counter()
+    details = []
+    for case, change in cases:
+        try:
+            result = check_case(case, [mutant, *others])
+        except HarnessError as exc:
+            verdict, explanation = "hessdiff error", str(exc)
+        else:
+            mine = [v for v in result.verdicts if v.variant == mutant.name]
+            judged, ill = getattr(result, "entries", {}).get(mutant.name, (0, 0))
+            verdict = ("out of domain" if result.oracle is None else
+                       "+".join(sorted({v.kind.value for v in mine})) if mine else
+                       "not judged" if not judged else  # e.g. intermediates near the dtype's overflow
+                       "ill-conditioned" if ill == judged else "passed")
+            explanation = mine[0].explanation if mine else ""
+        verdicts[verdict] += 1
+        details.append({"dtype": case.dtype, "point": [float(v) for v in case.point], "program": case.program.pretty(),
+                        "program_json": case.program.dumps(), "change": change[0], "relative_change": change[1],
+                        "verdict": verdict, "explanation": explanation})
+    return dict(verdicts), details
+
+
 def _reason(mutant: Mutant, killer: Finding | None, unconfirmed: Sequence[Finding], mine: Sequence[Finding],
-            op_checks: int, region: int, sampled: int, changed: int) -> str:
+            recording: _Recording, region: int, sampled: int, verdicts: Mapping[str, int],
+            largest: tuple[float, float], details: Sequence[Mapping[str, Any]]) -> str:
     if killer is not None:
         return f"{killer.dtype}, {killer.program.size} ops: {killer.explanation}"
-    where = (f"{mutant.op} in {op_checks} checks, its region in {region}; the mutant's Hessian differed from its "
-             f"twin's in {changed} of {sampled} of them")
+    changed = sum(verdicts.values())
+    where = (f"ran on {recording.runs} cases, {len(recording.cases)} with {mutant.op}, {region} in its region; "
+             f"the Hessian changed in {changed} of {sampled} re-run")
+    if changed:
+        where += (f" (by up to {largest[0]:.2g}, {largest[1]:.2g}x its largest entry; judged there: "
+                  + ", ".join(f"{k} {v}" for k, v in sorted(verdicts.items())) + ")")
     if unconfirmed:
         f = unconfirmed[0]
         return (f"{where}; {len(unconfirmed)} failing finding(s), none the mutation's (its twin fails alike or the "
                 f"op is absent): {f.kind.value} {f.dtype}: {f.explanation}")
-    dismissed = sorted((f for f in mine if not f.kind.is_failure), key=lambda f: mutant.op not in f.program.op_names)
-    if dismissed and changed:
-        f = dismissed[0]
-        return f"{where}; judged {f.kind.value}: {f.explanation}"
+    if not region:
+        return f"{where}: generation never reached the region"
     if not changed:
-        return f"{where}: generation never made a case where the mutation shows"
-    return f"{where}; no finding: the judge passed every one"
+        return f"{where}: no case where the mutation shows"
+    failing = [d for d in details if FAILING & set(d["verdict"].split("+"))]
+    masks = [f for f in mine if f.kind.is_failure and any(  # the failing ones left are baselined
+        f.kind.value in d["verdict"].split("+") and f.dtype == d["dtype"] for d in failing)]
+    if masks:
+        return (f"{where}; masked: those hits share variant, kind and dtype with the baselined finding "
+                f"{masks[0].signature}, and a campaign round keeps one record per (variant, kind, dtype): a "
+                "round's first hit, baselined, absorbs the later ones")
+    if failing:
+        return f"{where}; the campaign reported none of those failing verdicts"
+    dismissed = sorted((f for f in mine if not f.kind.is_failure), key=lambda f: mutant.op not in f.program.op_names)
+    if dismissed and mutant.op in dismissed[0].program.op_names:
+        return f"{where}; finding judged {dismissed[0].kind.value}: {dismissed[0].explanation}"
+    return f"{where}; no finding"
 
 
 def _line(result: Mapping[str, Any]) -> str:

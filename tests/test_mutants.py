@@ -70,17 +70,32 @@ def test_a_mutant_is_wrong_in_its_region_and_only_there(mutant: Mutant) -> None:
 
 @pytest.mark.parametrize("mutant", MUTANTS, ids=_ids)
 def test_a_mutants_region_is_where_its_probes_say(mutant: Mutant) -> None:
-    """What the runner counts as reaching the region: the inside probe does; the outside
-    one does not, except for a forward-only mutant, whose outside probe is the same case
-    by reverse-over-reverse. A special-value region is the oracle's special value."""
+    """What the runner counts as reaching the region (on values rounded to the dtype
+    node by node): the inside probe does; the outside one does not, except for a
+    forward-only mutant, whose outside probe is the same case by reverse-over-reverse. A
+    special-value region is the one the oracle names and the generator aims at."""
     inside, outside = mutant.inside, mutant.outside
-    if mutant.special is None:
-        assert region_hits(mutant, inside.program, np.asarray(inside.point), inside.dtype)
-        assert region_hits(mutant, outside.program, np.asarray(outside.point), outside.dtype) == (
-            mutant.kind == "forward-only")
-    else:
+    assert region_hits(mutant, inside.program, np.asarray(inside.point), inside.dtype)
+    assert region_hits(mutant, outside.program, np.asarray(outside.point), outside.dtype) == (
+        mutant.kind == "forward-only")
+    if mutant.special is not None:
         hits = evaluate(inside.program, np.asarray(inside.point), inside.dtype).specials
         assert (mutant.op, mutant.special) in hits, (hits, CATALOGUE[mutant.op].special_names)
+
+
+def test_region_values_are_rounded_node_by_node() -> None:
+    """An intermediate aimed at 0 as (v - c1) with c1 = v rounded is exactly 0, as in a
+    framework, though its exact value is not."""
+    from harness.ir import Node, Program, const, op
+
+    from mutant_backends import dtype_values
+
+    square = float(np.float32(0.3) * np.float32(0.3))  # IEEE: the rounded product
+    program = Program(1, (Node("input"), op("square", 0), const([square]), op("sub", 1, 2), op("relu", 3),
+                          op("sum", 4)))
+    values = dtype_values(program, np.array([0.3]), "float32")
+    assert values is not None and values[3][0] == 0.0
+    assert region_hits(get_mutant("mut-relu-nan"), program, np.array([0.3]), "float32")
 
 
 def test_the_set_covers_every_class_framework_and_op_group() -> None:
