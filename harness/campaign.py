@@ -15,6 +15,7 @@ found a thousand times is one finding.
 from __future__ import annotations
 
 import datetime as _dt
+import itertools
 import math
 import random
 import time
@@ -32,9 +33,10 @@ from backends import Absent, BackendVariant
 from harness.baseline import Baseline
 from harness.batch import check_program
 from harness.engine import CaseResult, HarnessError, Runner, Verdict, check_case
+from harness.exact import Exercised, exercised
 from harness.findings import Finding, Kind
 from harness.minimize import minimize
-from harness.ops import CATALOGUE
+from harness.ops import CATALOGUE, Elementwise, Piecewise
 from harness.strategies import DEFAULT_OPS, Case, cases
 
 __all__ = ["Campaign", "CampaignConfig", "CampaignStats"]
@@ -288,8 +290,9 @@ class Campaign:
 
     def missing(self) -> dict[str, tuple[int, ...]]:
         """Per op some variant lowers that coverage lacks: the indices of its special
-        values no check has reached (empty when only the op itself is unreached by some
-        variant that lowers it)."""
+        values no check has hit *exactly* with a traced argument (a derivative rule's
+        special case tests an exact value; a near hit is not enough), or empty when only
+        the op itself, or one of its argument patterns, is unreached."""
         out: dict[str, tuple[int, ...]] = {}
         for name in self.config.ops:
             if not self._lowering[name]:
@@ -298,11 +301,31 @@ class Campaign:
             cells = list(per_variant.values())
             special = tuple(
                 i for i in range(len(CATALOGUE[name].special_names))
-                if not any(int(c.get(f"special:{i}", 0)) for c in cells)
+                if not any(int(c.get(f"exact:{i}", 0)) for c in cells)
             )
             unreached = any(not int(per_variant.get(v, {}).get("checks", 0)) for v in self._lowering[name])
-            if special or unreached:
+            if special or unreached or self._missing_patterns(name):
                 out[name] = special
+        return out
+
+    def _missing_patterns(self, name: str) -> tuple[str, ...]:
+        """The traced/constant argument patterns of elementwise op ``name`` that no check
+        has differentiated (``harness.exact.pattern_of``)."""
+        spec = CATALOGUE[name]
+        if spec.arity < 2 or not isinstance(spec.math, (Elementwise, Piecewise)):
+            return ()
+        cells = list(self.stats.coverage[name].values()) if name in self.stats.coverage else []
+        wanted = ("".join(p) for p in itertools.product("TC", repeat=spec.arity))
+        return tuple(p for p in wanted if "T" in p and not any(int(c.get(f"pattern:{p}", 0)) for c in cells))
+
+    def patterns_wanted(self) -> dict[str, tuple[str, ...]]:
+        """Per elementwise op, the argument patterns steering asks the generator for."""
+        out = {}
+        for name in self.config.ops:
+            if self._lowering[name]:
+                missing = self._missing_patterns(name)
+                if missing:
+                    out[name] = missing
         return out
 
     def _round(self, seed: int, ops: tuple[str, ...]) -> None:
@@ -310,6 +333,7 @@ class Campaign:
             dtypes=self.config.dtypes, max_n=self.config.max_n, ops=ops,
             max_ops=self.config.max_ops, mlps=self.config.mlps,
             aims={name: special for name, special in self.missing().items() if special} if self.config.steer else None,
+            patterns=self.patterns_wanted() if self.config.steer else None,
         )
 
         @settings(
@@ -371,8 +395,9 @@ class Campaign:
             self.stats.checked += int(results[0].status == "judged")
         self.stats.examples += 1
         raise_key: Key | None = None
+        did = exercised(case.program, case.point, case.dtype)
         for result in results:
-            self._count(result)
+            self._count(result, did, exact=result is results[0])
             for verdict in result.verdicts:
                 key = (verdict.variant, verdict.kind, case.dtype)
                 self.stats.kinds[verdict.variant, verdict.kind.value] += 1
@@ -390,13 +415,24 @@ class Campaign:
             self._raised.add(raise_key)
             raise _exception_for(raise_key)(self._records[raise_key].verdict.explanation)
 
-    def _count(self, result: CaseResult) -> None:
+    def _count(self, result: CaseResult, did: Exercised, exact: bool = True) -> None:
+        """Coverage of one judged point: only the ops ``did`` differentiated count (an op
+        on constants alone checks nothing), with the argument patterns they had, the
+        special values the oracle saw within rounding distance (``special:i``) and those
+        hit exactly (``exact:i``; at the case's own point, the one generation aimed)."""
         self.stats.statuses[result.status] += 1
         near = result.oracle is not None and result.oracle.kink_distance < 1e-6
         # Which special values (OpSpec.special, by index) each op's argument reached.
         hits: dict[str, set[int]] = defaultdict(set)
         for op_name, index in (result.oracle.specials if result.oracle is not None else ()):
             hits[op_name].add(index)
+        exact_hits: dict[str, set[int]] = defaultdict(set)
+        for op_name, index in (did.exact if exact else ()):
+            exact_hits[op_name].add(index)
+            hits[op_name].add(index)
+        patterns: dict[str, set[str]] = defaultdict(set)
+        for op_name, pattern in did.patterns:
+            patterns[op_name].add(pattern)
         for name, outcome in result.outcomes.items():
             self.stats.outcomes[name, outcome.status] += 1
             self.stats.seconds[name.split(":", 1)[0]] += outcome.seconds
@@ -404,7 +440,7 @@ class Campaign:
             self.stats.entries[name] += judged
             self.stats.ill_conditioned[name] += ill
             if outcome.status == "ok":
-                for op_name in result.case.program.op_names:
+                for op_name in did.ops:
                     cell = self.stats.coverage[op_name][name]
                     if judged and ill == judged:  # nothing held to a bound: not a check
                         cell["ill"] = cell.get("ill", 0) + 1
@@ -413,6 +449,10 @@ class Campaign:
                     cell["special"] += int((near and op_name in result.oracle.kink_ops) or bool(hits[op_name]))
                     for index in hits[op_name]:
                         cell[f"special:{index}"] = cell.get(f"special:{index}", 0) + 1
+                    for index in exact_hits[op_name]:
+                        cell[f"exact:{index}"] = cell.get(f"exact:{index}", 0) + 1
+                    for pattern in patterns[op_name]:
+                        cell[f"pattern:{pattern}"] = cell.get(f"pattern:{pattern}", 0) + 1
 
     def _explained(self, key: Key, case: Case) -> bool:
         """Whether a finding already made explains this hit (and count it there)."""

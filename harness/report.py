@@ -470,22 +470,45 @@ def _absent(variant: str, op_name: str) -> bool:
 
 
 def _special_coverage(coverage: Mapping[str, Mapping[str, Mapping[str, int]]]) -> list[str]:
-    """How many catalogued special values some check reached, and the ones none did."""
-    from harness.ops import CATALOGUE
+    """How many catalogued special values some check reached (within rounding distance)
+    and hit exactly (a traced argument exactly at it, as the framework computes it), the
+    ones none did, and the traced/constant argument patterns of elementwise ops no check
+    differentiated."""
+    import itertools
 
-    total, missed = 0, []
+    from harness.ops import CATALOGUE, Elementwise, Piecewise
+
+    total, missed, inexact = 0, [], []
+    patterns, unpatterned = 0, []
     for op_name, spec in CATALOGUE.items():
         cells = coverage.get(op_name, {}).values()
         for index, label in enumerate(spec.special_names):
             total += 1
             if not any(int(c.get(f"special:{index}", 0)) for c in cells):
                 missed.append(f"{op_name} at {label}")
-    reached = total - len(missed)
-    share = f" ({100.0 * reached / total:.0f}%)" if total else ""
+            if not any(int(c.get(f"exact:{index}", 0)) for c in cells):
+                inexact.append(f"{op_name} at {label}")
+        if spec.arity > 1 and isinstance(spec.math, (Elementwise, Piecewise)):
+            for pattern in ("".join(p) for p in itertools.product("TC", repeat=spec.arity)):
+                if "T" in pattern:
+                    patterns += 1
+                    if not any(int(c.get(f"pattern:{pattern}", 0)) for c in cells):
+                        unpatterned.append(f"{op_name}({pattern})")
+    reached, exact = total - len(missed), total - len(inexact)
+
+    def share(k: int, of: int) -> str:
+        return f" ({100.0 * k / of:.0f}%)" if of else ""
+
     return [
-        f"**Special values reached**: {reached} of {total}{share}",
+        f"**Special values reached**: {reached} of {total}{share(reached, total)}; "
+        f"**hit exactly**: {exact} of {total}{share(exact, total)}",
         "",
         f"**Special values never reached**: {', '.join(missed) if missed else 'none'}",
+        "",
+        f"**Special values never hit exactly**: {', '.join(inexact) if inexact else 'none'}",
+        "",
+        f"**Argument patterns differentiated** (T traced, C constant): {patterns - len(unpatterned)} of "
+        f"{patterns}; never: {', '.join(unpatterned) if unpatterned else 'none'}",
     ]
 
 

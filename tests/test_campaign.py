@@ -131,19 +131,24 @@ def _steered(coverage, **kw) -> Campaign:
 
 
 def test_steering_names_the_ops_and_special_values_coverage_lacks() -> None:
-    """``missing`` lists every op no check reached and every special value none reached;
-    from the second cycle of windows on, each round also draws from those ops."""
+    """``missing`` lists every op no check reached, every special value none hit exactly
+    and every op with an argument pattern none differentiated; from the second cycle of
+    windows on, each round also draws from those ops."""
     seen = {"checks": 5, "special": 1}
+    every_pattern = {"pattern:TT": 1, "pattern:TC": 1, "pattern:CT": 1}
     coverage = {
         "sin": {"jax:fwdrev": {**seen}},  # no special values: covered
-        "relu": {"jax:fwdrev": {**seen, "special:0": 1}},  # its kink reached: covered
-        "log10": {"jax:fwdrev": {**seen, "special:1": 2}},  # at 1, never at 0
+        "relu": {"jax:fwdrev": {**seen, "special:0": 1, "exact:0": 1}},  # its kink hit exactly: covered
+        "log10": {"jax:fwdrev": {**seen, "special:0": 3, "exact:1": 2}},  # exactly at 1, only near 0
         "square": {"jax:fwdrev": {**seen}},
-        "mul": {"jax:fwdrev": {**seen}},
+        "mul": {"jax:fwdrev": {**seen, **every_pattern}},
     }
     campaign = _steered(coverage)
-    assert campaign.stats.coverage["log10"]["jax:fwdrev"]["special:1"] == 2  # restored
+    assert campaign.stats.coverage["log10"]["jax:fwdrev"]["exact:1"] == 2  # restored
     assert campaign.missing() == {"log10": (0,), "arctan": (0,)}  # arctan: never checked
+    del coverage["mul"]["jax:fwdrev"]["pattern:CT"]
+    assert _steered(coverage).missing() == {"log10": (0,), "arctan": (0,), "mul": ()}
+    assert _steered(coverage).patterns_wanted() == {"mul": ("CT",)}
     first_cycle = [campaign.round_ops(r) for r in range(3)]
     assert sorted(op for window in first_cycle for op in window) == sorted(campaign.config.ops)
     for r in range(3, 9):
@@ -161,9 +166,10 @@ def test_a_steered_round_aims_at_the_missing_special_value() -> None:
     from harness.oracle import OutOfDomain, evaluate
     from harness.strategies import cases
 
-    coverage = {name: {"jax:fwdrev": {"checks": 1, "special:0": 1, "special:1": 1}}
+    hit = {"checks": 1, "special:0": 1, "special:1": 1, "exact:0": 1, "exact:1": 1}
+    coverage = {name: {"jax:fwdrev": {**hit, "pattern:TT": 1, "pattern:TC": 1, "pattern:CT": 1}}
                 for name in ("sin", "relu", "arctan", "square", "mul")}
-    coverage["log10"] = {"jax:fwdrev": {"checks": 1, "special:1": 1}}
+    coverage["log10"] = {"jax:fwdrev": {"checks": 1, "special:1": 1, "exact:1": 1}}
     campaign = _steered(coverage)
     aims = {name: s for name, s in campaign.missing().items() if s}
     assert aims == {"log10": (0,)}
@@ -195,7 +201,7 @@ def test_steering_chases_an_op_until_every_variant_lowering_it_has_checked_it() 
     from backends import get_variant
 
     config = CampaignConfig(seed=3, ops=("sin", "solve"), focus=None, dtypes=("float64",))
-    done = {"checks": 4, "special": 0}
+    done = {"checks": 4, "special": 0, "exact:0": 1}
     coverage = {"sin": {"jax:fwdrev": dict(done)}, "solve": {"jax:fwdrev": dict(done)}}
     campaign = Campaign([get_variant("jax:fwdrev"), get_variant("mlx:revrev")], config, coverage=coverage)
     assert campaign.missing() == {"sin": ()}

@@ -1,0 +1,135 @@
+"""What a check really exercised: which ops were differentiated, with which arguments
+traced, and which special values their arguments hit *exactly* as a framework sees them.
+
+A derivative rule's special cases test exact values (``x == 0``, ``a == b``), and a
+framework computes each node from its arguments rounded to the dtype. So an argument
+"hits" a special value here when its value, each node evaluated on its arguments'
+dtype-rounded values and rounded in turn (as a framework computes them, up to its own
+last-bit errors), equals the special value exactly; the oracle's ``specials`` are the
+looser "within rounding distance" hits. An op counts as differentiated only when some
+argument depends on the input (an op on constants alone has no derivative to check).
+
+Coverage (``harness.campaign``) counts by these, and steering aims at what is missing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import mpmath
+import numpy as np
+
+from harness.ir import Node, Program, const, op
+from harness.ops import CATALOGUE, Elementwise, Piecewise, Selection
+
+__all__ = ["Exercised", "exercised", "rounded_values", "traced_nodes", "pattern_of"]
+
+
+@dataclass(frozen=True)
+class Exercised:
+    """What one check differentiated.
+
+    ``ops``: the ops with a traced argument. ``patterns``: ``(op, pattern)`` per
+    differentiated node of a multi-argument op, the pattern one letter per argument,
+    ``T`` traced and ``C`` constant (``"TC"``: the second argument constant).
+    ``exact``: ``(op, k)`` where a differentiated node's argument is exactly at the
+    op's ``k``-th special value (a traced argument, or the switch it sits on).
+    """
+
+    ops: frozenset[str]
+    patterns: frozenset[tuple[str, str]]
+    exact: frozenset[tuple[str, int]]
+
+
+def traced_nodes(program: Program) -> tuple[bool, ...]:
+    """Per node, whether its value depends on the input."""
+    traced: list[bool] = []
+    for node in program.nodes:
+        traced.append(node.kind == "input" or (node.kind != "const" and any(traced[a] for a in node.args)))
+    return tuple(traced)
+
+
+def pattern_of(node: Node, traced: Sequence[bool]) -> str:
+    return "".join("T" if traced[a] else "C" for a in node.args)
+
+
+def rounded_values(program: Program, point: np.ndarray, dtype: str) -> list[np.ndarray] | None:
+    """Every node's value at ``point``, each op evaluated on its arguments' values and
+    rounded to ``dtype`` in turn; None if an intermediate is not finite."""
+    from harness.oracle import node_values
+
+    values: list[np.ndarray] = []
+    for node in program.nodes:
+        if node.kind == "input":
+            value = np.asarray(point, dtype=np.float64)
+        elif node.kind == "const":
+            value = program.constant(len(values))
+        else:
+            args = [values[a] for a in node.args]
+            if any(not np.all(np.isfinite(a)) for a in args):
+                return None
+            sub = [Node("input"), *(const(a) for a in args), op(node.kind, *range(1, len(args) + 1), **node.attr_dict)]
+            value = node_values(1, sub, np.zeros(1), dtype, digits=20)[-1]
+        with np.errstate(over="ignore", invalid="ignore"):
+            values.append(np.asarray(value, dtype=np.float64).astype(dtype).astype(np.float64))
+    return values
+
+
+def _exact_hits(node: Node, args: list[np.ndarray], traced: Sequence[bool], dtype: str) -> set[int]:
+    """The special values (indices) ``node``'s traced arguments sit on exactly."""
+    spec = CATALOGUE[node.kind]
+    attrs = spec.full_attrs(node.attr_dict)
+    specials = spec.special(attrs)
+    hits: set[int] = set()
+    if not specials:
+        return hits
+    if isinstance(spec.math, Piecewise):
+        from harness.oracle import _split_attrs, _switch_rules
+
+        ints, floats = _split_attrs(spec, attrs)
+        rules = _switch_rules(spec.name, tuple(sorted(ints.items())))
+        if len(rules) == len(specials):
+            shape = np.broadcast_shapes(*(np.shape(a) for a in args))
+            fvals = [mpmath.mpf(float(np.float64(attrs[name]).astype(dtype))) for name in floats]
+            for idx in np.ndindex(*shape):
+                point = [mpmath.mpf(float(np.broadcast_to(a, shape)[idx])) for a in args] + fvals
+                hits.update(k for k, rule in enumerate(rules) if rule(*point) == 0)
+            return hits
+    if isinstance(spec.math, Selection):
+        from harness.oracle import _JetFunctions, _Ties
+
+        ties = _Ties(0, None, 0.0, 0.0)
+        arrays = np.asarray(np.vectorize(mpmath.mpf, otypes=[object])(args[0]), dtype=object)
+        try:
+            spec.math.expr(_JetFunctions, arrays, ties, **attrs)
+        except (ZeroDivisionError, ValueError, OverflowError, TypeError):
+            return hits
+        return {k for k, gap, _ in ties.switches if gap == 0}
+    if isinstance(spec.math, Elementwise) or isinstance(spec.math, Piecewise):
+        arg = spec.special_arg
+        if arg < len(args) and traced[node.args[arg]]:
+            hits.update(k for k, target in enumerate(specials) if np.any(args[arg] == target))
+    return hits
+
+
+def exercised(program: Program, point: np.ndarray, dtype: str) -> Exercised:
+    """What a check of ``program`` at ``point`` in ``dtype`` differentiated (see the module)."""
+    traced = traced_nodes(program)
+    ops: set[str] = set()
+    patterns: set[tuple[str, str]] = set()
+    exact: set[tuple[str, int]] = set()
+    values = None
+    for i, node in enumerate(program.nodes):
+        if node.kind in ("input", "const") or not traced[i]:
+            continue
+        ops.add(node.kind)
+        if len(node.args) > 1:
+            patterns.add((node.kind, pattern_of(node, traced)))
+        if CATALOGUE[node.kind].special_names:
+            if values is None:
+                values = rounded_values(program, point, dtype) or []
+            if not values:
+                continue
+            exact.update((node.kind, k) for k in _exact_hits(node, [values[a] for a in node.args], traced, dtype))
+    return Exercised(frozenset(ops), frozenset(patterns), frozenset(exact))

@@ -1,0 +1,79 @@
+"""What a check differentiated: ``harness.exact`` (coverage and steering count by it)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from harness.exact import exercised, traced_nodes
+from harness.ir import Node, Program, const, op
+from harness.strategies import cases
+
+
+def _program(n: int, *nodes: Node) -> Program:
+    return Program(n, (Node("input"), *nodes))
+
+
+def test_an_op_on_constants_alone_is_not_differentiated() -> None:
+    """ldexp(const, k) beside a traced sin: only sin (and the sum) count."""
+    program = _program(2, const(np.array([0.5, 2.0])), op("ldexp", 1, k=3), op("sin", 0),
+                       op("add", 2, 3), op("sum", 4))
+    assert traced_nodes(program) == (True, False, False, True, True, True)
+    did = exercised(program, np.array([0.1, 0.2]), "float64")
+    assert "ldexp" not in did.ops and {"sin", "add", "sum"} <= did.ops
+    assert did.patterns == {("add", "CT")}
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_exact_hits_are_exact_in_the_dtype(dtype: str) -> None:
+    """log10 of an input exactly 1 hits its special value 1; 1 + 1 ulp does not (though
+    the oracle calls both "at the special value", within rounding distance)."""
+    program = _program(2, op("log10", 0), op("sum", 1))
+    one_ulp = float(np.nextafter(np.asarray(1.0, dtype), np.asarray(2.0, dtype)))
+    assert exercised(program, np.array([1.0, 3.0]), dtype).exact == {("log10", 1)}
+    assert exercised(program, np.array([one_ulp, 3.0]), dtype).exact == set()
+
+
+def test_an_intermediate_lands_exactly_when_its_rounded_value_does() -> None:
+    """(x**2 + c) - round(x**2 + c) is exactly 0 in float32 arithmetic, though not in exact
+    arithmetic: relu sits on its kink exactly, as a framework computes it."""
+    x = np.array([0.3], dtype=np.float32).astype(np.float64)
+    c = 0.7
+    rounded = float(np.float32(np.float32(x[0]) ** 2 + np.float32(c)))
+    program = _program(1, op("square", 0), const(c), op("add", 1, 2), const(rounded), op("sub", 3, 4),
+                       op("relu", 5), op("sum", 6))
+    assert exercised(program, x, "float32").exact == {("relu", 0)}
+
+
+def test_ties_and_switches() -> None:
+    """A tie of the maximum, maximum(a, b) at a == b, clip at its upper bound."""
+    x = np.array([1.5, 1.5, 0.25])
+    tie = _program(3, op("max", 0, axis=None, keepdims=False), op("square", 1))
+    assert exercised(tie, x, "float64").exact == {("max", 0)}
+    assert exercised(tie, np.array([1.5, 1.25, 0.25]), "float64").exact == set()
+    pair = _program(3, const(np.array([1.5, 0.0, 0.0])), op("maximum", 0, 1), op("sum", 2))
+    assert exercised(pair, x, "float64").exact == {("maximum", 0)}
+    clip = _program(3, op("clip", 0, lo=-1.0, hi=0.25), op("sum", 1))
+    assert exercised(clip, x, "float32").exact == {("clip", 1)}
+
+
+def test_a_special_value_of_a_constant_argument_is_not_a_hit() -> None:
+    program = _program(2, const(np.array([0.0, 1.0])), op("relu", 1), op("sin", 0), op("add", 2, 3), op("sum", 4))
+    assert exercised(program, np.array([0.0, 0.0]), "float64").exact == set()
+
+
+@settings(max_examples=150, database=None, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(cases(dtypes=("float64", "float32"), ops=("log10", "maximum", "max", "relu", "div"), max_ops=3, mlps=False))
+def test_generation_reaches_exact_special_values(case) -> None:
+    """Over many generated cases, every one of these ops' special values is hit exactly at
+    some point (collected in a module-level tally, checked below)."""
+    _TALLY.update(exercised(case.program, case.point, case.dtype).exact)
+
+
+_TALLY: set[tuple[str, int]] = set()
+
+
+def test_generation_reaches_every_exact_special_value_of_the_sample() -> None:
+    test_generation_reaches_exact_special_values()
+    assert {("log10", 0), ("log10", 1), ("maximum", 0), ("max", 0), ("relu", 0)} - _TALLY <= {("log10", 0)}
