@@ -94,6 +94,8 @@ class _Builder:
         self.values: list[np.ndarray] = [x]
         self.used: set[int] = set()
         self.attrs: dict[str, Any] = {}
+        # Per op, argument patterns (harness.exact.pattern_of) steering asks for.
+        self.patterns: Mapping[str, Sequence[str]] = {}
 
     def add(self, node: Node) -> int:
         if node.kind != "const":  # the IR's own check, now rather than at the end
@@ -156,6 +158,12 @@ class _Builder:
         sinks = [i for i in sinks if self.nodes[i].kind != "const"] or [len(self.nodes) - 1]
         scalars = []
         for i in sinks:
+            # Sometimes square it first: a Hessian of a linear readout of an op is blind to
+            # the op's first derivative (d2/dx2 of sum(f) is sum(f'')); of sum(f**2) it is
+            # 2 J^T J + 2 sum(f f''), so a wrong gradient (a wrong forward-mode rule, a
+            # wrong rule for a constant argument) shows as well.
+            if ch.integer(0, 2) == 2:
+                i = self.add(op("square", i))
             if self.shapes[i] != ():
                 reduce = ch.choice(("sum", "mean"))
                 i = self.add(op(reduce, i))
@@ -240,7 +248,10 @@ def _aim(ch: _Chooser, b: _Builder, a: int, target: float, element: int | None =
     if not np.isfinite(v):
         return a
     ulps = ch.choice((0, 0, 1, -1, 2, -2))
-    c1v = np.asarray(v, dtype=b.dtype)
+    with np.errstate(over="ignore"):  # beyond float32's range: not aimed (below)
+        c1v = np.asarray(v, dtype=b.dtype)
+    if not np.isfinite(c1v):
+        return a
     direction = np.asarray(np.inf if ulps > 0 else -np.inf, dtype=b.dtype)
     for _ in range(abs(ulps)):
         c1v = np.nextafter(c1v, direction)
@@ -304,6 +315,14 @@ def _elementwise_args(ch: _Chooser, b: _Builder, spec: Any, aim: int | None) -> 
     """Arguments of an elementwise op: each a traced input, an intermediate or a constant."""
     k = spec.arity
     sources = [_source(ch, b) for _ in range(k)]
+    wanted = b.patterns.get(spec.name, ())
+    if wanted and ch.boolean():  # steering: a traced/constant pattern no check has had
+        pattern = ch.choice(tuple(wanted))
+        sources = [("const" if c == "C" else ch.choice(("node", "input"))) for c in pattern]
+    target = aim if spec.name == "copysign" and aim is not None else (0 if spec.name == "where" else spec.special_arg)
+    if aim is not None:  # an aimed argument is traced: a constant at a special value checks nothing
+        if sources[target] == "const":
+            sources[target] = "node"
     args: list[int | None] = [None] * k
     shape: tuple[int, ...] | None = None
     for p in range(k):  # traced ones first fix the shape
@@ -330,7 +349,6 @@ def _elementwise_args(ch: _Chooser, b: _Builder, spec: Any, aim: int | None) -> 
             args[p] = _guard(ch, b, args[p], domains[p])
     if aim is not None:
         specials = spec.special(b.attrs)
-        target = aim if spec.name == "copysign" else (0 if spec.name == "where" else spec.special_arg)
         if spec.name in ("maximum", "minimum"):
             if ch.boolean():
                 args[1] = args[0]  # an exact tie everywhere
@@ -608,13 +626,16 @@ def _attrs(ch: _Chooser, b: _Builder, name: str) -> dict[str, Any]:
 
 @st.composite
 def programs_at(draw: st.DrawFn, n: int, x: np.ndarray, dtype: str, ops: Sequence[str] = DEFAULT_OPS,
-                max_ops: int = 6, aims: Mapping[str, Sequence[int]] | None = None) -> Program:
+                max_ops: int = 6, aims: Mapping[str, Sequence[int]] | None = None,
+                patterns: Mapping[str, Sequence[str]] | None = None) -> Program:
     """A random program in ``n`` inputs built knowing the point ``x`` (for aiming).
 
     ``aims``: per op, the special values (indices) to aim at when it aims at all -- a
-    campaign passes the ones no check has reached yet; an op not in it aims at any.
+    campaign passes the ones no check has hit exactly yet; an op not in it aims at any.
+    ``patterns``: per elementwise op, traced/constant argument patterns ("TC") to favour.
     """
     b = _Builder(n, x, dtype)
+    b.patterns = patterns or {}
     ch = _Chooser(draw)
     for _ in range(draw(st.integers(1, max_ops))):
         name = draw(st.sampled_from(tuple(ops)))
@@ -679,16 +700,17 @@ def mlp_programs_at(draw: st.DrawFn, n: int, x: np.ndarray, dtype: str) -> Progr
 @st.composite
 def cases(draw: st.DrawFn, dtypes: Sequence[str] = ("float64", "float32"), max_n: int = 8,
           ops: Sequence[str] = DEFAULT_OPS, max_ops: int = 6, mlps: bool = True,
-          aims: Mapping[str, Sequence[int]] | None = None) -> Case:
-    """A whole check: dtype, a point, and a program built around that point (``aims``:
-    see ``programs_at``)."""
+          aims: Mapping[str, Sequence[int]] | None = None,
+          patterns: Mapping[str, Sequence[str]] | None = None) -> Case:
+    """A whole check: dtype, a point, and a program built around that point (``aims``,
+    ``patterns``: see ``programs_at``)."""
     dtype = draw(st.sampled_from(tuple(dtypes)))
     n = draw(st.integers(1, max_n))
     x = draw(points(n, dtype))
     if mlps and draw(st.integers(0, 4)) == 4:
         program = draw(mlp_programs_at(n, x, dtype))
     else:
-        program = draw(programs_at(n, x, dtype, ops, max_ops, aims))
+        program = draw(programs_at(n, x, dtype, ops, max_ops, aims, patterns))
     return Case(program, x, dtype)
 
 
