@@ -109,7 +109,9 @@ def _exact_hits(node: Node, args: list[np.ndarray], traced: Sequence[bool], dtyp
     if isinstance(spec.math, Elementwise) or isinstance(spec.math, Piecewise):
         arg = spec.special_arg
         if arg < len(args) and traced[node.args[arg]]:
-            hits.update(k for k, target in enumerate(specials) if np.any(args[arg] == target))
+            with np.errstate(over="ignore"):  # a special value beyond the dtype's range: never hit
+                rounded = [float(np.asarray(target, dtype=dtype)) for target in specials]
+            hits.update(k for k, target in enumerate(rounded) if np.any(args[arg] == target))
     return hits
 
 

@@ -191,3 +191,33 @@ def test_a_domain_edge_is_aimed_at_from_inside_the_domain() -> None:
                     if (name, index) not in result.specials:
                         missed.append(f"{name}[{spec.special_names[index]}] {dtype} seed {seed}: not near it")
     assert not missed, missed
+
+
+def test_aiming_hits_every_special_value_exactly_where_the_op_is_defined() -> None:
+    """The aimed argument is traced and lands *exactly* on the special value (rounded to
+    the dtype), as a framework computes it (``harness.exact``), for every special value
+    inside the op's domain and the dtype's range. Domain edges (log at 0) are aimed at
+    from inside, so they are near hits only."""
+    from harness.exact import exercised, rounded_values
+    from harness.ir import Node, Program, op
+
+    missed = []
+    for name, spec in CATALOGUE.items():
+        try:
+            specials = spec.special({})
+        except KeyError:  # special values set by attrs (clip's bounds): aimed with them
+            continue
+        for index, target in enumerate(specials):
+            for dtype in ("float64", "float32"):
+                with np.errstate(over="ignore"):
+                    rounded = float(np.asarray(target, dtype=dtype))
+                if not np.isfinite(rounded) or not spec.arg_in_domain(spec.special_arg, rounded):
+                    continue
+                alone = Program(1, (Node("input"), op(name, 0), op("sum", 1))) if spec.arity == 1 and not spec.attrs else None
+                if alone is not None and rounded_values(alone, np.array([rounded]), dtype) is None:
+                    continue  # float64's overflow threshold, beyond float32's range
+                x = np.asarray(X, dtype=dtype).astype(np.float64)
+                if not any((name, index) in exercised(program, x, dtype).exact
+                           for _, program in _programs(name, range(12), aim=index, dtype=dtype)):
+                    missed.append(f"{name}[{spec.special_names[index]}] {dtype}")
+    assert not missed, missed
