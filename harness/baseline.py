@@ -8,7 +8,9 @@ issue and a note::
                   "note": "filter_hessian of relu is 1 instead of 0"}]}
 
 The variant name and the ops part of a signature may hold fnmatch wildcards, so one
-entry covers a family: ``equinox:*|wrong_value|float64|*relu*``. A run's
+entry covers a family: ``equinox:*|wrong_value|float64|*relu*``. The ops are matched
+with a ``+`` on each side as well, so ``*+max+*`` is a program with the op ``max`` (and
+not ``maximum``). A run's
 findings split into *new* (not in the baseline: these fail CI), *known* (baselined) and
 the baseline entries that did not reproduce (*fixed upstream?*).
 """
@@ -66,7 +68,7 @@ class BaselineEntry:
         return (
             fnmatch.fnmatchcase(theirs[0], mine[0])
             and theirs[1:3] == mine[1:3]
-            and fnmatch.fnmatchcase(theirs[3], mine[3])
+            and (fnmatch.fnmatchcase(theirs[3], mine[3]) or fnmatch.fnmatchcase(f"+{theirs[3]}+", mine[3]))
         )
 
     def covers_variant(self, variant: str) -> bool:

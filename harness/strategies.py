@@ -162,7 +162,7 @@ class _Builder:
             # the op's first derivative (d2/dx2 of sum(f) is sum(f'')); of sum(f**2) it is
             # 2 J^T J + 2 sum(f f''), so a wrong gradient (a wrong forward-mode rule, a
             # wrong rule for a constant argument) shows as well.
-            if ch.integer(0, 2) == 2:
+            if ch.boolean():
                 i = self.add(op("square", i))
             if self.shapes[i] != ():
                 reduce = ch.choice(("sum", "mean"))
