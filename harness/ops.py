@@ -35,6 +35,7 @@ __all__ = [
     "Structural",
     "Vector",
     "get_op",
+    "in_arg_domain",
     "register_op",
 ]
 
@@ -370,6 +371,12 @@ _ARG_DOMAINS: dict[str, Callable[[Any], bool]] = {
     "gt_neg1": lambda v: v > -1,
     "unit": lambda v: -1 < v < 1,
 }
+
+
+def in_arg_domain(domain: str | None, value: float) -> bool:
+    """Whether ``value`` lies in the argument domain named ``domain`` ("pos", "unit", ...;
+    None: everywhere)."""
+    return domain is None or bool(_ARG_DOMAINS[domain](value))
 
 
 def get_op(name: str) -> OpSpec:

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from harness.ir import LITERALS, PYTHON_NUMBER_OPS, Node, Program, const, literal_of, op
 from harness.oracle import node_values
-from harness.ops import CATALOGUE, NORM_ORDS, Elementwise, Piecewise
+from harness.ops import CATALOGUE, NORM_ORDS, Elementwise, Piecewise, in_arg_domain
 
 __all__ = ["Case", "cases", "mlp_programs", "points", "programs", "DEFAULT_OPS"]
 
@@ -109,7 +109,11 @@ class _Builder:
         return len(self.nodes) - 1
 
     def constant(self, value: Any, literal: str | None = None) -> int:
-        return self.add(const(np.asarray(value, dtype=self.dtype).astype(np.float64), literal))
+        """A constant of the dtype; an entry beyond the dtype's range is 0 (an aiming
+        offset of a value near float64's overflow has no float32 counterpart)."""
+        with np.errstate(over="ignore"):
+            rounded = np.asarray(value, dtype=self.dtype).astype(np.float64)
+        return self.add(const(np.where(np.isfinite(rounded), rounded, 0.0), literal))
 
     def pick(self, ch: _Chooser, shapes: Sequence[tuple[int, ...]] | None = None) -> int:
         """An existing node (recent ones first), optionally of one of ``shapes``; never a
@@ -217,8 +221,15 @@ _CONST_RANGE = {None: (-2.0, 2.0), "pos": (0.125, 2.0), "nonzero": (0.125, 2.0),
 
 
 def _guard(ch: _Chooser, b: _Builder, a: int, domain: str | None) -> int:
-    """A node equal to ``a`` mapped into ``domain`` (a**2 + c, sin(a) * c, ...)."""
+    """A node equal to ``a`` mapped into ``domain`` (a**2 + c, sin(a) * c, ...), or ``a``
+    itself when every entry of it already lies there at this point (mostly: a guard
+    would keep the argument off the rest of the domain, tiny values, exact 1s, and give
+    it a derivative of 0 where the input is 0)."""
     if domain is None:
+        return a
+    values = np.asarray(b.values[a], dtype=np.float64).reshape(-1)
+    if values.size and all(np.isfinite(v) and in_arg_domain(domain, float(v)) for v in values) \
+            and not ch.integer(0, 3) == 3:
         return a
     if domain == "unit":
         return b.add(op("mul", b.add(op("sin", a)), b.constant(ch.real(b.dtype, 0.125, 0.9375))))
