@@ -1545,38 +1545,20 @@ def get_mutant(name: str) -> Mutant:
 
 
 def dtype_values(program: Program, point: np.ndarray, dtype: str) -> list[np.ndarray] | None:
-    """Every node's value at ``point``, each op evaluated on its arguments' values and
-    rounded to ``dtype`` in turn (as a framework computes them, up to its own last-bit
-    errors), so an intermediate the generator aimed at exactly 0 is exactly 0 here.
-    None if an intermediate is undefined (NaN)."""
-    from harness.oracle import node_values
+    """Every node's value at ``point`` as a framework computes it: ``harness.exact.rounded_values``."""
+    from harness.exact import rounded_values
 
-    values: list[np.ndarray] = []
-    for node in program.nodes:
-        if node.kind == "input":
-            value = np.asarray(point, dtype=np.float64)
-        elif node.kind == "const":
-            value = program.constant(len(values))
-        else:
-            args = [values[a] for a in node.args]
-            if any(not np.all(np.isfinite(a)) for a in args):
-                return None
-            sub = [Node("input"), *(const(a) for a in args), op(node.kind, *range(1, len(args) + 1), **node.attr_dict)]
-            value = node_values(1, sub, np.zeros(1), dtype)[-1]
-        with np.errstate(over="ignore"):  # beyond float32's range: inf, as in a framework
-            values.append(np.asarray(value, dtype=np.float64).astype(dtype).astype(np.float64))
-    return values
+    return rounded_values(program, point, dtype)
 
 
 def region_hits(mutant: Mutant, program: Program, point: np.ndarray, dtype: str) -> bool:
     """Whether a node of the mutant's op lies in its region at ``point`` (``Mutant.reached``
     on the dtype-rounded values of ``dtype_values``)."""
+    from harness.exact import traced_nodes
+
     if mutant.op not in program.op_names:
         return False
-    traced = [False] * len(program.nodes)
-    traced[0] = True
-    for i, node in enumerate(program.nodes[1:], start=1):
-        traced[i] = node.kind != "const" and any(traced[a] for a in node.args)
+    traced = traced_nodes(program)
     values = dtype_values(program, point, dtype)
     if values is None:
         return False
