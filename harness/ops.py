@@ -220,12 +220,16 @@ class RuleScale:
     ``scale(sp, *args, **attrs)`` (a ``Piecewise`` op's also gets the piece's signs first)
     returns the three magnitudes. ``source`` names the framework code it models, and
     ``frameworks`` the frameworks whose rules compute it so (empty: every framework, as
-    for a composite all lowerings share): only their bounds are widened.
+    for a composite all lowerings share): only their bounds are widened. ``value``
+    (optional, same arguments) is the magnitude of the terms the op's *value* formula adds
+    where they cancel (gelu_tanh's a (1 + tanh(u)) / 2 for a << 0): the value is accurate
+    to eps times it, which decides whether two such values may tie in the framework.
     """
 
     scale: Callable[..., tuple[Any, Any, Any]]
     source: str
     frameworks: tuple[str, ...] = ()
+    value: Callable[..., Any] | None = None
 
     def applies_to(self, framework: str | None) -> bool:
         return not self.frameworks or (framework is not None and framework in self.frameworks)
@@ -744,7 +748,8 @@ def _gelu_tanh_scale(sp: Any, a: Any) -> tuple[Any, Any, Any]:
 _unary("gelu_tanh", lambda sp, a: a * (1 + sp.tanh(sp.sqrt(2 / sp.pi) * (a + sp.Rational(44715, 1000000) * a**3))) / 2,
        "GELU, tanh approximation", (0.0,), group="activation",
        rule_scale=RuleScale(_gelu_tanh_scale, "a composite through tanh in every framework (jax.nn.gelu(approximate="
-                            "True), torch gelu(approximate='tanh') backward, mlx.nn.gelu_approx): tanh's rule"))
+                            "True), torch gelu(approximate='tanh') backward, mlx.nn.gelu_approx): tanh's rule",
+                            value=lambda sp, a: abs(a)))
 _unary("silu", lambda sp, a: a * _sigmoid(sp, a), "a sigmoid(a)", (0.0,), group="activation",
        rule_scale=RuleScale(lambda sp, a: (2 + 2 * abs(a), 6 + 6 * abs(a), 26 + 26 * abs(a)),
                             "a * sigmoid(a) in every framework: sigmoid's rule from its output, times a"))

@@ -235,6 +235,7 @@ class _Rule:
     # 1 - y*y): the magnitude of the terms those formulas add, orders 1..3.
     rule_scale: tuple[Callable[..., Any], ...] | None = None
     rule_frameworks: tuple[str, ...] = ()  # whose formula it is (``RuleScale.frameworks``)
+    value_terms: Callable[..., Any] | None = None  # ``RuleScale.value``: the value formula's terms
     # Whether the expression exponentiates an argument (exp, sinh, a**b with b traced):
     # in exact arithmetic exp of an integer-valued 1e300 is a multiplication of numbers
     # with millions of digits that no signal interrupts.
@@ -299,6 +300,9 @@ def _smooth_rule(op: str, int_attrs: tuple[tuple[str, Any], ...]) -> _Rule:
         scales = spec.rule_scale.scale(sp, *args, **dict(int_attrs), **fattrs)
         rule = dataclasses.replace(rule, rule_scale=tuple(_lambdify(sp, params, e) for e in scales),
                                    rule_frameworks=spec.rule_scale.frameworks)
+        if spec.rule_scale.value is not None:
+            terms = spec.rule_scale.value(sp, *args, **dict(int_attrs), **fattrs)
+            rule = dataclasses.replace(rule, value_terms=_lambdify(sp, params, sp.sympify(terms)))
     return rule
 
 
@@ -696,6 +700,8 @@ def _apply_rule(rule: _Rule, point: list[Any], args: list[_Jet], idx: tuple[int,
     # derivatives. Plain-precision magnitudes suffice for a scale.
     value_scale = _fabs(value) + sum(_fabs(d1[i]) * vm[i] for i in active) + sum(
         _magnitude(rule.d1[i], point) * vm[i] for i in inactive)
+    if rule.value_terms is not None and (not rule.rule_frameworks or framework in rule.rule_frameworks):
+        value_scale = value_scale + _fabs(rule.value_terms(*point))
     if not active:
         return value, None, None, value_scale, None, None
     d2 = {(i, j): _stable(rule.d2[i][j], point) for i in active for j in active}

@@ -162,12 +162,13 @@ class _Builder:
         sinks = [i for i in sinks if self.nodes[i].kind != "const"] or [len(self.nodes) - 1]
         scalars = []
         for i in sinks:
-            # Sometimes square it first: a Hessian of a linear readout of an op is blind to
-            # the op's first derivative (d2/dx2 of sum(f) is sum(f'')); of sum(f**2) it is
-            # 2 J^T J + 2 sum(f f''), so a wrong gradient (a wrong forward-mode rule, a
-            # wrong rule for a constant argument) shows as well.
+            # Sometimes read it out as f + f**2: a Hessian of a linear readout of an op is
+            # blind to the op's first derivative (d2/dx2 of sum(f) is sum(f'')); of
+            # sum(f + f**2) it is 2 J^T J + sum((1 + 2 f) f''), so a wrong gradient (a wrong
+            # forward-mode rule, a wrong rule for a constant argument) shows as well, and
+            # f'' still shows where f = 0 (under f**2 alone it would vanish there).
             if ch.boolean():
-                i = self.add(op("square", i))
+                i = self.add(op("add", i, self.add(op("square", i))))
             if self.shapes[i] != ():
                 reduce = ch.choice(("sum", "mean"))
                 i = self.add(op(reduce, i))

@@ -279,3 +279,12 @@ def test_rounding_onto_a_kink_is_judged_as_at_the_kink(program, x, dtype):
     h = np.full((2, 2), 7.0)
     result, _ = _judged(program, x, dtype, {"jax:jit": h})
     assert _kinds(result) == {"jax:jit": Kind.WRONG_VALUE}
+
+
+def test_a_tie_made_by_a_cancelling_value_formula_is_within_rounding_distance() -> None:
+    """max(gelu_tanh(x)) at (0, -8): gelu_tanh(-8) is -5e-29 exactly but 0 as every
+    framework computes a (1 + tanh(u)) / 2, a tie with gelu_tanh(0) = 0 (the value's error
+    scale counts the terms its formula cancels: ``RuleScale.value``)."""
+    program = Program(2, (_I, op("gelu_tanh", 0), op("max", 1, axis=-1, keepdims=False)))
+    for dtype in ("float64", "float32"):
+        _honest(program, [0.0, -8.0], dtype)
