@@ -320,7 +320,10 @@ class _SideValues:
         # Rounding may also put the framework exactly on the kink (-1 - 1.4e-45 is -1 in
         # float32: a tie the exact arithmetic does not have), where its own convention
         # holds: the range of the conventions, as at a kink.
-        return bad & ~(affected & (free | matches | self._in_range(h, values, bound)))
+        # Every entry, not only those the sides' values differ at: a side can also change an
+        # entry's error bound (a tied entry of max whose derivative is pure rounding noise
+        # on one side and structurally 0 on the other).
+        return bad & ~(free | matches | self._in_range(h, values, bound))
 
     @staticmethod
     def _in_range(h: np.ndarray, values: np.ndarray, bound: np.ndarray) -> np.ndarray:
