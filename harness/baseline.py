@@ -86,6 +86,11 @@ class Baseline:
     entries: tuple[BaselineEntry, ...] = ()
     path: str = ""
 
+    def __repr__(self) -> str:
+        # Short: Hypothesis prints a failing property's fixtures, and a 40 kB repr of
+        # every entry made it raise a HypothesisWarning in place of the failure itself.
+        return f"Baseline({len(self.entries)} entries from {self.path or 'nowhere'!r})"
+
     def entry_for(self, finding: Finding | str) -> BaselineEntry | None:
         """The entry covering ``finding`` (or a signature): an exact entry before a pattern."""
         signature = finding if isinstance(finding, str) else finding.signature

@@ -145,3 +145,9 @@ def test_an_ops_pattern_can_name_one_op_exactly() -> None:
     assert entry.matches("mlx:fwdrev-vmap|wrong_value|float32|erf+max+square")
     assert not entry.matches("mlx:fwdrev|wrong_value|float32|maximum+square")
     assert not entry.matches("mlx:revrev|wrong_value|float32|max")
+
+
+def test_a_baselines_repr_is_one_short_line() -> None:
+    """A failing property prints its fixtures: the repr must not be the whole file."""
+    baseline = load_baseline(Path(__file__).resolve().parent.parent / "reports" / "baseline.json")
+    assert len(repr(baseline)) < 200 and str(len(baseline.entries)) in repr(baseline)
