@@ -15,7 +15,6 @@ found a thousand times is one finding.
 from __future__ import annotations
 
 import datetime as _dt
-import itertools
 import math
 import random
 import time
@@ -33,10 +32,10 @@ from backends import Absent, BackendVariant
 from harness.baseline import Baseline
 from harness.batch import check_program
 from harness.engine import CaseResult, HarnessError, Runner, Verdict, check_case
-from harness.exact import Exercised, exercised
+from harness.exact import Exercised, argument_patterns, exercised
 from harness.findings import Finding, Kind
 from harness.minimize import minimize
-from harness.ops import CATALOGUE, Elementwise, Piecewise
+from harness.ops import CATALOGUE
 from harness.strategies import DEFAULT_OPS, Case, cases
 
 __all__ = ["Campaign", "CampaignConfig", "CampaignStats"]
@@ -311,12 +310,8 @@ class Campaign:
     def _missing_patterns(self, name: str) -> tuple[str, ...]:
         """The traced/constant argument patterns of elementwise op ``name`` that no check
         has differentiated (``harness.exact.pattern_of``)."""
-        spec = CATALOGUE[name]
-        if spec.arity < 2 or not isinstance(spec.math, (Elementwise, Piecewise)):
-            return ()
         cells = list(self.stats.coverage[name].values()) if name in self.stats.coverage else []
-        wanted = ("".join(p) for p in itertools.product("TC", repeat=spec.arity))
-        return tuple(p for p in wanted if "T" in p and not any(int(c.get(f"pattern:{p}", 0)) for c in cells))
+        return tuple(p for p in argument_patterns(name) if not any(int(c.get(f"pattern:{p}", 0)) for c in cells))
 
     def patterns_wanted(self) -> dict[str, tuple[str, ...]]:
         """Per elementwise op, the argument patterns steering asks the generator for."""

@@ -14,6 +14,7 @@ Coverage (``harness.campaign``) counts by these, and steering aims at what is mi
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -23,7 +24,7 @@ import numpy as np
 from harness.ir import Node, Program, const, op
 from harness.ops import CATALOGUE, Elementwise, Piecewise, Selection
 
-__all__ = ["Exercised", "exercised", "rounded_values", "traced_nodes", "pattern_of"]
+__all__ = ["Exercised", "argument_patterns", "exercised", "rounded_values", "traced_nodes", "pattern_of"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,15 @@ def traced_nodes(program: Program) -> tuple[bool, ...]:
 
 def pattern_of(node: Node, traced: Sequence[bool]) -> str:
     return "".join("T" if traced[a] else "C" for a in node.args)
+
+
+def argument_patterns(name: str) -> tuple[str, ...]:
+    """The traced/constant patterns coverage tracks for op ``name``: every one with a
+    traced argument, for an elementwise op of two or more arguments; none otherwise."""
+    spec = CATALOGUE[name]
+    if spec.arity < 2 or not isinstance(spec.math, (Elementwise, Piecewise)):
+        return ()
+    return tuple(p for p in ("".join(t) for t in itertools.product("TC", repeat=spec.arity)) if "T" in p)
 
 
 def rounded_values(program: Program, point: np.ndarray, dtype: str) -> list[np.ndarray] | None:

@@ -474,9 +474,8 @@ def _special_coverage(coverage: Mapping[str, Mapping[str, Mapping[str, int]]]) -
     and hit exactly (a traced argument exactly at it, as the framework computes it), the
     ones none did, and the traced/constant argument patterns of elementwise ops no check
     differentiated."""
-    import itertools
-
-    from harness.ops import CATALOGUE, Elementwise, Piecewise
+    from harness.exact import argument_patterns
+    from harness.ops import CATALOGUE
 
     total, missed, inexact = 0, [], []
     patterns, unpatterned = 0, []
@@ -488,12 +487,10 @@ def _special_coverage(coverage: Mapping[str, Mapping[str, Mapping[str, int]]]) -
                 missed.append(f"{op_name} at {label}")
             if not any(int(c.get(f"exact:{index}", 0)) for c in cells):
                 inexact.append(f"{op_name} at {label}")
-        if spec.arity > 1 and isinstance(spec.math, (Elementwise, Piecewise)):
-            for pattern in ("".join(p) for p in itertools.product("TC", repeat=spec.arity)):
-                if "T" in pattern:
-                    patterns += 1
-                    if not any(int(c.get(f"pattern:{pattern}", 0)) for c in cells):
-                        unpatterned.append(f"{op_name}({pattern})")
+        for pattern in argument_patterns(op_name):
+            patterns += 1
+            if not any(int(c.get(f"pattern:{pattern}", 0)) for c in cells):
+                unpatterned.append(f"{op_name}({pattern})")
     reached, exact = total - len(missed), total - len(inexact)
 
     def share(k: int, of: int) -> str:
