@@ -116,7 +116,7 @@ def _exact_hits(node: Node, args: list[np.ndarray], traced: Sequence[bool], dtyp
         except (ZeroDivisionError, ValueError, OverflowError, TypeError):
             return hits
         return {k for k, gap, _ in ties.switches if gap == 0}
-    if isinstance(spec.math, Elementwise) or isinstance(spec.math, Piecewise):
+    if isinstance(spec.math, (Elementwise, Piecewise)):
         arg = spec.special_arg
         if arg < len(args) and traced[node.args[arg]]:
             with np.errstate(over="ignore"):  # a special value beyond the dtype's range: never hit
@@ -128,20 +128,13 @@ def _exact_hits(node: Node, args: list[np.ndarray], traced: Sequence[bool], dtyp
 def exercised(program: Program, point: np.ndarray, dtype: str) -> Exercised:
     """What a check of ``program`` at ``point`` in ``dtype`` differentiated (see the module)."""
     traced = traced_nodes(program)
-    ops: set[str] = set()
-    patterns: set[tuple[str, str]] = set()
+    differentiated = [node for i, node in enumerate(program.nodes)
+                      if node.kind not in ("input", "const") and traced[i]]
+    ops = {node.kind for node in differentiated}
+    patterns = {(node.kind, pattern_of(node, traced)) for node in differentiated if len(node.args) > 1}
     exact: set[tuple[str, int]] = set()
-    values = None
-    for i, node in enumerate(program.nodes):
-        if node.kind in ("input", "const") or not traced[i]:
-            continue
-        ops.add(node.kind)
-        if len(node.args) > 1:
-            patterns.add((node.kind, pattern_of(node, traced)))
-        if CATALOGUE[node.kind].special_names:
-            if values is None:
-                values = rounded_values(program, point, dtype) or []
-            if not values:
-                continue
-            exact.update((node.kind, k) for k in _exact_hits(node, [values[a] for a in node.args], traced, dtype))
+    with_specials = [node for node in differentiated if CATALOGUE[node.kind].special_names]
+    values = rounded_values(program, point, dtype) if with_specials else None
+    for node in with_specials if values is not None else ():
+        exact.update((node.kind, k) for k in _exact_hits(node, [values[a] for a in node.args], traced, dtype))
     return Exercised(frozenset(ops), frozenset(patterns), frozenset(exact))

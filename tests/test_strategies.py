@@ -8,6 +8,7 @@ import itertools
 import numpy as np
 from hypothesis import given
 
+from harness.exact import traced_nodes
 from harness.oracle import OutOfDomain, evaluate
 from harness.ops import CATALOGUE, Elementwise, Piecewise
 from harness.strategies import DEFAULT_OPS, Case, cases, probe_program
@@ -33,11 +34,7 @@ def test_every_catalogue_op_is_generated() -> None:
 
 def _traced(program, index: int) -> bool:
     """Whether node ``index`` depends on the input."""
-    traced = [False] * len(program.nodes)
-    traced[0] = True
-    for i, node in enumerate(program.nodes[1:], start=1):
-        traced[i] = any(traced[a] for a in node.args)
-    return traced[index]
+    return traced_nodes(program)[index]
 
 
 def test_every_traced_constant_combination_of_every_elementwise_op() -> None:
