@@ -122,6 +122,9 @@ class OracleResult:
         underflow: whether a node's value, or an intermediate of a whole-array op's
             formula, lies below the dtype's smallest normal (where the frameworks' own
             formulas may divide 0 by 0).
+        underflow_vars: the inputs such an intermediate depends on, and those of a traced
+            argument whose square underflows (``_Evaluator._squares_underflow``): a NaN
+            made of 0/0 there reaches every entry of their rows and columns (0 * NaN).
         framework_scales: every framework with a rule scale of its own in this program,
             whose ``scale_for`` differs from ``hessian_scale``.
         sides: ``(key, choices)`` for every choice a kink leaves open (``Resolution``):
@@ -145,6 +148,7 @@ class OracleResult:
     sides: tuple[tuple[tuple[Any, ...], int], ...] = ()
     framework_scales: tuple[str, ...] = ()
     underflow: bool = False
+    underflow_vars: tuple[int, ...] = ()
     # Evaluates a framework's scale when first asked (``scale_for``), and keeps it.
     _rescale: Callable[[str], np.ndarray] | None = dataclasses.field(default=None, compare=False, repr=False)
     _scales: dict[str, np.ndarray] = dataclasses.field(default_factory=dict, compare=False, repr=False)
@@ -210,6 +214,15 @@ def _obj(a: Any) -> np.ndarray:
 
 
 _nonzero = np.frompyfunc(lambda v: bool(v != 0) and not mpmath.isnan(v), 1, 1)
+
+
+def _depends(jet: _Jet, where: Any = Ellipsis) -> np.ndarray:
+    """Which inputs the elements ``where`` of a node depend on (a nonzero derivative or
+    derivative error scale), as a boolean vector over the inputs."""
+    g, gm = jet.g[where], jet.gm[where]
+    n = g.shape[-1]
+    used = np.asarray(_nonzero(g), dtype=bool) | (np.asarray(gm) > 0)
+    return used.reshape(-1, n).any(axis=0)
 
 
 def _abs_float(a: np.ndarray) -> np.ndarray:
@@ -348,6 +361,11 @@ def _mpf_array(values: np.ndarray) -> np.ndarray:
     return np.array(flat + [None], dtype=object)[:-1].reshape(np.shape(values))
 
 
+# One kink's resolution: a side (-1/+1) or a tie-breaking rotation, or a tuple of those
+# to average.
+Choice = int | tuple[int, ...]
+
+
 @dataclass(frozen=True)
 class Resolution:
     """How to evaluate at a kink instead of marking the entries undefined: what a
@@ -360,10 +378,12 @@ class Resolution:
     of its own, so a choice there is per element (key ``(op, k, node, element)``).
     """
 
-    choices: tuple[tuple[tuple[Any, ...], int], ...] = ()
+    choices: tuple[tuple[tuple[Any, ...], Choice], ...] = ()
     mid: bool = False
 
-    def choice(self, key: tuple[Any, ...], default: int) -> int:
+    def choice(self, key: tuple[Any, ...], default: int) -> Choice:
+        """The side (or tie-breaking rotation) chosen at ``key``, or the tuple of those
+        whose results are averaged."""
         return dict(self.choices).get(key, default)
 
 
@@ -385,6 +405,7 @@ class _Evaluator:
         self.specials: set[tuple[str, int]] = set()
         self._switch_specials = False
         self.underflow = False
+        self.underflow_vars = np.zeros(self.n, dtype=bool)
 
     # Each op kind builds its result jet from its argument jets.
 
@@ -427,6 +448,8 @@ class _Evaluator:
                 jet = _bilinear(spec.math.apply, args[0], args[1], n)
             else:  # pragma: no cover - the catalogue only has these kinds
                 raise TypeError(f"unknown op math {spec.math!r}")
+            if _UNDERFLOWS and _UNDERFLOWS[-1] == i:  # its formula underflowed: every input it reads
+                self.underflow_vars |= np.any([_depends(a) for a in args if a.g is not None] or [False], axis=0)
             self._track(jet)
             jets.append(jet)
         out = jets[-1]
@@ -447,6 +470,7 @@ class _Evaluator:
             specials=frozenset(self.specials),
             sides=tuple(sorted(self.sides.items(), key=repr)),
             underflow=self.underflow or bool(_UNDERFLOWS),
+            underflow_vars=tuple(int(k) for k in np.flatnonzero(self.underflow_vars)),
         )
 
     def _track(self, jet: _Jet) -> None:
@@ -454,10 +478,13 @@ class _Evaluator:
             if part is not None and part.size:
                 magnitude = _abs_float(part)
                 self.max_magnitude = max(self.max_magnitude, float(np.max(magnitude)))
-                if part is jet.v and not self.underflow:  # a derivative below tiny is merely
-                    tiny = float(np.finfo(self.dtype).tiny)  # flushed; a value is divided by
-                    small = magnitude < tiny
-                    self.underflow = bool(small.any()) and bool(np.any(_nonzero(part[small])))
+                if part is jet.v:  # a derivative below tiny is merely flushed; a value is divided by
+                    tiny = float(np.finfo(self.dtype).tiny)
+                    small = (magnitude < tiny) & np.asarray(_nonzero(part), dtype=bool)
+                    if small.any():
+                        self.underflow = True
+                        if jet.g is not None:
+                            self.underflow_vars |= _depends(jet, small)
 
     def _elementwise(self, node: int, spec: OpSpec, attrs: dict[str, Any], args: list[_Jet],
                      shape: tuple[int, ...]) -> _Jet:
@@ -490,6 +517,7 @@ class _Evaluator:
                 self._special_hits(spec, specials, vals[spec.special_arg], bargs[spec.special_arg].vm[idx])
             if isinstance(spec.math, Elementwise):
                 results = [_apply_rule(_smooth_rule(spec.name, int_key), point, bargs, idx, derivs, self.framework)]
+                self._squares_underflow(vals, bargs, idx)
             else:
                 results = self._pieces(node, spec, int_key, point, bargs, idx, derivs)
             if len(results) > 1 and self.resolution is not None:
@@ -498,6 +526,20 @@ class _Evaluator:
                 results = [_undefined_derivatives(results[0], bargs, idx, derivs)]
             _merge_into(out, idx, results)
         return out
+
+    def _squares_underflow(self, vals: list[Any], bargs: list[_Jet], idx: tuple[int, ...]) -> None:
+        """Note the inputs behind a traced argument whose square underflows the dtype.
+
+        The frameworks' derivative formulas multiply an argument by itself where the
+        mathematics does not (hypot's and arctan2's a*a + b*b, reciprocal's 1/(x*x)), so
+        below sqrt(tiny) they divide 0 by 0 (JAX's Hessian of hypot(x, x) at x = 1e-30 in
+        float32 is NaN where the truth is 0), and forward mode carries that NaN along
+        every row of the input through 0 * NaN.
+        """
+        root = math.sqrt(float(np.finfo(self.dtype).tiny))
+        for value, arg in zip(vals, bargs):
+            if arg.g is not None and value != 0 and abs(value) < root:
+                self.underflow_vars |= _depends(arg, idx)
 
     def _pieces(self, node: int, spec: OpSpec, int_key: tuple[tuple[str, Any], ...],
                 point: list[Any], bargs: list[_Jet], idx: tuple[int, ...],
@@ -516,7 +558,8 @@ class _Evaluator:
             if s == 0 or (self.kink_fuzz and float(abs(s)) <= self.kink_fuzz * scale):
                 key = (spec.name, k) if s == 0 else (spec.name, k, node, idx)
                 self.sides[key] = 2
-                choices.append((-1, 1) if res is None or res.mid else (res.choice(key, 1),))
+                choice = (-1, 1) if res is None or res.mid else res.choice(key, 1)
+                choices.append(choice if isinstance(choice, tuple) else (choice,))
             else:
                 choices.append((1,) if s > 0 else (-1,))
         if len(choices) and any(
@@ -563,7 +606,10 @@ class _Evaluator:
                  for r in range(1, first.runs)]
         res = self.resolution
         if res is not None and not res.mid:
-            return jets[res.choice((spec.name, -1), 0) % len(jets)]
+            choice = res.choice((spec.name, -1), 0)
+            if not isinstance(choice, tuple):
+                return jets[choice % len(jets)]
+            jets = [jets[r % len(jets)] for r in dict.fromkeys(choice)]  # split among these only
         out = jets[0]
         if out.g is None:
             return out
@@ -1204,7 +1250,10 @@ def _subnormal_products(Ja: np.ndarray, Ka: np.ndarray, entries: np.ndarray, axi
     A partial product below ``tiny`` errs by up to ``tiny`` (flushed to zero), and a
     derivative built on it by that times the remaining factors (each counted as at least
     1, since which partial products a framework forms is its own business); a subnormal
-    product divided by entries (p / x_i) errs by its spacing, ``tiny * eps``, over them.
+    product divided by entries (p / x_i, PyTorch's prod backward) errs by its spacing,
+    ``tiny * eps``, times the factors multiplied in after it, over them (measured:
+    torch.func's H[0, 1] of prod(207, 1e-30, 1.2e-38, 4.5e-247) errs by 32 spacings over
+    x0 x1, the partial product 1e-30 * 1.2e-38 * 4.5e-247 being subnormal).
     The entries along ``axis`` go together: one output per such group (prod), or one per
     entry, the product of the group's entries up to it (cumprod, whose output has the
     argument's shape).
@@ -1223,10 +1272,12 @@ def _subnormal_products(Ja: np.ndarray, Ka: np.ndarray, entries: np.ndarray, axi
         for p, factors in products:
             for i in factors:
                 rest = [k for k in factors if k != i]
-                Ja[p, i] += tiny * float(np.prod(big[rest])) / eps + tiny / max(flat[i], tiny)
+                after = float(np.prod(big[factors]))
+                Ja[p, i] += tiny * float(np.prod(big[rest])) / eps + tiny * after / max(flat[i], tiny)
                 for j in rest:
                     others = [k for k in rest if k != j]
-                    Ka[p, i, j] += tiny * float(np.prod(big[others])) / eps + tiny / max(flat[i] * flat[j], tiny)
+                    Ka[p, i, j] += tiny * float(np.prod(big[others])) / eps \
+                        + tiny * after / max(flat[i] * flat[j], tiny)
     return Ja, Ka
 
 
@@ -1433,20 +1484,51 @@ def _memo(memo: dict[tuple[int, tuple[Any, ...]], Any] | None = None) -> Iterato
             _MEMO = None
 
 
-# How many ways of resolving a point's kinks ``conventions`` evaluates at most (besides
-# the averaged one): every combination of sides when the kinked switches are few.
+# How many ways of resolving a point's kinks ``conventions`` evaluates in full: every
+# combination of sides when the kinked switches are few (``MAX_RESOLUTIONS``), every
+# combination of sides and averages when fewer still (``MAX_MIXED``).
 MAX_RESOLUTIONS = 8
+MAX_MIXED = 16
+# A tie of up to this many entries also offers the average over each smaller group of
+# them: rounding (or a compiler that folds constants in another order) can leave only
+# some of the exactly tied entries equal, and the framework splits among those.
+MAX_SPLIT_TIE = 4
+
+
+def _options(key: tuple[Any, ...], count: int) -> list[Choice]:
+    """What one framework may do at one kink: either side of a switch, or their average
+    (abs'(0) = 0); one tied entry, or the average over all tied entries, or over a
+    smaller group of them."""
+    if key[1] >= 0:
+        return [-1, 1, (-1, 1)]
+    every = tuple(range(count))
+    groups = [g for size in range(2, count) for g in itertools.combinations(every, size)] \
+        if count <= MAX_SPLIT_TIE else []
+    return [*every, every, *groups]
 
 
 def resolutions(sides: Sequence[tuple[tuple[Any, ...], int]]) -> list[Resolution]:
-    """The conventions a framework may apply at these kinks: each combination of one
-    side per kinked switch (one way per selection's ties), up to ``MAX_RESOLUTIONS``,
-    then the averaged one (``Resolution.mid``)."""
+    """The conventions a framework may apply at these kinks, each op by a rule of its own
+    (``_options``: a side or an average, per kink; JAX at a tie of max under relu(.)**2
+    averages the tie and takes relu's side): every combination when they are few
+    (``MAX_MIXED``); else every combination of sides (up to ``MAX_RESOLUTIONS``), all
+    kinks averaged, and every option of each kink against each uniform background (all
+    first sides, all second sides, all averaged), which holds each entry's range where
+    an entry depends on one kink."""
     keys = [key for key, _ in sides]
-    options = [range(c) if key[1] < 0 else (-1, 1) for key, c in sides]
-    out = [Resolution(tuple(zip(keys, combo)))
-           for combo in itertools.islice(itertools.product(*options), MAX_RESOLUTIONS)]
-    return out + [Resolution(mid=True)]
+    options = [_options(key, c) for key, c in sides]
+    if math.prod(len(o) for o in options) <= MAX_MIXED:
+        combos = list(itertools.product(*options))
+    else:
+        combos = list(itertools.islice(itertools.product(*[o[:c] for o, (_, c) in zip(options, sides)]),
+                                       MAX_RESOLUTIONS))
+        backgrounds = [tuple(o[min(b, len(o) - 1)] for o in options) for b in (0, 1)]
+        backgrounds.append(tuple(o[c] for o, (_, c) in zip(options, sides)))  # every kink averaged
+        for background in backgrounds:
+            combos.append(background)
+            for k, opts in enumerate(options):
+                combos += [background[:k] + (o,) + background[k + 1:] for o in opts]
+    return [Resolution(tuple(zip(keys, combo))) for combo in dict.fromkeys(combos)]
 
 
 def all_resolved(sides: Sequence[tuple[tuple[Any, ...], int]]) -> bool:

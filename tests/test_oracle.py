@@ -8,7 +8,7 @@ import pytest
 
 from harness.fdcheck import fd_hessian
 from harness.ir import Node, Program, const, op
-from harness.oracle import OutOfDomain, evaluate
+from harness.oracle import OutOfDomain, all_resolved, evaluate, resolutions
 
 
 def _program(n: int, *nodes: Node) -> Program:
@@ -386,3 +386,21 @@ def test_cumprod_through_flushed_partial_products_is_not_a_fault() -> None:
     result = check_case(Case(program, np.array(point), "float64"),
                         [get_variant(v) for v in ("jax:fwdrev", "equinox:filter_hessian")])
     assert not [v.explanation for v in result.verdicts if v.kind.is_failure]
+
+
+def test_resolutions_give_each_kink_a_convention_of_its_own() -> None:
+    """A side at one kink beside an average at another (JAX at a tie of max under relu),
+    a tie split among some of its entries, and every combination of sides while few."""
+    few = {r.choices for r in resolutions(((("relu", 0), 2), (("abs", 0), 2)))}
+    assert len(few) == 9 and ((("relu", 0), -1), (("abs", 0), (-1, 1))) in few
+    sides = ((("relu", 0), 2), (("max", -1), 3))
+    many = {r.choices for r in resolutions(sides)}
+    assert ((("relu", 0), -1), (("max", -1), (0, 1, 2))) in many
+    assert ((("relu", 0), 1), (("max", -1), (0, 2))) in many
+    assert all_resolved(sides)
+    wide = tuple(((f"op{k}", 0), 2) for k in range(6))
+    combos = [dict(r.choices) for r in resolutions(wide)]
+    assert len(combos) < 64
+    for k in range(6):  # every option of each kink, the others averaged
+        assert any(c[(f"op{k}", 0)] == -1 and all(c[(f"op{m}", 0)] == (-1, 1) for m in range(6) if m != k)
+                   for c in combos)

@@ -291,3 +291,100 @@ def test_a_tie_made_by_a_cancelling_value_formula_is_within_rounding_distance() 
     # At -11 the tied entry's own H is rounding noise (1e-14). (Not float32: MLX's tanh
     # rule overflows there, a baselined fault.)
     _honest(program, [0.0, -11.0], "float64")
+
+
+# --- underflow, mixed conventions, split ties (false alarms the mutation runs found) ----
+
+HYPOT = Program(3, (_I, op("hypot", 0, 0), op("mean", 1)))
+
+
+def test_nan_in_the_row_of_an_input_whose_square_underflows_is_excused() -> None:
+    """JAX's Hessian of mean(hypot(x, x)) in float32 at x1 = -6.9e-22 is NaN in row 1
+    (hypot's formula squares x1 to 0, then 0/0, and forward mode spreads the NaN through
+    0 * NaN). The same NaN where nothing underflows, or in a row that does not, fails."""
+    x = [-0.5, -6.908195048717168e-22, 2.0]
+    _honest(HYPOT, x, "float32")
+    truth = evaluate(HYPOT, np.array(x), "float32").hessian_float()
+    row = truth.copy()
+    row[1, 0] = row[0, 1] = row[1, 1] = np.nan
+    result, oracle = _judged(HYPOT, x, "float32", {"jax:jit": row})
+    assert oracle.underflow_vars == (1,)
+    assert not _failures(result)
+    other = truth.copy()
+    other[0, 2] = other[2, 0] = np.nan
+    result, _ = _judged(HYPOT, x, "float32", {"jax:jit": other})
+    assert _kinds(result) == {"jax:jit": Kind.NONFINITE}
+    x = [-0.5, -6.9e-2, 2.0]
+    result, oracle = _judged(HYPOT, x, "float32", {"jax:jit": row})
+    assert oracle.underflow_vars == ()
+    assert _kinds(result) == {"jax:jit": Kind.NONFINITE}
+
+
+STD_AT_RELU6 = Program(3, (_I, op("std", 0, axis=0, keepdims=True), const([0.0, -1.0000000031710769e-30, 0.0]),
+                           op("sub", 0, 2), op("relu6", 3), op("sum", 1), op("sum", 4), op("add", 5, 6)))
+
+
+def test_nan_at_a_kink_where_the_variance_underflows_is_excused() -> None:
+    """std of entries 1e-30 in float32: the variance underflows to 0 and every framework
+    returns NaN or inf, also at the entry relu6's kink decides; a finite wrong value there
+    still fails."""
+    x = [1.0000000031710769e-30, -1.0000000031710769e-30, -1.0000000031710769e-30]
+    _honest(STD_AT_RELU6, x, "float32")
+    oracle = evaluate(STD_AT_RELU6, np.array(x), "float32")
+    assert oracle.kinks and oracle.underflow_vars == (0, 1, 2)
+    h = np.full((3, 3), np.nan)
+    result, _ = _judged(STD_AT_RELU6, x, "float32", {"jax:jit": h})
+    assert not _failures(result)
+
+
+MAX_RELU = Program(3, (_I, const([1.3799057311478737, 0.0, 0.0]), op("sub", 0, 1),
+                       op("max", 2, axis=-1, keepdims=False), op("relu", 3), const(4.0), op("add", 3, 5),
+                       op("erf", 6), op("square", 4), op("add", 8, 7)))
+
+
+def test_each_kink_has_a_convention_of_its_own() -> None:
+    """At a three-way tie of max under relu(.)**2 + erf(. + 4), JAX splits the tie and
+    takes relu's side relu'(0) = 0: H[0, 1] = erf''(4) / 9, which no single convention for
+    every kink at once gives. A value outside every mix still fails."""
+    x = [1.3799057311478737, 0.0, 0.0]
+    _honest(MAX_RELU, x, "float64")
+    h = np.full((3, 3), -1.1287319708325829e-07)
+    result, _ = _judged(MAX_RELU, x, "float64", {"jax:jit": h})
+    assert not _failures(result)
+    result, _ = _judged(MAX_RELU, x, "float64", {"jax:jit": np.full((3, 3), -1e-3)})
+    assert _kinds(result) == {"jax:jit": Kind.WRONG_VALUE}
+
+
+SPLIT_TIE = Program(3, (_I, const([0.0, -1e-30, 0.0]), op("sub", 0, 1), const([0.0, 2.2250738585072014e-308, 0.0]),
+                        op("add", 2, 3), op("max", 4, axis=0, keepdims=True), op("square", 5), op("sum", 6)))
+
+
+def test_a_compiler_may_leave_only_some_of_a_ties_entries_equal() -> None:
+    """(x - c1) + c2 ties three entries at 2.2e-308 exactly; XLA folds the constants
+    first and ties only two, and splits max's gradient between them: H[0, 2] = 0.5, the
+    average over a smaller group. More than any group gives still fails."""
+    x = [2.2250738585072014e-308, -1e-30, 2.2250738585072014e-308]
+    h = np.zeros((3, 3))
+    h[0, 0] = h[0, 2] = h[2, 0] = h[2, 2] = 0.5
+    result, _ = _judged(SPLIT_TIE, x, "float64", {"jax:jit": h})
+    assert not _failures(result)
+    result, _ = _judged(SPLIT_TIE, x, "float64", {"jax:jit": h * 1.5})
+    assert _kinds(result) == {"jax:jit": Kind.WRONG_VALUE}
+
+
+PROD4 = Program(4, (_I, op("prod", 0, axis=-1, keepdims=False)))
+
+
+def test_a_subnormal_partial_product_times_later_factors_is_modelled() -> None:
+    """torch.func's H[0, 1] of prod at (207, 1e-30, 1.2e-38, 4.5e-247) errs by 1.4e-10
+    relative: 1e-30 * 1.2e-38 * 4.5e-247 is subnormal, and 207 multiplies its error. An
+    error of 1e-6 relative there still fails."""
+    x = [207.0, 1e-30, 1.175494351e-38, 4.521075222228836e-247]
+    truth = evaluate(PROD4, np.array(x), "float64").hessian_float()
+    h = truth.copy()
+    h[0, 1] = h[1, 0] = 5.314498383408796e-285
+    result, _ = _judged(PROD4, x, "float64", {"torch:func": h})
+    assert not _failures(result)
+    h[0, 1] = h[1, 0] = truth[0, 1] * (1 + 1e-6)
+    result, _ = _judged(PROD4, x, "float64", {"torch:func": h})
+    assert _kinds(result) == {"torch:func": Kind.WRONG_VALUE}
