@@ -177,11 +177,16 @@ class Vector:
     (PyTorch, which then divides: prod' = p / x_i), and a derivative errs by up to that
     tiny number times the remaining factors, or by a subnormal's spacing over the
     entries it is divided by.
+
+    ``divides_output``: the frameworks whose derivative rule divides the output by the
+    entries (y / x_i), which the op's entry names the source of; only their bounds widen
+    by the terms that formula cancels (``harness.oracle._divided_output``).
     """
 
     expr: Callable[..., Any]
     output_based: bool = False
     products: bool = False
+    divides_output: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -224,12 +229,16 @@ class RuleScale:
     (optional, same arguments) is the magnitude of the terms the op's *value* formula adds
     where they cancel (gelu_tanh's a (1 + tanh(u)) / 2 for a << 0): the value is accurate
     to eps times it, which decides whether two such values may tie in the framework.
+    ``above_eps``: the formula is used only where |a| > eps of the dtype; below, the
+    frameworks return its limit (PyTorch's and JAX's i1 gradient is 0.5 there), which
+    adds no terms.
     """
 
     scale: Callable[..., tuple[Any, Any, Any]]
     source: str
     frameworks: tuple[str, ...] = ()
     value: Callable[..., Any] | None = None
+    above_eps: bool = False
 
     def applies_to(self, framework: str | None) -> bool:
         return not self.frameworks or (framework is not None and framework in self.frameworks)
@@ -665,7 +674,19 @@ _unary("cosh", lambda sp, a: sp.cosh(a), "hyperbolic cosine", (0.0, 89.0, 710.0)
 _unary("arcsinh", lambda sp, a: sp.asinh(a), "inverse hyperbolic sine", (0.0,))
 _unary("arccosh", lambda sp, a: sp.acosh(a), "inverse hyperbolic cosine (domain a > 1)", (1.0,),
        arg_domains=("gt1",))
+
+
+def _arctanh_scale(sp: Any, a: Any) -> tuple[Any, Any, Any]:
+    """JAX's arctanh rule 1/(1 + a) * g/(1 - a), differentiated again, adds two terms of
+    size 1 near 0 that cancel to the true 2a/(1 - a**2)**2 (jax.hessian(jnp.arctanh)(1e-30)
+    is 0, true 2e-30); their magnitudes, and the next order's."""
+    p, m = abs(1 + a), abs(1 - a)
+    return 1 / (p * m), 1 / (p**2 * m) + 1 / (p * m**2), 2 / (p**3 * m) + 2 / (p**2 * m**2) + 2 / (p * m**3)
+
+
 _unary("arctanh", lambda sp, a: sp.atanh(a), "inverse hyperbolic tangent (domain -1 < a < 1)", (-1.0, 0.0, 1.0),
+       rule_scale=RuleScale(_arctanh_scale, "JAX jax/_src/lax/lax.py: ad.defjvp(atanh_p, lambda g, x: "
+                            "mul(reciprocal(_one(x) + x), div(g, (_one(x) - x))))", ("jax",)),
        arg_domains=("unit",))
 _unary("erf", lambda sp, a: sp.erf(a), "error function", (0.0, 4.0))
 _unary("erfc", lambda sp, a: sp.erfc(a), "complementary error function", (0.0, 10.0, 27.0))
@@ -676,7 +697,23 @@ _unary("lgamma", lambda sp, a: sp.loggamma(a), "log |Gamma(a)| (domain a > 0 her
 _unary("digamma", lambda sp, a: sp.polygamma(0, a), "digamma (domain a > 0 here)", (0.0, 1.0),
        arg_domains=("pos",))
 _unary("i0", lambda sp, a: sp.besseli(0, a), "modified Bessel function I0", (0.0,))
-_unary("i1", lambda sp, a: sp.besseli(1, a), "modified Bessel function I1", (0.0,))
+
+
+def _i1_scale(sp: Any, a: Any) -> tuple[Any, Any, Any]:
+    """The terms of i1's derivative formula i0(a) - i1(a) / a, differentiated again:
+    i1 / a**2 and i0 / a, of size 1 / |a| near 0 where they cancel to the true
+    i1''(a) ~ 3a/8 (PyTorch's H of i1 at a = -0.0034 errs by 1.8e-13 in float64)."""
+    i0, i1 = abs(sp.besseli(0, a)), abs(sp.besseli(1, a))
+    r = 1 / sp.Max(abs(a), sp.Float("1e-300"))
+    both = i0 + i1
+    return both + i1 * r, both * (1 + 2 * r) + 2 * i1 * r**2, both * (1 + 3 * r + 3 * r**2) + 6 * i1 * r**3
+
+
+_unary("i1", lambda sp, a: sp.besseli(1, a), "modified Bessel function I1", (0.0,),
+       rule_scale=RuleScale(_i1_scale, "PyTorch derivatives.yaml special_i1: i1_backward(grad, self, result) = "
+                            "grad * (i0(self) - result / self); JAX lax.bessel_i1e_p jvp "
+                            "i0e(x) - y * (sign(x) + 1 / x), both 0.5 where |x| <= eps", ("jax", "torch"),
+                            above_eps=True))
 _piecewise("sign", 1, lambda sp, a: [a], lambda sp, s, a: sp.Integer(s[0]), (0.0,), "sign of a (jumps at 0)")
 # Each piece says which side of the jump it is: with n = round(a), floor(a) is n on the
 # right of n (switch a - n > 0) and n - 1 on the left, so at an integer the two pieces
@@ -903,11 +940,11 @@ _AXIS_ATTR = (AttrSpec("axis", "axis"),)
 
 
 def _vector_reduction(name: str, fn: Callable[[Any, list[Any]], Any], doc: str, output_based: bool = False,
-                      products: bool = False, **kw: Any) -> None:
+                      products: bool = False, divides_output: tuple[str, ...] = (), **kw: Any) -> None:
     register_op(OpSpec(
         name, 1, "reduction",
         Vector(lambda sp, A, axis, keepdims: _reduce(A, axis, keepdims, lambda v: fn(sp, v)), output_based,
-               products),
+               products, divides_output),
         attrs=_REDUCE_ATTRS, shape=_small(_reduced_shape(name), name), doc=doc, **kw,
     ))
 
@@ -916,8 +953,10 @@ def _mean(v: list[Any]) -> Any:
     return sum(v) / len(v)
 
 
+# PyTorch's prod backward is grad * result / self where no entry is 0 (derivatives.yaml
+# prod: prod_backward), and its forward-mode rule the same quotient.
 _vector_reduction("prod", lambda sp, v: math.prod(v), "product (along an axis or whole, keepdims)",
-                  products=True)
+                  products=True, divides_output=("torch",))
 _vector_reduction("logsumexp", lambda sp, v: sp.log(sum(sp.exp(t) for t in v)),
                   "log of the sum of exp (along an axis or whole, keepdims)", output_based=True)
 _vector_reduction("var", lambda sp, v: sum((t - _mean(v)) ** 2 for t in v) / len(v),
@@ -989,6 +1028,10 @@ def _softmax(sp: Any, v: list[Any]) -> list[Any]:
     return [sp.exp(t) / total for t in v]
 
 
+# PyTorch's cumprod backward divides the output by the input where no entry is 0
+# (derivatives.yaml cumprod: cumprod_backward), as MLX's Scan vjp for prod does
+# (mlx/primitives.cpp: cumprod(...) / x).
+_DIVIDES_OUTPUT = {"cumprod": ("torch", "mlx")}
 for _name, _fn, _doc in (
     ("cumprod", lambda sp, v: _cumprod(v), "cumulative product along an axis"),
     ("softmax", _softmax, "softmax along an axis"),
@@ -997,7 +1040,7 @@ for _name, _fn, _doc in (
     register_op(OpSpec(
         _name, 1, "reduction",
         Vector(lambda sp, A, axis, fn=_fn: _along(A, axis, lambda v: fn(sp, v)), output_based=_name != "cumprod",
-               products=_name == "cumprod"),
+               products=_name == "cumprod", divides_output=_DIVIDES_OUTPUT.get(_name, ())),
         attrs=_AXIS_ATTR, shape=_along_shape(_name), doc=_doc,
     ))
 
