@@ -250,6 +250,9 @@ class _Rule:
     rule_frameworks: tuple[str, ...] = ()  # whose formula it is (``RuleScale.frameworks``)
     value_terms: Callable[..., Any] | None = None  # ``RuleScale.value``: the value formula's terms
     scale_above_eps: bool = False  # ``RuleScale.above_eps``: no formula terms where |a| <= eps
+    # Per argument, whether f is curved in it (d2f/da2 not identically 0): only then do
+    # the frameworks' derivative formulas multiply it by itself (``_squares_underflow``).
+    curved: tuple[bool, ...] = ()
     # Whether the expression exponentiates an argument (exp, sinh, a**b with b traced):
     # in exact arithmetic exp of an integer-valued 1e300 is a multiplication of numbers
     # with millions of digits that no signal interrupts.
@@ -293,6 +296,7 @@ def _rule_from_expr(sp: Any, args: Sequence[Any], params: Sequence[Any], expr: A
         tuple(tuple(lam(e) for e in row) for row in d2),
         tuple(tuple(tuple(lam(e) for e in col) for col in row) for row in d3),
         exponential=exponential,
+        curved=tuple(d2[i][i] != 0 for i in range(n)),
     )
 
 
@@ -518,9 +522,10 @@ class _Evaluator:
             if specials and not switch_specials:
                 self._special_hits(spec, specials, vals[spec.special_arg], bargs[spec.special_arg].vm[idx])
             if isinstance(spec.math, Elementwise):
-                results = [_apply_rule(_smooth_rule(spec.name, int_key), point, bargs, idx, derivs, self.framework,
+                rule = _smooth_rule(spec.name, int_key)
+                results = [_apply_rule(rule, point, bargs, idx, derivs, self.framework,
                                        float(np.finfo(self.dtype).eps))]
-                self._squares_underflow(vals, bargs, idx)
+                self._squares_underflow(rule, vals, bargs, idx)
             else:
                 results = self._pieces(node, spec, int_key, point, bargs, idx, derivs)
             if len(results) > 1 and self.resolution is not None:
@@ -530,18 +535,19 @@ class _Evaluator:
             _merge_into(out, idx, results)
         return out
 
-    def _squares_underflow(self, vals: list[Any], bargs: list[_Jet], idx: tuple[int, ...]) -> None:
+    def _squares_underflow(self, rule: _Rule, vals: list[Any], bargs: list[_Jet], idx: tuple[int, ...]) -> None:
         """Note the inputs behind a traced argument whose square underflows the dtype.
 
         The frameworks' derivative formulas multiply an argument by itself where the
         mathematics does not (hypot's and arctan2's a*a + b*b, reciprocal's 1/(x*x)), so
         below sqrt(tiny) they divide 0 by 0 (JAX's Hessian of hypot(x, x) at x = 1e-30 in
         float32 is NaN where the truth is 0), and forward mode carries that NaN along
-        every row of the input through 0 * NaN.
+        every row of the input through 0 * NaN. An argument f is linear in (add, mul) is
+        never squared.
         """
         root = math.sqrt(float(np.finfo(self.dtype).tiny))
-        for value, arg in zip(vals, bargs):
-            if arg.g is not None and value != 0 and abs(value) < root:
+        for value, arg, curved in zip(vals, bargs, rule.curved):
+            if curved and arg.g is not None and value != 0 and abs(value) < root:
                 self.underflow_vars |= _depends(arg, idx)
 
     def _pieces(self, node: int, spec: OpSpec, int_key: tuple[tuple[str, Any], ...],

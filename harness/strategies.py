@@ -687,17 +687,34 @@ def probe_program(name: str, n: int, x: np.ndarray, dtype: str, seed: int, aim: 
     return b.finish(_Chooser(rng=np.random.default_rng(seed)))
 
 
+# How far from 0 a fitted MLP layer's pre-activations reach (``mlp_programs_at``).
+MLP_REACH = 4.0
+
+
 @st.composite
 def mlp_programs_at(draw: st.DrawFn, n: int, x: np.ndarray, dtype: str) -> Program:
-    """A small MLP ``w . act(W2 act(W1 x + b1) + b2)`` with random weights."""
+    """A small MLP ``w . act(W2 act(W1 x + b1) + b2)`` with random weights.
+
+    Most of the time a layer's weights are scaled so its pre-activations stay within
+    ``MLP_REACH`` (as a network trained on normalised inputs has them): at the points
+    this generator draws (up to 1e3) they would otherwise saturate tanh, sigmoid and
+    softplus almost always, where the Hessian is far below the rounding of the formulas
+    that compute it and nothing but a NaN can be judged. A quarter of the networks keep
+    the raw weights, and saturate.
+    """
     b = _Builder(n, x, dtype)
     h = 0
     m = n
+    fit = draw(st.integers(0, 3)) > 0
     for _ in range(draw(st.integers(1, 2))):
         width = draw(st.integers(1, 8))
-        w = draw(st.lists(_float(dtype, -1.5, 1.5), min_size=width * m, max_size=width * m))
+        w = np.reshape(draw(st.lists(_float(dtype, -1.5, 1.5), min_size=width * m, max_size=width * m)),
+                       (width, m))
         bias = draw(st.lists(_float(dtype, -1.0, 1.0), min_size=width, max_size=width))
-        z = b.add(op("matmul", b.constant(np.reshape(w, (width, m))), h))
+        reach = float(np.max(np.abs(w @ np.ravel(b.values[h])), initial=0.0))
+        if fit and reach > MLP_REACH:
+            w = w * (MLP_REACH / reach)
+        z = b.add(op("matmul", b.constant(w), h))
         z = b.add(op("add", z, b.constant(bias)))
         act = draw(st.sampled_from(("tanh", "relu", "softplus", "sigmoid", "leaky_relu")))
         h = b.add(op(act, z, **({"alpha": 0.1} if act == "leaky_relu" else {})))

@@ -404,3 +404,13 @@ def test_resolutions_give_each_kink_a_convention_of_its_own() -> None:
     for k in range(6):  # every option of each kink, the others averaged
         assert any(c[(f"op{k}", 0)] == -1 and all(c[(f"op{m}", 0)] == (-1, 1) for m in range(6) if m != k)
                    for c in combos)
+
+
+def test_underflow_vars_are_inputs_a_curved_op_squares_below_sqrt_tiny() -> None:
+    """hypot's formulas square a tiny argument (NaN may follow in its row); add's and
+    mul's never do, and a larger argument's square does not underflow."""
+    hypot = Program(2, (Node("input"), op("hypot", 0, 0), op("sum", 1)))
+    assert evaluate(hypot, np.array([1e-30, 0.5]), "float32").underflow_vars == (0,)
+    assert evaluate(hypot, np.array([1e-30, 0.5]), "float64").underflow_vars == ()
+    linear = Program(2, (Node("input"), const([2.0, 3.0]), op("mul", 0, 1), op("add", 2, 1), op("sum", 3)))
+    assert evaluate(linear, np.array([1e-30, 0.5]), "float32").underflow_vars == ()

@@ -218,3 +218,26 @@ def test_aiming_hits_every_special_value_exactly_where_the_op_is_defined() -> No
                            for _, program in _programs(name, range(12), aim=index, dtype=dtype)):
                     missed.append(f"{name}[{spec.special_names[index]}] {dtype}")
     assert not missed, missed
+
+
+def test_mlp_layers_mostly_stay_in_their_activations_working_range() -> None:
+    """At a point of size 1e3, most networks' first pre-activations stay within
+    MLP_REACH plus the bias; some still saturate (raw weights)."""
+    from hypothesis import settings
+    from harness.oracle import node_values
+    from harness.strategies import MLP_REACH, mlp_programs_at
+
+    x = np.array([1000.0, -700.0, 3.0])
+    reaches: list[float] = []
+
+    @settings(max_examples=60, derandomize=True, database=None)
+    @given(mlp_programs_at(3, x, "float64"))
+    def collect(program) -> None:
+        values = node_values(program.n, program.nodes, x, "float64")
+        add = next(i for i, node in enumerate(program.nodes) if node.kind == "add")
+        reaches.append(float(np.max(np.abs(values[add]))))
+
+    collect()
+    fitted = sum(r <= MLP_REACH + 1 for r in reaches)
+    assert fitted >= 0.6 * len(reaches), sorted(reaches)
+    assert any(r > 100 for r in reaches)
