@@ -13,6 +13,7 @@ import importlib
 import importlib.metadata
 import inspect
 import re
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -176,18 +177,27 @@ class Backend(ABC):
     # --- shared machinery ------------------------------------------------------------
 
     def availability(self) -> Availability:
-        """Whether every module imports; never raises."""
+        """Whether every module imports; never raises.
+
+        A warning at import (a DeprecationWarning from an older or newer release) is
+        not absence: the module is imported with warnings recorded, not raised, even
+        where a test runner turns warnings into errors, and ``reason`` names them.
+        """
+        heard: list[str] = []
         for module in self.modules:
             try:
-                importlib.import_module(module)
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    importlib.import_module(module)
             except Exception as exc:  # noqa: BLE001 - any import failure means unavailable
                 return Availability(
                     False,
                     "",
-                    f"{self.name}: {module} is not importable ({type(exc).__name__}); "
+                    f"{self.name}: {module} is not importable ({type(exc).__name__}: {_first_line(exc)}); "
                     f"install it with: pip install 'hessdiff[{self.extra}]'",
                 )
-        return Availability(True, self.version())
+            heard += sorted({f"{w.category.__name__} importing {module}" for w in caught})
+        return Availability(True, self.version(), "; ".join(heard))
 
     def version(self) -> str:
         try:
@@ -392,3 +402,9 @@ def _dtype_name(x: np.ndarray) -> str:
     if name not in DTYPES:
         raise ValueError(f"x has dtype {name}, but it must be one of {DTYPES}.")
     return name
+
+
+def _first_line(exc: BaseException) -> str:
+    """An exception's message, first line only (an import error's can run to pages)."""
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else ""

@@ -251,7 +251,10 @@ def _cmd_backends(args: argparse.Namespace, out: TextIO) -> int:
     rows = []
     for backend in all_backends():
         status = backend.availability()
-        state = "available" if status.available else f"unavailable: {status.reason}"
+        if status.available:
+            state = f"available (warned: {status.reason})" if status.reason else "available"
+        else:
+            state = f"unavailable: {status.reason}"
         for name, variant in backend.variants.items():
             rows.append([backend.name, name, variant.description, status.version or "-", state])
     out.write(_table(["backend", "variant", "description", "version", "status"], rows))

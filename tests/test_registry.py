@@ -193,3 +193,18 @@ def test_all_variants_selects() -> None:
     assert [v.name for v in registry.all_variants(["jax:revrev"])] == ["jax:revrev"]
     jax_all = registry.all_variants(["jax"])
     assert [v.variant for v in jax_all] == list(registry.get_backend("jax").variants)
+
+
+def test_a_warning_at_import_is_not_absence(tmp_path, monkeypatch, planted: type[Backend]) -> None:
+    """A release that warns when imported (equinox 0.13 under jax 0.7) is available, even
+    where warnings are errors (this project's pytest settings); the warning is named."""
+    (tmp_path / "warns_at_import.py").write_text(
+        "import warnings\nwarnings.warn('old API', DeprecationWarning)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    class Warns(planted):  # type: ignore[misc, valid-type]
+        modules = ("warns_at_import",)
+
+    status = Warns().availability()
+    assert status.available, status.reason
+    assert "DeprecationWarning importing warns_at_import" in status.reason
