@@ -256,9 +256,10 @@ class _SideValues:
         """(the entries the kinks decide, the Hessian under each convention, whether those
         are every combination of sides)."""
         if fuzz not in self._by_fuzz:
-            base = self.oracle if not fuzz else evaluate(self.case.program, self.case.point, self.case.dtype,
-                                                          kink_fuzz=fuzz)
+            base = self.oracle
             try:
+                if fuzz:
+                    base = evaluate(self.case.program, self.case.point, self.case.dtype, kink_fuzz=fuzz)
                 values = conventions(self.case.program, self.case.point, self.case.dtype, base.sides, fuzz) \
                     if base.sides else []
             except OutOfDomain:  # a side leaves the domain, or exact arithmetic outgrows it: unjudged
@@ -403,8 +404,16 @@ def _judge_values(name: str, h: np.ndarray, expected: np.ndarray, judged: np.nda
         # (measured: JAX's H of var(x**2) at x = (731, 2.2e-308) is 0 where the truth is
         # 2.7e-306; of square(mean(x**2)) at 1.2e-38 in float32, 0 where it is 5.5e-36).
         flushed = judged & oracle.underflow & (truth != 0) & (np.abs(truth) < tol.tiny / tol.eps)
-        ill |= flushed
+        # In the rows of the inputs behind the underflow, a framework's own tangents pass
+        # below tiny too and are flushed where the chain rule then multiplies them by
+        # up to 1/eps: JAX's forward-mode H[2, 1] of square(std(square(x))) at x1 = -1e-30
+        # in float32 (x1**2 underflows; the tangent of 1 / (2 std) is 5.5e-43, flushed) is
+        # 2.5e-28 where the truth is 1.2e-28 (reverse mode, PyTorch and float64 agree).
+        deep = tol.tiny / tol.eps**2
+        rows = judged & _underflow_rows(oracle) & (truth != 0) & (np.abs(truth) < deep)
+        ill |= flushed | rows
         bound = np.where(flushed, np.maximum(bound, tol.tiny / tol.eps), bound)
+        bound = np.where(rows, np.maximum(bound, deep), bound)
     result.entries[name] = (int(judged.sum()), int(ill.sum()))
     # A bound past float64's range (an intermediate of the derivative formulas beyond
     # it, or inf * 0 in the error scale): there is no value to hold the entry to.

@@ -229,6 +229,10 @@ FAULT_CASES = {
                     op("reshape", 1, shape=(3, 3)), op("det", 2))),
         _DET_X, "float64",
     ),
+    # jnp.hypot differentiates through maximum/minimum, whose JVP splits a tie: at
+    # |a| == |b| its Hessian is 0 (truth b**2 / hypot**3 = 2.83 at a = b = 0.125).
+    "jax-hypot-tie": ("jax:fwdrev", Program(1, (Node("input"), const(0.125), op("hypot", 0, 1), op("sum", 2))),
+                      np.array([0.125]), "float64"),
     # i1''(0) = 0 and i0''(0) = 1/2, but JAX returns 1.0 and 1.5 at exactly 0.
     "jax-i1-at-0": ("jax:fwdrev", Program(3, (Node("input"), op("i1", 0), op("sum", 1))),
                     np.array([0.0, 0.5, -1.0]), "float64"),

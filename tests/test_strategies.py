@@ -223,14 +223,15 @@ def test_aiming_hits_every_special_value_exactly_where_the_op_is_defined() -> No
 def test_mlp_layers_mostly_stay_in_their_activations_working_range() -> None:
     """At a point of size 1e3, most networks' first pre-activations stay within
     MLP_REACH plus the bias; some still saturate (raw weights)."""
-    from hypothesis import settings
+    from hypothesis import HealthCheck, settings
     from harness.oracle import node_values
     from harness.strategies import MLP_REACH, mlp_programs_at
 
     x = np.array([1000.0, -700.0, 3.0])
     reaches: list[float] = []
 
-    @settings(max_examples=60, derandomize=True, database=None)
+    @settings(max_examples=60, derandomize=True, database=None, deadline=None,
+              suppress_health_check=list(HealthCheck))
     @given(mlp_programs_at(3, x, "float64"))
     def collect(program) -> None:
         values = node_values(program.n, program.nodes, x, "float64")

@@ -375,16 +375,40 @@ def test_a_compiler_may_leave_only_some_of_a_ties_entries_equal() -> None:
 PROD4 = Program(4, (_I, op("prod", 0, axis=-1, keepdims=False)))
 
 
-def test_a_subnormal_partial_product_times_later_factors_is_modelled() -> None:
+@pytest.mark.parametrize("x,ill", [([207.0, 1e-30, 1.175494351e-38, 4.521075222228836e-247], True),
+                                   ([207.0, 1e-30, 1.175494351e-38, 4.521075222228836e-237], False)])
+def test_a_subnormal_partial_product_times_later_factors_is_modelled(x: list[float], ill: bool) -> None:
     """torch.func's H[0, 1] of prod at (207, 1e-30, 1.2e-38, 4.5e-247) errs by 1.4e-10
-    relative: 1e-30 * 1.2e-38 * 4.5e-247 is subnormal, and 207 multiplies its error. An
-    error of 1e-6 relative there still fails."""
-    x = [207.0, 1e-30, 1.175494351e-38, 4.521075222228836e-247]
+    relative: 1e-30 * 1.2e-38 * 4.5e-247 is subnormal, and 207 multiplies its error. The
+    product underflows, so entries that small in its inputs' rows are unjudged; a value
+    of a size that matters fails. Where no partial product is subnormal, 1e-6 relative
+    fails."""
     truth = evaluate(PROD4, np.array(x), "float64").hessian_float()
     h = truth.copy()
-    h[0, 1] = h[1, 0] = 5.314498383408796e-285
+    h[0, 1] = h[1, 0] = truth[0, 1] * (1 + (1.4e-10 if ill else 1e-15))
     result, _ = _judged(PROD4, x, "float64", {"torch:func": h})
     assert not _failures(result)
-    h[0, 1] = h[1, 0] = truth[0, 1] * (1 + 1e-6)
+    assert (result.entries["torch:func"][1] > 0) == ill
+    h[0, 1] = h[1, 0] = 1e-3 if ill else truth[0, 1] * (1 + 1e-6)
     result, _ = _judged(PROD4, x, "float64", {"torch:func": h})
     assert _kinds(result) == {"torch:func": Kind.WRONG_VALUE}
+
+
+STD_SQUARED = Program(8, (_I, op("square", 0), op("std", 1, axis=0, keepdims=False), op("square", 2)))
+
+
+def test_a_tangent_flushed_in_the_row_of_an_underflow_is_ill_conditioned() -> None:
+    """x1**2 underflows in float32 and JAX's forward-mode tangent of 1 / (2 std) (5.5e-43)
+    is flushed: H[2, 1] is 2.5e-28 where the truth is 1.2e-28. The entry is unjudged; a
+    value of a size that matters there still fails."""
+    x = [-316.4766845703125, -1.0000000031710769e-30, -940.80712890625, -1.9225990399718285e-07,
+         -0.39968353509902954, -0.0, 0.5, 0.0]
+    _honest(STD_SQUARED, x, "float32")
+    truth = evaluate(STD_SQUARED, np.array(x), "float32").hessian_float()
+    h = truth.copy()
+    h[2, 1] = h[1, 2] = -2.4895798241488957e-28
+    result, _ = _judged(STD_SQUARED, x, "float32", {"jax:jit": h})
+    assert not _failures(result)
+    h[2, 1] = h[1, 2] = 1e-3
+    result, _ = _judged(STD_SQUARED, x, "float32", {"jax:jit": h})
+    assert _kinds(result) == {"jax:jit": Kind.WRONG_VALUE}
