@@ -12,8 +12,6 @@ most recent node, constants to 0 and 1.
 
 from __future__ import annotations
 
-import itertools
-
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -216,7 +214,6 @@ class _Chooser:
 
 # Generation strategy for the arguments of elementwise ops: where each one comes from.
 _SOURCES = ("node", "input", "const")
-_TRACED = ("node", "input")
 
 # Constants drawn inside each argument domain, and the guard that maps any traced value
 # into it (so other elements of an aimed argument stay defined).
@@ -319,27 +316,17 @@ def _inward(v: np.ndarray, c1: np.ndarray, goal: np.ndarray, ulps: int,
     return c1, goal
 
 
-def _source(ch: _Chooser, b: _Builder, shapes: Sequence[tuple[int, ...]] | None = None,
-            sources: tuple[str, ...] = _SOURCES) -> str:
-    source = ch.choice(sources)
+def _source(ch: _Chooser, b: _Builder, shapes: Sequence[tuple[int, ...]] | None = None) -> str:
+    source = ch.choice(_SOURCES)
     if source == "input" and shapes is not None and b.shapes[0] not in shapes:
         source = "node"
     return source
 
 
 def _elementwise_args(ch: _Chooser, b: _Builder, spec: Any, aim: int | None) -> list[int] | None:
-    """Arguments of an elementwise op: each a traced input, an intermediate or a constant.
-
-    The traced/constant pattern is drawn uniformly among those with a traced argument (TT,
-    TC, CT for two), and 1 time in 8 all constant: independent draws gave a constant
-    second argument, where derivative rules take their symbolic-zero fast paths, only 2
-    times in 9, and an op of constants only (whose derivative must be exactly 0, and is
-    no check of the op's own rule) 1 in 9 (1 in 3 for a unary op).
-    """
+    """Arguments of an elementwise op: each a traced input, an intermediate or a constant."""
     k = spec.arity
-    patterns = tuple(p for p in ("".join(t) for t in itertools.product("TC", repeat=k)) if "T" in p)
-    pattern = "C" * k if ch.integer(0, 7) == 0 else ch.choice(patterns)
-    sources = ["const" if c == "C" else _source(ch, b, sources=_TRACED) for c in pattern]
+    sources = [_source(ch, b) for _ in range(k)]
     wanted = b.patterns.get(spec.name, ())
     if wanted and ch.boolean():  # steering: a traced/constant pattern no check has had
         pattern = ch.choice(tuple(wanted))
