@@ -385,6 +385,7 @@ def _judge_values(name: str, h: np.ndarray, expected: np.ndarray, judged: np.nda
     if np.any(judged & (err > tol.bound(scale, truth))):  # the framework's own formulas may explain it
         scale = oracle.scale_for(framework_of(name))
     bound = tol.bound(scale, truth)
+    underflow_rows = _underflow_rows(oracle)
     # An entry whose honest error bound exceeds the entry itself: whatever lies within
     # the bound cannot be told from the truth (a genuinely ill-conditioned point). A value
     # beyond the bound is still wrong; within it, the entry is not counted as checked.
@@ -410,7 +411,7 @@ def _judge_values(name: str, h: np.ndarray, expected: np.ndarray, judged: np.nda
         # in float32 (x1**2 underflows; the tangent of 1 / (2 std) is 5.5e-43, flushed) is
         # 2.5e-28 where the truth is 1.2e-28 (reverse mode, PyTorch and float64 agree).
         deep = tol.tiny / tol.eps**2
-        rows = judged & _underflow_rows(oracle) & (truth != 0) & (np.abs(truth) < deep)
+        rows = judged & underflow_rows & (truth != 0) & (np.abs(truth) < deep)
         ill |= flushed | rows
         bound = np.where(flushed, np.maximum(bound, tol.tiny / tol.eps), bound)
         bound = np.where(rows, np.maximum(bound, deep), bound)
@@ -421,7 +422,7 @@ def _judge_values(name: str, h: np.ndarray, expected: np.ndarray, judged: np.nda
     # At a point where intermediates underflow, the frameworks' formulas can divide an
     # underflowed 0 by another (x0 x1 / |x|**2 in norm's Hessian at |x| = 1e-275), so NaN
     # is an honest outcome at an ill-conditioned entry, or at an exact 0 made of such terms.
-    excused = free | (oracle.underflow & (ill | (truth == 0) & (scale > 0))) | _underflow_rows(oracle)
+    excused = free | (oracle.underflow & (ill | (truth == 0) & (scale > 0))) | underflow_rows
     failing = (nonfinite & ~excused) | (judged & (err > bound))
     bad = sides.unexplained_near_kink(name, h, tol, failing) if failing.any() else failing
     if (bad & ~np.isfinite(h)).any() or bad.any():

@@ -485,8 +485,9 @@ class _Evaluator:
                 magnitude = _abs_float(part)
                 self.max_magnitude = max(self.max_magnitude, float(np.max(magnitude)))
                 if part is jet.v:  # a derivative below tiny is merely flushed; a value is divided by
-                    tiny = float(np.finfo(self.dtype).tiny)
-                    small = (magnitude < tiny) & np.asarray(_nonzero(part), dtype=bool)
+                    small = magnitude < float(np.finfo(self.dtype).tiny)
+                    if small.any():  # the exact zeros among them did not underflow
+                        small = small & np.asarray(_nonzero(part), dtype=bool)
                     if small.any():
                         self.underflow = True
                         if jet.g is not None:
@@ -1285,9 +1286,9 @@ def _subnormal_products(Ja: np.ndarray, Ka: np.ndarray, entries: np.ndarray, axi
     Ja, Ka = Ja.copy(), Ka.copy()
     with np.errstate(over="ignore", divide="ignore"):
         for p, factors in products:
+            after = float(np.prod(big[factors]))
             for i in factors:
                 rest = [k for k in factors if k != i]
-                after = float(np.prod(big[factors]))
                 Ja[p, i] += tiny * float(np.prod(big[rest])) / eps + tiny * after / max(flat[i], tiny)
                 for j in rest:
                     others = [k for k in rest if k != j]
