@@ -575,10 +575,18 @@ class _Evaluator:
         if len(choices) and any(
                 s == 0 or (self.kink_fuzz and float(abs(s)) <= self.kink_fuzz * scale) for s in switches):
             self.kinks.append(Kink(node, spec.name, idx))
-        return [
-            _apply_rule(_piece_rule(spec.name, int_key, signs), point, bargs, idx, derivs, self.framework)
-            for signs in itertools.product(*choices)
-        ]
+        combos = list(itertools.product(*choices))
+        results = [_apply_rule(_piece_rule(spec.name, int_key, signs), point, bargs, idx, derivs, self.framework)
+                   for signs in combos]
+        own = tuple(1 if s > 0 else -1 for s in switches)
+        if len(results) > 1 and all(s != 0 for s in switches) and own in combos:
+            # Only near kinks (the fuzz), no switch on one: the point lies on a side of each,
+            # and its value is that side's. The sides' values differ by rounding (leaky_relu
+            # of -1.2e-39 is -1.2e-40 or -1.2e-39), and a NaN value would leave every node
+            # after it undefined (erfinv of NaN), where only the derivatives are in doubt.
+            value = results[combos.index(own)][0]
+            results = [(value, *r[1:]) for r in results]
+        return results
 
 
     def _note_switch(self, op_name: str, k: int, distance: float, counts_as_special: bool) -> None:

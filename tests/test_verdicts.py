@@ -412,3 +412,26 @@ def test_a_tangent_flushed_in_the_row_of_an_underflow_is_ill_conditioned() -> No
     h[2, 1] = h[1, 2] = 1e-3
     result, _ = _judged(STD_SQUARED, x, "float32", {"jax:jit": h})
     assert _kinds(result) == {"jax:jit": Kind.WRONG_VALUE}
+
+
+LEAKY_ERFINV = Program(6, (_I, op("leaky_relu", 0, alpha=0.1), op("leaky_relu", 1, alpha=0.1), op("erfinv", 1),
+                           op("square", 2), op("sum", 4), op("mean", 3), op("add", 5, 6)))
+
+
+def test_a_value_near_a_kink_is_its_own_sides_so_later_ops_stay_defined() -> None:
+    """leaky_relu(-1.2e-38) is subnormal in float32 (XLA flushes it, and the next
+    leaky_relu takes the other side: JAX's H[3, 3] is 0.02 where the truth is 2e-4). The
+    evaluation near the kinks once made the value NaN, then erfinv(NaN) left the point
+    unjudgeable, and the side went unexcused. (A NaN in row 3 is excused: x3's leaky_relu
+    underflows; in row 1 it fails.)"""
+    x = [-1.0, -0.6344475150108337, 0.0, -1.1754943508222875e-38, -1.1754943508222875e-38,
+         -1.1754943508222875e-38]
+    evaluate(LEAKY_ERFINV, np.array(x), "float32", kink_fuzz=64 * float(np.finfo(np.float32).eps))
+    truth = evaluate(LEAKY_ERFINV, np.array(x), "float32").hessian_float()
+    h = np.where(np.isnan(truth), 2.0, truth)  # at x2 = 0 exactly: JAX's side, slope 1
+    h[3, 3] = 0.020000001415610313
+    result, _ = _judged(LEAKY_ERFINV, x, "float32", {"jax:jit": h})
+    assert not _failures(result)
+    h[1, 1] = np.nan
+    result, _ = _judged(LEAKY_ERFINV, x, "float32", {"jax:jit": h})
+    assert _kinds(result) == {"jax:jit": Kind.NONFINITE}
