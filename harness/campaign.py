@@ -42,6 +42,10 @@ __all__ = ["Campaign", "CampaignConfig", "CampaignStats"]
 
 Key = tuple[str, Kind, str]
 
+# A traced/constant argument pattern below this fraction of its fair share of an op's
+# checks is steered for (``Campaign.patterns_wanted``).
+PATTERN_SHARE = 0.5
+
 
 class NewFinding(Exception):
     """Raised inside the Hypothesis test for a fault not yet explained; one class per key."""
@@ -314,14 +318,26 @@ class Campaign:
         return tuple(p for p in argument_patterns(name) if not any(int(c.get(f"pattern:{p}", 0)) for c in cells))
 
     def patterns_wanted(self) -> dict[str, tuple[str, ...]]:
-        """Per elementwise op, the argument patterns steering asks the generator for."""
+        """Per elementwise op, the argument patterns steering asks the generator for: the
+        ones no check has differentiated, else the ones below ``PATTERN_SHARE`` of their
+        fair share of the op's checks. One check of a pattern is not enough: a rule wrong
+        only for a constant argument shows only where that argument's path is curved, so
+        a pattern the generator rarely draws (a constant divisor) stays rare all campaign
+        long unless steering keeps it at a share of the op's checks."""
         out = {}
         for name in self.config.ops:
             if self._lowering[name]:
-                missing = self._missing_patterns(name)
-                if missing:
-                    out[name] = missing
+                wanted = self._missing_patterns(name) or self._scarce_patterns(name)
+                if wanted:
+                    out[name] = wanted
         return out
+
+    def _scarce_patterns(self, name: str) -> tuple[str, ...]:
+        patterns = argument_patterns(name)
+        cells = list(self.stats.coverage[name].values()) if name in self.stats.coverage else []
+        counts = {p: sum(int(c.get(f"pattern:{p}", 0)) for c in cells) for p in patterns}
+        total = sum(counts.values())
+        return tuple(p for p in patterns if counts[p] < PATTERN_SHARE * total / len(patterns))
 
     def _round(self, seed: int, ops: tuple[str, ...]) -> None:
         strategy = cases(

@@ -157,6 +157,19 @@ def test_steering_names_the_ops_and_special_values_coverage_lacks() -> None:
     assert all(len(_steered(coverage, steer=0).round_ops(r)) == 2 for r in range(9))
 
 
+def test_steering_keeps_a_rare_argument_pattern_at_a_share_of_the_checks() -> None:
+    """A pattern checked once but then drawn far below its share (a constant divisor:
+    the generator draws traced arguments far more often) is still wanted; patterns
+    near their share are not, and a scarce pattern does not make the op "missing"."""
+    seen = {"checks": 30, "special": 1}
+    coverage = {"mul": {"jax:fwdrev": {**seen, "pattern:TT": 20, "pattern:TC": 9, "pattern:CT": 1}}}
+    campaign = _steered(coverage)
+    assert campaign.patterns_wanted() == {"mul": ("CT",)}
+    assert "mul" not in campaign.missing()
+    coverage["mul"]["jax:fwdrev"]["pattern:CT"] = 6  # 6 of 35 checks: above half of a third
+    assert _steered(coverage).patterns_wanted() == {}
+
+
 def test_a_steered_round_aims_at_the_missing_special_value() -> None:
     """A campaign that has seen log10 at 1 but never at 0 aims log10 at 0 only: its
     programs reach 0 far more often than ones aimed at 1 do, and 1 less often (1 can
