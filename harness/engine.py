@@ -17,7 +17,7 @@ import os
 import time
 import traceback
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +27,8 @@ from backends import BackendVariant, Unsupported
 from backends.registry import framework_of
 from harness.findings import Kind
 from harness.ir import Program
-from harness.oracle import OracleResult, OutOfDomain, all_resolved, conventions, evaluate, piecewise_linear
+from harness.oracle import (OracleResult, OutOfDomain, all_resolved, conventions, evaluate, piecewise_linear,
+                            resolutions)
 from harness.strategies import Case
 from harness.tolerance import tolerance_for
 
@@ -225,6 +226,40 @@ def judge(case: Case, oracle: OracleResult, outcomes: dict[str, Outcome]) -> Cas
 NOISE_ULPS = 1024.0
 
 
+class _Enumeration:
+    """The conventions of one case at one rounding distance (``harness.oracle.conventions``),
+    evaluated a few at a time as a judge asks for more (``more``), and kept for every
+    variant judged after it."""
+
+    FIRST = 2  # evaluated on the first ask; each later ask doubles what is in
+
+    def __init__(self, case: Case, oracle: OracleResult, fuzz: float) -> None:
+        self.case, self.fuzz = case, fuzz
+        self.results: list[OracleResult] = []
+        self._memo: dict[Any, Any] = {}
+        try:
+            self.base = evaluate(case.program, case.point, case.dtype, kink_fuzz=fuzz) if fuzz else oracle
+            self.pending = resolutions(self.base.sides) if self.base.sides else []
+        except OutOfDomain:  # a side leaves the domain: unjudged
+            self.base, self.pending = oracle, []
+        self.undefined = self.base.undefined
+        self.complete = all_resolved(self.base.sides)
+        self.more()
+
+    def more(self) -> bool:
+        """Evaluate more conventions; False when every one is already in."""
+        if not self.pending:
+            return False
+        size = max(self.FIRST, len(self.results))
+        chunk, self.pending = self.pending[:size], self.pending[size:]
+        try:
+            self.results += conventions(self.case.program, self.case.point, self.case.dtype, self.base.sides,
+                                        self.fuzz, only=chunk, memo=self._memo)
+        except OutOfDomain:  # a side leaves the domain, or exact arithmetic outgrows it: unjudged
+            self.results, self.pending = [], []
+        return True
+
+
 class _SideValues:
     """What a framework may return at and near the kinks of one case.
 
@@ -243,7 +278,7 @@ class _SideValues:
     def __init__(self, case: Case, oracle: OracleResult) -> None:
         self.case = case
         self.oracle = oracle
-        self._by_fuzz: dict[float, tuple[np.ndarray, list[OracleResult], bool]] = {}
+        self._by_fuzz: dict[float, _Enumeration] = {}
 
     @property
     def at_kink(self) -> np.ndarray:
@@ -252,27 +287,18 @@ class _SideValues:
             return np.zeros(self.oracle.hessian.shape, dtype=bool)
         return self.oracle.undefined
 
-    def _resolved(self, fuzz: float) -> tuple[np.ndarray, list[OracleResult], bool]:
-        """(the entries the kinks decide, the Hessian under each convention, whether those
-        are every combination of sides)."""
+    def _resolved(self, fuzz: float) -> _Enumeration:
+        """The conventions at rounding distance ``fuzz`` (0: at the kinks), evaluated so far."""
         if fuzz not in self._by_fuzz:
-            base = self.oracle
-            try:
-                if fuzz:
-                    base = evaluate(self.case.program, self.case.point, self.case.dtype, kink_fuzz=fuzz)
-                values = conventions(self.case.program, self.case.point, self.case.dtype, base.sides, fuzz) \
-                    if base.sides else []
-            except OutOfDomain:  # a side leaves the domain, or exact arithmetic outgrows it: unjudged
-                values = []
-            self._by_fuzz[fuzz] = base.undefined, values, all_resolved(base.sides)
+            self._by_fuzz[fuzz] = _Enumeration(self.case, self.oracle, fuzz)
         return self._by_fuzz[fuzz]
 
     def _values(self, name: str, fuzz: float, tol: Any,
                 own: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-        """(every convention's Hessian, their error bound (``own``: with the rule scales
-        of the variant's framework), entries some convention leaves undefined), or None
-        where no convention could be evaluated."""
-        _, resolved, _ = self._resolved(fuzz)
+        """(the Hessian of every convention evaluated so far, their error bound (``own``:
+        with the rule scales of the variant's framework), entries some convention leaves
+        undefined), or None where no convention could be evaluated."""
+        resolved = self._resolved(fuzz).results
         if not resolved:
             return None
         values = np.stack([r.hessian_float() for r in resolved])
@@ -284,32 +310,57 @@ class _SideValues:
         # or its bound is past float64's range.
         return values, bound, np.isnan(values).any(axis=0) | ~np.isfinite(bound)
 
+    def _until_explained(self, fuzz: float, unexplained: Callable[[], np.ndarray]) -> np.ndarray:
+        """``unexplained()`` over more and more conventions, until it is empty or every
+        convention is in. Each test only excuses more as conventions are added (a value
+        matched, a range widened, a NaN or overflow freed), so stopping early changes no
+        verdict, and an honest value, which usually matches the first side or two, costs
+        two evaluations instead of every combination of every kink's options."""
+        enumeration = self._resolved(fuzz)
+        left = unexplained()
+        while left.any() and enumeration.more():
+            left = unexplained()
+        return left
+
     def judge_at_kink(self, name: str, h: np.ndarray, tol: Any, own: bool = False) -> Verdict | None:
-        found = self._values(name, 0.0, tol, own)
-        if found is None:
+        if self._values(name, 0.0, tol, own) is None:  # no convention could be evaluated
             return None
-        values, bound, free = found
-        honest_nan = _underflow_rows(self.oracle) | self._overflows(0.0, tol)
-        bad = self.at_kink & ~free & ~self._in_range(h, values, bound) & ~(honest_nan & ~np.isfinite(h))
+        underflow = _underflow_rows(self.oracle)
+
+        def unexplained() -> np.ndarray:
+            found = self._values(name, 0.0, tol, own)
+            if found is None:  # a later convention left the domain: unjudged, as all of them
+                return np.zeros_like(self.at_kink)
+            values, bound, free = found
+            honest_nan = underflow | self._overflows(0.0, tol)
+            return self.at_kink & ~free & ~self._in_range(h, values, bound) & ~(honest_nan & ~np.isfinite(h))
+
+        bad = self._until_explained(0.0, unexplained)
         if bad.any() and tol.near_kink(self.oracle.kink_distance):
             # Another kink within rounding distance may fall either way, or exactly on
             # itself, in the framework (a subnormal gap that XLA reads as 0): the range
             # over those sides as well (over some of them where they are too many to
             # combine: a smaller range only excuses less).
             fuzz = tol.kink_ulps * tol.eps
-            near = self._values(name, fuzz, tol, own)
-            if near is not None:
-                bad &= ~(near[2] | self._in_range(h, near[0], near[1]))
+            at = bad
+
+            def unexplained_near() -> np.ndarray:
+                near = self._values(name, fuzz, tol, own)
+                return at if near is None else at & ~(near[2] | self._in_range(h, near[0], near[1]))
+
+            bad = self._until_explained(fuzz, unexplained_near)
         if bad.any() and not own:  # the framework's own formulas may explain it
             return self.judge_at_kink(name, h, tol, own=True)
-        return self._verdict(name, h, values, bound, bad, "at a kink") if bad.any() else None
+        found = self._values(name, 0.0, tol, own)
+        if not bad.any() or found is None:
+            return None
+        return self._verdict(name, h, found[0], found[1], bad, "at a kink")
 
     def _overflows(self, fuzz: float, tol: Any) -> bool:
         """Whether a convention's intermediates exceed the dtype's range: a framework
         that resolves the kink that way overflows honestly (remainder(-3x, x) at x = 493
         in float32 is 0 on one side, x on the other, where i1(493) = 3e212 is inf)."""
-        _, resolved, _ = self._resolved(fuzz)
-        return any(r.max_magnitude > tol.max_magnitude / 4 for r in resolved)
+        return any(r.max_magnitude > tol.max_magnitude / 4 for r in self._resolved(fuzz).results)
 
     def unexplained_near_kink(self, name: str, h: np.ndarray, tol: Any, bad: np.ndarray) -> np.ndarray:
         """Of the ``bad`` entries (failing against the truth), those that no side of a kink
@@ -317,13 +368,28 @@ class _SideValues:
         if not tol.near_kink(self.oracle.kink_distance):
             return bad
         fuzz = tol.kink_ulps * tol.eps
-        affected, _, complete = self._resolved(fuzz)
-        found = self._values(name, fuzz, tol, own=True)
-        if found is None or not complete:
+        enumeration = self._resolved(fuzz)
+        if not enumeration.complete:
             # Too many elements near kinks to enumerate their sides: a finite value there
             # is the framework's rounding's business; NaN or inf where the truth is
             # finite is still not.
-            return bad & ~(affected & np.isfinite(h))
+            return bad & ~(enumeration.undefined & np.isfinite(h))
+        # The common bound first: the framework's own rule scales only widen it, and
+        # evaluating them re-runs the program once per convention, so they are asked for
+        # only where the common bound leaves an entry unexplained.
+        failing = bad
+        bad = self._until_explained(
+            fuzz, lambda: self._unexplained_by(self._values(name, fuzz, tol), h, tol, fuzz, failing))
+        if bad.any() and framework_of(name) in self.oracle.framework_scales:
+            bad = self._unexplained_by(self._values(name, fuzz, tol, own=True), h, tol, fuzz, bad)
+        return bad
+
+    def _unexplained_by(self, found: tuple[np.ndarray, np.ndarray, np.ndarray] | None, h: np.ndarray,
+                        tol: Any, fuzz: float, bad: np.ndarray) -> np.ndarray:
+        """Of ``bad``, the entries that none of the conventions' values ``found`` (values,
+        bound, entries without a value) explains near a kink."""
+        if found is None:
+            return bad & ~(self._resolved(fuzz).undefined & np.isfinite(h))
         values, bound, free = found
         if self._overflows(fuzz, tol):
             free = free | ~np.isfinite(h)
@@ -352,12 +418,13 @@ class _SideValues:
 
 
     def near_kink_verdict(self, name: str, h: np.ndarray, tol: Any, bad: np.ndarray) -> Verdict | None:
-        found = self._values(name, tol.kink_ulps * tol.eps, tol)
-        if found is None or not (bad & self._resolved(tol.kink_ulps * tol.eps)[0]).any():
+        fuzz = tol.kink_ulps * tol.eps
+        found = self._values(name, fuzz, tol)
+        affected = self._resolved(fuzz).undefined
+        if found is None or not (bad & affected).any():
             return None
         values, bound, _ = found
-        return self._verdict(name, h, values, bound, bad & self._resolved(tol.kink_ulps * tol.eps)[0],
-                             "within rounding distance of a kink")
+        return self._verdict(name, h, values, bound, bad & affected, "within rounding distance of a kink")
 
     def _verdict(self, name: str, h: np.ndarray, values: np.ndarray, bound: np.ndarray, bad: np.ndarray,
                  where: str) -> Verdict:

@@ -1505,7 +1505,8 @@ _MEMO: dict[tuple[int, tuple[Any, ...]], Any] | None = None
 
 def _with_framework_scales(program: Program, x: np.ndarray, dtype: str, kink_fuzz: float,
                            resolution: Resolution | None) -> OracleResult:
-    memo: dict[tuple[int, tuple[Any, ...]], Any] = {}
+    # The memo under way (the conventions' evaluations share one), kept for the rescale.
+    memo: dict[tuple[int, tuple[Any, ...]], Any] = {} if _MEMO is None else _MEMO
     with _memo(memo):
         result = _Evaluator(program, x, dtype, kink_fuzz, resolution).run()
     names = tuple(_specific_frameworks(program))
@@ -1588,16 +1589,21 @@ def all_resolved(sides: Sequence[tuple[tuple[Any, ...], int]]) -> bool:
 
 
 def conventions(program: Program, x: np.ndarray, dtype: str, sides: Sequence[tuple[tuple[Any, ...], int]],
-                kink_fuzz: float = 0.0) -> list[OracleResult]:
+                kink_fuzz: float = 0.0, only: Sequence[Resolution] | None = None,
+                memo: dict[tuple[int, tuple[Any, ...]], Any] | None = None) -> list[OracleResult]:
     """The Hessians a framework computes at (or, with ``kink_fuzz``, within that relative
     distance of) the kinks ``sides`` lists, one per convention (``resolutions``): at a
     kink its value must lie in their range; near one it must match one of them (the
-    framework's rounding put the point on one side, or on the kink)."""
+    framework's rounding put the point on one side, or on the kink).
+
+    ``only``: these of the conventions (a judge that stops once every entry is
+    explained evaluates them a few at a time); ``memo`` carries the derivative rules'
+    values from one such call to the next."""
     x = np.asarray(x, dtype=np.float64)
     out = []
     with mpmath.workdps(DIGITS), np.errstate(over="ignore", invalid="ignore"), \
-            _time_limit(ORACLE_SECONDS, "the one-sided Hessians"), _memo():
-        for resolution in resolutions(sides):
+            _time_limit(ORACLE_SECONDS, "the one-sided Hessians"), _memo(memo):
+        for resolution in (resolutions(sides) if only is None else only):
             try:
                 out.append(_with_framework_scales(program, x, dtype, kink_fuzz, resolution))
             except OverflowError as exc:

@@ -435,3 +435,37 @@ def test_a_value_near_a_kink_is_its_own_sides_so_later_ops_stay_defined() -> Non
     h[1, 1] = np.nan
     result, _ = _judged(LEAKY_ERFINV, x, "float32", {"jax:jit": h})
     assert _kinds(result) == {"jax:jit": Kind.NONFINITE}
+
+
+FOUR_KINKS = Program(3, (_I, op("relu", 0), op("leaky_relu", 0, alpha=0.1), op("mul", 1, 2), op("abs", 0),
+                          op("mul", 3, 4), op("relu6", 0), op("add", 5, 6), op("sum", 7)))
+
+
+def test_the_conventions_are_evaluated_only_until_every_entry_is_explained(monkeypatch) -> None:
+    """Four kinked ops at 0 have 3**4 combinations of options (more than ``MAX_MIXED``,
+    so a covering design of 30 of them). The frameworks' 0 matches the first ones: the
+    judge stops there. A value no convention gives makes it evaluate every one, and
+    still fails."""
+    import harness.engine as engine
+    from harness.oracle import resolutions
+
+    evaluated: list[int] = []
+    real = engine.conventions
+
+    def counting(*args, **kw):
+        out = real(*args, **kw)
+        evaluated.append(len(out))
+        return out
+
+    monkeypatch.setattr(engine, "conventions", counting)
+    x = [0.0, 0.0, 0.0]
+    total = len(resolutions(evaluate(FOUR_KINKS, np.asarray(x), "float64").sides))
+    _honest(FOUR_KINKS, x, "float64")
+    evaluated.clear()
+    result, _ = _judged(FOUR_KINKS, x, "float64", {"jax:jit": np.zeros((3, 3))})
+    assert not _failures(result)
+    assert sum(evaluated) < total / 4, (evaluated, total)
+    evaluated.clear()
+    result, _ = _judged(FOUR_KINKS, x, "float64", {"jax:jit": np.eye(3) * 3.0})
+    assert _kinds(result) == {"jax:jit": Kind.WRONG_VALUE}
+    assert sum(evaluated) >= total  # every one at the kink (and near it)
