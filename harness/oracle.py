@@ -527,9 +527,10 @@ class _Evaluator:
                 results = [_apply_rule(rule, point, bargs, idx, derivs, self.framework,
                                        float(np.finfo(self.dtype).eps))]
                 self._squares_underflow(rule, vals, bargs, idx)
+                undefined_switch = False
             else:
-                results = self._pieces(node, spec, int_key, point, bargs, idx, derivs)
-            if len(results) > 1 and self.resolution is not None:
+                results, undefined_switch = self._pieces(node, spec, int_key, point, bargs, idx, derivs)
+            if len(results) > 1 and self.resolution is not None and not undefined_switch:
                 results = [_average(results)]
             if spec.arg_domains and self._near_edge(spec, vals, bargs, idx):
                 results = [_undefined_derivatives(results[0], bargs, idx, derivs)]
@@ -553,8 +554,16 @@ class _Evaluator:
 
     def _pieces(self, node: int, spec: OpSpec, int_key: tuple[tuple[str, Any], ...],
                 point: list[Any], bargs: list[_Jet], idx: tuple[int, ...],
-                derivs: list[bool]) -> list[tuple[Any, ...]]:
+                derivs: list[bool]) -> tuple[list[tuple[Any, ...]], bool]:
+        """Each piece the element may take, and whether a switch is undefined.
+
+        A switch computed from a value a kink upstream left undefined (where's jump: the
+        value is the constant on one side, the input on the other) is NaN, and lies on
+        neither side: both pieces, merged, so what they disagree on stays undefined
+        (NaN > 0 would pick one piece, a value no convention gives). It is no kink of
+        its own: each convention of the kink upstream defines it."""
         switches = [s(*point) for s in _switch_rules(spec.name, int_key)]
+        undefined = [bool(mpmath.isnan(s)) for s in switches]
         # A computed switch errs by about eps * scale, and by the dtype's smallest normal
         # where it underflows (x*x of a tiny x is 0 in float32): distances are relative
         # to that error unit, so "within k ulps" covers both.
@@ -565,7 +574,9 @@ class _Evaluator:
         choices: list[tuple[int, ...]] = []
         res = self.resolution
         for k, s in enumerate(switches):
-            if s == 0 or (self.kink_fuzz and float(abs(s)) <= self.kink_fuzz * scale):
+            if undefined[k]:
+                choices.append((-1, 1))
+            elif s == 0 or (self.kink_fuzz and float(abs(s)) <= self.kink_fuzz * scale):
                 key = (spec.name, k) if s == 0 else (spec.name, k, node, idx)
                 self.sides[key] = 2
                 choice = (-1, 1) if res is None or res.mid else res.choice(key, 1)
@@ -573,20 +584,21 @@ class _Evaluator:
             else:
                 choices.append((1,) if s > 0 else (-1,))
         if len(choices) and any(
-                s == 0 or (self.kink_fuzz and float(abs(s)) <= self.kink_fuzz * scale) for s in switches):
+                s == 0 or (self.kink_fuzz and float(abs(s)) <= self.kink_fuzz * scale)
+                for s, nan in zip(switches, undefined) if not nan):
             self.kinks.append(Kink(node, spec.name, idx))
         combos = list(itertools.product(*choices))
         results = [_apply_rule(_piece_rule(spec.name, int_key, signs), point, bargs, idx, derivs, self.framework)
                    for signs in combos]
         own = tuple(1 if s > 0 else -1 for s in switches)
-        if len(results) > 1 and all(s != 0 for s in switches) and own in combos:
+        if len(results) > 1 and all(s != 0 for s in switches) and not any(undefined) and own in combos:
             # Only near kinks (the fuzz), no switch on one: the point lies on a side of each,
             # and its value is that side's. The sides' values differ by rounding (leaky_relu
             # of -1.2e-39 is -1.2e-40 or -1.2e-39), and a NaN value would leave every node
             # after it undefined (erfinv of NaN), where only the derivatives are in doubt.
             value = results[combos.index(own)][0]
             results = [(value, *r[1:]) for r in results]
-        return results
+        return results, any(undefined)
 
 
     def _note_switch(self, op_name: str, k: int, distance: float, counts_as_special: bool) -> None:

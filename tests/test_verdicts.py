@@ -469,3 +469,35 @@ def test_the_conventions_are_evaluated_only_until_every_entry_is_explained(monke
     result, _ = _judged(FOUR_KINKS, x, "float64", {"jax:jit": np.eye(3) * 3.0})
     assert _kinds(result) == {"jax:jit": Kind.WRONG_VALUE}
     assert sum(evaluated) >= total  # every one at the kink (and near it)
+
+
+
+# where(x > 0, -0.4, x), then where(. + 0.5 > 0, -0.0, x): at x0 = -0.0 the first is a
+# jump (-0.4 on one side, -0.0 on the other), and the second switch is positive on both.
+JUMP_THEN_SWITCH = Program(2, (_I, const(-0.4), op("where", 0, 1, 0), const([-0.5, 0.0]), op("sub", 2, 3),
+                               const(-0.0), op("where", 4, 5, 0), op("square", 6), op("sum", 7)))
+
+
+def test_a_switch_on_a_value_a_jump_left_undefined_takes_neither_side() -> None:
+    """The value after where's jump is undefined at the jump; a later switch on it is
+    positive under either side, so H[0, 0] is 0 under every convention. Read as NaN > 0,
+    the switch took its other piece and the truth was 2, failing every framework."""
+    x = [-0.0, 1.0]
+    for dtype in ("float64", "float32"):
+        _honest(JUMP_THEN_SWITCH, x, dtype)
+    result, oracle = _judged(JUMP_THEN_SWITCH, x, "float32", {"jax:jit": np.diag([2.0, 2.0])})
+    assert oracle.undefined.tolist() == [[True, False], [False, False]]
+    assert _kinds(result) == {"jax:jit": Kind.WRONG_VALUE}
+    result, _ = _judged(JUMP_THEN_SWITCH, x, "float32", {"jax:jit": np.diag([0.0, 2.0])})
+    assert not _failures(result)
+
+
+# The mutation run's false alarm: the same, with near-kink elements too many to enumerate.
+JUMP_NEAR = Program(8, (_I, const(-0.4017855226993561), op("where", 0, 1, 0), const(-0.0),
+                        const([0.0, 0.0, 0.0, 0.0, -0.40178558230400085, 0.0, 0.0, 0.0]), op("sub", 2, 4),
+                        op("where", 5, 3, 0), op("square", 6), op("sum", 7)))
+
+
+def test_frameworks_pass_where_a_jump_feeds_a_switch_among_many_near_kinks() -> None:
+    _honest(JUMP_NEAR, [-736.6162719726562, 680.6961059570312, -2.7638204097747803, -1.1754943508222875e-38,
+                        -0.0, 1.0000000031710769e-30, -1.0, -0.0], "float32")
