@@ -157,6 +157,18 @@ class _Record:
     reduce_attempts: int = 0
     provisional: set[str] = field(default_factory=set)  # signatures logged before minimising
     baselined: bool = False  # the baseline covers its first hit: not shrunk
+    first_ops: frozenset[str] = frozenset()  # the first case's: a shrink may drop them, never add one
+
+    def __post_init__(self) -> None:
+        self.first_ops = self.first_ops or self.case.program.op_names
+
+    def admits(self, case: Case) -> bool:
+        """Whether ``case`` failing the same way is the same fault, shrunk: it brings in no
+        op the first case lacked. Without this, shrinking slips from the fault it started
+        on to another of the same variant, kind and dtype that simpler programs show (a
+        mutated arctan2 rule shrank to MLX's own fault at a tie of min, at x = 0), and the
+        first one, never reported, is lost."""
+        return case.program.op_names <= self.first_ops
 
 
 def _now() -> str:
@@ -414,6 +426,9 @@ class Campaign:
                 self.stats.kinds[verdict.variant, verdict.kind.value] += 1
                 if self._explained(key, result.case):
                     continue
+                known = self._records.get(key)
+                if known is not None and not known.admits(result.case):
+                    continue  # another fault of the same key: not this shrink's (see _Record.admits)
                 record = self._remember(key, result.case, result, verdict)
                 # A hang is not shrunk: every shrink step would wait out the timeout; nor is
                 # a fault the baseline already knows.

@@ -5,13 +5,15 @@ from __future__ import annotations
 import copy
 import subprocess
 import sys
+import time
 
+import numpy as np
 import pytest
 
 from backends import BackendVariant, register
 from backends.registry import unregister
 from harness.baseline import Baseline, BaselineEntry
-from harness.campaign import Campaign, CampaignConfig
+from harness.campaign import Campaign, CampaignConfig, NewFinding
 from harness.findings import Finding, Kind, latest_findings
 from harness.repro import render_repro
 from planted import KinkConventionBackend, PlantedBackend
@@ -218,3 +220,37 @@ def test_steering_chases_an_op_until_every_variant_lowering_it_has_checked_it() 
     coverage = {"sin": {"jax:fwdrev": dict(done)}, "solve": {"jax:fwdrev": dict(done)}}
     campaign = Campaign([get_variant("jax:fwdrev"), get_variant("mlx:revrev")], config, coverage=coverage)
     assert campaign.missing() == {"sin": ()}
+
+
+def test_a_shrink_step_that_brings_in_another_op_is_not_the_same_fault() -> None:
+    """Once a fault is raised, a later failure of the same variant, kind and dtype counts
+    (and shrinks the record) only on a program within the first one's ops: else the
+    shrinker slips to another fault that simpler programs show, and the first is lost."""
+    from backends import get_variant
+    from harness.engine import Outcome, Runner
+    from harness.ir import Node, Program, op
+    from harness.strategies import Case
+
+    class Wrong(Runner):
+        name = "jax:wrong"
+        variant = get_variant("jax:fwdrev")
+
+        def run(self, case: Case) -> Outcome:
+            return Outcome(self.name, "ok", np.full((case.program.n,) * 2, 7.0))
+
+    def case(*nodes: Node) -> Case:
+        return Case(Program(2, (Node("input"), *nodes)), np.array([0.3, -0.4]), "float64")
+
+    first = case(op("arctan", 0), op("square", 1), op("sum", 2))
+    smaller = case(op("arctan", 0), op("sum", 1))
+    other = case(op("sin", 0), op("sum", 1))
+    campaign = Campaign([Wrong()], CampaignConfig(seed=1, ops=("arctan", "sin"), dtypes=("float64",)))
+    campaign._deadline = time.monotonic() + 60.0
+    with pytest.raises(NewFinding):
+        campaign._check(first)
+    key = ("jax:wrong", Kind.WRONG_VALUE, "float64")
+    campaign._check(other)  # no raise: not this fault
+    assert campaign._records[key].case is first
+    with pytest.raises(NewFinding):
+        campaign._check(smaller)
+    assert campaign._records[key].case is smaller
