@@ -94,11 +94,21 @@ class _Recording(Runner):
         self.cases: dict[tuple[str, bytes, str], Case] = {}
 
     def run(self, case: Case) -> Outcome:
+        self._keep(case)
+        return self.inner.run(case)
+
+    def submit(self, case: Case) -> None:
+        self._keep(case)
+        self.inner.submit(case)
+
+    def collect(self) -> Outcome:
+        return self.inner.collect()
+
+    def _keep(self, case: Case) -> None:
         self.runs += 1
         if self.mutant.op in case.program.op_names and len(self.cases) < KEEP:
             key = (case.program.dumps(), np.asarray(case.point, dtype=np.float64).tobytes(), case.dtype)
             self.cases.setdefault(key, case)
-        return self.inner.run(case)
 
     def in_region(self) -> list[Case]:
         """The kept checks that reach the mutant's region."""

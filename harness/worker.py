@@ -125,21 +125,39 @@ class IsolatedVariant(Runner):
         same time. A worker runs one call at a time: if it is busy with another variant,
         this call is sent when collected (so a death is never blamed on the wrong call).
         """
-        message = ("points", (self.variant, program, [np.asarray(p) for p in points], dtype))
-        started = time.perf_counter()
-        if self.worker.busy:
-            self._pending = (started, len(points), message)
-            return
-        try:
-            self.worker.send(message)
-            self._pending = (started, len(points), None)
-        except _Gone as gone:
-            self._pending = (started, len(points), gone)
+        self._submit(("points", (self.variant, program, [np.asarray(p) for p in points], dtype)), len(points))
 
     def collect_points(self) -> list[Outcome]:
         """The outcomes of the last ``submit_points``."""
+        return self._collect()
+
+    def submit(self, case: Case) -> None:
+        """Start ``run(case)`` in the child and return at once (``collect`` waits), as
+        ``submit_points`` does."""
+        self._submit(("check", (self.variant, case)), 0)
+
+    def collect(self) -> Outcome:
+        """The outcome of the last ``submit``."""
+        return self._collect()
+
+    def _submit(self, message: tuple[str, Any], count: int) -> None:
+        """Send ``message`` (a call of ``count`` points, 0 for one case) unless the shared
+        worker is busy, in which case it is sent when collected."""
+        if self._pending is not None:
+            raise HarnessError(f"{self.name}: a second submit before the first was collected")
+        started = time.perf_counter()
+        if self.worker.busy:
+            self._pending = (started, count, message)
+            return
+        try:
+            self.worker.send(message)
+            self._pending = (started, count, None)
+        except _Gone as gone:
+            self._pending = (started, count, gone)
+
+    def _collect(self) -> Any:
         if self._pending is None:
-            raise HarnessError("collect_points() without submit_points()")
+            raise HarnessError(f"{self.name}: collect without submit")
         start, count, state = self._pending
         self._pending = None
         try:
@@ -150,7 +168,8 @@ class IsolatedVariant(Runner):
             return self.worker.receive(self.timeout)
         except _Gone as gone:
             seconds = (time.perf_counter() - start) / max(count, 1)
-            return [Outcome(self.name, gone.status, error=gone.text, seconds=seconds) for _ in range(count)]
+            outcomes = [Outcome(self.name, gone.status, error=gone.text, seconds=seconds) for _ in range(max(count, 1))]
+            return outcomes if count else outcomes[0]
 
     def peak_rss_mib(self) -> float:
         """The worker's peak resident memory so far (0 if it is not running)."""
