@@ -41,6 +41,8 @@ from harness.strategies import DEFAULT_OPS, Case, cases
 __all__ = ["Campaign", "CampaignConfig", "CampaignStats"]
 
 Key = tuple[str, Kind, str]
+# A round's record of one fault: its key and the ops of its first failing case.
+RecordKey = tuple[str, Kind, str, frozenset[str]]
 
 # A traced/constant argument pattern below this fraction of its fair share of an op's
 # checks is steered for (``Campaign.patterns_wanted``).
@@ -51,13 +53,14 @@ class NewFinding(Exception):
     """Raised inside the Hypothesis test for a fault not yet explained; one class per key."""
 
 
-_EXCEPTION_CLASSES: dict[Key, type[NewFinding]] = {}
+_EXCEPTION_CLASSES: dict[RecordKey, type[NewFinding]] = {}
 
 
-def _exception_for(key: Key) -> type[NewFinding]:
+def _exception_for(key: RecordKey) -> type[NewFinding]:
     if key not in _EXCEPTION_CLASSES:
-        variant, kind, dtype = key
-        name = "Finding_" + "".join(ch if ch.isalnum() else "_" for ch in f"{variant}_{kind.value}_{dtype}")
+        variant, kind, dtype, ops = key
+        text = f"{variant}_{kind.value}_{dtype}_{'_'.join(sorted(ops))}"
+        name = "Finding_" + "".join(ch if ch.isalnum() else "_" for ch in text)
         _EXCEPTION_CLASSES[key] = type(name, (NewFinding,), {})
     return _EXCEPTION_CLASSES[key]
 
@@ -237,8 +240,8 @@ class Campaign:
         self.on_progress = on_progress or (lambda s, f: None)
         self.stats = CampaignStats()
         self.findings: dict[str, Finding] = {}
-        self._records: dict[Key, _Record] = {}
-        self._raised: set[Key] = set()
+        self._records: dict[RecordKey, _Record] = {}
+        self._raised: set[RecordKey] = set()
         self._versions = {v.backend.name: v.backend.version() for v in self.variants}
         self._deadline = 0.0
         self.on_round = on_round or (lambda rounds: None)
@@ -417,7 +420,7 @@ class Campaign:
             results = [check_case(case, variants)]
             self.stats.checked += int(results[0].status == "judged")
         self.stats.examples += 1
-        raise_key: Key | None = None
+        raise_key: RecordKey | None = None
         did = exercised(case.program, case.point, case.dtype)
         for result in results:
             self._count(result, did, exact=result is results[0])
@@ -426,16 +429,16 @@ class Campaign:
                 self.stats.kinds[verdict.variant, verdict.kind.value] += 1
                 if self._explained(key, result.case):
                     continue
-                known = self._records.get(key)
-                if known is not None and not known.admits(result.case):
-                    continue  # another fault of the same key: not this shrink's (see _Record.admits)
-                record = self._remember(key, result.case, result, verdict)
+                record_key = self._record_key(key, result, verdict)
+                if record_key is None:
+                    continue  # a shrink step showing another fault (see _Record.admits)
+                record = self._remember(record_key, result.case, result, verdict)
                 # A hang is not shrunk: every shrink step would wait out the timeout; nor is
                 # a fault the baseline already knows.
                 if record.baselined:
                     continue
                 if verdict.kind.is_failure and verdict.kind is not Kind.TIMEOUT and raise_key is None:
-                    raise_key = key
+                    raise_key = record_key
         self.on_progress(self.stats, self.result())
         if raise_key is not None:
             self._raised.add(raise_key)
@@ -491,7 +494,36 @@ class Campaign:
                 return True
         return False
 
-    def _remember(self, key: Key, case: Case, result: CaseResult, verdict: Verdict) -> _Record:
+    def _record_key(self, key: Key, result: CaseResult, verdict: Verdict) -> RecordKey | None:
+        """The record of this round a failing hit of ``key`` belongs to: one whose first
+        case's ops include the hit's (the one being shrunk first); else, while shrinking,
+        none (the shrinker slipped to another fault); else another hit of a fault the
+        baseline knows, counted with that one; else a record of its own. A round used to
+        keep one record per key, so a first hit the baseline knew absorbed every later
+        one: a new fault of the same variant, kind and dtype was never reported."""
+        case = result.case
+        same = [k for k in self._records if k[:3] == key]
+        own: RecordKey = (*key, case.program.op_names)
+        if not same:
+            return own
+        admitting = [k for k in same if self._records[k].admits(case)]
+        if admitting:
+            return next((k for k in admitting if k in self._raised), admitting[0])
+        if self._raised:
+            return None
+        if not key[1].is_failure:  # a convention or noise: one record a round, counting the rest
+            return same[0]
+        known = [k for k in same if self._records[k].baselined]
+        if known and self._covered(case, result, verdict):
+            return known[0]
+        return own
+
+    def _covered(self, case: Case, result: CaseResult, verdict: Verdict) -> bool:
+        """Whether the baseline covers this hit as it stands (unshrunk)."""
+        hit = _Record(case, result, verdict, case.program.size)
+        return self.baseline.entry_for(self._finding(hit, provisional=True)) is not None
+
+    def _remember(self, key: RecordKey, case: Case, result: CaseResult, verdict: Verdict) -> _Record:
         record = self._records.get(key)
         now = _now()
         if record is None:
@@ -504,13 +536,13 @@ class Campaign:
             return record
         record.count += 1
         record.last_seen = now
-        if _size(case) < _size(record.case):
+        if _size(case) < _size(record.case) and record.admits(case):
             record.case, record.result, record.verdict = case, result, verdict
         return record
 
-    def _reduce(self, key: Key, record: _Record) -> None:
+    def _reduce(self, key: RecordKey, record: _Record) -> None:
         """Remove every op the fault survives without (after Hypothesis' shrink)."""
-        variant_name, kind, _ = key
+        variant_name, kind = key[:2]
         variant = next(v for v in self.variants if v.name == variant_name)
 
         def still_fails(case: Case) -> bool:
@@ -530,7 +562,7 @@ class Campaign:
                 record.case, record.result, record.verdict = smaller, result, verdict
                 return
 
-    def _complete(self, key: Key, record: _Record) -> None:
+    def _complete(self, key: RecordKey, record: _Record) -> None:
         """Every variant's Hessian on a case judged by a few (a shrink step), for the
         finding's comparison with the others; kept only if the fault still shows."""
         try:

@@ -14,8 +14,11 @@ from backends import BackendVariant, register
 from backends.registry import unregister
 from harness.baseline import Baseline, BaselineEntry
 from harness.campaign import Campaign, CampaignConfig, NewFinding
+from harness.engine import Outcome, Runner
 from harness.findings import Finding, Kind, latest_findings
+from harness.ir import Node, Program, op
 from harness.repro import render_repro
+from harness.strategies import Case
 from planted import KinkConventionBackend, PlantedBackend
 
 
@@ -222,35 +225,63 @@ def test_steering_chases_an_op_until_every_variant_lowering_it_has_checked_it() 
     assert campaign.missing() == {"sin": ()}
 
 
+class _Sevens(Runner):
+    """Every Hessian 7: wrong on any program (a fault that shows everywhere)."""
+
+    name = "jax:wrong"
+
+    def __init__(self) -> None:
+        from backends import get_variant
+
+        self.variant = get_variant("jax:fwdrev")
+
+    def run(self, case: Case) -> Outcome:
+        return Outcome(self.name, "ok", np.full((case.program.n,) * 2, 7.0))
+
+
+def _case(*nodes: Node) -> Case:
+    return Case(Program(2, (Node("input"), *nodes)), np.array([0.3, -0.4]), "float64")
+
+
+def _records_of(campaign: Campaign) -> dict[frozenset[str], object]:
+    return {key[3]: record for key, record in campaign._records.items()}
+
+
 def test_a_shrink_step_that_brings_in_another_op_is_not_the_same_fault() -> None:
     """Once a fault is raised, a later failure of the same variant, kind and dtype counts
     (and shrinks the record) only on a program within the first one's ops: else the
     shrinker slips to another fault that simpler programs show, and the first is lost."""
-    from backends import get_variant
-    from harness.engine import Outcome, Runner
-    from harness.ir import Node, Program, op
-    from harness.strategies import Case
-
-    class Wrong(Runner):
-        name = "jax:wrong"
-        variant = get_variant("jax:fwdrev")
-
-        def run(self, case: Case) -> Outcome:
-            return Outcome(self.name, "ok", np.full((case.program.n,) * 2, 7.0))
-
-    def case(*nodes: Node) -> Case:
-        return Case(Program(2, (Node("input"), *nodes)), np.array([0.3, -0.4]), "float64")
-
-    first = case(op("arctan", 0), op("square", 1), op("sum", 2))
-    smaller = case(op("arctan", 0), op("sum", 1))
-    other = case(op("sin", 0), op("sum", 1))
-    campaign = Campaign([Wrong()], CampaignConfig(seed=1, ops=("arctan", "sin"), dtypes=("float64",)))
+    first = _case(op("arctan", 0), op("square", 1), op("sum", 2))
+    smaller = _case(op("arctan", 0), op("sum", 1))
+    other = _case(op("sin", 0), op("sum", 1))
+    campaign = Campaign([_Sevens()], CampaignConfig(seed=1, ops=("arctan", "sin"), dtypes=("float64",)))
     campaign._deadline = time.monotonic() + 60.0
     with pytest.raises(NewFinding):
         campaign._check(first)
-    key = ("jax:wrong", Kind.WRONG_VALUE, "float64")
     campaign._check(other)  # no raise: not this fault
-    assert campaign._records[key].case is first
+    assert [r.case for r in _records_of(campaign).values()] == [first]
     with pytest.raises(NewFinding):
         campaign._check(smaller)
-    assert campaign._records[key].case is smaller
+    assert [r.case for r in _records_of(campaign).values()] == [smaller]
+
+
+def test_a_baselined_first_hit_does_not_absorb_a_new_fault_of_the_same_key() -> None:
+    """The baseline knows the fault on programs with arctan; a first hit there is
+    recorded, not raised. A later hit on a program without arctan is a fault the
+    baseline does not cover: it gets a record of its own and is raised (it used to be
+    counted with the first and never reported). A later hit the baseline covers is
+    counted with the first."""
+    baseline = Baseline((BaselineEntry("jax:wrong|wrong_value|float64|*arctan*"),))
+    known = _case(op("arctan", 0), op("square", 1), op("sum", 2))
+    known_again = _case(op("arctan", 0), op("exp", 1), op("sum", 2))
+    new = _case(op("sin", 0), op("sum", 1))
+    campaign = Campaign([_Sevens()], CampaignConfig(seed=1, ops=("arctan", "sin"), dtypes=("float64",)),
+                        baseline=baseline)
+    campaign._deadline = time.monotonic() + 60.0
+    campaign._check(known)
+    campaign._check(known_again)
+    records = _records_of(campaign)
+    assert list(records) == [known.program.op_names] and records[known.program.op_names].count == 2
+    with pytest.raises(NewFinding):
+        campaign._check(new)
+    assert set(_records_of(campaign)) == {known.program.op_names, new.program.op_names}
