@@ -262,6 +262,9 @@ class Bench:
             "changed_checks": len(changed),
             "judged_there": verdicts,
             "changed_cases": details[:6],
+            # A survivor's first checks in its region, for a diagnosis by hand.
+            "region_cases": [{"dtype": c.dtype, "point": np.asarray(c.point).tolist(), "program": str(c.program)}
+                             for c in (region[:4] if killer is None else [])],
             "killer": _brief(killer, baseline) if killer is not None else None,
             "unconfirmed": [_brief(f, baseline) for f in unconfirmed],
             "mutant_findings": [_brief(f, baseline) for f in mine],
