@@ -169,8 +169,8 @@ class _Record:
         """Whether ``case`` failing the same way is the same fault, shrunk: it brings in no
         op the first case lacked. Without this, shrinking slips from the fault it started
         on to another of the same variant, kind and dtype that simpler programs show (a
-        mutated arctan2 rule shrank to MLX's own fault at a tie of min, at x = 0), and the
-        first one, never reported, is lost."""
+        mutated arctan2 rule shrank to MLX's own fault at a tie of min, at x = 0), and one
+        of the two is never reported."""
         return case.program.op_names <= self.first_ops
 
 
@@ -430,8 +430,6 @@ class Campaign:
                 if self._explained(key, result.case):
                     continue
                 record_key = self._record_key(key, result, verdict)
-                if record_key is None:
-                    continue  # a shrink step showing another fault (see _Record.admits)
                 record = self._remember(record_key, result.case, result, verdict)
                 # A hang is not shrunk: every shrink step would wait out the timeout; nor is
                 # a fault the baseline already knows.
@@ -494,13 +492,15 @@ class Campaign:
                 return True
         return False
 
-    def _record_key(self, key: Key, result: CaseResult, verdict: Verdict) -> RecordKey | None:
+    def _record_key(self, key: Key, result: CaseResult, verdict: Verdict) -> RecordKey:
         """The record of this round a failing hit of ``key`` belongs to: one whose first
-        case's ops include the hit's (the one being shrunk first); else, while shrinking,
-        none (the shrinker slipped to another fault); else another hit of a fault the
-        baseline knows, counted with that one; else a record of its own. A round used to
-        keep one record per key, so a first hit the baseline knew absorbed every later
-        one: a new fault of the same variant, kind and dtype was never reported."""
+        case's ops include the hit's (the one being shrunk first); else another hit of a
+        fault the baseline knows, counted with that one; else a record of its own, with
+        an exception of its own, which Hypothesis shrinks as another bug (a shrink step
+        that meets another fault is that fault's first hit, not a smaller case of the
+        fault being shrunk). A round used to keep one record per key, so a first hit the
+        baseline knew absorbed every later one, and the shrinker slipped from one fault
+        to another: a new fault of the same variant, kind and dtype was never reported."""
         case = result.case
         same = [k for k in self._records if k[:3] == key]
         own: RecordKey = (*key, case.program.op_names)
@@ -509,8 +509,6 @@ class Campaign:
         admitting = [k for k in same if self._records[k].admits(case)]
         if admitting:
             return next((k for k in admitting if k in self._raised), admitting[0])
-        if self._raised:
-            return None
         if not key[1].is_failure:  # a convention or noise: one record a round, counting the rest
             return same[0]
         known = [k for k in same if self._records[k].baselined]
