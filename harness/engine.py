@@ -328,7 +328,18 @@ class _SideValues:
         framework = framework_of(name) if own else None
         scale = np.max(np.stack([r.scale_for(framework) for r in resolved]), axis=0)
         with np.errstate(invalid="ignore", over="ignore"):
-            bound = tol.bound(scale, np.abs(values).max(axis=0))
+            size = np.abs(values).max(axis=0)
+            bound = tol.bound(scale, size)
+            # Where intermediates underflow, the same floors as off the kinks
+            # (``_judge_values``): a product that passes below tiny is flushed, and in the
+            # rows of the inputs behind it the chain rule multiplies the loss by up to
+            # 1/eps (JAX's jacfwd(jacfwd) H[0, 3] at x0 = -2.2e-308, at a kink of
+            # remainder, is -2.8e-298 where every convention gives -4.1e-299).
+            tiny_entry = (size != 0) & (size < tol.tiny / tol.eps**2)
+            rows = _underflow_rows(self.oracle) & tiny_entry
+            flushed = self.oracle.underflow & tiny_entry & (size < tol.tiny / tol.eps)
+            bound = np.where(rows, np.maximum(bound, tol.tiny / tol.eps**2), bound)
+            bound = np.where(flushed, np.maximum(bound, tol.tiny / tol.eps), bound)
         # No value to hold an entry to: a convention leaves it undefined (a domain edge),
         # or its bound is past float64's range.
         return values, bound, np.isnan(values).any(axis=0) | ~np.isfinite(bound)

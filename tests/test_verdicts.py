@@ -501,3 +501,28 @@ JUMP_NEAR = Program(8, (_I, const(-0.4017855226993561), op("where", 0, 1, 0), co
 def test_frameworks_pass_where_a_jump_feeds_a_switch_among_many_near_kinks() -> None:
     _honest(JUMP_NEAR, [-736.6162719726562, 680.6961059570312, -2.7638204097747803, -1.1754943508222875e-38,
                         -0.0, 1.0000000031710769e-30, -1.0, -0.0], "float32")
+
+
+# The 10-minute campaign's one new failure at 1b56b94: jacfwd(jacfwd) at a kink of
+# remainder, where x0 = -2.2e-308 squares below tiny.
+REMAINDER_UNDERFLOW = Program(7, (_I, op("square", 0), const(1.6732632423543772), op("add", 1, 2),
+                                  op("remainder", 0, 3), op("var", 3, axis=None, keepdims=True), op("sum", 4),
+                                  op("square", 5), op("mean", 7), op("add", 6, 8)))
+REMAINDER_POINT = [-2.2250738585072014e-308, 488.75715482716123, -3.185132002234097e-62, 2.990963712024567,
+                   284.7930161392835, 488.75715482716123, -0.0]
+
+
+def test_at_a_kink_an_entry_below_tiny_over_eps_squared_in_an_underflow_row_is_held_to_that_floor() -> None:
+    """Off the kinks, an entry below tiny/eps**2 in the row of an input behind an
+    underflow is held only to that floor (the chain rule multiplies a flushed tangent
+    by up to 1/eps); at a kink the conventions' values are held to the same floor. JAX's
+    forward-over-forward H[0, 3] here is -2.8e-298 where every convention gives
+    -4.1e-299; a value above the floor still fails."""
+    _honest(REMAINDER_UNDERFLOW, REMAINDER_POINT, "float64")
+    jax_h = check_case(Case(REMAINDER_UNDERFLOW, np.asarray(REMAINDER_POINT), "float64"),
+                       [get_variant("jax:jit")]).outcomes["jax:jit"].hessian
+    for entry, fails in ((-2.7701718788608593e-298, False), (-1e-270, True)):
+        h = jax_h.copy()
+        h[0, 3] = h[3, 0] = entry
+        result, _ = _judged(REMAINDER_UNDERFLOW, REMAINDER_POINT, "float64", {"jax:jit": h})
+        assert bool(_failures(result)) is fails, (entry, _failures(result))
