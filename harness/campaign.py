@@ -435,7 +435,12 @@ class Campaign:
                 # a fault the baseline already knows.
                 if record.baselined:
                     continue
-                if verdict.kind.is_failure and verdict.kind is not Kind.TIMEOUT and raise_key is None:
+                # While shrinking, a fault met for the first time is recorded (and minimised
+                # with the round's findings) but not raised: Hypothesis would shrink it as
+                # one more bug, and a round's shrinking would grow with every fault met.
+                shrinking_another = bool(self._raised) and record_key not in self._raised
+                if verdict.kind.is_failure and verdict.kind is not Kind.TIMEOUT and raise_key is None \
+                        and not shrinking_another:
                     raise_key = record_key
         self.on_progress(self.stats, self.result())
         if raise_key is not None:
@@ -495,10 +500,9 @@ class Campaign:
     def _record_key(self, key: Key, result: CaseResult, verdict: Verdict) -> RecordKey:
         """The record of this round a failing hit of ``key`` belongs to: one whose first
         case's ops include the hit's (the one being shrunk first); else another hit of a
-        fault the baseline knows, counted with that one; else a record of its own, with
-        an exception of its own, which Hypothesis shrinks as another bug (a shrink step
-        that meets another fault is that fault's first hit, not a smaller case of the
-        fault being shrunk). A round used to keep one record per key, so a first hit the
+        fault the baseline knows, counted with that one; else a record of its own (a
+        shrink step that meets another fault is that fault's first hit, not a smaller
+        case of the fault being shrunk; it is minimised with the round's findings). A round used to keep one record per key, so a first hit the
         baseline knew absorbed every later one, and the shrinker slipped from one fault
         to another: a new fault of the same variant, kind and dtype was never reported."""
         case = result.case

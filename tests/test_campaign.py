@@ -250,8 +250,9 @@ def _records_of(campaign: Campaign) -> dict[frozenset[str], object]:
 def test_a_shrink_step_that_brings_in_another_op_is_not_the_same_fault() -> None:
     """Once a fault is raised, a later failure of the same variant, kind and dtype shrinks
     its record only on a program within the first one's ops; one that brings in another
-    op is another fault's first hit, raised as another bug (Hypothesis shrinks each):
-    else the shrinker slips from one fault to another, and one is never reported."""
+    op is another fault's first hit, recorded but not raised while shrinking (a round
+    would shrink every fault it meets): else the shrinker slips from one fault to
+    another, and one is never reported."""
     first = _case(op("arctan", 0), op("square", 1), op("sum", 2))
     smaller = _case(op("arctan", 0), op("sum", 1))
     other = _case(op("sin", 0), op("sum", 1))
@@ -259,9 +260,7 @@ def test_a_shrink_step_that_brings_in_another_op_is_not_the_same_fault() -> None
     campaign._deadline = time.monotonic() + 60.0
     with pytest.raises(NewFinding) as first_raised:
         campaign._check(first)
-    with pytest.raises(NewFinding) as other_raised:
-        campaign._check(other)
-    assert type(other_raised.value) is not type(first_raised.value)
+    campaign._check(other)  # recorded, not raised
     assert {ops: r.case for ops, r in _records_of(campaign).items()} == {
         first.program.op_names: first, other.program.op_names: other}
     with pytest.raises(NewFinding) as again:
