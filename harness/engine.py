@@ -185,7 +185,7 @@ def check_case(case: Case, variants: Sequence[BackendVariant | Runner]) -> CaseR
     """Run the oracle and every variant (or runner) on ``case``, and judge them.
 
     Runners are submitted first, so frameworks in worker processes compute at the same
-    time as each other and as the oracle (2 cores: about twice the checks a second)."""
+    time as each other and as the oracle."""
     runners = [v for v in variants if isinstance(v, Runner)]
     for runner in runners:
         runner.submit(case)
