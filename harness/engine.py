@@ -259,6 +259,7 @@ class _Enumeration:
     def __init__(self, case: Case, oracle: OracleResult, fuzz: float) -> None:
         self.case, self.fuzz = case, fuzz
         self.results: list[OracleResult] = []
+        self.hessians: list[np.ndarray] = []  # each result's, in float64 (every judge reads them)
         self._memo: dict[Any, Any] = {}
         try:
             self.base = evaluate(case.program, case.point, case.dtype, kink_fuzz=fuzz) if fuzz else oracle
@@ -276,10 +277,13 @@ class _Enumeration:
         size = max(self.FIRST, len(self.results))
         chunk, self.pending = self.pending[:size], self.pending[size:]
         try:
-            self.results += conventions(self.case.program, self.case.point, self.case.dtype, self.base.sides,
-                                        self.fuzz, only=chunk, memo=self._memo)
+            more = conventions(self.case.program, self.case.point, self.case.dtype, self.base.sides,
+                               self.fuzz, only=chunk, memo=self._memo)
         except OutOfDomain:  # a side leaves the domain, or exact arithmetic outgrows it: unjudged
-            self.results, self.pending = [], []
+            self.results, self.hessians, self.pending = [], [], []
+            return True
+        self.results += more
+        self.hessians += [r.hessian_float() for r in more]
         return True
 
 
@@ -321,25 +325,19 @@ class _SideValues:
         """(the Hessian of every convention evaluated so far, their error bound (``own``:
         with the rule scales of the variant's framework), entries some convention leaves
         undefined), or None where no convention could be evaluated."""
-        resolved = self._resolved(fuzz).results
+        enumeration = self._resolved(fuzz)
+        resolved = enumeration.results
         if not resolved:
             return None
-        values = np.stack([r.hessian_float() for r in resolved])
+        values = np.stack(enumeration.hessians)
         framework = framework_of(name) if own else None
         scale = np.max(np.stack([r.scale_for(framework) for r in resolved]), axis=0)
         with np.errstate(invalid="ignore", over="ignore"):
             size = np.abs(values).max(axis=0)
-            bound = tol.bound(scale, size)
-            # Where intermediates underflow, the same floors as off the kinks
-            # (``_judge_values``): a product that passes below tiny is flushed, and in the
-            # rows of the inputs behind it the chain rule multiplies the loss by up to
-            # 1/eps (JAX's jacfwd(jacfwd) H[0, 3] at x0 = -2.2e-308, at a kink of
-            # remainder, is -2.8e-298 where every convention gives -4.1e-299).
-            tiny_entry = (size != 0) & (size < tol.tiny / tol.eps**2)
-            rows = _underflow_rows(self.oracle) & tiny_entry
-            flushed = self.oracle.underflow & tiny_entry & (size < tol.tiny / tol.eps)
-            bound = np.where(rows, np.maximum(bound, tol.tiny / tol.eps**2), bound)
-            bound = np.where(flushed, np.maximum(bound, tol.tiny / tol.eps), bound)
+            # Where intermediates underflow, the same floors as off the kinks (JAX's
+            # jacfwd(jacfwd) H[0, 3] at x0 = -2.2e-308, at a kink of remainder, is
+            # -2.8e-298 where every convention gives -4.1e-299).
+            bound = _floored(tol.bound(scale, size), *_underflow_floors(size, self.oracle, tol), tol)
         # No value to hold an entry to: a convention leaves it undefined (a domain edge),
         # or its bound is past float64's range.
         return values, bound, np.isnan(values).any(axis=0) | ~np.isfinite(bound)
@@ -499,23 +497,11 @@ def _judge_values(name: str, h: np.ndarray, expected: np.ndarray, judged: np.nda
         largest = float(np.max(np.abs(truth[judged]), initial=0.0))
         floor = np.where(truth != 0, np.abs(truth), np.sqrt(tol.eps) * largest)
         ill = judged & ~(relative <= np.maximum(floor, tol.factor * tol.tiny))
-        # Where intermediates underflow, a framework that flushes subnormals to zero (XLA
-        # on CPU does) loses every digit of a product that passes below the smallest
-        # normal, and the chain rule multiplies that loss by factors the per-op error
-        # floor does not follow: an entry below tiny/eps there cannot be told from 0
-        # (measured: JAX's H of var(x**2) at x = (731, 2.2e-308) is 0 where the truth is
-        # 2.7e-306; of square(mean(x**2)) at 1.2e-38 in float32, 0 where it is 5.5e-36).
-        flushed = judged & oracle.underflow & (truth != 0) & (np.abs(truth) < tol.tiny / tol.eps)
-        # In the rows of the inputs behind the underflow, a framework's own tangents pass
-        # below tiny too and are flushed where the chain rule then multiplies them by
-        # up to 1/eps: JAX's forward-mode H[2, 1] of square(std(square(x))) at x1 = -1e-30
-        # in float32 (x1**2 underflows; the tangent of 1 / (2 std) is 5.5e-43, flushed) is
-        # 2.5e-28 where the truth is 1.2e-28 (reverse mode, PyTorch and float64 agree).
-        deep = tol.tiny / tol.eps**2
-        rows = judged & underflow_rows & (truth != 0) & (np.abs(truth) < deep)
+        flushed, rows = _underflow_floors(np.abs(truth), oracle, tol)
+        flushed &= judged
+        rows &= judged
         ill |= flushed | rows
-        bound = np.where(flushed, np.maximum(bound, tol.tiny / tol.eps), bound)
-        bound = np.where(rows, np.maximum(bound, deep), bound)
+        bound = _floored(bound, flushed, rows, tol)
     result.entries[name] = (int(judged.sum()), int(ill.sum()))
     # A bound past float64's range (an intermediate of the derivative formulas beyond
     # it, or inf * 0 in the error scale): there is no value to hold the entry to.
@@ -573,6 +559,33 @@ def _judge_values(name: str, h: np.ndarray, expected: np.ndarray, judged: np.nda
             float(err.max()),
         )
     return None
+
+
+def _underflow_floors(size: np.ndarray, oracle: OracleResult, tol: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(flushed, rows): the nonzero entries of magnitude ``size`` held only to tiny/eps,
+    and to tiny/eps**2, where intermediates underflow.
+
+    A framework that flushes subnormals to zero (XLA on CPU does) loses every digit of
+    a product that passes below the smallest normal, and the chain rule multiplies that
+    loss by factors the per-op error floor does not follow: an entry below tiny/eps
+    there cannot be told from 0 (measured: JAX's H of var(x**2) at x = (731, 2.2e-308)
+    is 0 where the truth is 2.7e-306; of square(mean(x**2)) at 1.2e-38 in float32, 0
+    where it is 5.5e-36). In the rows of the inputs behind the underflow, a framework's
+    own tangents pass below tiny too and are flushed where the chain rule then
+    multiplies them by up to 1/eps: JAX's forward-mode H[2, 1] of square(std(square(x)))
+    at x1 = -1e-30 in float32 (x1**2 underflows; the tangent of 1 / (2 std) is 5.5e-43,
+    flushed) is 2.5e-28 where the truth is 1.2e-28 (reverse mode, PyTorch and float64
+    agree)."""
+    nonzero = size != 0
+    flushed = oracle.underflow & nonzero & (size < tol.tiny / tol.eps)
+    rows = _underflow_rows(oracle) & nonzero & (size < tol.tiny / tol.eps**2)
+    return flushed, rows
+
+
+def _floored(bound: np.ndarray, flushed: np.ndarray, rows: np.ndarray, tol: Any) -> np.ndarray:
+    """``bound`` raised to the floors ``_underflow_floors`` names."""
+    bound = np.where(flushed, np.maximum(bound, tol.tiny / tol.eps), bound)
+    return np.where(rows, np.maximum(bound, tol.tiny / tol.eps**2), bound)
 
 
 def _underflow_rows(oracle: OracleResult) -> np.ndarray:
