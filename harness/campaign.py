@@ -502,9 +502,10 @@ class Campaign:
         case's ops include the hit's (the one being shrunk first); else another hit of a
         fault the baseline knows, counted with that one; else a record of its own (a
         shrink step that meets another fault is that fault's first hit, not a smaller
-        case of the fault being shrunk; it is minimised with the round's findings). A round used to keep one record per key, so a first hit the
-        baseline knew absorbed every later one, and the shrinker slipped from one fault
-        to another: a new fault of the same variant, kind and dtype was never reported."""
+        case of the fault being shrunk; it is minimised with the round's findings). A
+        round used to keep one record per key, so a first hit the baseline knew absorbed
+        every later one, and the shrinker slipped from one fault to another: a new fault
+        of the same variant, kind and dtype was never reported."""
         case = result.case
         same = [k for k in self._records if k[:3] == key]
         own: RecordKey = (*key, case.program.op_names)

@@ -571,21 +571,21 @@ class _Evaluator:
         scale = max(float(bargs[k].vm[idx]) for k in range(len(bargs))) + float(finfo.tiny / finfo.eps)
         for k, s in enumerate(switches):
             self._note_switch(spec.name, k, 0.0 if s == 0 else float(abs(s)) / scale, self._switch_specials)
+        on_kink = [not nan and bool(s == 0 or (self.kink_fuzz and float(abs(s)) <= self.kink_fuzz * scale))
+                   for s, nan in zip(switches, undefined)]
         choices: list[tuple[int, ...]] = []
         res = self.resolution
         for k, s in enumerate(switches):
             if undefined[k]:
                 choices.append((-1, 1))
-            elif s == 0 or (self.kink_fuzz and float(abs(s)) <= self.kink_fuzz * scale):
+            elif on_kink[k]:
                 key = (spec.name, k) if s == 0 else (spec.name, k, node, idx)
                 self.sides[key] = 2
                 choice = (-1, 1) if res is None or res.mid else res.choice(key, 1)
                 choices.append(choice if isinstance(choice, tuple) else (choice,))
             else:
                 choices.append((1,) if s > 0 else (-1,))
-        if len(choices) and any(
-                s == 0 or (self.kink_fuzz and float(abs(s)) <= self.kink_fuzz * scale)
-                for s, nan in zip(switches, undefined) if not nan):
+        if any(on_kink):
             self.kinks.append(Kink(node, spec.name, idx))
         combos = list(itertools.product(*choices))
         results = [_apply_rule(_piece_rule(spec.name, int_key, signs), point, bargs, idx, derivs, self.framework)

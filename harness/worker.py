@@ -103,11 +103,8 @@ class IsolatedVariant(Runner):
 
     def run(self, case: Case) -> Outcome:
         """What the variant did on ``case``, with death and hangs as outcomes."""
-        start = time.perf_counter()
-        try:
-            return self.worker.request(("check", (self.variant, case)), self.timeout)
-        except _Gone as gone:
-            return Outcome(self.name, gone.status, error=gone.text, seconds=time.perf_counter() - start)
+        self.submit(case)
+        return self.collect()
 
     def run_points(self, program: Program, points: Sequence[np.ndarray], dtype: str) -> list[Outcome]:
         """One outcome per point, from one batched call (``BackendVariant.hessians``).
