@@ -288,9 +288,15 @@ class OpSpec:
             division is argument 1). A piecewise op's special values are its switches'
             zeros, in the order of ``switches``.
         arg_domains: per argument, where it must lie: ``"pos"`` (> 0), ``"nonzero"``,
-            ``"gt1"`` (> 1), ``"gt_neg1"`` (> -1), ``"unit"`` (-1 < a < 1) or None; the
+            ``"gt1"`` (> 1), ``"gt_neg1"`` (> -1), ``"unit"`` (-1 < a < 1),
+            ``"off_poles"`` (not 0, -1, -2, ...) or None; the
             generator guards arguments with it, and it is the domain when ``domain`` is
             not given.
+        integer_args: the arguments that, when a constant holding an integer, widen the
+            others' domains (a**3 is defined and smooth for every real a, a**b for a
+            non-integer b only for a > 0). The oracle differentiates the op with such a
+            constant substituted exactly (a polynomial or a reciprocal power), and
+            ``domains_at`` gives each argument's domain for the values and pattern at hand.
     """
 
     name: str
@@ -306,21 +312,43 @@ class OpSpec:
     special_names: tuple[str, ...] = ()
     special_arg: int = 0
     arg_domains: tuple[str | None, ...] = ()
+    integer_args: tuple[int, ...] = ()
 
     @property
     def smooth(self) -> bool:
         return not isinstance(self.math, Piecewise)
 
-    def in_domain(self, args: tuple[Any, ...]) -> bool:
-        """Whether the op is defined at these argument values (elementwise ops)."""
+    def domains_at(self, args: tuple[Any, ...], varying: tuple[bool, ...] | None = None) -> tuple[str | None, ...]:
+        """Each argument's domain at these argument values.
+
+        ``varying``: per argument, whether it may differ from its value here (it is
+        traced, or a computed constant the framework rounds its own way); None when only
+        the value is asked for. An ``integer_args`` argument that is a fixed integer
+        lifts the others' domains: where it is a non-negative integer, to every real;
+        where it is a negative one, to every real but 0 (a pole). Otherwise
+        ``arg_domains`` holds.
+        """
+        domains = self.arg_domains or (None,) * self.arity
+        for p in self.integer_args:
+            if p >= len(args) or (varying is not None and varying[p]) or not _integer_valued(args[p]):
+                continue
+            lifted = None if args[p] >= 0 else "nonzero"
+            domains = tuple(lifted if q != p and d is not None else d for q, d in enumerate(domains))
+        return domains
+
+    def in_domain(self, args: tuple[Any, ...], varying: tuple[bool, ...] | None = None) -> bool:
+        """Whether the op is defined at these argument values (elementwise ops); with
+        ``varying`` (see ``domains_at``), whether it is differentiable there too."""
         if self.domain is not None:
             return bool(self.domain(args))
-        return all(_ARG_DOMAINS[d](v) for d, v in zip(self.arg_domains, args) if d is not None)
+        return all(_ARG_DOMAINS[d](v) for d, v in zip(self.domains_at(args, varying), args) if d is not None)
 
-    def arg_in_domain(self, position: int, value: Any) -> bool:
-        """Whether argument ``position`` alone may take ``value`` (its ``arg_domains``
-        entry): the generator aims an argument at a domain edge from the inside."""
-        domain = self.arg_domains[position] if position < len(self.arg_domains) else None
+    def arg_in_domain(self, position: int, value: Any, domains: tuple[str | None, ...] | None = None) -> bool:
+        """Whether argument ``position`` alone may take ``value`` (its entry of
+        ``domains``, by default ``arg_domains``): the generator aims an argument at a
+        domain edge from the inside."""
+        domains = self.arg_domains if domains is None else domains
+        domain = domains[position] if position < len(domains) else None
         return domain is None or bool(_ARG_DOMAINS[domain](value))
 
     def check_attrs(self, attrs: Attrs) -> dict[str, Any]:
@@ -383,7 +411,16 @@ _ARG_DOMAINS: dict[str, Callable[[Any], bool]] = {
     "gt1": lambda v: v > 1,
     "gt_neg1": lambda v: v > -1,
     "unit": lambda v: -1 < v < 1,
+    "off_poles": lambda v: v > 0 or not _integer_valued(v),  # Gamma's poles: 0, -1, -2, ...
 }
+
+
+def _integer_valued(value: Any) -> bool:
+    """Whether a scalar (float or multi-precision) is a finite integer."""
+    try:
+        return bool(value == int(value))
+    except (OverflowError, ValueError, TypeError):
+        return False
 
 
 def in_arg_domain(domain: str | None, value: float) -> bool:
@@ -692,10 +729,12 @@ _unary("erf", lambda sp, a: sp.erf(a), "error function", (0.0, 4.0))
 _unary("erfc", lambda sp, a: sp.erfc(a), "complementary error function", (0.0, 10.0, 27.0))
 _unary("erfinv", lambda sp, a: sp.erfinv(a), "inverse error function (domain -1 < a < 1)", (-1.0, 0.0, 1.0),
        arg_domains=("unit",))
-_unary("lgamma", lambda sp, a: sp.loggamma(a), "log |Gamma(a)| (domain a > 0 here)", (0.0, 1.0, 2.0),
-       arg_domains=("pos",))
-_unary("digamma", lambda sp, a: sp.polygamma(0, a), "digamma (domain a > 0 here)", (0.0, 1.0),
-       arg_domains=("pos",))
+# log |Gamma(a)|: the real part of the complex log-gamma (which adds i pi k for a < 0); its
+# derivatives are the polygammas, real on the whole domain.
+_unary("lgamma", lambda sp, a: sp.re(sp.loggamma(a)), "log |Gamma(a)| (domain: a not 0, -1, -2, ...)",
+       (0.0, 1.0, 2.0, -1.0), arg_domains=("off_poles",))
+_unary("digamma", lambda sp, a: sp.polygamma(0, a), "digamma (domain: a not 0, -1, -2, ...)", (0.0, 1.0, -1.0),
+       arg_domains=("off_poles",))
 _unary("i0", lambda sp, a: sp.besseli(0, a), "modified Bessel function I0", (0.0,))
 
 
@@ -814,13 +853,22 @@ _piecewise("hard_sigmoid", 1, lambda sp, a: [a + 3, a - 3],
            (-3.0, 3.0), "relu6(a + 3) / 6", group="activation")
 
 # Binary.
+# a**b: for a traced (or computed) exponent a > 0 (its derivative is a**b log a); for a
+# constant integer exponent every real a (a != 0 if b < 0), which the frameworks
+# differentiate with their own select(b == 0, ...) and integer-power paths.
 register_op(OpSpec("pow", 2, "binary", Elementwise(lambda sp, a, b: a**b), arg_domains=("pos", None),
-                   special=lambda attrs: (0.0, 1.0), doc="a**b for a > 0 (special: a at 0 and 1)"))
+                   integer_args=(1,), special=lambda attrs: (0.0, 1.0),
+                   doc="a**b: a > 0, or any a for a constant integer b (a != 0 if b < 0); special: a at 0 and 1"))
 register_op(OpSpec("arctan2", 2, "binary", Elementwise(lambda sp, a, b: sp.atan2(a, b)), arg_domains=(None, "pos"),
                    special=lambda attrs: (0.0,), doc="atan2(a, b), b > 0 here (the branch cut is b < 0, a = 0)"))
+# PyTorch differentiates hypot through its output, a / result: differentiated again,
+# 1/h - a**2/h**3 cancels terms of size 1/h to b**2/h**3 (3e-11 relative at (-287, 0.4)).
 register_op(OpSpec("hypot", 2, "binary", Elementwise(lambda sp, a, b: sp.sqrt(a**2 + b**2)),
-                   arg_domains=(None, "nonzero"), special=lambda attrs: (0.0,),
-                   doc="sqrt(a**2 + b**2) (b != 0: at a = b = 0 it is a cone)"))
+                   domain=lambda args: args[0] != 0 or args[1] != 0, special=lambda attrs: (0.0,),
+                   doc="sqrt(a**2 + b**2) away from a = b = 0 (a cone there)",
+                   rule_scale=RuleScale(lambda sp, a, b: (1, 1 / sp.sqrt(a**2 + b**2), 3 / (a**2 + b**2)),
+                                        "PyTorch derivatives.yaml hypot: self: grad * self / result, "
+                                        "other: grad * other / result", ("torch",))))
 # JAX and PyTorch differentiate logaddexp through its output, exp(a - y) and exp(b - y):
 # y carries a rounding error of eps |y|, so every derivative errs by eps (|a| + |b|) times
 # its own size (logaddexp(x, x)'' = 0 comes out as 1e-13 at x = -600 in float64).

@@ -306,12 +306,33 @@ def _split_attrs(spec: OpSpec, attrs: dict[str, Any]) -> tuple[dict[str, int], t
     return ints, floats
 
 
+# The largest integer the oracle substitutes into an expression (a**b with b = 64 is a
+# polynomial of degree 64; beyond, the generic a**b rule, on a > 0).
+_FIXED_LIMIT = 64
+
+
+def _fixed_integers(spec: OpSpec, vals: Sequence[Any], varying: Sequence[bool]) -> tuple[tuple[int, int], ...]:
+    """The ``integer_args`` that are constant integers here, as (position, value): the
+    rule is differentiated with them substituted, so a**3 is the polynomial it is at
+    a <= 0, not a**b with its log a."""
+    fixed = []
+    for p in spec.integer_args:
+        v = vals[p]
+        if not varying[p] and mpmath.isfinite(v) and v == mpmath.floor(v) and abs(v) <= _FIXED_LIMIT:
+            fixed.append((p, int(v)))
+    return tuple(fixed)
+
+
 @functools.lru_cache(maxsize=None)
-def _smooth_rule(op: str, int_attrs: tuple[tuple[str, Any], ...]) -> _Rule:
+def _smooth_rule(op: str, int_attrs: tuple[tuple[str, Any], ...], fixed: tuple[tuple[int, int], ...] = ()) -> _Rule:
+    """The rule of elementwise ``op``; ``fixed`` substitutes constant integer arguments
+    (see ``_fixed_integers``)."""
     spec = get_op(op)
     assert isinstance(spec.math, Elementwise)
     floats = tuple(a.name for a in spec.attrs if a.kind == "float")
     sp, args, fattrs, expr = _compile(spec.math.expr, spec.arity, dict(int_attrs), floats)
+    if fixed:
+        expr = expr.subs({args[p]: sp.Integer(v) for p, v in fixed})
     params = [*args, *fattrs.values()]
     rule = _rule_from_expr(sp, args, params, expr)
     if spec.rule_scale is not None:
@@ -512,10 +533,14 @@ class _Evaluator:
         switch_specials = isinstance(spec.math, Piecewise) and len(specials) == len(
             _switch_rules(spec.name, int_key))
         self._switch_specials = switch_specials
+        # An argument a framework may see at another value than the exact one: traced, or
+        # a constant computed (and rounded) from other constants.
+        varying = tuple(d or self.program.nodes[a].kind != "const"
+                        for d, a in zip(derivs, self.program.nodes[node].args))
         for idx in np.ndindex(*shape):
             vals = [a.v[idx] for a in bargs]
             point = [*vals, *fvals]
-            if not spec.in_domain(tuple(vals)):
+            if not spec.in_domain(tuple(vals), varying):
                 raise OutOfDomain(
                     f"node {node} ({spec.name}) is outside its domain at "
                     f"{[mpmath.nstr(v, 8) for v in vals]}"
@@ -523,7 +548,7 @@ class _Evaluator:
             if specials and not switch_specials:
                 self._special_hits(spec, specials, vals[spec.special_arg], bargs[spec.special_arg].vm[idx])
             if isinstance(spec.math, Elementwise):
-                rule = _smooth_rule(spec.name, int_key)
+                rule = _smooth_rule(spec.name, int_key, _fixed_integers(spec, vals, varying))
                 results = [_apply_rule(rule, point, bargs, idx, derivs, self.framework,
                                        float(np.finfo(self.dtype).eps))]
                 self._squares_underflow(rule, vals, bargs, idx)
@@ -532,7 +557,8 @@ class _Evaluator:
                 results, undefined_switch = self._pieces(node, spec, int_key, point, bargs, idx, derivs)
             if len(results) > 1 and self.resolution is not None and not undefined_switch:
                 results = [_average(results)]
-            if spec.arg_domains and self._near_edge(spec, vals, bargs, idx):
+            if (spec.arg_domains and self._near_edge(spec.domains_at(tuple(vals), varying), vals, bargs, idx)) \
+                    or (spec.domain is not None and self._near_excluded_point(spec, vals, bargs, idx)):
                 results = [_undefined_derivatives(results[0], bargs, idx, derivs)]
             _merge_into(out, idx, results)
         return out
@@ -545,12 +571,20 @@ class _Evaluator:
         below sqrt(tiny) they divide 0 by 0 (JAX's Hessian of hypot(x, x) at x = 1e-30 in
         float32 is NaN where the truth is 0), and forward mode carries that NaN along
         every row of the input through 0 * NaN. An argument f is linear in (add, mul) is
-        never squared.
+        never squared. A constant argument is squared too: hypot(a, c) at a = 0 and
+        |c| = 1e-170 has the Hessian 1/|c| = 1e170 in float64, but JAX's formula divides
+        by c*c, which underflows, and returns NaN: the inputs behind every traced argument
+        are marked. (Forward over forward also multiplies that NaN partial by the zero
+        tangents of the other inputs, NaN at entries of inputs the node never reads:
+        JAX's jacfwd(jacfwd) H[1, 1] of mean(hypot(x - c0, c)) with c[0] = 1e-170. That
+        0 * NaN is reported, not excused.)
         """
         root = math.sqrt(float(np.finfo(self.dtype).tiny))
         for value, arg, curved in zip(vals, bargs, rule.curved):
-            if curved and arg.g is not None and value != 0 and abs(value) < root:
-                self.underflow_vars |= _depends(arg, idx)
+            if not (curved and value != 0 and abs(value) < root):
+                continue
+            for marked in ([arg] if arg.g is not None else [a for a in bargs if a.g is not None]):
+                self.underflow_vars |= _depends(marked, idx)
 
     def _pieces(self, node: int, spec: OpSpec, int_key: tuple[tuple[str, Any], ...],
                 point: list[Any], bargs: list[_Jet], idx: tuple[int, ...],
@@ -651,7 +685,8 @@ class _Evaluator:
             _merge_into(out, idx, [(j.v[idx], j.g[idx], j.h[idx], j.vm[idx], j.gm[idx], j.hm[idx]) for j in jets])
         return out
 
-    def _near_edge(self, spec: OpSpec, vals: list[Any], bargs: list[_Jet], idx: tuple[int, ...]) -> bool:
+    def _near_edge(self, domains: tuple[str | None, ...], vals: list[Any], bargs: list[_Jet],
+                   idx: tuple[int, ...]) -> bool:
         """Whether an argument lies within rounding distance of its domain's edge.
 
         There a framework's own rounding decides whether the argument is inside (sqrt of
@@ -659,14 +694,28 @@ class _Evaluator:
         so the derivatives have no single value it could be held to.
         """
         finfo = np.finfo(self.dtype)
-        for k, domain in enumerate(spec.arg_domains):
+        for k, domain in enumerate(domains):
             if domain is None:
                 continue
             scale = float(bargs[k].vm[idx]) + float(finfo.tiny / finfo.eps)
-            for edge in _DOMAIN_EDGES[domain]:
+            for edge in _domain_edges(domain, vals[k]):
                 if float(abs(vals[k] - edge)) <= SPECIAL_ULPS * float(finfo.eps) * max(scale, abs(edge)):
                     return True
         return False
+
+    def _near_excluded_point(self, spec: OpSpec, vals: list[Any], bargs: list[_Jet], idx: tuple[int, ...]) -> bool:
+        """For an op whose domain excludes a point rather than a range of one argument
+        (hypot at a = b = 0, its cone): whether the arguments are within rounding distance
+        of it, i.e. each is 0 or as close to 0 as its own error. There the framework may
+        compute every argument as exactly 0, so the derivatives have no value it could be
+        held to."""
+        finfo = np.finfo(self.dtype)
+        snapped = []
+        for value, arg in zip(vals, bargs):
+            scale = float(arg.vm[idx]) + float(finfo.tiny / finfo.eps)
+            near = float(abs(value)) <= SPECIAL_ULPS * float(finfo.eps) * scale
+            snapped.append(mpmath.mpf(0) if near else value)
+        return not spec.in_domain(tuple(snapped))
 
     def _special_hits(self, spec: OpSpec, specials: tuple[float, ...], value: Any, error: float) -> None:
         """Record every special value that ``value`` lies within rounding distance of."""
@@ -678,7 +727,15 @@ class _Evaluator:
 
 
 SPECIAL_ULPS = 64.0
-_DOMAIN_EDGES = {"pos": (0,), "nonzero": (0,), "gt1": (1,), "gt_neg1": (-1,), "unit": (-1, 1)}
+_DOMAIN_EDGES = {"pos": (0,), "nonzero": (0,), "gt1": (1,), "gt_neg1": (-1,), "unit": (-1, 1), "off_poles": (0,)}
+
+
+def _domain_edges(domain: str, value: Any) -> tuple[Any, ...]:
+    """The edges of ``domain`` that ``value`` may be near: the fixed ones, and for
+    Gamma's poles the non-positive integer nearest to it."""
+    if domain == "off_poles" and value < 0:
+        return (min(0, int(mpmath.nint(value))),)
+    return _DOMAIN_EDGES[domain]
 
 
 def _undefined_derivatives(result: tuple[Any, ...], args: list[_Jet], idx: tuple[int, ...],

@@ -218,7 +218,7 @@ _SOURCES = ("node", "input", "const")
 # Constants drawn inside each argument domain, and the guard that maps any traced value
 # into it (so other elements of an aimed argument stay defined).
 _CONST_RANGE = {None: (-2.0, 2.0), "pos": (0.125, 2.0), "nonzero": (0.125, 2.0), "gt1": (1.125, 3.0),
-                "gt_neg1": (-0.875, 2.0), "unit": (-0.875, 0.875)}
+                "gt_neg1": (-0.875, 2.0), "unit": (-0.875, 0.875), "off_poles": (-2.0, 2.0)}
 
 
 def _guard(ch: _Chooser, b: _Builder, a: int, domain: str | None) -> int:
@@ -234,7 +234,7 @@ def _guard(ch: _Chooser, b: _Builder, a: int, domain: str | None) -> int:
         return a
     if domain == "unit":
         return b.add(op("mul", b.add(op("sin", a)), b.constant(ch.real(b.dtype, 0.125, 0.9375))))
-    lift = {"pos": 0.0, "nonzero": 0.0, "gt1": 1.0, "gt_neg1": -1.0}[domain]
+    lift = {"pos": 0.0, "nonzero": 0.0, "gt1": 1.0, "gt_neg1": -1.0, "off_poles": 0.0}[domain]
     c = ch.real(b.dtype, 0.125, 2.0) + lift
     return b.add(op("add", b.add(op("square", a)), b.constant(c)))
 
@@ -347,7 +347,8 @@ def _elementwise_args(ch: _Chooser, b: _Builder, spec: Any, aim: int | None) -> 
         if args[p] is not None and shape is not None and b.shapes[args[p]] not in (shape, ()):
             args[p] = b.pick_op(ch, shape)
     domains = spec.arg_domains or (None,) * k
-    for p in range(k):
+    constant = [a is None for a in args]
+    for p in range(k):  # constants before guards: a constant integer exponent widens the base's domain
         if args[p] is None:
             lo, hi = _CONST_RANGE[domains[p]]
             literal = _literal(ch, spec.name, args)
@@ -356,8 +357,12 @@ def _elementwise_args(ch: _Chooser, b: _Builder, spec: Any, aim: int | None) -> 
             values = np.reshape(ch.reals(b.dtype, lo, hi, size), const_shape)
             if literal == "int":  # the nearest integer inside the argument's range
                 values = np.asarray(float(min(max(round(float(values)), int(np.ceil(lo))), int(np.floor(hi)))))
+            elif p in spec.integer_args and ch.boolean():  # an integer-valued float (x ** 3.0)
+                values = np.full(const_shape, float(ch.integer(-2, 4)))
             args[p] = b.constant(values, literal)
-        elif domains[p] is not None:
+    domains = spec.domains_at(tuple(_one_value(b, a) for a in args), tuple(not c for c in constant))
+    for p in range(k):
+        if not constant[p] and domains[p] is not None:
             args[p] = _guard(ch, b, args[p], domains[p])
     if aim is not None:
         specials = spec.special(b.attrs)
@@ -372,8 +377,15 @@ def _elementwise_args(ch: _Chooser, b: _Builder, spec: Any, aim: int | None) -> 
             args[0] = b.add(op("mul", args[1], b.constant(float(ch.integer(-3, 3)))))
         elif spec.name != "clip":
             args[target] = _aim(ch, b, args[target], specials[aim],
-                                inside=lambda value: spec.arg_in_domain(target, value))
+                                inside=lambda value: spec.arg_in_domain(target, value, domains))
     return [int(a) for a in args]
+
+
+def _one_value(b: _Builder, a: int | None) -> float:
+    """Node ``a``'s value when every entry of it is one number, else NaN (which no
+    domain rule reads as an integer)."""
+    values = np.unique(np.asarray(b.values[a], dtype=np.float64)) if a is not None else ()
+    return float(values[0]) if len(values) == 1 else float("nan")
 
 
 def _literal(ch: _Chooser, name: str, args: Sequence[int | None]) -> str | None:

@@ -219,6 +219,10 @@ def _variant(name: str):
 # Upstream faults the sweep found, each pinned to its smallest program. Strict: when the
 # framework is fixed the test passes, fails as XPASS, and the entry goes.
 _DET_X = np.array([0.5478467492858172, -0.9208531449445188, -1.8361059042552212])
+def _pow_at_0(exponent: float, literal: str | None) -> Program:
+    return Program(2, (Node("input"), const(exponent, literal), op("pow", 0, 1), op("sum", 2)))
+
+
 FAULT_CASES = {
     # d^2 det / dx2^2 = 0 (det is affine in each entry; x2 fills one entry) but nested
     # forward mode returns -0.879: linalg_det_jvp solves with the primal's LU, which is
@@ -269,6 +273,12 @@ FAULT_CASES = {
     ),
     "torch-lgamma-float64": ("torch:func", Program(3, (Node("input"), op("lgamma", 0), op("sum", 1))),
                              np.array([1.7, 0.3, 5.5]), "float64"),
+    # x**1.0 and x**0.0 are linear and constant, so H = 0 at x = 0; a float exponent
+    # (array or Python float) gives NaN in JAX (jax#20574), any exponent in MLX, and a
+    # tensor exponent 0 in PyTorch's reverse-over-reverse (pow_backward's where).
+    "jax-pow-float-exponent-at-0": ("jax:fwdrev", _pow_at_0(1.0, "float"), np.array([0.0, 0.5]), "float64"),
+    "mlx-pow-at-0": ("mlx:fwdrev", _pow_at_0(1.0, "int"), np.array([0.0, 0.5]), "float32"),
+    "torch-pow-zero-tensor-exponent-at-0": ("torch:autograd", _pow_at_0(0.0, None), np.array([0.0, 0.5]), "float64"),
 }
 
 

@@ -104,6 +104,52 @@ def test_domain_violation_is_its_own_error() -> None:
         evaluate(p, np.array([-1.0]))
 
 
+@pytest.mark.parametrize(("exponent", "literal", "x", "h"), [
+    (3.0, None, -2.0, -12.0), (2.0, "float", 0.0, 2.0), (1.0, "int", 0.0, 0.0), (0.0, None, 0.0, 0.0),
+    (-1.0, None, -0.5, -16.0), (4.0, None, -1.0, 12.0),
+])
+def test_a_constant_integer_exponent_takes_every_base(exponent: float, literal: str | None, x: float,
+                                                      h: float) -> None:
+    """a**k for a constant integer k is a polynomial (or 1/a**|k|): defined, and twice
+    differentiable, at a <= 0 too, exactly as a framework's integer power computes it."""
+    p = _program(1, const(exponent, literal), op("pow", 0, 1), op("sum", 2))
+    r = evaluate(p, np.array([x]))
+    assert r.hessian_float()[0, 0] == h
+    assert not r.undefined.any()
+
+
+@pytest.mark.parametrize(("nodes", "x"), [
+    ((const(2.5), op("pow", 0, 1), op("sum", 2)), -1.0),  # a non-integer exponent: a > 0 only
+    ((const(-1.0), op("pow", 0, 1), op("sum", 2)), 0.0),  # a negative one: a pole at 0
+    ((op("pow", 0, 0), op("sum", 1)), -2.0),  # a traced exponent: its derivative is a**b log a
+    ((const(1.0), const(2.0), op("add", 1, 2), op("pow", 0, 3), op("sum", 4)), -2.0),  # computed: rounded
+])
+def test_an_exponent_that_is_not_a_constant_integer_keeps_the_base_positive(nodes: tuple[Node, ...],
+                                                                            x: float) -> None:
+    with pytest.raises(OutOfDomain, match="pow"):
+        evaluate(_program(1, *nodes), np.array([x]))
+
+
+def test_hypot_is_judged_where_one_argument_is_zero_and_undefined_at_its_cone() -> None:
+    """hypot(a, 0) for a != 0 is smooth (H = [[0, 0], [0, 1/|a|]]); only a = b = 0 is
+    excluded, and an argument as close to 0 as its own rounding error may be exactly 0
+    in the framework, so beside another 0 the derivatives are undefined, not a value."""
+    def hypot_of(first: tuple[Node, ...]) -> Program:
+        k = len(first)
+        return _program(2, op("gather", 0, idx=(0,)), *first, op("gather", 0, idx=(1,)),
+                        op("hypot", k + 1, k + 2), op("sum", k + 3))
+
+    r = evaluate(hypot_of(()), np.array([-0.5, 0.0]))
+    assert r.hessian_float().tolist() == [[0.0, 0.0], [0.0, 2.0]]
+    assert not r.undefined.any()
+    with pytest.raises(OutOfDomain, match="hypot"):
+        evaluate(hypot_of(()), np.array([0.0, 0.0]))
+    # 3 * 0.1 - fl(3 * 0.1) is -2.8e-17 exactly, and 0 in float64.
+    near = hypot_of((const([3.0]), op("mul", 1, 2), const([3 * 0.1]), op("sub", 3, 4)))
+    assert evaluate(near, np.array([0.1, 0.0])).undefined.all()
+    assert not evaluate(near, np.array([0.1, 0.25])).undefined.any()
+
+
 def test_cancellation_shows_in_the_error_scale() -> None:
     # f = exp(x) - exp(x) * (1 + 1e-12): the tiny Hessian is the difference of two big ones.
     p = _program(1, op("exp", 0), const([1 + 1e-12]), op("mul", 1, 2), op("sub", 1, 3), op("sum", 4))
@@ -414,3 +460,6 @@ def test_underflow_vars_are_inputs_a_curved_op_squares_below_sqrt_tiny() -> None
     assert evaluate(hypot, np.array([1e-30, 0.5]), "float64").underflow_vars == ()
     linear = Program(2, (Node("input"), const([2.0, 3.0]), op("mul", 0, 1), op("add", 2, 1), op("sum", 3)))
     assert evaluate(linear, np.array([1e-30, 0.5]), "float32").underflow_vars == ()
+    # A tiny constant argument is squared too: the inputs behind the traced one are marked.
+    tiny_constant = Program(2, (Node("input"), const([1e-170, 0.5]), op("hypot", 0, 1), op("sum", 2)))
+    assert evaluate(tiny_constant, np.array([0.0, 2.0])).underflow_vars == (0,)

@@ -298,6 +298,19 @@ def test_a_tie_made_by_a_cancelling_value_formula_is_within_rounding_distance() 
 HYPOT = Program(3, (_I, op("hypot", 0, 0), op("mean", 1)))
 
 
+def test_pytorchs_hypot_rule_cancels_terms_of_size_one_over_h_and_only_pytorch_is_allowed_that() -> None:
+    """PyTorch differentiates hypot through a / result: its second derivative comes out as
+    1/h - a**2/h**3, terms of size 1/h cancelling to b**2/h**3 (3e-11 relative at
+    (-287, 0.4) in float64). Honest outputs pass; the same error in JAX fails."""
+    program = Program(1, (_I, const(0.39650587106626345), op("hypot", 0, 1), op("sum", 2)))
+    x = [-287.3976299081197]
+    _honest(program, x, "float64")
+    truth = evaluate(program, np.array(x)).hessian_float()
+    off = truth * (1 + 3e-11)
+    result, _ = _judged(program, x, "float64", {"torch:func": off, "jax:jit": off})
+    assert _kinds(result) == {"torch:func": Kind.NOISE, "jax:jit": Kind.WRONG_VALUE}
+
+
 def test_nan_in_the_row_of_an_input_whose_square_underflows_is_excused() -> None:
     """JAX's Hessian of mean(hypot(x, x)) in float32 at x1 = -6.9e-22 is NaN in row 1
     (hypot's formula squares x1 to 0, then 0/0, and forward mode spreads the NaN through
