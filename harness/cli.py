@@ -153,6 +153,8 @@ def _build_parser() -> _Parser:
     ops = commands.add_parser(
         "ops", help="list the op catalogue and which backends lower each op"
     )
+    ops.add_argument("--domains", action="store_true",
+                     help="per op with a restricted domain: the catalogue's, the mathematical one, and why they differ")
     ops.set_defaults(run=_cmd_ops)
 
     bisect = commands.add_parser(
@@ -265,6 +267,12 @@ def _cmd_ops(args: argparse.Namespace, out: TextIO) -> int:
     from backends import Absent, all_backends
     from harness.ops import CATALOGUE
 
+    if args.domains:
+        from harness.domains import domain_rows
+
+        out.write(_table(["op", "generated on", "defined and twice differentiable on", "why they differ"],
+                         domain_rows()))
+        return EXIT_OK
     backends = all_backends()
     rows = []
     for spec in CATALOGUE.values():

@@ -62,6 +62,14 @@ def test_backends_table_shows_the_install_hint(
     assert "pip install 'hessdiff[missing_fw]'" in line
 
 
+def test_ops_domains_lists_each_restricted_op_with_its_mathematical_domain(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "ops", "--domains")
+    assert (code, err) == (0, "")
+    rows = {line.split()[0]: line for line in out.splitlines()[2:]}
+    assert "pow" in rows and "every a beside a constant integer b" in rows["pow"]
+    assert "branch cut" in rows["arctan2"] and "sin" not in rows
+
+
 def test_ops_table(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(capsys, "ops")
     assert (code, err) == (0, "")
