@@ -22,7 +22,7 @@ from typing import Any, ClassVar, final
 import numpy as np
 
 from backends.lowering import Absent, Lowering, Namespace, SourceNamespace, Src, array_literal, render
-from harness.ir import Program, literal_of, python_number
+from harness.ir import Program, integer_array, literal_of, python_number
 
 __all__ = [
     "Availability",
@@ -216,7 +216,7 @@ class Backend(ABC):
         self._check_lowerable(program)
         ns = self.namespace(dtype)
         consts = {
-            i: python_number(node) if literal_of(node) else self.lowerings["const"](ns, program.constant(i))
+            i: python_number(node) if literal_of(node) else self._const(ns, program.constant(i), node)
             for i, node in enumerate(program.nodes)
             if node.kind == "const"
         }
@@ -251,7 +251,7 @@ class Backend(ABC):
             elif literal_of(node):  # a Python number, written into the expression itself
                 names.append(Src(render(python_number(node))))
             elif node.kind == "const":
-                expr = self.lowerings["const"](ns, Src(array_literal(program.constant(i))))
+                expr = self._const(ns, Src(array_literal(program.constant(i))), node)
                 consts.append(f"c{i} = {_strip(expr.text)}")
                 names.append(Src(f"c{i}"))
             else:
@@ -262,13 +262,29 @@ class Backend(ABC):
         body.append(f"return {names[-1].text}")
         return consts, body
 
+    def _const(self, ns: Any, value: Any, node: Any) -> Any:
+        """A constant through the table's ``const`` lowering; an int32 array one
+        (``harness.ir.integer_array``) with ``integer=True``."""
+        if integer_array(node):
+            return self.lowerings["const"](ns, value, integer=True)
+        return self.lowerings["const"](ns, value)
+
     def _check_lowerable(self, program: Program) -> None:
+        if any(integer_array(node) for node in program.nodes) and not _takes_integer(self.lowerings["const"]):
+            raise Unsupported(f"{self.name}'s const lowering takes no integer=True: no int32 arrays")
         for kind in sorted(program.op_names):
             lowering = self.lowerings.get(kind)
             if lowering is None:
                 raise Unsupported(f"{self.name} has no lowering for op {kind!r}")
             if isinstance(lowering, Absent):
                 raise Unsupported(f"{self.name} has no {kind}: {lowering.reason}")
+
+
+def _takes_integer(lowering: Any) -> bool:
+    try:
+        return "integer" in inspect.signature(lowering).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _text(value: Any) -> str:

@@ -20,7 +20,7 @@ __all__ = ["JAX_LOWERINGS", "JaxBackend", "jax_precision"]
 
 
 JAX_LOWERINGS: dict[str, Lowering | Absent] = {
-    "const": lambda m, value: m.jnp.asarray(value, dtype=m.dtype),
+    "const": lambda m, value, integer=False: m.jnp.asarray(value, dtype=m.jnp.int32 if integer else m.dtype),
     "neg": lambda m, a: -a,
     "square": lambda m, a: m.jnp.square(a),
     "powi": lambda m, a, p: a**p,

@@ -52,7 +52,7 @@ __all__ = [
 # and ``mlx.nn.leaky_relu`` is ``maximum(alpha * a, a)``, which is the catalogue's op only
 # for 0 <= alpha <= 1.
 MLX_LOWERINGS: dict[str, Lowering | Absent] = {
-    "const": lambda m, value: m.mx.array(value, dtype=m.dtype),
+    "const": lambda m, value, integer=False: m.mx.array(value, dtype=m.mx.int32 if integer else m.dtype),
     "neg": lambda m, a: -a,
     "square": lambda m, a: m.mx.square(a),
     "powi": lambda m, a, p: a**p,

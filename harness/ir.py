@@ -21,7 +21,7 @@ import numpy as np
 
 from harness.ops import Shape, get_op
 
-__all__ = ["LITERALS", "Node", "PYTHON_NUMBER_OPS", "Program", "ProgramError", "const", "literal_of", "op",
+__all__ = ["LITERALS", "Node", "PYTHON_NUMBER_OPS", "Program", "ProgramError", "const", "integer_array", "literal_of", "op",
            "program_from_json", "python_number"]
 
 MAX_INPUTS = 64
@@ -55,17 +55,27 @@ def op(kind: str, *args: int, **attrs: Any) -> Node:
     return Node(kind, tuple(args), tuple(sorted(attrs.items())))
 
 
-def const(value: Any, literal: str | None = None) -> Node:
+def const(value: Any, literal: str | None = None, integer: bool = False) -> Node:
     """Build a constant node from a float or nested sequence of floats.
 
     By default a constant is a framework array of the program's dtype. With ``literal``
     ("float" or "int") a scalar constant is a plain Python number instead (``x * 0.5``,
     ``x ** 2``): frameworks take another code path for it (weak types, scalar overloads),
     and users write it all the time. Only ``PYTHON_NUMBER_OPS`` may take one, beside a
-    framework array.
+    framework array. With ``integer`` it is a framework int32 array (``x ** jnp.array(3)``),
+    which the frameworks promote inside the op, and whose derivative rules branch on its
+    dtype (JAX's pow takes an integer exponent as its own case); only an op's
+    ``integer_args`` may take one.
     """
-    attrs = (("literal", literal),) if literal is not None else ()
+    attrs: tuple[tuple[str, Any], ...] = (("literal", literal),) if literal is not None else ()
+    if integer:
+        attrs += (("integer", "int32"),)
     return Node("const", attrs=attrs, value=_freeze(np.asarray(value, dtype=np.float64).tolist()))
+
+
+def integer_array(node: Node) -> bool:
+    """Whether ``node`` is a framework integer-array constant."""
+    return node.kind == "const" and node.attr_dict.get("integer") == "int32"
 
 
 # The ops that every backend's lowering applies with Python operators or with a function
@@ -159,6 +169,8 @@ class Program:
                 rhs = f"const {np.asarray(node.value).tolist()}"
                 if literal_of(node):
                     rhs += f" (a Python {literal_of(node)})"
+                elif integer_array(node):
+                    rhs += " (a framework int32 array)"
             else:
                 parts = [f"v{a}" for a in node.args] + [f"{k}={v!r}" for k, v in node.attrs]
                 rhs = f"{node.kind}({', '.join(parts)})"
@@ -210,6 +222,12 @@ def program_from_json(data: Mapping[str, Any] | str) -> Program:
 
 def _check_literal(i: int, node: Node, value: np.ndarray) -> None:
     literal = literal_of(node)
+    kind = node.attr_dict.get("integer")
+    if kind is not None:
+        if kind != "int32" or literal is not None:
+            raise ProgramError(f"node {i}: const integer={kind!r}, but it must be 'int32', without a literal.")
+        if not (np.all(value == np.round(value)) and np.all(np.abs(value) < 2**31)):
+            raise ProgramError(f"node {i}: an int32 const needs integer values, not {value.tolist()!r}.")
     if literal is None:
         return
     if literal not in LITERALS:
@@ -236,8 +254,8 @@ def _validate(n: int, nodes: tuple[Node, ...]) -> tuple[tuple[Node, ...], tuple[
         if node.kind == "input":
             raise ProgramError(f"node {i}: only node 0 may be the input.")
         if node.kind == "const":
-            if node.args or any(k != "literal" for k, _ in node.attrs):
-                raise ProgramError(f"node {i}: a const takes no args and no attrs but 'literal'.")
+            if node.args or any(k not in ("literal", "integer") for k, _ in node.attrs):
+                raise ProgramError(f"node {i}: a const takes no args and no attrs but 'literal' or 'integer'.")
             try:
                 value = np.asarray(node.value, dtype=np.float64)
             except (TypeError, ValueError):
@@ -260,9 +278,11 @@ def _validate(n: int, nodes: tuple[Node, ...]) -> tuple[tuple[Node, ...], tuple[
             raise ProgramError(f"node {i}: {exc.args[0]}") from None
         if len(node.args) != spec.arity:
             raise ProgramError(f"node {i}: {node.kind} takes {spec.arity} args, got {len(node.args)}.")
-        for a in node.args:
+        for p, a in enumerate(node.args):
             if not isinstance(a, int) or isinstance(a, bool) or not 0 <= a < i:
                 raise ProgramError(f"node {i}: arg {a} must refer to an earlier node (0..{i - 1}).")
+            if integer_array(nodes[a]) and p not in spec.integer_args:
+                raise ProgramError(f"node {i}: {node.kind} cannot take an int32 array as argument {p}.")
         try:
             attrs = spec.check_attrs(node.attr_dict)
             shapes.append(tuple(spec.shape(tuple(shapes[a] for a in node.args), attrs)))

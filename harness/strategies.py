@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 
-from harness.ir import LITERALS, PYTHON_NUMBER_OPS, Node, Program, const, literal_of, op
+from harness.ir import LITERALS, PYTHON_NUMBER_OPS, Node, Program, const, integer_array, literal_of, op
 from harness.oracle import node_values
 from harness.ops import CATALOGUE, NORM_ORDS, Elementwise, Piecewise, in_arg_domain
 
@@ -108,12 +108,13 @@ class _Builder:
         self.shapes.append(np.shape(value))
         return len(self.nodes) - 1
 
-    def constant(self, value: Any, literal: str | None = None) -> int:
-        """A constant of the dtype; an entry beyond the dtype's range is 0 (an aiming
-        offset of a value near float64's overflow has no float32 counterpart)."""
+    def constant(self, value: Any, literal: str | None = None, integer: bool = False) -> int:
+        """A constant of the dtype (``integer``: a framework int32 array); an entry
+        beyond the dtype's range is 0 (an aiming offset of a value near float64's overflow
+        has no float32 counterpart)."""
         with np.errstate(over="ignore"):
             rounded = np.asarray(value, dtype=self.dtype).astype(np.float64)
-        return self.add(const(np.where(np.isfinite(rounded), rounded, 0.0), literal))
+        return self.add(const(np.where(np.isfinite(rounded), rounded, 0.0), literal, integer))
 
     def pick(self, ch: _Chooser, shapes: Sequence[tuple[int, ...]] | None = None) -> int:
         """An existing node (recent ones first), optionally of one of ``shapes``; never a
@@ -121,6 +122,7 @@ class _Builder:
         candidates = [
             i for i in range(len(self.nodes))
             if (shapes is None or self.shapes[i] in shapes) and not literal_of(self.nodes[i])
+            and not integer_array(self.nodes[i])
         ]
         if not candidates:
             return -1
@@ -357,9 +359,12 @@ def _elementwise_args(ch: _Chooser, b: _Builder, spec: Any, aim: int | None) -> 
             values = np.reshape(ch.reals(b.dtype, lo, hi, size), const_shape)
             if literal == "int":  # the nearest integer inside the argument's range
                 values = np.asarray(float(min(max(round(float(values)), int(np.ceil(lo))), int(np.floor(hi)))))
-            elif p in spec.integer_args and ch.boolean():  # an integer-valued float (x ** 3.0)
+            integer = False
+            if literal != "int" and p in spec.integer_args and ch.boolean():
+                # an integer-valued float (x ** 3.0, array or Python float), or an int32 array
                 values = np.full(const_shape, float(ch.integer(-2, 4)))
-            args[p] = b.constant(values, literal)
+                integer = literal is None and ch.boolean()
+            args[p] = b.constant(values, literal, integer)
     domains = spec.domains_at(tuple(_one_value(b, a) for a in args), tuple(not c for c in constant))
     for p in range(k):
         if not constant[p] and domains[p] is not None:

@@ -226,6 +226,20 @@ def test_python_number_constants_round_trip_and_print() -> None:
                             op("sum", 4)))
 
 
+def test_int32_array_constants_round_trip_print_and_go_only_where_an_op_takes_them() -> None:
+    p = Program(2, (op("input"), const([2.0, -1.0], integer=True), op("pow", 0, 1), op("sum", 2)))
+    assert program_from_json(p.dumps()) == p
+    assert p.to_json()["nodes"][1] == {"op": "const", "attrs": {"integer": "int32"}, "value": [2.0, -1.0]}
+    assert "(a framework int32 array)" in p.pretty()
+    assert p != Program(2, (op("input"), const([2.0, -1.0]), op("pow", 0, 1), op("sum", 2)))
+    with pytest.raises(ProgramError, match="cannot take an int32 array as argument 1"):
+        Program(2, (op("input"), const([2.0, -1.0], integer=True), op("mul", 0, 1), op("sum", 2)))
+    with pytest.raises(ProgramError, match="cannot take an int32 array as argument 0"):
+        Program(2, (op("input"), const([2.0, -1.0], integer=True), op("pow", 1, 0), op("sum", 2)))
+    with pytest.raises(ProgramError, match="needs integer values"):
+        Program(2, (op("input"), const([2.5, -1.0], integer=True), op("pow", 0, 1), op("sum", 2)))
+
+
 def test_json_layout() -> None:
     assert mixed().to_json()["nodes"][3] == {"op": "clip", "args": [2], "attrs": {"hi": 1.0, "lo": -1.0}}
     assert mixed().to_json()["nodes"][1] == {"op": "const", "value": [[1.0, 2.0], [3.0, 4.0]]}

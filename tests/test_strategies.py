@@ -264,7 +264,9 @@ def test_a_constant_integer_exponent_lets_the_base_reach_zero_and_negative_value
                 where = "negative" if np.any(base < 0) else "zero" if np.any(base == 0) else None
                 if where is None:
                     continue
-                assert program.nodes[node.args[1]].kind == "const" and np.all(exponent == np.round(exponent))
-                kind = program.nodes[node.args[1]].attr_dict.get("literal", "array")
-                bases[where].add(kind)
+                exponent_node = program.nodes[node.args[1]]
+                assert exponent_node.kind == "const" and np.all(exponent == np.round(exponent))
+                bases[where].add(exponent_node.attr_dict.get("literal", exponent_node.attr_dict.get("integer", "array")))
     assert bases["negative"] and bases["zero"], bases
+    # every kind of integer exponent a user writes: float array, int32 array, Python int
+    assert {"array", "int32", "int"} <= bases["negative"] | bases["zero"], bases
