@@ -465,6 +465,9 @@ class Campaign:
         patterns: dict[str, set[str]] = defaultdict(set)
         for op_name, pattern in did.patterns:
             patterns[op_name].add(pattern)
+        kinds: dict[str, set[str]] = defaultdict(set)
+        for op_name, kind in did.kinds:
+            kinds[op_name].add(kind)
         for name, outcome in result.outcomes.items():
             self.stats.outcomes[name, outcome.status] += 1
             self.stats.seconds[name.split(":", 1)[0]] += outcome.seconds
@@ -485,6 +488,8 @@ class Campaign:
                         cell[f"exact:{index}"] = cell.get(f"exact:{index}", 0) + 1
                     for pattern in patterns[op_name]:
                         cell[f"pattern:{pattern}"] = cell.get(f"pattern:{pattern}", 0) + 1
+                    for kind in kinds[op_name]:
+                        cell[f"kind:{kind}"] = cell.get(f"kind:{kind}", 0) + 1
 
     def _explained(self, key: Key, case: Case) -> bool:
         """Whether a finding already made explains this hit (and count it there)."""

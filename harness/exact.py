@@ -21,10 +21,11 @@ from dataclasses import dataclass
 import mpmath
 import numpy as np
 
-from harness.ir import Node, Program, const, op
+from harness.ir import LITERALS, PYTHON_NUMBER_OPS, Node, Program, const, integer_array, literal_of, op
 from harness.ops import CATALOGUE, Elementwise, Piecewise, Selection
 
-__all__ = ["Exercised", "argument_patterns", "exercised", "rounded_values", "traced_nodes", "pattern_of"]
+__all__ = ["Exercised", "argument_kinds", "argument_patterns", "exercised", "kind_of", "rounded_values", "traced_nodes",
+           "pattern_of"]
 
 
 @dataclass(frozen=True)
@@ -36,11 +37,14 @@ class Exercised:
     ``T`` traced and ``C`` constant (``"TC"``: the second argument constant).
     ``exact``: ``(op, k)`` where a differentiated node's argument is exactly at the
     op's ``k``-th special value (a traced argument, or the switch it sits on).
+    ``kinds``: ``(op, "p:kind")`` for each constant argument of a differentiated node
+    of a multi-argument op, by how the framework receives it (``argument_kinds``).
     """
 
     ops: frozenset[str]
     patterns: frozenset[tuple[str, str]]
     exact: frozenset[tuple[str, int]]
+    kinds: frozenset[tuple[str, str]] = frozenset()
 
 
 def traced_nodes(program: Program) -> tuple[bool, ...]:
@@ -62,6 +66,32 @@ def argument_patterns(name: str) -> tuple[str, ...]:
     if spec.arity < 2 or not isinstance(spec.math, (Elementwise, Piecewise)):
         return ()
     return tuple(p for p in ("".join(t) for t in itertools.product("TC", repeat=spec.arity)) if "T" in p)
+
+
+def argument_kinds(name: str) -> tuple[str, ...]:
+    """The ways a constant argument of op ``name`` reaches a framework, as ``"p:kind"``
+    (position, kind), for an elementwise op of two or more arguments: a framework
+    array of the dtype ("array"), a Python float and int (the ops that take a Python
+    number), a framework int32 array (its ``integer_args``). Each takes its own path in
+    the frameworks' derivative rules (JAX's pow has one for an integer exponent)."""
+    spec = CATALOGUE[name]
+    if spec.arity < 2 or not isinstance(spec.math, (Elementwise, Piecewise)):
+        return ()
+    kinds = []
+    for p in range(spec.arity):
+        kinds.append(f"{p}:array")
+        if name in PYTHON_NUMBER_OPS:
+            kinds += [f"{p}:{literal}" for literal in LITERALS]
+        if p in spec.integer_args:
+            kinds.append(f"{p}:int32")
+    return tuple(kinds)
+
+
+def kind_of(node: Node) -> str:
+    """How a constant argument node reaches the framework (see ``argument_kinds``)."""
+    if integer_array(node):
+        return "int32"
+    return literal_of(node) or "array"
 
 
 def rounded_values(program: Program, point: np.ndarray, dtype: str) -> list[np.ndarray] | None:
@@ -132,9 +162,11 @@ def exercised(program: Program, point: np.ndarray, dtype: str) -> Exercised:
                       if node.kind not in ("input", "const") and traced[i]]
     ops = {node.kind for node in differentiated}
     patterns = {(node.kind, pattern_of(node, traced)) for node in differentiated if len(node.args) > 1}
+    kinds = {(node.kind, f"{p}:{kind_of(program.nodes[a])}") for node in differentiated if len(node.args) > 1
+             for p, a in enumerate(node.args) if not traced[a]}
     exact: set[tuple[str, int]] = set()
     with_specials = [node for node in differentiated if CATALOGUE[node.kind].special_names]
     values = rounded_values(program, point, dtype) if with_specials else None
     for node in with_specials if values is not None else ():
         exact.update((node.kind, k) for k in _exact_hits(node, [values[a] for a in node.args], traced, dtype))
-    return Exercised(frozenset(ops), frozenset(patterns), frozenset(exact))
+    return Exercised(frozenset(ops), frozenset(patterns), frozenset(exact), frozenset(kinds))

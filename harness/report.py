@@ -474,11 +474,12 @@ def _special_coverage(coverage: Mapping[str, Mapping[str, Mapping[str, int]]]) -
     and hit exactly (a traced argument exactly at it, as the framework computes it), the
     ones none did, and the traced/constant argument patterns of elementwise ops no check
     differentiated."""
-    from harness.exact import argument_patterns
+    from harness.exact import argument_kinds, argument_patterns
     from harness.ops import CATALOGUE
 
     total, missed, inexact = 0, [], []
     patterns, unpatterned = 0, []
+    kinds, unkinded = 0, []
     for op_name, spec in CATALOGUE.items():
         cells = coverage.get(op_name, {}).values()
         for index, label in enumerate(spec.special_names):
@@ -491,6 +492,11 @@ def _special_coverage(coverage: Mapping[str, Mapping[str, Mapping[str, int]]]) -
             patterns += 1
             if not any(int(c.get(f"pattern:{pattern}", 0)) for c in cells):
                 unpatterned.append(f"{op_name}({pattern})")
+        for kind in argument_kinds(op_name):
+            kinds += 1
+            if not any(int(c.get(f"kind:{kind}", 0)) for c in cells):
+                position, name = kind.split(":")
+                unkinded.append(f"{op_name}(arg {position} as {name})")
     reached, exact = total - len(missed), total - len(inexact)
 
     def share(k: int, of: int) -> str:
@@ -506,6 +512,10 @@ def _special_coverage(coverage: Mapping[str, Mapping[str, Mapping[str, int]]]) -
         "",
         f"**Argument patterns differentiated** (T traced, C constant): {patterns - len(unpatterned)} of "
         f"{patterns}; never: {', '.join(unpatterned) if unpatterned else 'none'}",
+        "",
+        f"**Argument kinds differentiated** (a constant argument as a framework array, a Python float "
+        f"or int, an int32 array): {kinds - len(unkinded)} of {kinds}; "
+        f"never: {', '.join(unkinded) if unkinded else 'none'}",
     ]
 
 

@@ -77,3 +77,26 @@ _TALLY: set[tuple[str, int]] = set()
 def test_generation_reaches_every_exact_special_value_of_the_sample() -> None:
     test_generation_reaches_exact_special_values()
     assert {("log10", 0), ("log10", 1), ("maximum", 0), ("max", 0), ("relu", 0)} - _TALLY <= {("log10", 0)}
+
+
+def test_a_constant_argument_counts_by_how_the_framework_receives_it() -> None:
+    """pow's exponent as a framework array, a Python float or int, or an int32 array is
+    four code paths; coverage tells them apart, and the summary names the kinds no check
+    differentiated."""
+    from harness.exact import argument_kinds
+    from harness.report import _special_coverage
+
+    assert argument_kinds("pow") == ("0:array", "0:float", "0:int", "1:array", "1:float", "1:int", "1:int32")
+    assert argument_kinds("sin") == ()
+    x = np.array([0.5, 2.0])
+    seen = set()
+    for exponent in (const(3.0), const(3.0, "float"), const(3, "int"), const(3.0, integer=True)):
+        program = Program(2, (Node("input"), exponent, op("pow", 0, 1), op("sum", 2)))
+        seen |= exercised(program, x, "float64").kinds
+    assert seen == {("pow", "1:array"), ("pow", "1:float"), ("pow", "1:int"), ("pow", "1:int32")}
+    traced_only = Program(2, (Node("input"), op("pow", 0, 0), op("sum", 1)))
+    assert exercised(traced_only, x, "float64").kinds == frozenset()
+    coverage = {"pow": {"jax:fwdrev": {"checks": 4, **{f"kind:{k}": 1 for _, k in seen}}}}
+    line = next(ln for ln in _special_coverage(coverage) if ln.startswith("**Argument kinds"))
+    never = line.split("never: ")[1]
+    assert "pow(arg 1 as int32)" not in never and "pow(arg 0 as float)" in never
