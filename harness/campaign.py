@@ -31,6 +31,7 @@ from hypothesis import seed as hypothesis_seed
 from backends import Absent, BackendVariant
 from harness.baseline import Baseline
 from harness.batch import check_program
+from harness.blame import blame
 from harness.engine import CaseResult, HarnessError, Runner, Verdict, check_case
 from harness.exact import Exercised, argument_patterns, exercised
 from harness.findings import Finding, Kind
@@ -114,6 +115,7 @@ class CampaignStats:
     entries: Counter[str] = field(default_factory=Counter)
     ill_conditioned: Counter[str] = field(default_factory=Counter)
     started: float = field(default_factory=time.monotonic)
+    blame_seconds: float = 0.0  # blaming new failing findings' rules (harness.blame)
 
     def checks_per_variant(self) -> dict[str, int]:
         out: Counter[str] = Counter()
@@ -138,6 +140,7 @@ class CampaignStats:
             "hessian_entries_judged": sum(self.entries.values()),
             "hessian_entries_ill_conditioned": sum(self.ill_conditioned.values()),
             "unjudged_frac": round(self.unjudged_fraction(), 6),
+            "blame_seconds": round(self.blame_seconds, 3),
         }
 
     def unjudged_fraction(self) -> float:
@@ -590,6 +593,8 @@ class Campaign:
             if reduce and len(record.result.outcomes) < len(self.variants):
                 self._complete(key, record)
             finding = self._finding(record)
+            if reduce and key[1].is_failure and not record.baselined:
+                finding.blame = self._blame(key, record)
             existing = self.findings.get(finding.signature)
             if existing is not None:
                 existing.count += record.count
@@ -603,6 +608,19 @@ class Campaign:
                 for op_name in finding.program.op_names:
                     self.stats.coverage[op_name][finding.variant]["findings"] += 1
         self._records.clear()
+
+    def _blame(self, key: RecordKey, record: _Record) -> dict[str, Any] | None:
+        """The rule a new failing finding is blamed on (``harness.blame``), timed into the
+        stats; None if blaming itself fails (it never stops the campaign)."""
+        variant = next(v for v in self.variants if v.name == key[0])
+        start = time.perf_counter()
+        try:
+            return blame(record.case, variant).to_json()
+        except HarnessError as exc:
+            self._harness_error(exc)
+            return None
+        finally:
+            self.stats.blame_seconds += time.perf_counter() - start
 
     def _finding(self, record: _Record, provisional: bool = False) -> Finding:
         case, result, verdict = record.case, record.result, record.verdict

@@ -112,6 +112,9 @@ class Finding:
             tolerance's bound at the oracle's error scale); None when not recorded (older
             findings, crashes). Written to JSON only when set, so older readers and files
             are unaffected. Undefined entries are the NaNs of ``expected``.
+        blame: the derivative rule the fault is blamed on (``harness.blame.Blame.to_json``:
+            its "rule", the node, the one-op program that shows it), or None when not
+            blamed (a dismissed or baselined finding, an older file).
     """
 
     kind: Kind
@@ -133,6 +136,7 @@ class Finding:
     provisional: bool = False
     supersedes: tuple[str, ...] = ()
     bound: np.ndarray | None = None
+    blame: dict[str, Any] | None = None
 
     @property
     def severity(self) -> str:
@@ -174,6 +178,8 @@ class Finding:
         }
         if self.bound is not None:
             data["bound"] = _array_json(self.bound)
+        if self.blame is not None:
+            data["blame"] = dict(self.blame)
         return data
 
 
@@ -200,6 +206,7 @@ def finding_from_json(data: Mapping[str, Any]) -> Finding:
             provisional=bool(data.get("provisional", False)),
             supersedes=tuple(str(s) for s in data.get("supersedes", ())),
             bound=_array_from_json(data.get("bound")),
+            blame=dict(data["blame"]) if isinstance(data.get("blame"), Mapping) else None,
         )
     except FindingError:
         raise

@@ -360,6 +360,8 @@ def _top_findings(rows: list[_Row]) -> list[str]:
         ops = "+".join(sorted(f.program.op_names))
         bits = [f"**{f.severity}**", f"[{Path(row.folder).name}]({row.folder}/)",
                 f"`{f.variant}` {f.kind.value} {f.dtype} on {ops}"]
+        if f.blame is not None:
+            bits.append(f"blamed rule: `{f.blame.get('rule', '?')}`")
         if f.kind in (Kind.WRONG_VALUE, Kind.CONVENTION, Kind.NOISE) and f.max_error:
             bits.append(f"max error {f.max_error:.3g}")
         if f.count > 1:

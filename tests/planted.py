@@ -202,3 +202,44 @@ class PlantedRelationsBackend(JaxBackend):
 
     def probes(self):
         return RELATION_PROBES
+
+
+# --- planted faults for blame (harness.blame) -------------------------------------------
+
+
+def _exp_wrong_second_order(m, a):
+    """exp with its value and first derivative right and its second derivative off by
+    2% of exp(a): exp(a) * (1 + 0.01 (a - a0)**2) with a0 = stop_gradient(a)."""
+    d = a - m.jax.lax.stop_gradient(a)
+    return m.jnp.exp(a) * (1 + 0.01 * d * d)
+
+
+@final
+class WrongExpBackend(JaxBackend):
+    """JAX whose exp rule alone is wrong (at second order)."""
+
+    name = "wrongexp"
+    variants = {"fwdrev": Variant("jax.hessian", lambda m, f: m.jax.hessian(f))}
+    lowerings = {**JAX_LOWERINGS, "exp": _exp_wrong_second_order}
+
+
+def hessian_wrong_where_sin_meets_exp(f):
+    """Doubles the Hessian of a program whose trace holds both sin and exp: every rule is
+    right alone, the fault is in their composition."""
+    import jax
+
+    def h(x):
+        hess = jax.hessian(f)(x)
+        primitives = {eqn.primitive.name for eqn in jax.make_jaxpr(f)(x).jaxpr.eqns}
+        return hess * 2.0 if {"sin", "exp"} <= primitives else hess
+
+    return h
+
+
+@final
+class CompositionBackend(JaxBackend):
+    """JAX wrong only where sin and exp meet in one program."""
+
+    name = "composition"
+    variants = {"fwdrev": Variant.calling("doubles the Hessian where sin and exp meet",
+                                          hessian_wrong_where_sin_meets_exp)}

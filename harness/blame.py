@@ -1,0 +1,157 @@
+"""Which derivative rule a failing finding blames: the node whose own Hessian is wrong.
+
+A finding's program may hold several ops; a maintainer wants the one rule that is
+broken. Each differentiated node is checked alone: a one-op program whose input feeds
+the node's traced arguments at the very values the framework saw (every node computed
+and rounded in the dtype, ``harness.exact.rounded_values``), whose constant arguments
+are the same constants (same kind: framework array, Python number, int32 array), read
+out as ``sum(y + y*y)`` so that a wrong first derivative shows in the Hessian as well
+as a wrong second one. The variant computes its Hessian, the oracle judges it. The first
+node (in program order) whose local check fails is blamed; when none fails, the fault
+lives in how the rules compose (0 * NaN through a zero cotangent, say), and the blame
+says so.
+
+A local check costs one framework call and one oracle run per differentiated node,
+on a shrunk program of a few nodes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from harness.engine import HarnessError, check_case
+from harness.exact import pattern_of, rounded_values, traced_nodes
+from harness.ir import Node, Program, ProgramError, const, integer_array, literal_of, op
+from harness.strategies import Case
+
+__all__ = ["Blame", "blame", "local_case"]
+
+COMPOSITION = "composition"
+
+
+@dataclass(frozen=True)
+class Blame:
+    """What a failing finding is blamed on.
+
+    ``node``: the blamed node of the finding's program, None for a composition fault.
+    ``op`` and ``pattern``: its op and traced/constant argument pattern ("TC").
+    ``kind``: the local verdict's kind (``Kind.value``), or "composition".
+    ``explanation``: the local verdict's explanation, or why no node was blamed.
+    ``local``: the one-op program and point that show the fault (None for composition).
+    ``unchecked``: nodes whose local check could not run (the variant cannot
+    differentiate the isolated op, e.g. MLX's forward mode through a slice).
+    """
+
+    node: int | None
+    op: str
+    pattern: str
+    kind: str
+    explanation: str
+    local: Program | None = None
+    point: tuple[float, ...] = ()
+    unchecked: tuple[int, ...] = ()
+
+    @property
+    def rule(self) -> str:
+        """One line for a report: ``pow(T, C)`` or ``composition``."""
+        if self.node is None:
+            return COMPOSITION
+        return f"{self.op}({', '.join(self.pattern)})" if self.pattern else f"{self.op}(T)"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "node": self.node, "op": self.op, "pattern": self.pattern, "kind": self.kind, "rule": self.rule,
+            "explanation": self.explanation, "local": self.local.to_json() if self.local is not None else None,
+            "point": list(self.point), "unchecked": list(self.unchecked),
+        }
+
+
+def local_case(program: Program, index: int, values: Sequence[np.ndarray], dtype: str) -> Case | None:
+    """Node ``index`` of ``program`` alone (see the module), or None if it has no traced
+    argument or the one-op program cannot be built."""
+    traced = traced_nodes(program)
+    node = program.nodes[index]
+    sources = [a for a in dict.fromkeys(node.args) if traced[a]]
+    if not sources:
+        return None
+    sizes = [int(np.prod(program.shapes[a], dtype=np.int64)) for a in sources]
+    n = sum(sizes)
+    nodes: list[Node] = [Node("input")]
+    where: dict[int, int] = {}
+    start = 0
+    for a, size in zip(sources, sizes):
+        shape = program.shapes[a]
+        ref = 0
+        if len(sources) > 1:
+            nodes.append(op("slice", 0, start=start, stop=start + size, step=1))
+            ref = len(nodes) - 1
+        if shape == ():
+            nodes.append(op("sum", ref))
+            ref = len(nodes) - 1
+        elif shape != (size,):
+            nodes.append(op("reshape", ref, shape=shape))
+            ref = len(nodes) - 1
+        where[a] = ref
+        start += size
+    args = []
+    for a in node.args:
+        if a in where:
+            args.append(where[a])
+            continue
+        source = program.nodes[a]
+        literal = literal_of(source)
+        nodes.append(const(np.asarray(values[a]), literal, integer_array(source)))
+        args.append(len(nodes) - 1)
+    nodes.append(Node(node.kind, tuple(args), node.attrs))
+    y = len(nodes) - 1
+    nodes += [op("mul", y, y), op("add", y, y + 1)]
+    if program.shapes[index] != ():
+        nodes.append(op("sum", y + 2))
+    point = np.concatenate([np.asarray(values[a], dtype=np.float64).reshape(-1) for a in sources])
+    try:
+        local = Program(n, tuple(nodes))
+    except ProgramError:
+        return None
+    return Case(local, point, dtype)
+
+
+def blame(case: Case, variant: Any) -> Blame:
+    """The blame of a failing ``case`` of ``variant`` (a ``BackendVariant``, or a
+    ``Runner`` that runs it in a worker). A local failure of any kind counts: a rule's
+    NaN at one node may be a wrong value at the node that reads it."""
+    program = case.program
+    values = rounded_values(program, case.point, case.dtype)
+    if values is None:
+        return Blame(None, "", "", COMPOSITION, "an intermediate is not finite at this point: no node checked alone")
+    traced = traced_nodes(program)
+    name = variant.name
+    unchecked: list[int] = []
+    for index, node in enumerate(program.nodes):
+        if node.kind in ("input", "const") or not traced[index]:
+            continue
+        local = local_case(program, index, values, case.dtype)
+        if local is None:
+            unchecked.append(index)
+            continue
+        try:
+            result = check_case(local, [variant])
+        except HarnessError:
+            unchecked.append(index)
+            continue
+        outcome = result.outcomes.get(name)
+        if outcome is None or outcome.status == "unsupported" or result.status != "judged":
+            unchecked.append(index)
+            continue
+        failing = [v for v in result.verdicts if v.variant == name and v.kind.is_failure]
+        if failing:
+            verdict = failing[0]
+            return Blame(index, node.kind, pattern_of(node, traced), verdict.kind.value, verdict.explanation,
+                         local.program, tuple(float(v) for v in local.point), tuple(unchecked))
+    checked = sum(1 for i, nd in enumerate(program.nodes) if nd.kind not in ("input", "const") and traced[i])
+    return Blame(None, "", "", COMPOSITION,
+                 f"each of the {checked - len(unchecked)} differentiated node(s) checked alone is right: "
+                 "the fault is in how the rules compose", unchecked=tuple(unchecked))

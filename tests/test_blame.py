@@ -1,0 +1,83 @@
+"""A failing finding is blamed on the one derivative rule that is wrong, or on the
+composition when every rule is right alone (``harness.blame``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from backends import BackendVariant, get_variant
+from backends.registry import register, unregister
+from harness.blame import blame, local_case
+from harness.engine import check_case
+from harness.exact import rounded_values
+from harness.ir import Node, Program, const, op
+from harness.strategies import Case
+from planted import CompositionBackend, WrongExpBackend
+
+X = np.array([0.3, -0.7])
+# sum(sin(x) * exp(x) + x ** 2.0): six differentiated nodes, one Python-float constant.
+PROGRAM = Program(2, (Node("input"), op("sin", 0), op("exp", 0), op("mul", 1, 2), const(2.0, "float"),
+                      op("pow", 0, 4), op("add", 3, 5), op("sum", 6)))
+
+
+@pytest.fixture(scope="module")
+def planted():
+    backends = [register(WrongExpBackend()), register(CompositionBackend())]
+    yield {b.name: BackendVariant(b, "fwdrev") for b in backends}
+    for b in backends:
+        unregister(b.name)
+
+
+def test_a_node_alone_reads_its_arguments_as_the_framework_saw_them() -> None:
+    values = rounded_values(PROGRAM, X, "float64")
+    mul = local_case(PROGRAM, 3, values, "float64")
+    assert mul.program.pretty().splitlines()[1:4] == [
+        "v1 = slice(v0, start=0, step=1, stop=2)", "v2 = slice(v0, start=2, step=1, stop=4)", "v3 = mul(v1, v2)"]
+    assert mul.point.tolist() == [*np.sin(X), *np.exp(X)]
+    power = local_case(PROGRAM, 5, values, "float64")
+    assert "const 2.0 (a Python float)" in power.program.pretty()  # the constant keeps its kind
+    assert power.point.tolist() == X.tolist()
+    assert local_case(PROGRAM, 4, values, "float64") is None  # a constant: nothing to differentiate
+
+
+def test_the_one_wrong_rule_is_blamed_with_its_pattern(planted) -> None:
+    case = Case(PROGRAM, X, "float64")
+    variant = planted["wrongexp"]
+    assert any(v.kind.is_failure for v in check_case(case, [variant]).verdicts)
+    found = blame(case, variant)
+    assert (found.node, found.rule) == (2, "exp(T)")
+    assert found.local is not None and found.local.op_names == {"exp", "mul", "add", "sum"}
+    # a real upstream fault inside a bigger program: JAX's x ** 1.0 at 0 (jax#20574)
+    at_zero = Program(2, (Node("input"), op("sin", 0), const(1.0, "float"), op("pow", 1, 2), op("exp", 0),
+                          op("mul", 3, 4), op("sum", 5)))
+    found = blame(Case(at_zero, np.array([0.0, 0.5]), "float64"), get_variant("jax:fwdrev"))
+    assert (found.rule, found.kind) == ("pow(T, C)", "nonfinite")
+
+
+def test_a_fault_no_rule_shows_alone_is_blamed_on_the_composition(planted) -> None:
+    case = Case(PROGRAM, X, "float64")
+    variant = planted["composition"]
+    assert any(v.kind.is_failure for v in check_case(case, [variant]).verdicts)
+    found = blame(case, variant)
+    assert found.node is None and found.rule == "composition"
+    assert "each of the 6 differentiated node(s)" in found.explanation
+
+
+def test_a_campaigns_new_failure_carries_its_blame_into_the_report(planted, tmp_path) -> None:
+    from harness.baseline import Baseline
+    from harness.campaign import Campaign, CampaignConfig
+    from harness.findings import load_findings
+    from harness.report import write_report
+
+    config = CampaignConfig(budget_seconds=600, seed=0, max_rounds=2, round_examples=10, dtypes=("float64",),
+                            max_ops=3, ops=("exp", "sin", "mul", "add", "sum"), max_n=2)
+    campaign = Campaign([planted["wrongexp"]], config)
+    campaign.run()
+    failures = [f for f in campaign.result() if f.kind.is_failure]
+    assert failures and all(f.blame is not None and f.blame["rule"] == "exp(T)" for f in failures), [
+        (f.signature, f.blame) for f in failures]
+    assert campaign.stats.blame_seconds > 0
+    write_report(tmp_path, campaign.result(), baseline=Baseline(), run_info={})
+    assert "blamed rule: `exp(T)`" in (tmp_path / "summary.md").read_text()
+    assert load_findings(str(tmp_path / "findings.json"))[0].blame["rule"] == "exp(T)"
