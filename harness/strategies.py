@@ -330,8 +330,12 @@ def _elementwise_args(ch: _Chooser, b: _Builder, spec: Any, aim: int | None) -> 
     k = spec.arity
     sources = [_source(ch, b) for _ in range(k)]
     wanted = b.patterns.get(spec.name, ())
+    # The all-traced pattern is what the generator draws unsteered (most arguments are
+    # traced): steering spends its draws on the patterns with a constant, the only ones
+    # that reach a rule's constant-argument path, unless all-traced is all it lacks.
+    with_constant = tuple(p for p in wanted if "C" in p)
     if wanted and ch.boolean():  # steering: a traced/constant pattern no check has had
-        pattern = ch.choice(tuple(wanted))
+        pattern = ch.choice(with_constant or tuple(wanted))
         sources = [("const" if c == "C" else ch.choice(("node", "input"))) for c in pattern]
     target = aim if spec.name == "copysign" and aim is not None else (0 if spec.name == "where" else spec.special_arg)
     if aim is not None:  # an aimed argument is traced: a constant at a special value checks nothing
@@ -685,13 +689,17 @@ def _apply_or_skip(ch: _Chooser, b: _Builder, name: str, aim: int | None) -> Non
         b.rollback(length)
 
 
-def probe_program(name: str, n: int, x: np.ndarray, dtype: str, seed: int, aim: int | None = None) -> Program:
+def probe_program(name: str, n: int, x: np.ndarray, dtype: str, seed: int, aim: int | None = None,
+                  patterns: Sequence[str] = ()) -> Program:
     """One program around op ``name`` at ``x``, chosen by a seeded RNG (for per-op tests).
 
     With ``aim`` = i, the op's argument lands on (or a few ulps beside) its i-th special
-    value at one element. Raises ``ValueError`` when the seed's choices make no program.
+    value at one element; ``patterns`` are the traced/constant argument patterns steering
+    asks for (see ``programs_at``). Raises ``ValueError`` when the seed's choices make no
+    program.
     """
     b = _Builder(n, x, dtype)
+    b.patterns = {name: tuple(patterns)} if patterns else {}
     ch = _Chooser(rng=np.random.default_rng(seed))
     warmup = ch.choice((None, "sin", "tanh", "square"))
     if warmup is not None:  # an intermediate for the op's arguments to come from
