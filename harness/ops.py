@@ -26,6 +26,7 @@ __all__ = [
     "AttrSpec",
     "Bilinear",
     "CATALOGUE",
+    "FIXED_INTEGER_LIMIT",
     "NORM_ORDS",
     "Elementwise",
     "OpSpec",
@@ -34,6 +35,7 @@ __all__ = [
     "Shape",
     "Structural",
     "Vector",
+    "fixed_integer",
     "get_op",
     "in_arg_domain",
     "register_op",
@@ -330,7 +332,7 @@ class OpSpec:
         """
         domains = self.arg_domains or (None,) * self.arity
         for p in self.integer_args:
-            if p >= len(args) or (varying is not None and varying[p]) or not _integer_valued(args[p]):
+            if p >= len(args) or (varying is not None and varying[p]) or not fixed_integer(args[p]):
                 continue
             lifted = None if args[p] >= 0 else "nonzero"
             domains = tuple(lifted if q != p and d is not None else d for q, d in enumerate(domains))
@@ -421,6 +423,18 @@ def _integer_valued(value: Any) -> bool:
         return bool(value == int(value))
     except (OverflowError, ValueError, TypeError):
         return False
+
+
+# The largest constant integer an ``integer_args`` argument lifts the other arguments'
+# domains for: the oracle differentiates a**b with such a b substituted (a polynomial of
+# degree up to 64, defined at a <= 0); beyond it, the generic a**b rule, on a > 0 only.
+FIXED_INTEGER_LIMIT = 64
+
+
+def fixed_integer(value: Any) -> bool:
+    """Whether a constant ``integer_args`` value is an integer the op's rule is taken at
+    (``FIXED_INTEGER_LIMIT``): generation, domains and the oracle share this one test."""
+    return _integer_valued(value) and abs(value) <= FIXED_INTEGER_LIMIT
 
 
 def in_arg_domain(domain: str | None, value: float) -> bool:

@@ -38,7 +38,7 @@ import mpmath
 import numpy as np
 
 from harness.ir import Program
-from harness.ops import Bilinear, Elementwise, OpSpec, Piecewise, Selection, Structural, Vector, get_op
+from harness.ops import Bilinear, Elementwise, OpSpec, Piecewise, Selection, Structural, Vector, fixed_integer, get_op
 
 __all__ = ["DIGITS", "Kink", "OracleResult", "OutOfDomain", "Resolution", "all_resolved", "conventions", "evaluate",
            "resolutions"]
@@ -306,11 +306,6 @@ def _split_attrs(spec: OpSpec, attrs: dict[str, Any]) -> tuple[dict[str, int], t
     return ints, floats
 
 
-# The largest integer the oracle substitutes into an expression (a**b with b = 64 is a
-# polynomial of degree 64; beyond, the generic a**b rule, on a > 0).
-_FIXED_LIMIT = 64
-
-
 def _fixed_integers(spec: OpSpec, vals: Sequence[Any], varying: Sequence[bool]) -> tuple[tuple[int, int], ...]:
     """The ``integer_args`` that are constant integers here, as (position, value): the
     rule is differentiated with them substituted, so a**3 is the polynomial it is at
@@ -318,7 +313,7 @@ def _fixed_integers(spec: OpSpec, vals: Sequence[Any], varying: Sequence[bool]) 
     fixed = []
     for p in spec.integer_args:
         v = vals[p]
-        if not varying[p] and mpmath.isfinite(v) and v == mpmath.floor(v) and abs(v) <= _FIXED_LIMIT:
+        if not varying[p] and fixed_integer(v):
             fixed.append((p, int(v)))
     return tuple(fixed)
 
@@ -693,15 +688,23 @@ class _Evaluator:
         a difference that is exactly 0 in floating point and 1e-17 in exact arithmetic),
         so the derivatives have no single value it could be held to.
         """
-        finfo = np.finfo(self.dtype)
         for k, domain in enumerate(domains):
             if domain is None:
                 continue
-            scale = float(bargs[k].vm[idx]) + float(finfo.tiny / finfo.eps)
             for edge in _domain_edges(domain, vals[k]):
-                if float(abs(vals[k] - edge)) <= SPECIAL_ULPS * float(finfo.eps) * max(scale, abs(edge)):
+                if self._within_rounding(vals[k] - edge, max(float(bargs[k].vm[idx]), float(abs(edge)))):
                     return True
         return False
+
+    def _within_rounding(self, distance: Any, scale: float) -> bool:
+        """Whether ``distance`` is within ``SPECIAL_ULPS`` roundings of a value of size
+        ``scale`` (an edge, a special value, an argument's own error scale) in the dtype:
+        a framework computing that value may land on either side of, or exactly on, what
+        it is compared with. The tiny/eps floor keeps subnormal scales from shrinking it
+        below the dtype's spacing at 0."""
+        finfo = np.finfo(self.dtype)
+        floor = float(finfo.tiny / finfo.eps)
+        return float(abs(distance)) <= SPECIAL_ULPS * float(finfo.eps) * (scale + floor)
 
     def _near_excluded_point(self, spec: OpSpec, vals: list[Any], bargs: list[_Jet], idx: tuple[int, ...]) -> bool:
         """For an op whose domain excludes a point rather than a range of one argument
@@ -709,20 +712,14 @@ class _Evaluator:
         of it, i.e. each is 0 or as close to 0 as its own error. There the framework may
         compute every argument as exactly 0, so the derivatives have no value it could be
         held to."""
-        finfo = np.finfo(self.dtype)
-        snapped = []
-        for value, arg in zip(vals, bargs):
-            scale = float(arg.vm[idx]) + float(finfo.tiny / finfo.eps)
-            near = float(abs(value)) <= SPECIAL_ULPS * float(finfo.eps) * scale
-            snapped.append(mpmath.mpf(0) if near else value)
+        snapped = [mpmath.mpf(0) if self._within_rounding(value, float(arg.vm[idx])) else value
+                   for value, arg in zip(vals, bargs)]
         return not spec.in_domain(tuple(snapped))
 
     def _special_hits(self, spec: OpSpec, specials: tuple[float, ...], value: Any, error: float) -> None:
         """Record every special value that ``value`` lies within rounding distance of."""
-        finfo = np.finfo(self.dtype)
         for k, target in enumerate(specials):
-            scale = max(abs(target), float(error)) + float(finfo.tiny / finfo.eps)
-            if float(abs(value - target)) <= SPECIAL_ULPS * float(finfo.eps) * scale:
+            if self._within_rounding(value - target, max(abs(target), float(error))):
                 self.specials.add((spec.name, k))
 
 

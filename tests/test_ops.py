@@ -20,7 +20,7 @@ from backends.torch_backend import TORCH_LOWERINGS
 from harness.engine import check_case, run_variant
 from harness.ir import Node, Program, const, op
 from harness.oracle import evaluate
-from harness.ops import CATALOGUE, Elementwise, OpSpec, register_op
+from harness.ops import CATALOGUE, FIXED_INTEGER_LIMIT, Elementwise, OpSpec, get_op, register_op
 from harness.strategies import Case, probe_program
 
 GROUPS = ("unary", "activation", "binary", "select", "reduction", "linalg", "shape")
@@ -312,3 +312,14 @@ def test_i1_a_few_ulps_above_eps_is_rounding(dtype: str) -> None:
     x = np.array([4 * float(np.finfo(dtype).eps)])
     near = check_case(Case(program, x, dtype), names)
     assert not [v for v in near.verdicts if v.kind.is_failure], near.verdicts
+
+
+def test_a_constant_integer_exponent_lifts_the_base_domain_only_up_to_the_oracles_limit() -> None:
+    pow_ = get_op("pow")
+    assert pow_.domains_at((-2.0, 3.0), (True, False)) == (None, None)  # (-2)**3: a polynomial
+    assert pow_.domains_at((-2.0, -1.0), (True, False)) == ("nonzero", None)  # a pole at 0
+    assert pow_.domains_at((-2.0, 3.0), (True, True)) == ("pos", None)  # a traced exponent
+    assert pow_.domains_at((-2.0, 2.5), (True, False)) == ("pos", None)
+    # Beyond the limit the oracle takes the generic a**b (a > 0): so does the domain.
+    assert pow_.domains_at((-2.0, float(FIXED_INTEGER_LIMIT + 2)), (True, False)) == ("pos", None)
+    assert not pow_.in_domain((-2.0, float(FIXED_INTEGER_LIMIT + 2)), (True, False))
