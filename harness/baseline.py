@@ -8,11 +8,14 @@ issue and a note::
                   "note": "filter_hessian of relu is 1 instead of 0"}]}
 
 The variant name and the ops part of a signature may hold fnmatch wildcards, so one
-entry covers a family: ``equinox:*|wrong_value|float64|*relu*``. The ops are matched
+entry covers a family: ``equinox:*|wrong_value|float64|*relu*``. A blamed finding's
+signature has a fifth part, its rule and region (``pow(T, C) @ zero``); an entry with a
+fifth part matches only findings blamed on that rule, one without speaks of ops alone. The ops are matched
 with a ``+`` on each side as well, so ``*+max+*`` is a program with the op ``max`` (and
 not ``maximum``). A run's
 findings split into *new* (not in the baseline: these fail CI), *known* (baselined) and
-the baseline entries that did not reproduce (*fixed upstream?*).
+the baseline entries the run did not hit (not replayed: a campaign that did not meet a
+fault has not shown it fixed).
 """
 
 from __future__ import annotations
@@ -40,7 +43,9 @@ class BaselineEntry:
     """One known issue.
 
     Arguments:
-        signature: ``variant|kind|dtype|ops``; the ops part may hold fnmatch wildcards.
+        signature: ``variant|kind|dtype|ops``, or ``variant|kind|dtype|ops|rule @ region``
+            for a blamed fault (``Finding.signature``); the variant, ops and rule parts
+            may hold fnmatch wildcards.
         upstream: the URL of the upstream issue ("" if not filed yet).
         note: a line for humans.
     """
@@ -58,17 +63,23 @@ class BaselineEntry:
         return self.signature.split("|", 1)[0]
 
     def matches(self, signature: str) -> bool:
-        """Whether a finding's signature is this entry (exactly, or by its ops pattern)."""
-        if not self.is_pattern:
-            return signature == self.signature
-        mine = self.signature.split("|", 3)
-        theirs = signature.split("|", 3)
-        if len(theirs) != 4:
+        """Whether a finding's signature is this entry (exactly, or by its patterns).
+
+        An entry of four parts (``variant|kind|dtype|ops``) speaks of the ops alone and
+        matches a blamed finding's signature whatever its rule; one of five names the
+        rule and region as well (``...|exp(T) @ tiny``, wildcards allowed) and matches
+        only a finding blamed on it."""
+        mine = self.signature.split("|", 4)
+        theirs = signature.split("|", 4)
+        if len(theirs) < 4 or (len(mine) == 5 and len(theirs) != 5):
             return False
+        if not self.is_pattern:
+            return theirs[:len(mine)] == mine
         return (
             fnmatch.fnmatchcase(theirs[0], mine[0])
             and theirs[1:3] == mine[1:3]
             and (fnmatch.fnmatchcase(theirs[3], mine[3]) or fnmatch.fnmatchcase(f"+{theirs[3]}+", mine[3]))
+            and (len(mine) == 4 or fnmatch.fnmatchcase(theirs[4], mine[4]))
         )
 
     def covers_variant(self, variant: str) -> bool:
@@ -112,7 +123,7 @@ class Baseline:
 
         Returns:
             ``(new, known, fixed)``: findings not in the baseline, findings in it, and the
-            entries no finding matched ("no longer reproduces: fixed upstream?").
+            entries no finding matched (not hit by this run; not shown fixed).
         """
         new: list[Finding] = []
         known: list[Finding] = []
@@ -179,12 +190,12 @@ def _entry(path: Path, i: int, raw: Any) -> BaselineEntry:
         if not isinstance(value, str):
             raise BaselineError(f"{where}: {name}={value!r}, but it must be a string.")
     parts = signature.split("|")
-    if len(parts) != 4 or not all(parts):
+    if len(parts) not in (4, 5) or not all(parts):
         raise BaselineError(
-            f"{where}: signature={signature!r}, but it must be 'variant|kind|dtype|ops' "
-            "(copy it from findings.json)."
+            f"{where}: signature={signature!r}, but it must be 'variant|kind|dtype|ops' or "
+            "'variant|kind|dtype|ops|rule @ region' (copy it from findings.json)."
         )
-    variant, kind, dtype, _ = parts
+    variant, kind, dtype = parts[:3]
     if any(ch in _WILDCARDS for ch in variant.split(":", 1)[0] + kind + dtype):
         raise BaselineError(
             f"{where}: signature={signature!r}; wildcards are allowed only in the variant name "

@@ -20,18 +20,18 @@ through.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from harness.engine import HarnessError, check_case
-from harness.exact import pattern_of, rounded_values, traced_nodes
+from harness.engine import CaseResult, HarnessError, Verdict, check_case
+from harness.exact import node_region, pattern_of, rounded_values, traced_nodes
 from harness.ir import Node, Program, ProgramError, const, integer_array, literal_of, op
 from harness.strategies import Case
 
-__all__ = ["Blame", "blame", "local_case"]
+__all__ = ["Blame", "LocalFault", "blame", "local_case", "local_faults"]
 
 COMPOSITION = "composition"
 
@@ -47,6 +47,8 @@ class Blame:
     ``local``: the one-op program and point that show the fault (None for composition).
     ``unchecked``: nodes whose local check could not run (the variant cannot
     differentiate the isolated op, e.g. MLX's forward mode through a slice).
+    ``region``: where the blamed node sat (``harness.exact.node_region``: "at 0",
+    "tiny", "ordinary", ...); "" for a composition fault.
     """
 
     node: int | None
@@ -57,6 +59,7 @@ class Blame:
     local: Program | None = None
     point: tuple[float, ...] = ()
     unchecked: tuple[int, ...] = ()
+    region: str = ""
 
     @property
     def rule(self) -> str:
@@ -65,11 +68,17 @@ class Blame:
             return COMPOSITION
         return f"{self.op}({', '.join(self.pattern)})" if self.pattern else f"{self.op}(T)"
 
+    @property
+    def root_cause(self) -> str:
+        """The rule and where it broke, ``pow(T, C) @ zero``: what one upstream fault is."""
+        return f"{self.rule} @ {self.region}" if self.node is not None and self.region else self.rule
+
     def to_json(self) -> dict[str, Any]:
         return {
             "node": self.node, "op": self.op, "pattern": self.pattern, "kind": self.kind, "rule": self.rule,
             "explanation": self.explanation, "local": self.local.to_json() if self.local is not None else None,
-            "point": list(self.point), "unchecked": list(self.unchecked),
+            "point": list(self.point), "unchecked": list(self.unchecked), "region": self.region,
+            "root_cause": self.root_cause,
         }
 
 
@@ -152,9 +161,72 @@ def blame(case: Case, variant: Any) -> Blame:
         failing = [v for v in result.verdicts if v.variant == name and v.kind.is_failure]
         if failing:
             verdict = failing[0]
+            region = node_region(node, [values[a] for a in node.args], traced, case.dtype)
             return Blame(index, node.kind, pattern_of(node, traced), verdict.kind.value, verdict.explanation,
-                         local.program, tuple(float(v) for v in local.point), tuple(unchecked))
+                         local.program, tuple(float(v) for v in local.point), tuple(unchecked), region)
     checked = sum(1 for i, nd in enumerate(program.nodes) if nd.kind not in ("input", "const") and traced[i])
     return Blame(None, "", "", COMPOSITION,
                  f"each of the {checked - len(unchecked)} differentiated node(s) checked alone is right: "
                  "the fault is in how the rules compose", unchecked=tuple(unchecked))
+
+
+# A rule as the campaign tracks it: (op, traced/constant pattern, region).
+Rule = tuple[str, str, str]
+
+
+@dataclass(frozen=True)
+class LocalFault:
+    """A node of a program that fails checked alone: its rule, and the one-op case and
+    result that show it (a finding of its own, already minimal)."""
+
+    rule: Rule
+    case: Case
+    result: CaseResult
+    verdict: Verdict
+    blame: Blame
+
+
+def local_faults(case: Case, variant: Any, skip: Callable[[Rule], bool]) -> tuple[list[LocalFault], list[Rule]]:
+    """Every differentiated node of ``case`` whose rule ``skip`` does not rule out, each
+    checked alone (``local_case``) with ``variant``: the ones that fail, and the rules
+    that were checked and held.
+
+    A hit the campaign puts down to a known fault (a finding already made, a baseline
+    entry) may carry a second fault in another node; the Hessian of the whole program is
+    wrong either way, so only the nodes checked alone tell. ``skip`` spares the known
+    rule, and the rules already checked, so each costs one call."""
+    program = case.program
+    values = rounded_values(program, case.point, case.dtype)
+    if values is None:
+        return [], []
+    traced = traced_nodes(program)
+    name = variant.name
+    faults: list[LocalFault] = []
+    held: list[Rule] = []
+    for index, node in enumerate(program.nodes):
+        if node.kind in ("input", "const") or not traced[index]:
+            continue
+        rule = (node.kind, pattern_of(node, traced), node_region(node, [values[a] for a in node.args], traced,
+                                                                 case.dtype))
+        if skip(rule) or rule in held or any(f.rule == rule for f in faults):
+            continue
+        local = local_case(program, index, values, case.dtype)
+        if local is None:
+            continue
+        try:
+            result = check_case(local, [variant])
+        except HarnessError:
+            continue
+        outcome = result.outcomes.get(name)
+        if outcome is None or outcome.status == "unsupported" or result.status != "judged":
+            continue
+        failing = [v for v in result.verdicts if v.variant == name and v.kind.is_failure]
+        if failing:
+            # the node is the local program's own: the op before its readout (y, y*y, y + y*y[, sum])
+            y = len(local.program.nodes) - (3 if program.shapes[index] == () else 4)
+            found = Blame(y, node.kind, rule[1], failing[0].kind.value, failing[0].explanation, local.program,
+                          tuple(float(v) for v in local.point), (), rule[2])
+            faults.append(LocalFault(rule, local, result, failing[0], found))
+        else:
+            held.append(rule)
+    return faults, held

@@ -31,7 +31,7 @@ from hypothesis import seed as hypothesis_seed
 from backends import Absent, BackendVariant
 from harness.baseline import Baseline
 from harness.batch import check_program
-from harness.blame import blame
+from harness.blame import blame, local_faults
 from harness.engine import CaseResult, HarnessError, Runner, Verdict, check_case
 from harness.exact import Exercised, argument_patterns, exercised
 from harness.findings import Finding, Kind
@@ -116,6 +116,11 @@ class CampaignStats:
     ill_conditioned: Counter[str] = field(default_factory=Counter)
     started: float = field(default_factory=time.monotonic)
     blame_seconds: float = 0.0  # blaming new failing findings' rules (harness.blame)
+    # Checking alone the other nodes of hits put down to a known fault (``Campaign._unmask``):
+    # the time, the checks, and the faults found that way.
+    unmask_seconds: float = 0.0
+    unmask_checks: int = 0
+    unmasked: int = 0
 
     def checks_per_variant(self) -> dict[str, int]:
         out: Counter[str] = Counter()
@@ -141,6 +146,9 @@ class CampaignStats:
             "hessian_entries_ill_conditioned": sum(self.ill_conditioned.values()),
             "unjudged_frac": round(self.unjudged_fraction(), 6),
             "blame_seconds": round(self.blame_seconds, 3),
+            "unmask_seconds": round(self.unmask_seconds, 3),
+            "unmask_checks": self.unmask_checks,
+            "unmasked": self.unmasked,
         }
 
     def unjudged_fraction(self) -> float:
@@ -164,6 +172,7 @@ class _Record:
     provisional: set[str] = field(default_factory=set)  # signatures logged before minimising
     baselined: bool = False  # the baseline covers its first hit: not shrunk
     first_ops: frozenset[str] = frozenset()  # the first case's: a shrink may drop them, never add one
+    blame: dict[str, Any] | None = None  # known when it was made (a node checked alone: ``Campaign._unmask``)
 
     def __post_init__(self) -> None:
         self.first_ops = self.first_ops or self.case.program.op_names
@@ -244,6 +253,7 @@ class Campaign:
         self.stats = CampaignStats()
         self.findings: dict[str, Finding] = {}
         self._records: dict[RecordKey, _Record] = {}
+        self._unmasked: dict[tuple[str, str], set[tuple[str, str, str]]] = {}  # rules checked alone
         self._raised: set[RecordKey] = set()
         self._versions = {v.backend.name: v.backend.version() for v in self.variants}
         self._deadline = 0.0
@@ -284,6 +294,20 @@ class Campaign:
             raise
         finally:
             self._collect()
+        return self.result()
+
+    def replay(self, replayed: Sequence[Case]) -> list[Finding]:
+        """Check ``replayed`` cases as if the search had drawn them, then make the
+        findings (shrunk, blamed): a saved failing example, or a hand-made program that
+        carries two faults, is judged by exactly the campaign's rules."""
+        self._deadline = time.monotonic() + self.config.budget_seconds
+        for case in replayed:
+            try:
+                self._check(case)
+            except NewFinding:
+                pass
+            self._raised.clear()
+        self._collect()
         return self.result()
 
     def result(self) -> list[Finding]:
@@ -427,16 +451,28 @@ class Campaign:
         did = exercised(case.program, case.point, case.dtype)
         for result in results:
             self._count(result, did, exact=result is results[0])
+            rules: frozenset[tuple[str, str, str]] | None = None  # this point's, when a blamed finding asks
             for verdict in result.verdicts:
                 key = (verdict.variant, verdict.kind, case.dtype)
                 self.stats.kinds[verdict.variant, verdict.kind.value] += 1
-                if self._explained(key, result.case):
+                if rules is None and any(f.blame for f in self.findings.values()):
+                    rules = did.rules if result is results[0] else \
+                        exercised(case.program, result.case.point, case.dtype).rules
+                known = self._explaining(key, result.case, rules or frozenset())
+                if known is not None:
+                    known.count += 1
+                    known.last_seen = _now()
+                    if verdict.kind.is_failure and known.blame and known.blame.get("node") is not None:
+                        b = known.blame
+                        self._unmask(verdict.variant, result.case, (b["op"], b["pattern"], b.get("region", "")))
                     continue
                 record_key = self._record_key(key, result, verdict)
                 record = self._remember(record_key, result.case, result, verdict)
                 # A hang is not shrunk: every shrink step would wait out the timeout; nor is
-                # a fault the baseline already knows.
+                # a fault the baseline already knows (but its other nodes are checked alone).
                 if record.baselined:
+                    if verdict.kind.is_failure and verdict.kind is not Kind.TIMEOUT:
+                        self._unmask(verdict.variant, result.case, None)
                     continue
                 # While shrinking, a fault met for the first time is recorded (and minimised
                 # with the round's findings) but not raised: Hypothesis would shrink it as
@@ -494,16 +530,61 @@ class Campaign:
                     for kind in kinds[op_name]:
                         cell[f"kind:{kind}"] = cell.get(f"kind:{kind}", 0) + 1
 
-    def _explained(self, key: Key, case: Case) -> bool:
-        """Whether a finding already made explains this hit (and count it there)."""
-        variant, kind, dtype = key
+    def _explaining(self, key: Key, case: Case, rules: frozenset[tuple[str, str, str]]) -> Finding | None:
+        """The finding already made that explains this hit, if one does.
+
+        A blamed finding explains a hit that exercised its blamed rule, with the same
+        argument pattern, in the same region (``rules``: the hit's, ``Exercised.rules``);
+        an unblamed one (a composition fault, a dismissed kind, a baselined or older
+        finding) one whose program holds all its ops. Judged by op set alone, a finding
+        on ``tanh + sum`` took every later fault of its variant, kind and dtype in a
+        program with a tanh and a sum for itself, and a new fault there was never seen."""
         ops = case.program.op_names
         for finding in self.findings.values():
-            if (finding.variant, finding.kind, finding.dtype) == key and finding.program.op_names <= ops:
-                finding.count += 1
-                finding.last_seen = _now()
-                return True
-        return False
+            if (finding.variant, finding.kind, finding.dtype) != key:
+                continue
+            blamed = finding.blame if finding.blame and finding.blame.get("node") is not None else None
+            if blamed is not None:
+                region = blamed.get("region")
+                explains = any(op_name == blamed.get("op") and pattern == blamed.get("pattern")
+                               and (not region or where == region) for op_name, pattern, where in rules)
+            else:
+                explains = finding.program.op_names <= ops
+            if explains:
+                return finding
+        return None
+
+    def _unmask(self, variant_name: str, case: Case, known: tuple[str, str, str] | None) -> None:
+        """Check alone each node of a hit put down to a known fault (the ``known`` rule,
+        or a baseline entry's): a node that fails is a fault of its own, recorded with
+        its one-op case, already minimal. Each (variant, dtype, rule) is checked once a
+        campaign, and the checks take at most ``UNMASK_SHARE`` of the time so far: the
+        known faults' hits are many, and the search must not become their replay."""
+        elapsed = time.monotonic() - self.stats.started
+        if self.stats.unmask_seconds > UNMASK_SHARE * elapsed:
+            return
+        variant = next(v for v in self.variants if v.name == variant_name)
+        seen = self._unmasked.setdefault((variant_name, case.dtype), set())
+        start = time.perf_counter()
+        try:
+            faults, held = local_faults(case, variant, lambda rule: rule in seen or (
+                known is not None and rule[:2] == known[:2] and (not known[2] or rule[2] == known[2])))
+        except HarnessError as exc:
+            self._harness_error(exc)
+            return
+        finally:
+            self.stats.unmask_seconds += time.perf_counter() - start
+        seen.update(held)
+        self.stats.unmask_checks += len(held) + len(faults)
+        for fault in faults:
+            seen.add(fault.rule)
+            key = (variant_name, fault.verdict.kind, case.dtype)
+            if self._explaining(key, fault.case, frozenset({fault.rule})) is not None:
+                continue
+            self.stats.unmasked += 1
+            record = self._remember((*key, fault.case.program.op_names), fault.case, fault.result, fault.verdict)
+            if record.case is fault.case:
+                record.blame = fault.blame.to_json()
 
     def _record_key(self, key: Key, result: CaseResult, verdict: Verdict) -> RecordKey:
         """The record of this round a failing hit of ``key`` belongs to: one whose first
@@ -595,6 +676,8 @@ class Campaign:
             finding = self._finding(record)
             if reduce and key[1].is_failure and not record.baselined:
                 finding.blame = self._blame(key, record)
+            else:
+                finding.blame = record.blame  # a baselined node found alone still names its rule
             existing = self.findings.get(finding.signature)
             if existing is not None:
                 existing.count += record.count
@@ -662,3 +745,7 @@ def _union(old: tuple[str, ...], new: set[str]) -> tuple[str, ...]:
 
 
 _SEVERITY_ORDER = {"high": 3, "medium": 2, "low": 1, "info": 0}
+
+# The most of a campaign's time so far that checking alone the nodes of hits put down to
+# known faults may take (``Campaign._unmask``).
+UNMASK_SHARE = 0.1

@@ -24,8 +24,8 @@ import numpy as np
 from harness.ir import LITERALS, PYTHON_NUMBER_OPS, Node, Program, const, integer_array, literal_of, op
 from harness.ops import CATALOGUE, Elementwise, Piecewise, Selection
 
-__all__ = ["Exercised", "argument_kinds", "argument_patterns", "exercised", "kind_of", "rounded_values", "traced_nodes",
-           "pattern_of"]
+__all__ = ["REGIONS", "Exercised", "argument_kinds", "argument_patterns", "exercised", "kind_of", "node_region",
+           "pattern_of", "rounded_values", "traced_nodes"]
 
 
 @dataclass(frozen=True)
@@ -39,12 +39,16 @@ class Exercised:
     op's ``k``-th special value (a traced argument, or the switch it sits on).
     ``kinds``: ``(op, "p:kind")`` for each constant argument of a differentiated node
     of a multi-argument op, by how the framework receives it (``argument_kinds``).
+    ``rules``: ``(op, pattern, region)`` per differentiated node (``pattern_of``,
+    ``node_region``; "" for a node whose inputs are not all finite): the rules this
+    check exercised, in the terms a blame names one.
     """
 
     ops: frozenset[str]
     patterns: frozenset[tuple[str, str]]
     exact: frozenset[tuple[str, int]]
     kinds: frozenset[tuple[str, str]] = frozenset()
+    rules: frozenset[tuple[str, str, str]] = frozenset()
 
 
 def traced_nodes(program: Program) -> tuple[bool, ...]:
@@ -155,6 +159,33 @@ def _exact_hits(node: Node, args: list[np.ndarray], traced: Sequence[bool], dtyp
     return hits
 
 
+# Where a rule was exercised, from most to least particular: exactly at one of the op's
+# special values ("at <name>"), a traced argument exactly 0, below the dtype's epsilon in
+# magnitude (where 1 + x == x's neighbours collapse and frameworks take series branches),
+# at or above 1/epsilon (where x + 1 == x), or none of these.
+REGIONS = ("at", "zero", "tiny", "huge", "ordinary")
+
+
+def node_region(node: Node, args: Sequence[np.ndarray], traced: Sequence[bool], dtype: str) -> str:
+    """The region ``node`` sits in (``REGIONS``), from its arguments' dtype-rounded values:
+    a blame names it with the rule, and a hit counts as a known fault only in the region
+    that fault was blamed in (a rule broken for tiny inputs says nothing of ordinary ones)."""
+    hits = _exact_hits(node, list(args), traced, dtype)
+    if hits:
+        return f"at {CATALOGUE[node.kind].special_names[min(hits)]}"
+    values = [np.abs(np.asarray(a, dtype=np.float64)).reshape(-1) for a, t in
+              zip(args, (traced[i] for i in node.args)) if t]
+    flat = np.concatenate(values) if values else np.zeros(0)
+    eps = float(np.finfo(dtype).eps)
+    if np.any(flat == 0):
+        return "zero"
+    if np.any(flat < eps):
+        return "tiny"
+    if np.any(flat >= 1 / eps):
+        return "huge"
+    return "ordinary"
+
+
 def exercised(program: Program, point: np.ndarray, dtype: str) -> Exercised:
     """What a check of ``program`` at ``point`` in ``dtype`` differentiated (see the module)."""
     traced = traced_nodes(program)
@@ -165,8 +196,11 @@ def exercised(program: Program, point: np.ndarray, dtype: str) -> Exercised:
     kinds = {(node.kind, f"{p}:{kind_of(program.nodes[a])}") for node in differentiated if len(node.args) > 1
              for p, a in enumerate(node.args) if not traced[a]}
     exact: set[tuple[str, int]] = set()
-    with_specials = [node for node in differentiated if CATALOGUE[node.kind].special_names]
-    values = rounded_values(program, point, dtype) if with_specials else None
-    for node in with_specials if values is not None else ():
+    values = rounded_values(program, point, dtype) if differentiated else None
+    for node in differentiated if values is not None and any(CATALOGUE[n.kind].special_names
+                                                             for n in differentiated) else ():
         exact.update((node.kind, k) for k in _exact_hits(node, [values[a] for a in node.args], traced, dtype))
-    return Exercised(frozenset(ops), frozenset(patterns), frozenset(exact), frozenset(kinds))
+    rules = {(node.kind, pattern_of(node, traced),
+              node_region(node, [values[a] for a in node.args], traced, dtype) if values is not None else "")
+             for node in differentiated}
+    return Exercised(frozenset(ops), frozenset(patterns), frozenset(exact), frozenset(kinds), frozenset(rules))

@@ -148,13 +148,34 @@ class Finding:
 
     @property
     def signature(self) -> str:
-        """Stable identity: variant, kind, dtype and the ops of the minimal program."""
+        """Stable identity: variant, kind, dtype and the ops of the minimal program, and,
+        once blamed, the rule and region (``variant|kind|dtype|ops|exp(T) @ tiny``): two
+        faults a shrink leaves on the same ops are two findings, not one."""
         ops = "+".join(sorted(self.program.op_names))
-        return f"{self.variant}|{self.kind.value}|{self.dtype}|{ops}"
+        base = f"{self.variant}|{self.kind.value}|{self.dtype}|{ops}"
+        cause = self._cause()
+        return f"{base}|{cause}" if cause else base
+
+    def _cause(self) -> str | None:
+        if not self.blame:
+            return None
+        return str(self.blame.get("root_cause") or self.blame.get("rule") or "") or None
+
+    @property
+    def root_cause(self) -> str | None:
+        """What the fault is, across variants and programs: framework, blamed rule and
+        region, kind, dtype (``mlx|tanh(T) @ huge|nonfinite|float32``); None when the
+        finding is not blamed. One upstream fault shows in every variant of a framework
+        that uses the rule, and in every program that carries it: one root cause."""
+        cause = self._cause()
+        if cause == "composition":  # no one rule: the ops whose interaction shows it
+            cause = f"composition({'+'.join(sorted(self.program.op_names))})"
+        return None if cause is None else f"{self.backend}|{cause}|{self.kind.value}|{self.dtype}"
 
     def to_json(self) -> dict[str, Any]:
         data = {
             "signature": self.signature,
+            "root_cause": self.root_cause,
             "kind": self.kind.value,
             "severity": self.severity,
             "variant": self.variant,

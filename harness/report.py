@@ -304,7 +304,7 @@ def _summary(
     verdict = "**no new failures**" if not new_failures else f"**{len(new_failures)} new failure(s)**"
     lines += [
         f"{verdict} · {len(known)} baselined · {len(fixed)} baseline "
-        f"{'entry no longer reproduces' if len(fixed) == 1 else 'entries no longer reproduce'} · "
+        f"{'entry' if len(fixed) == 1 else 'entries'} not hit · "
         f"{len(dismissed)} dismissed "
         f"(convention/noise) · {len(rows)} finding(s) in total",
         "",
@@ -317,6 +317,7 @@ def _summary(
             f"({100 * float(run_info.get('unjudged_frac', 0.0)):.2f}%).",
             "",
         ]
+    lines += _root_causes(rows)
     lines += _variant_table(rows, checks)
     lines += _top_findings(rows)
     lines += _baseline_section(new_failures, known, fixed)
@@ -324,6 +325,46 @@ def _summary(
     if coverage is not None:
         lines += _coverage_section(coverage)
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _root_causes(rows: list[_Row]) -> list[str]:
+    """One row per root cause (``Finding.root_cause`` without its dtype): the blamed rule
+    and region, the framework, the dtypes and variants it shows in, its hits, when it was
+    first and last seen, and its smallest program. A maintainer reads this table, not one
+    line per variant and program that carried the same broken rule."""
+    groups: dict[tuple[str, str, str], list[_Row]] = {}
+    for row in rows:
+        f = row.finding
+        if f.root_cause is not None and f.kind.is_failure:
+            backend, cause, kind, _ = f.root_cause.split("|")
+            groups.setdefault((backend, cause, kind), []).append(row)
+    failing = [r for r in rows if r.finding.kind.is_failure]
+    if not failing:
+        return []
+    unblamed = len(failing) - sum(len(g) for g in groups.values())
+    lines = ["## Root causes", "",
+             f"{len(groups)} root cause(s) blamed among {len(failing)} failing finding(s)"
+             + (f"; {unblamed} not blamed (baselined findings are not shrunk, so not blamed; "
+                "a crash or hang of the whole call has no rule to blame)" if unblamed else "") + ".", ""]
+    if not groups:
+        return lines
+    lines += ["| status | framework | rule @ region | kind | dtypes | variants | hits | first seen | last seen "
+              "| smallest repro |",
+              "| --- | --- | --- | --- | --- | --- | ---: | --- | --- | --- |"]
+    order = {"new": 0, "known": 1, "dismissed": 2}
+    for (backend, cause, kind), group in sorted(groups.items(), key=lambda kv: (
+            min(order[r.status] for r in kv[1]), kv[0])):
+        status = min((r.status for r in group), key=order.__getitem__)
+        smallest = min(group, key=lambda r: (r.finding.program.size, r.number))
+        dtypes = ", ".join(sorted({r.finding.dtype for r in group}))
+        variants = ", ".join(f"`{v.split(':', 1)[1]}`" for v in sorted({r.finding.variant for r in group}))
+        first = min((r.finding.first_seen for r in group if r.finding.first_seen), default="")
+        last = max((r.finding.last_seen for r in group if r.finding.last_seen), default="")
+        lines.append(
+            f"| {'**new**' if status == 'new' else status} | {backend} | `{_md(cause)}` | {kind} | {dtypes} "
+            f"| {variants} | {sum(r.finding.count for r in group)} | {first} | {last} "
+            f"| [{Path(smallest.folder).name}]({smallest.folder}/repro.py) |")
+    return lines + [""]
 
 
 def _variant_table(rows: list[_Row], checks: Mapping[str, int]) -> list[str]:
@@ -361,7 +402,7 @@ def _top_findings(rows: list[_Row]) -> list[str]:
         bits = [f"**{f.severity}**", f"[{Path(row.folder).name}]({row.folder}/)",
                 f"`{f.variant}` {f.kind.value} {f.dtype} on {ops}"]
         if f.blame is not None:
-            bits.append(f"blamed rule: `{f.blame.get('rule', '?')}`")
+            bits.append(f"blamed rule: `{f.blame.get('root_cause') or f.blame.get('rule', '?')}`")
         if f.kind in (Kind.WRONG_VALUE, Kind.CONVENTION, Kind.NOISE) and f.max_error:
             bits.append(f"max error {f.max_error:.3g}")
         if f.count > 1:
@@ -389,7 +430,7 @@ def _baseline_section(new: list[_Row], known: list[_Row], fixed: list[BaselineEn
         lines.append(f"- [`{r.finding.signature}`]({r.folder}/){link}")
     if len(known) > LIST_LIMIT:
         lines.append(f"- …and {len(known) - LIST_LIMIT} more")
-    lines += ["", f"**No longer reproduces — fixed upstream?**: {len(fixed)}"]
+    lines += ["", f"**Not hit by this run** (not replayed: a campaign's silence is not a fix): {len(fixed)}"]
     for e in fixed[:LIST_LIMIT]:
         extra = (f" → {e.upstream}" if e.upstream else "") + (f" ({_md(e.note)})" if e.note else "")
         lines.append(f"- `{e.signature}`{extra}")

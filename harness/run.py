@@ -219,7 +219,7 @@ def run(
     print(
         f"hessdiff: {stats.examples} examples ({stats.checked} points checked), {len(findings)} findings "
         f"({len(new_failing)} new failing, {len(known)} baselined, {len(fixed)} baseline entries "
-        f"not reproduced); report: {paths.summary_md}",
+        f"not hit); report: {paths.summary_md}",
         file=stdout,
     )
     print(f"hessdiff: {html}", file=stderr if html.startswith("report problem") else stdout)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,8 @@ import numpy as np
 
 from harness.findings import Finding, FindingError, finding_from_json
 
-__all__ = ["TEMPLATES", "BugTemplate", "TriageError", "TriageItem", "load_items", "render_draft", "triage"]
+__all__ = ["TEMPLATES", "BugTemplate", "TriageError", "TriageItem", "load_items", "render_draft", "root_cause_key",
+           "triage"]
 
 
 class TriageError(ValueError):
@@ -153,8 +154,19 @@ def _bisect_lines(record: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def render_draft(item: TriageItem) -> str:
-    """The Markdown draft of one bug report, in the shape of its framework's template."""
+def root_cause_key(finding: Finding) -> str:
+    """What one draft stands for: a blamed finding's framework, rule @ region and kind
+    (every variant and dtype that shows the broken rule is one bug upstream); an
+    unblamed finding's own signature."""
+    if finding.root_cause is None:
+        return finding.signature
+    return finding.root_cause.rsplit("|", 1)[0]
+
+
+def render_draft(item: TriageItem, also: Sequence[TriageItem] = ()) -> str:
+    """The Markdown draft of one bug report, in the shape of its framework's template;
+    ``also``: the other findings of the same root cause (other variants, dtypes,
+    programs), listed so one report covers them."""
     f = item.finding
     t = TEMPLATES.get(f.backend, _GENERIC)
     n = f.program.n
@@ -168,6 +180,9 @@ def render_draft(item: TriageItem) -> str:
     ]
     if item.status == "known":
         lines += [f"> Already known (baseline): {item.upstream or 'no upstream link yet'}.", ""]
+    if f.root_cause is not None:
+        lines += [f"Root cause (hessdiff's blame): the derivative rule `{f.blame.get('root_cause')}` "
+                  f"checked alone is wrong ({f.blame.get('kind', f.kind.value)}).", ""]
     lines += [
         f"## {t.description}",
         "",
@@ -206,6 +221,11 @@ def render_draft(item: TriageItem) -> str:
     others = [f"- `{name}`: `{_array(h)}`" for name, h in sorted(f.others.items())]
     if others:
         lines += ["", "Other frameworks and transforms at the same point:", "", *others]
+    if also:
+        lines += ["", "## The same rule elsewhere", "",
+                  "The same root cause also shows in these findings (variant, dtype, program):", ""]
+        lines += [f"- `{o.finding.variant}` {o.finding.dtype}: "
+                  f"{' + '.join(sorted(o.finding.program.op_names))} ({o.finding.count} hit(s))" for o in also]
     if item.bisect:
         lines += ["", "## Which release", "", *_bisect_lines(item.bisect)]
     lines += [
@@ -243,17 +263,24 @@ def triage(report_dir: str | Path, out: str | Path | None = None) -> tuple[Path,
     for framework in sorted(by_framework):
         group = by_framework[framework]
         template = TEMPLATES.get(framework, _GENERIC)
-        lines += [f"## {framework} ({len(group)})", "", f"File at: {template.tracker}", ""]
-        (out / framework).mkdir(exist_ok=True)
+        causes: dict[str, list[TriageItem]] = {}
         for item in group:
+            causes.setdefault(root_cause_key(item.finding), []).append(item)
+        lines += [f"## {framework} ({len(causes)} draft(s) for {len(group)} finding(s))", "",
+                  f"File at: {template.tracker}", ""]
+        (out / framework).mkdir(exist_ok=True)
+        for same in causes.values():
+            item = min(same, key=lambda i: (i.finding.program.size, i.number))  # the smallest program
+            also = [i for i in same if i is not item]
             draft = out / framework / f"{item.folder.name or item.number}.md"
-            draft.write_text(render_draft(item), encoding="utf-8")
+            draft.write_text(render_draft(item, also), encoding="utf-8")
             bisect = item.bisect
             found = (f"first bad {bisect.get('first_bad')}, first good {bisect.get('first_good')}"
                      if bisect else "not bisected")
             known = f" · known: {item.upstream or 'baselined'}" if item.status == "known" else ""
+            covers = f" · covers {len(also)} more finding(s) of the same rule" if also else ""
             lines.append(
-                f"- `{item.finding.signature}` — [draft]({_rel(draft, out)}) · "
+                f"- `{item.finding.signature}`{covers} — [draft]({_rel(draft, out)}) · "
                 f"[repro.py]({_rel(item.folder / 'repro.py', out)}) · [env.txt]({_rel(item.folder / 'env.txt', out)})"
                 f" · bisect: {found}{known}")
         lines.append("")

@@ -243,3 +243,20 @@ class CompositionBackend(JaxBackend):
     name = "composition"
     variants = {"fwdrev": Variant.calling("doubles the Hessian where sin and exp meet",
                                           hessian_wrong_where_sin_meets_exp)}
+
+
+def _sin_wrong_second_order(m, a):
+    """sin with its value and first derivative right and its second derivative off by
+    2% (of 1): sin(a) + 0.01 (a - a0)**2 with a0 = stop_gradient(a)."""
+    d = a - m.jax.lax.stop_gradient(a)
+    return m.jnp.sin(a) + 0.01 * d * d
+
+
+@final
+class TwoFaultsBackend(JaxBackend):
+    """JAX whose exp and sin rules are both wrong at second order: two faults of one
+    framework, kind and dtype, in different ops."""
+
+    name = "twofaults"
+    variants = {"fwdrev": Variant("jax.hessian", lambda m, f: m.jax.hessian(f))}
+    lowerings = {**JAX_LOWERINGS, "exp": _exp_wrong_second_order, "sin": _sin_wrong_second_order}

@@ -39,6 +39,23 @@ def test_signature_shape() -> None:
     assert RELU.signature == "equinox:filter_hessian|wrong_value|float64|relu+sum"
 
 
+def test_a_blamed_findings_signature_names_its_rule_and_a_baseline_entry_may_too() -> None:
+    from dataclasses import replace
+
+    blamed = replace(RELU, blame={"node": 1, "op": "relu", "pattern": "T", "rule": "relu(T)", "region": "zero",
+                                  "root_cause": "relu(T) @ zero"})
+    assert blamed.signature == "equinox:filter_hessian|wrong_value|float64|relu+sum|relu(T) @ zero"
+    assert blamed.root_cause == "equinox|relu(T) @ zero|wrong_value|float64"
+    ops_only = BaselineEntry("equinox:filter_hessian|wrong_value|float64|relu+sum")
+    assert ops_only.matches(blamed.signature) and ops_only.matches(RELU.signature)  # ops alone: either
+    by_rule = BaselineEntry("equinox:*|wrong_value|float64|*|relu(T) @ *")
+    assert by_rule.matches(blamed.signature)
+    assert not by_rule.matches(RELU.signature)  # not blamed: not known to be this rule
+    assert not BaselineEntry("equinox:*|wrong_value|float64|*|relu(T) @ tiny").matches(blamed.signature)
+    assert not BaselineEntry("equinox:filter_hessian|wrong_value|float64|relu+sum|tanh(T) @ zero").matches(
+        blamed.signature)
+
+
 def test_exact_signature_splits() -> None:
     baseline = Baseline((BaselineEntry(RELU.signature, "https://example.org/801", "known"),))
     new, known, fixed = baseline.split([RELU, RELU_F32, SIN])

@@ -8,12 +8,12 @@ import pytest
 
 from backends import BackendVariant, get_variant
 from backends.registry import register, unregister
-from harness.blame import blame, local_case
+from harness.blame import blame, local_case, local_faults
 from harness.engine import check_case
 from harness.exact import rounded_values
 from harness.ir import Node, Program, const, op
 from harness.strategies import Case
-from planted import CompositionBackend, WrongExpBackend
+from planted import CompositionBackend, TwoFaultsBackend, WrongExpBackend
 
 X = np.array([0.3, -0.7])
 # sum(sin(x) * exp(x) + x ** 2.0): six differentiated nodes, one Python-float constant.
@@ -79,5 +79,81 @@ def test_a_campaigns_new_failure_carries_its_blame_into_the_report(planted, tmp_
         (f.signature, f.blame) for f in failures]
     assert campaign.stats.blame_seconds > 0
     write_report(tmp_path, campaign.result(), baseline=Baseline(), run_info={})
-    assert "blamed rule: `exp(T)`" in (tmp_path / "summary.md").read_text()
+    summary = (tmp_path / "summary.md").read_text()
+    assert "blamed rule: `exp(T) @ " in summary
+    causes = {f.root_cause for f in failures}
+    assert f"## Root causes\n\n{len(causes)} root cause(s) blamed among {len(failures)} failing finding(s)." in summary
+    for cause in causes:
+        _, rule, kind, _ = cause.split("|")
+        assert f"| **new** | wrongexp | `{rule}` | {kind} | float64 | `fwdrev` |" in summary, (cause, summary)
     assert load_findings(str(tmp_path / "findings.json"))[0].blame["rule"] == "exp(T)"
+
+
+@pytest.fixture(scope="module")
+def twofaults():
+    backend = register(TwoFaultsBackend())
+    yield BackendVariant(backend, "fwdrev")
+    unregister(backend.name)
+
+
+def _config(**kw):
+    from harness.campaign import CampaignConfig
+
+    return CampaignConfig(**{"budget_seconds": 600, "seed": 0, "max_rounds": 2, "round_examples": 10,
+                             "dtypes": ("float64",), "max_ops": 3, "ops": ("exp", "sin", "mul", "add", "sum"),
+                             "max_n": 2, **kw})
+
+
+def test_each_node_checked_alone_shows_each_broken_rule(twofaults) -> None:
+    case = Case(PROGRAM, X, "float64")
+    faults, held = local_faults(case, twofaults, lambda rule: False)
+    assert {f.rule for f in faults} == {("sin", "T", "ordinary"), ("exp", "T", "ordinary")}
+    assert ("mul", "TT", "ordinary") in held and ("pow", "TC", "ordinary") in held
+    sin = next(f for f in faults if f.rule[0] == "sin")
+    assert sin.case.program.op_names == {"sin", "mul", "add", "sum"}  # minimal: the rule and its readout
+    faults, _ = local_faults(case, twofaults, lambda rule: rule[0] == "exp")
+    assert [f.rule[0] for f in faults] == ["sin"]
+
+
+def test_a_new_fault_beside_a_baselined_one_is_reported_and_shrunk_to_its_own_rule(twofaults) -> None:
+    from harness.baseline import Baseline, BaselineEntry
+    from harness.campaign import Campaign
+
+    baseline = Baseline((BaselineEntry("twofaults:*|wrong_value|float64|*exp*", "", "exp is known"),))
+    campaign = Campaign([twofaults], _config(), baseline=baseline)
+    findings = campaign.replay([Case(PROGRAM, X, "float64")])
+    new = [f for f in findings if f.kind.is_failure and baseline.entry_for(f) is None]
+    assert [f.blame["rule"] for f in new] == ["sin(T)"], [(f.signature, f.blame) for f in findings]
+    assert "exp" not in new[0].program.op_names and new[0].program.size <= 4
+    # exp alone fails too (an ops glob does not say which node it knows), and stays baselined
+    assert campaign.stats.unmasked == 2 and campaign.stats.unmask_checks == 6
+    known = sorted((len(f.program.op_names), f.root_cause) for f in findings if baseline.entry_for(f))
+    assert known == [(4, "twofaults|exp(T) @ ordinary|wrong_value|float64"), (6, None)]  # found alone: blamed
+
+
+def test_a_new_fault_beside_a_found_one_is_reported_not_counted_as_it(twofaults) -> None:
+    from harness.campaign import Campaign
+
+    exp_only = Program(2, (Node("input"), op("exp", 0), op("mul", 1, 1), op("sum", 2)))
+    campaign = Campaign([twofaults], _config())
+    first = campaign.replay([Case(exp_only, X, "float64")])
+    assert [f.blame["root_cause"] for f in first if f.kind.is_failure] == ["exp(T) @ ordinary"]
+    both = campaign.replay([Case(PROGRAM, X, "float64")])
+    causes = sorted(f.root_cause for f in both if f.kind.is_failure)
+    assert causes == ["twofaults|exp(T) @ ordinary|wrong_value|float64",
+                      "twofaults|sin(T) @ ordinary|wrong_value|float64"], causes
+    # the same exp fault at a tiny input is another region: not put down to the first
+    tiny = campaign.replay([Case(exp_only, np.array([1e-300, 0.5]), "float64")])
+    assert "twofaults|exp(T) @ tiny|wrong_value|float64" in {f.root_cause for f in tiny}
+
+
+def test_two_faults_of_one_framework_and_dtype_come_out_as_two_findings_each_on_its_own_op(twofaults) -> None:
+    from harness.campaign import Campaign
+
+    campaign = Campaign([twofaults], _config(max_rounds=3))
+    campaign.run()
+    failing = [f for f in campaign.result() if f.kind.is_failure]
+    by_rule = {f.blame["rule"]: f for f in failing if f.blame}
+    assert {"exp(T)", "sin(T)"} <= set(by_rule), [(f.signature, f.blame and f.blame["rule"]) for f in failing]
+    assert "sin" not in by_rule["exp(T)"].program.op_names
+    assert "exp" not in by_rule["sin(T)"].program.op_names

@@ -100,3 +100,18 @@ def test_a_constant_argument_counts_by_how_the_framework_receives_it() -> None:
     line = next(ln for ln in _special_coverage(coverage) if ln.startswith("**Argument kinds"))
     never = line.split("never: ")[1]
     assert "pow(arg 1 as int32)" not in never and "pow(arg 0 as float)" in never
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_a_rule_is_exercised_in_the_region_its_traced_arguments_sit_in(dtype: str) -> None:
+    """log10 at exactly 1 is "at" its special value; a traced 0, a magnitude below eps,
+    one at or above 1/eps, and the rest are regions of their own. The constant argument
+    of mul (1e-30) decides nothing: only what is differentiated."""
+    eps = float(np.finfo(dtype).eps)
+    program = _program(2, op("log10", 0), op("sum", 1))
+    assert ("log10", "T", "at 1") in exercised(program, np.array([1.0, 3.0]), dtype).rules
+    sin = _program(2, op("sin", 0), const(1e-30), op("mul", 1, 2), op("sum", 3))
+    for x, region, of_mul in [((0.0, 3.0), "zero", "zero"), ((eps / 4, 3.0), "tiny", "tiny"),
+                              ((2 / eps, 3.0), "huge", "ordinary"), ((0.5, 3.0), "ordinary", "ordinary")]:
+        rules = exercised(sin, np.array(x), dtype).rules
+        assert ("sin", "T", region) in rules and ("mul", "TC", of_mul) in rules, (x, rules)

@@ -43,10 +43,15 @@ def test_triage_writes_one_draft_per_failure_grouped_by_framework(copy: Path, ca
     index = (copy / "triage" / "README.md").read_text()
     assert "## planted (" in index
     drafts = sorted((copy / "triage" / "planted").glob("*.md"))
-    assert len(drafts) == len(failing)
+    causes = {r["root_cause"].rsplit("|", 1)[0] if r.get("root_cause") else r["signature"] for r in failing}
+    assert len(drafts) == len(causes)  # one per root cause: the variants and dtypes of one rule are one bug
     for record in failing:
+        path = copy / "triage" / "planted" / (Path(record["folder"]).name + ".md")
+        if not path.exists():  # covered by another finding's draft of the same root cause
+            assert any(record["variant"] in d.read_text() for d in drafts)
+            continue
         assert record["signature"] in index
-        draft = (copy / "triage" / "planted" / (Path(record["folder"]).name + ".md")).read_text()
+        draft = path.read_text()
         repro = (copy / record["folder"] / "repro.py").read_text().rstrip("\n")
         env = (copy / record["folder"] / "env.txt").read_text().rstrip("\n")
         assert repro in draft and env in draft  # the minimal code and the environment block
@@ -88,3 +93,21 @@ def test_triage_of_a_folder_that_is_no_report_is_a_usage_error(tmp_path: Path, c
     assert main(["triage", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("hessdiff triage: error:") and err.count("\n") == 1
+
+
+def test_one_draft_stands_for_every_variant_and_dtype_of_one_broken_rule(copy: Path) -> None:
+    from dataclasses import replace
+
+    from harness.triage import root_cause_key
+
+    item = load_items(copy)[0]
+    blame = {"node": 1, "op": "exp", "pattern": "T", "rule": "exp(T)", "region": "tiny", "root_cause": "exp(T) @ tiny",
+             "kind": "wrong_value"}
+    f64 = replace(item.finding, blame=blame, dtype="float64")
+    f32 = replace(item.finding, blame=blame, dtype="float32", variant="planted:other")
+    assert root_cause_key(f64) == root_cause_key(f32) == f"planted|exp(T) @ tiny|{item.finding.kind.value}"
+    composed = replace(item.finding, blame={"node": None, "rule": "composition", "root_cause": "composition"})
+    assert "composition(" in root_cause_key(composed)  # a composition names its ops: not one bucket
+    draft = render_draft(replace(item, finding=f64), [replace(item, finding=f32)])
+    assert "the derivative rule `exp(T) @ tiny` checked alone is wrong" in draft
+    assert "## The same rule elsewhere" in draft and "`planted:other` float32" in draft
