@@ -15,6 +15,7 @@ import inspect
 import re
 import warnings
 from abc import ABC, abstractmethod
+from pathlib import Path
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, final
@@ -35,6 +36,11 @@ __all__ = [
 ]
 
 DTYPES = ("float32", "float64")
+
+
+# "module 'jax.nn' has no attribute 'mish'": an API the installed release lacks.
+_MISSING_ATTRIBUTE = re.compile(r"module '([\w.]+)' has no attribute '(\w+)'")
+_BACKENDS_DIR = Path(__file__).resolve().parent
 
 
 class Unsupported(Exception):
@@ -168,11 +174,46 @@ class Backend(ABC):
         return ""
 
     def unsupported_reason(self, exc: BaseException) -> str | None:
-        """If ``exc`` is the framework saying it does not implement something, say what."""
+        """If ``exc`` is the framework saying it does not implement something, say what;
+        or the installed release lacking an API a lowering calls (``missing_api``)."""
         message = str(exc)
         if isinstance(exc, NotImplementedError) or re.search(r"not (yet )?implemented", message, re.I):
             return f"{type(exc).__name__}: {message.splitlines()[0] if message else ''}"
-        return None
+        return self.missing_api(exc)
+
+    def missing_api(self, exc: BaseException) -> str | None:
+        """"jax 0.4.26 has no jax.nn.mish" when ``exc`` is an AttributeError that
+        hessdiff's own code (a lowering of this backend, or code in ``backends``) met
+        looking up an attribute of a public module of this framework: an op that release does not have, so the op is
+        unsupported there, not a crash of the framework. Only a module's ``__getattr__``
+        hook (JAX's deprecation shim, a function named ``getattr``) may come after the
+        lowering's frame; the same AttributeError raised deeper in the framework's code
+        stays a crash. The release named is the module's own distribution (Equinox's
+        lowerings call JAX)."""
+        found = _MISSING_ATTRIBUTE.match(str(exc)) if isinstance(exc, AttributeError) else None
+        if found is None:
+            return None
+        frames = []
+        tb = exc.__traceback__
+        while tb is not None:
+            frames.append(tb.tb_frame.f_code)
+            tb = tb.tb_next
+        while frames and frames[-1].co_name in ("__getattr__", "getattr"):
+            frames.pop()  # a module's attribute hook: the lookup was made by the frame before
+        lowerings = {getattr(fn, "__code__", None) for fn in self.lowerings.values()}
+        if not frames or not (frames[-1] in lowerings
+                              or Path(frames[-1].co_filename).resolve().parent == _BACKENDS_DIR):
+            return None
+        module, attribute = found.groups()
+        root = module.split(".", 1)[0]
+        public = not any(part.startswith("_") for part in module.split("."))
+        if not public or root not in {name.split(".", 1)[0] for name in self.modules}:
+            return None
+        try:
+            release = f"{root} {importlib.metadata.version(root)}"
+        except importlib.metadata.PackageNotFoundError:
+            release = f"{self.distribution} {self.version()}"
+        return f"{release} has no {module}.{attribute}"
 
     # --- shared machinery ------------------------------------------------------------
 

@@ -260,3 +260,13 @@ class TwoFaultsBackend(JaxBackend):
     name = "twofaults"
     variants = {"fwdrev": Variant("jax.hessian", lambda m, f: m.jax.hessian(f))}
     lowerings = {**JAX_LOWERINGS, "exp": _exp_wrong_second_order, "sin": _sin_wrong_second_order}
+
+
+@final
+class OldJaxBackend(JaxBackend):
+    """JAX as an older release without one op's API: its sin lowering calls an
+    activation the release lacks (as ``jax.nn.mish`` is missing from jax 0.4.26)."""
+
+    name = "oldjax"
+    variants = {"fwdrev": Variant("jax.hessian", lambda m, f: m.jax.hessian(f))}
+    lowerings = {**JAX_LOWERINGS, "sin": lambda m, a: m.jax.nn.no_such_activation(a)}

@@ -208,3 +208,36 @@ def test_a_warning_at_import_is_not_absence(tmp_path, monkeypatch, planted: type
     status = Warns().availability()
     assert status.available, status.reason
     assert "DeprecationWarning importing warns_at_import" in status.reason
+
+
+def test_an_api_the_installed_release_lacks_makes_the_op_unsupported_not_a_crash() -> None:
+    """A lowering that calls ``jax.nn.mish`` on jax 0.4.26 (which has none) is the op
+    missing from that release: "unsupported", naming the release and the API. An
+    AttributeError that is not a lookup in hessdiff's lowering stays a crash."""
+    import importlib.metadata
+
+    from backends import BackendVariant
+    from backends.registry import register, unregister
+    from harness.engine import check_case
+    from harness.ir import Node, Program, op
+    from harness.strategies import Case
+    from planted import OldJaxBackend
+
+    backend = register(OldJaxBackend())
+    try:
+        program = Program(2, (Node("input"), op("sin", 0), op("sum", 1)))
+        result = check_case(Case(program, np.array([0.3, -0.2]), "float64"), [BackendVariant(backend, "fwdrev")])
+        outcome = result.outcomes["oldjax:fwdrev"]
+        assert outcome.status == "unsupported", outcome
+        assert outcome.error.endswith(f"jax {importlib.metadata.version('jax')} has no jax.nn.no_such_activation")
+
+        def framework_code() -> None:  # raised outside backends/: not hessdiff's lookup
+            raise AttributeError("module 'jax.nn' has no attribute 'relu7'")
+
+        try:
+            framework_code()
+        except AttributeError as exc:
+            assert backend.missing_api(exc) is None
+        assert backend.missing_api(AttributeError("'Tracer' object has no attribute 'foo'")) is None
+    finally:
+        unregister(backend.name)
