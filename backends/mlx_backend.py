@@ -253,7 +253,7 @@ def hessian_revrev_vmap(f):
 # MLX says "[scatter] JVP not yet implemented", "[Primitive::jvp] Not implemented for X",
 # "JVP is not implemented for cumulative prod/min/max", "[Pad::vmap] ... is not supported".
 _NOT_IMPLEMENTED = re.compile(
-    r"not (yet )?implemented|\b(jvp|vjp|vmap)\b.*not supported|cannot calculate (jvp|vjp)", re.IGNORECASE
+    r"not (yet )?implemented|\bNYI\b|\b(jvp|vjp|vmap)\b.*not supported|cannot calculate (jvp|vjp)", re.IGNORECASE
 )
 
 

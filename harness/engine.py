@@ -134,6 +134,13 @@ def _framework_class(exc: BaseException) -> bool:
     return root not in ("builtins", "harness", "backends", "numpy", "__main__")
 
 
+def _from_c_extension(exc: BaseException, filename: str) -> bool:
+    """Whether ``exc``, raised with a frame of ``backends`` last, came from a framework
+    call written in C on that line (see ``run_variant``)."""
+    backends_dir = os.path.dirname(os.path.abspath(__import__("backends").__file__))
+    return type(exc) is RuntimeError and os.path.abspath(filename).startswith(backends_dir + os.sep)
+
+
 def run_variant(variant: BackendVariant, case: Case) -> Outcome:
     """Run one variant; a framework exception is a crash outcome, ours a HarnessError."""
     x = case.point.astype(case.dtype)
@@ -145,9 +152,12 @@ def run_variant(variant: BackendVariant, case: Case) -> Outcome:
     except Exception as exc:  # noqa: BLE001 - every framework error is data
         frames = traceback.extract_tb(exc.__traceback__)
         # Our own frame last means our bug, unless the exception is a framework's own
-        # class: a framework function written in C (torch.linalg.inv on a singular
-        # matrix) raises with no Python frame of its own, from our lowering's line.
-        if frames and _ours(frames[-1].filename) and not _framework_class(exc):
+        # class, or a RuntimeError from a backend's code: a framework function written in
+        # C (torch.linalg.inv on a singular matrix, MLX's vmap: "Pad vmap is NYI")
+        # raises with no Python frame of its own, from our lowering's or helper's line,
+        # and hessdiff's backends never raise RuntimeError themselves.
+        if frames and _ours(frames[-1].filename) and not _framework_class(exc) \
+                and not _from_c_extension(exc, frames[-1].filename):
             raise HarnessError(
                 f"{variant.name} failed inside hessdiff ({frames[-1].filename}:{frames[-1].lineno}): "
                 f"{type(exc).__name__}: {exc}"

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -241,3 +242,17 @@ def test_an_api_the_installed_release_lacks_makes_the_op_unsupported_not_a_crash
         assert backend.missing_api(AttributeError("'Tracer' object has no attribute 'foo'")) is None
     finally:
         unregister(backend.name)
+
+
+def test_a_runtime_error_from_a_backends_line_is_the_framework_in_c_not_hessdiff() -> None:
+    """MLX's vmap raises "Pad vmap is NYI" from C, so the last Python frame is the
+    backend's helper that called it: the framework's outcome, not an internal error.
+    hessdiff's backends never raise RuntimeError; any other exception type with our
+    frame last, or a RuntimeError from harness/, stays hessdiff's bug."""
+    import backends as backends_package
+    from harness import engine
+
+    helper = str(Path(backends_package.__file__).parent / "mlx_backend.py")
+    assert engine._from_c_extension(RuntimeError("Pad vmap is NYI."), helper)
+    assert not engine._from_c_extension(ValueError("shape"), helper)
+    assert not engine._from_c_extension(RuntimeError("ours"), engine.__file__)
