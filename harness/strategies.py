@@ -96,6 +96,7 @@ class _Builder:
         self.attrs: dict[str, Any] = {}
         # Per op, argument patterns (harness.exact.pattern_of) steering asks for.
         self.patterns: Mapping[str, Sequence[str]] = {}
+        self.read_out = False  # the next node gets y + y**2 (``_read_out``)
 
     def add(self, node: Node) -> int:
         if node.kind != "const":  # the IR's own check, now rather than at the end
@@ -132,6 +133,7 @@ class _Builder:
         """Forget every node from ``length`` on (an op whose arguments did not fit)."""
         del self.nodes[length:], self.shapes[length:], self.values[length:]
         self.used = {a for node in self.nodes for a in node.args}
+        self.read_out = False
 
     def pick_op(self, ch: _Chooser, shape: tuple[int, ...] | None) -> int:
         """An intermediate (an op node) of ``shape`` or scalar; the input if there is none."""
@@ -336,6 +338,7 @@ def _elementwise_args(ch: _Chooser, b: _Builder, spec: Any, aim: int | None) -> 
     with_constant = tuple(p for p in wanted if "C" in p)
     if wanted and ch.boolean():  # steering: a traced/constant pattern no check has had
         pattern = ch.choice(with_constant or tuple(wanted))
+        b.read_out = "C" in pattern  # see _read_out
         sources = [("const" if c == "C" else ch.choice(("node", "input"))) for c in pattern]
     target = aim if spec.name == "copysign" and aim is not None else (0 if spec.name == "where" else spec.special_arg)
     if aim is not None:  # an aimed argument is traced: a constant at a special value checks nothing
@@ -498,6 +501,8 @@ def _apply(ch: _Chooser, b: _Builder, name: str, aim: int | None = None) -> None
             attrs = _clip_aimed(ch, b, args[0], aim)
         if args is not None:
             b.add(op(name, *args, **attrs))
+            _read_out(b)
+        b.read_out = False
         return
     if name in ("prod", "logsumexp", "var", "std", "norm", "max", "min"):
         a = _array(ch, b)
@@ -679,6 +684,22 @@ def programs_at(draw: st.DrawFn, n: int, x: np.ndarray, dtype: str, ops: Sequenc
             aim = draw(st.sampled_from(preferred)) if preferred else draw(st.integers(0, len(specials) - 1))
         _apply_or_skip(ch, b, name, aim)
     return b.finish(ch)
+
+
+def _read_out(b: _Builder) -> None:
+    """After a node steering drew with a constant argument, ``y + y**2`` of it at once.
+
+    A rule's constant-argument path is where a framework takes a fast path for a
+    symbolic-zero tangent, and its faults are often in the first derivative alone (d/da
+    of a / b as b, not 1 / b). A first derivative shows in a Hessian only through
+    curvature around the node: under a linear use (sum(x / c)) both are 0. ``finish``
+    reads out sinks so half the time, and a node used by a linear op not even then; a
+    steered node gets it always (d2(y + y**2) = 2 J^T J + (1 + 2y) y'')."""
+    if not b.read_out:
+        return
+    b.read_out = False
+    y = len(b.nodes) - 1
+    b.add(op("add", y, b.add(op("square", y))))
 
 
 def _apply_or_skip(ch: _Chooser, b: _Builder, name: str, aim: int | None) -> None:
