@@ -336,13 +336,19 @@ def _elementwise_args(ch: _Chooser, b: _Builder, spec: Any, aim: int | None) -> 
     # traced): steering spends its draws on the patterns with a constant, the only ones
     # that reach a rule's constant-argument path, unless all-traced is all it lacks.
     with_constant = tuple(p for p in wanted if "C" in p)
-    if wanted and ch.boolean():  # steering: a traced/constant pattern no check has had
+    steered = bool(wanted) and ch.boolean()  # steering: a traced/constant pattern no check has had
+    if steered:
         pattern = ch.choice(with_constant or tuple(wanted))
         b.read_out = "C" in pattern  # see _read_out
         sources = [("const" if c == "C" else ch.choice(("node", "input"))) for c in pattern]
     target = aim if spec.name == "copysign" and aim is not None else (0 if spec.name == "where" else spec.special_arg)
-    if aim is not None:  # an aimed argument is traced: a constant at a special value checks nothing
-        if sources[target] == "const":
+    if aim is not None and sources[target] == "const":
+        # An aimed argument is traced (a constant at a special value checks nothing),
+        # unless steering asked for it constant: then the pattern wins and the aim waits.
+        # Else a/c, aimed at c = 0 while c's special values were missing, was never drawn.
+        if steered:
+            aim = None
+        else:
             sources[target] = "node"
     args: list[int | None] = [None] * k
     shape: tuple[int, ...] | None = None

@@ -320,3 +320,18 @@ def test_a_node_steering_draws_with_a_constant_is_read_out_curved() -> None:
     # steered against 0.65 unsteered
     steered, unsteered = share(("TC",)), share(())
     assert steered > 0.85 and steered > unsteered + 0.2, (steered, unsteered)
+
+
+def test_a_pattern_steering_asks_for_wins_over_an_aim_at_the_constant_argument() -> None:
+    # div's special values belong to its denominator: aiming at them used to make the
+    # denominator traced, so steering's "TC" (a / c) was never drawn while they were missing.
+    found = 0
+    for seed in range(100):
+        try:
+            program = probe_program("div", 3, X, "float64", seed=seed, aim=0, patterns=("TC",))
+        except ValueError:
+            continue
+        traced = traced_nodes(program)
+        found += any(node.kind == "div" and traced[node.args[0]] and not traced[node.args[1]]
+                     for node in program.nodes)
+    assert found > 20, found
