@@ -14,8 +14,9 @@ of the four backends plus the oracle.
 
 The last line is ``programs_per_s=<x> speedup_vs_naive=<y> overhead_frac=<z>
 peak_rss_mib=<m>``. Overhead is the fast path's wall time not spent waiting for the
-frameworks or in the oracle (screening, judging, pickling, confirming). Peak RSS is this
-process plus every worker's peak. Worker start-up (importing the frameworks) is done
+frameworks or in the oracle and screen (judging, pickling, confirming); the judge's
+one-sided Hessians and per-framework error scales are the oracle's time
+(``harness.oracle.busy_seconds``). Peak RSS is this process plus every worker's peak. Worker start-up (importing the frameworks) is done
 before the clock starts and reported apart.
 
     PYTHONPATH=. python benchmarks/run.py [--programs 200] [--naive-points 4]

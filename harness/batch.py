@@ -31,7 +31,7 @@ import numpy as np
 from backends import BackendVariant
 from harness.engine import CaseResult, Outcome, Runner, judge, run_points, run_variant
 from harness.ir import Program
-from harness.oracle import OutOfDomain, evaluate
+from harness.oracle import OutOfDomain, busy_seconds, evaluate
 from harness.screen import NEAR, agree, screen
 from harness.strategies import Case
 from harness.worker import IsolatedVariant
@@ -47,7 +47,7 @@ class BatchResult:
     screened: int = 0
     out_of_domain: int = 0
     backend_seconds: Counter[str] = field(default_factory=Counter)
-    oracle_seconds: float = 0.0
+    oracle_seconds: float = 0.0  # the screen and the oracle, the judge's evaluations included
     wait_seconds: float = 0.0  # blocked on the frameworks (batches and confirmations)
 
     @property
@@ -66,11 +66,12 @@ def check_program(program: Program, points: Sequence[np.ndarray], dtype: str,
             v.submit_points(program, points, dtype)
     start = time.perf_counter()
     distance = screen(program, points, dtype)
+    result.oracle_seconds += time.perf_counter() - start
+    oracle_clock = busy_seconds()  # the judge's one-sided Hessians are the oracle's time too
     try:
         first = evaluate(program, points[0], dtype)
     except OutOfDomain:
         first = None
-    result.oracle_seconds += time.perf_counter() - start
     outcomes: dict[str, list[Outcome]] = {}
     for v in variants:
         start = time.perf_counter()
@@ -87,12 +88,10 @@ def check_program(program: Program, points: Sequence[np.ndarray], dtype: str,
             result.screened += 1
             continue
         case = Case(program, point, dtype)
-        start = time.perf_counter()
         try:
             oracle = first if j == 0 else evaluate(program, point, dtype)
         except OutOfDomain:
             oracle = None
-        result.oracle_seconds += time.perf_counter() - start
         if oracle is None:
             result.out_of_domain += 1
             result.judged.append(CaseResult(case, None, "out_of_domain", {}))
@@ -108,6 +107,7 @@ def check_program(program: Program, points: Sequence[np.ndarray], dtype: str,
                 result.backend_seconds[name] += at[name].seconds
             judged = judge(case, oracle, at)
         result.judged.append(judged)
+    result.oracle_seconds += busy_seconds() - oracle_clock
     return result
 
 

@@ -463,3 +463,30 @@ def test_underflow_vars_are_inputs_a_curved_op_squares_below_sqrt_tiny() -> None
     # A tiny constant argument is squared too: the inputs behind the traced one are marked.
     tiny_constant = Program(2, (Node("input"), const([1e-170, 0.5]), op("hypot", 0, 1), op("sum", 2)))
     assert evaluate(tiny_constant, np.array([0.0, 2.0])).underflow_vars == (0,)
+
+
+def test_the_sparse_chain_rule_is_the_dense_one_with_zero_times_anything_zero() -> None:
+    """``_vector_chain`` forms only the nonzero terms (the oracle's hot loop); it must give
+    exactly the dense contraction with 0 * NaN = 0 * inf = 0, on mostly sparse inputs
+    with undefined (NaN) and unbounded entries among them."""
+    from harness import oracle as o
+
+    rng = np.random.default_rng(3)
+    specials = [mpmath.mpf("nan"), mpmath.mpf("inf"), mpmath.mpf(0)]
+
+    def draw(shape: tuple[int, ...]) -> np.ndarray:
+        out = np.empty(shape, dtype=object)
+        for idx in np.ndindex(*shape):
+            u = rng.random()
+            out[idx] = specials[rng.integers(3)] if u < 0.1 else mpmath.mpf(0) if u < 0.6 \
+                else mpmath.mpf(float(rng.standard_normal()))
+        return out
+
+    for p, m, n in ((1, 1, 1), (3, 2, 4), (2, 5, 3)):
+        J, K, G, H = draw((p, m)), draw((p, m, m)), draw((m, n)), draw((m, n, n))
+        g, h = o._vector_chain(J, K, G, H)
+        dense_g = o._mul0(J[:, :, None], G[None]).sum(axis=1)
+        GG = o._mul0(G[:, None, :, None], G[None, :, None, :])
+        dense_h = o._mul0(J[:, :, None, None], H[None]).sum(axis=1) + o._mul0(K[:, :, :, None, None], GG[None]).sum(axis=(1, 2))
+        assert str(g.tolist()) == str(dense_g.tolist())
+        assert np.allclose(np.asarray(h, dtype=float), np.asarray(dense_h, dtype=float), equal_nan=True, rtol=1e-14)
