@@ -258,6 +258,18 @@ def judge(case: Case, oracle: OracleResult, outcomes: dict[str, Outcome]) -> Cas
 
 NOISE_ULPS = 1024.0
 
+# A rounding distance from the kinks: (relative to a switch's error scale, the smallest
+# normal the framework keeps). AT_KINK is none: exactly at the kinks.
+Fuzz = tuple[float, float]
+AT_KINK: Fuzz = (0.0, 0.0)
+
+
+def _rounding_distance(tol: Any) -> Fuzz:
+    """How far from a kink a variant's rounding may put a switch (``Tolerance.near_kink``):
+    ``kink_ulps`` of its eps relative to the switch's error scale, or of its smallest
+    normal."""
+    return (tol.kink_ulps * tol.eps, tol.tiny)
+
 
 class _Enumeration:
     """The conventions of one case at one rounding distance (``harness.oracle.conventions``),
@@ -266,13 +278,14 @@ class _Enumeration:
 
     FIRST = 2  # evaluated on the first ask; each later ask doubles what is in
 
-    def __init__(self, case: Case, oracle: OracleResult, fuzz: float) -> None:
+    def __init__(self, case: Case, oracle: OracleResult, fuzz: Fuzz) -> None:
         self.case, self.fuzz = case, fuzz
         self.results: list[OracleResult] = []
         self.hessians: list[np.ndarray] = []  # each result's, in float64 (every judge reads them)
         self._memo: dict[Any, Any] = {}
         try:
-            self.base = evaluate(case.program, case.point, case.dtype, kink_fuzz=fuzz) if fuzz else oracle
+            self.base = evaluate(case.program, case.point, case.dtype, kink_fuzz=fuzz[0],
+                                 range_tiny=fuzz[1]) if fuzz != AT_KINK else oracle
             self.pending = resolutions(self.base.sides) if self.base.sides else []
         except OutOfDomain:  # a side leaves the domain: unjudged
             self.base, self.pending = oracle, []
@@ -288,7 +301,7 @@ class _Enumeration:
         chunk, self.pending = self.pending[:size], self.pending[size:]
         try:
             more = conventions(self.case.program, self.case.point, self.case.dtype, self.base.sides,
-                               self.fuzz, only=chunk, memo=self._memo)
+                               self.fuzz[0], only=chunk, memo=self._memo, range_tiny=self.fuzz[1])
         except OutOfDomain:  # a side leaves the domain, or exact arithmetic outgrows it: unjudged
             self.results, self.hessians, self.pending = [], [], []
             return True
@@ -315,7 +328,7 @@ class _SideValues:
     def __init__(self, case: Case, oracle: OracleResult) -> None:
         self.case = case
         self.oracle = oracle
-        self._by_fuzz: dict[float, _Enumeration] = {}
+        self._by_fuzz: dict[Fuzz, _Enumeration] = {}
 
     @property
     def at_kink(self) -> np.ndarray:
@@ -324,13 +337,13 @@ class _SideValues:
             return np.zeros(self.oracle.hessian.shape, dtype=bool)
         return self.oracle.undefined
 
-    def _resolved(self, fuzz: float) -> _Enumeration:
-        """The conventions at rounding distance ``fuzz`` (0: at the kinks), evaluated so far."""
+    def _resolved(self, fuzz: Fuzz) -> _Enumeration:
+        """The conventions at rounding distance ``fuzz`` (``AT_KINK``: at the kinks), evaluated so far."""
         if fuzz not in self._by_fuzz:
             self._by_fuzz[fuzz] = _Enumeration(self.case, self.oracle, fuzz)
         return self._by_fuzz[fuzz]
 
-    def _values(self, name: str, fuzz: float, tol: Any,
+    def _values(self, name: str, fuzz: Fuzz, tol: Any,
                 own: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """(the Hessian of every convention evaluated so far, their error bound (``own``:
         with the rule scales of the variant's framework), entries some convention leaves
@@ -352,7 +365,7 @@ class _SideValues:
         # or its bound is past float64's range.
         return values, bound, np.isnan(values).any(axis=0) | ~np.isfinite(bound)
 
-    def _until_explained(self, fuzz: float, unexplained: Callable[[], np.ndarray]) -> np.ndarray:
+    def _until_explained(self, fuzz: Fuzz, unexplained: Callable[[], np.ndarray]) -> np.ndarray:
         """``unexplained()`` over more and more conventions, until it is empty or every
         convention is in. Each test only excuses more as conventions are added (a value
         matched, a range widened, a NaN or overflow freed), so stopping early changes no
@@ -365,25 +378,25 @@ class _SideValues:
         return left
 
     def judge_at_kink(self, name: str, h: np.ndarray, tol: Any, own: bool = False) -> Verdict | None:
-        if self._values(name, 0.0, tol, own) is None:  # no convention could be evaluated
+        if self._values(name, AT_KINK, tol, own) is None:  # no convention could be evaluated
             return None
         underflow = _underflow_rows(self.oracle)
 
         def unexplained() -> np.ndarray:
-            found = self._values(name, 0.0, tol, own)
+            found = self._values(name, AT_KINK, tol, own)
             if found is None:  # a later convention left the domain: unjudged, as all of them
                 return np.zeros_like(self.at_kink)
             values, bound, free = found
-            honest_nan = underflow | self._overflows(0.0, tol)
+            honest_nan = underflow | self._overflows(AT_KINK, tol)
             return self.at_kink & ~free & ~self._in_range(h, values, bound) & ~(honest_nan & ~np.isfinite(h))
 
-        bad = self._until_explained(0.0, unexplained)
-        if bad.any() and tol.near_kink(self.oracle.kink_distance):
+        bad = self._until_explained(AT_KINK, unexplained)
+        if bad.any() and tol.near_kink(self.oracle.kink_distance, self.oracle.kink_gap):
             # Another kink within rounding distance may fall either way, or exactly on
             # itself, in the framework (a subnormal gap that XLA reads as 0): the range
             # over those sides as well (over some of them where they are too many to
             # combine: a smaller range only excuses less).
-            fuzz = tol.kink_ulps * tol.eps
+            fuzz = _rounding_distance(tol)
             at = bad
 
             def unexplained_near() -> np.ndarray:
@@ -393,12 +406,12 @@ class _SideValues:
             bad = self._until_explained(fuzz, unexplained_near)
         if bad.any() and not own:  # the framework's own formulas may explain it
             return self.judge_at_kink(name, h, tol, own=True)
-        found = self._values(name, 0.0, tol, own)
+        found = self._values(name, AT_KINK, tol, own)
         if not bad.any() or found is None:
             return None
         return self._verdict(name, h, found[0], found[1], bad, "at a kink")
 
-    def _overflows(self, fuzz: float, tol: Any) -> bool:
+    def _overflows(self, fuzz: Fuzz, tol: Any) -> bool:
         """Whether a convention's intermediates exceed the dtype's range: a framework
         that resolves the kink that way overflows honestly (remainder(-3x, x) at x = 493
         in float32 is 0 on one side, x on the other, where i1(493) = 3e212 is inf)."""
@@ -407,9 +420,9 @@ class _SideValues:
     def unexplained_near_kink(self, name: str, h: np.ndarray, tol: Any, bad: np.ndarray) -> np.ndarray:
         """Of the ``bad`` entries (failing against the truth), those that no side of a kink
         within this variant's rounding distance explains."""
-        if not tol.near_kink(self.oracle.kink_distance):
+        if not tol.near_kink(self.oracle.kink_distance, self.oracle.kink_gap):
             return bad
-        fuzz = tol.kink_ulps * tol.eps
+        fuzz = _rounding_distance(tol)
         enumeration = self._resolved(fuzz)
         if not enumeration.complete:
             # Too many elements near kinks to enumerate their sides: a finite value there
@@ -427,7 +440,7 @@ class _SideValues:
         return bad
 
     def _unexplained_by(self, found: tuple[np.ndarray, np.ndarray, np.ndarray] | None, h: np.ndarray,
-                        tol: Any, fuzz: float, bad: np.ndarray) -> np.ndarray:
+                        tol: Any, fuzz: Fuzz, bad: np.ndarray) -> np.ndarray:
         """Of ``bad``, the entries that none of the conventions' values ``found`` (values,
         bound, entries without a value) explains near a kink."""
         if found is None:
@@ -460,7 +473,7 @@ class _SideValues:
 
 
     def near_kink_verdict(self, name: str, h: np.ndarray, tol: Any, bad: np.ndarray) -> Verdict | None:
-        fuzz = tol.kink_ulps * tol.eps
+        fuzz = _rounding_distance(tol)
         found = self._values(name, fuzz, tol)
         affected = self._resolved(fuzz).undefined
         if found is None or not (bad & affected).any():
@@ -523,7 +536,7 @@ def _judge_values(name: str, h: np.ndarray, expected: np.ndarray, judged: np.nda
     failing = (nonfinite & ~excused) | (judged & (err > bound))
     bad = sides.unexplained_near_kink(name, h, tol, failing) if failing.any() else failing
     if (bad & ~np.isfinite(h)).any() or bad.any():
-        near = sides.near_kink_verdict(name, h, tol, bad) if tol.near_kink(oracle.kink_distance) else None
+        near = sides.near_kink_verdict(name, h, tol, bad) if tol.near_kink(oracle.kink_distance, oracle.kink_gap) else None
         if near is not None:
             return near
     if (bad & nonfinite).any():

@@ -507,7 +507,7 @@ def _compare(result: RelationResult, case: Case, oracle: OracleResult, statement
 
 def _far_from_kinks(oracle: OracleResult, dtype: str, *variants: BackendVariant) -> bool:
     """Two computations may round a point onto different sides of a nearby kink."""
-    return not any(tolerance_for(v.name, dtype).near_kink(oracle.kink_distance) for v in variants)
+    return not any(tolerance_for(v.name, dtype).near_kink(oracle.kink_distance, oracle.kink_gap) for v in variants)
 
 
 def _check_modes(result: RelationResult, case: Case, backend: Backend) -> None:

@@ -52,8 +52,14 @@ class Tolerance:
         """The bound without the error scale: failing only this one is cancellation noise."""
         return self.factor * (self.eps * np.abs(expected) + self.tiny * (1.0 + np.abs(expected)))
 
-    def near_kink(self, kink_distance: float) -> bool:
-        return kink_distance <= self.kink_ulps * self.eps
+    def near_kink(self, kink_distance: float, kink_gap: float = float("inf")) -> bool:
+        """Whether a switch lies within this backend's rounding distance of its kink:
+        ``kink_distance`` (relative to the switch's error scale in the dtype) within
+        ``kink_ulps`` ulps, or its absolute ``kink_gap`` within ``kink_ulps`` of this
+        backend's smallest normal (wider than the dtype's for MLX's float64, whose
+        transcendentals flush what float32 cannot hold: sin(-5e-274) is 0 there, so
+        |sin(x)| sits on abs's kink)."""
+        return kink_distance <= self.kink_ulps * self.eps or kink_gap <= self.kink_ulps * self.tiny
 
 
 _F32 = float(np.finfo(np.float32).eps) / 2

@@ -539,3 +539,33 @@ def test_at_a_kink_an_entry_below_tiny_over_eps_squared_in_an_underflow_row_is_h
         h[0, 3] = h[3, 0] = entry
         result, _ = _judged(REMAINDER_UNDERFLOW, REMAINDER_POINT, "float64", {"jax:jit": h})
         assert bool(_failures(result)) is fails, (entry, _failures(result))
+
+
+# --- a framework whose arithmetic keeps less range than the dtype -----------------------
+
+# |sin(x0)|**2 at x0 = -5e-274: MLX's float64 sin keeps float32's range, so sin(x0) is 0
+# there and abs sits on its kink (sign(0) = 0: H[0, 0] = 0), where the truth is 2.
+SQUARED_ABS_SIN = Program(2, (Node("input"), op("sin", 0), op("abs", 1), op("square", 2), op("sum", 3)))
+FLUSHED = [-5e-274, 0.7]
+
+
+def test_a_switch_a_narrower_range_flushes_is_within_that_frameworks_rounding_distance() -> None:
+    """mlx:fwdrev's H[0, 0] = 0 at FLUSHED was a false alarm in the mutation runs: abs's
+    switch, 5e-274 from its kink, is within MLX's float64 rounding distance (float32's
+    smallest normal), not within JAX's; a value no convention gives still fails."""
+    truth = evaluate(SQUARED_ABS_SIN, np.array(FLUSHED), "float64").hessian_float()
+    flushed = truth.copy()
+    flushed[0, 0] = 0.0
+    result, oracle = _judged(SQUARED_ABS_SIN, FLUSHED, "float64", {"mlx:fwdrev": flushed, "torch:func": truth})
+    assert oracle.kink_gap == pytest.approx(5e-274)
+    assert not _failures(result), _failures(result)
+    wrong = flushed.copy()
+    wrong[0, 0] = 7.0
+    for name, h in (("jax:fwdrev", flushed), ("mlx:fwdrev", wrong)):
+        result, _ = _judged(SQUARED_ABS_SIN, FLUSHED, "float64", {name: h, "torch:func": truth})
+        assert _kinds(result) == {name: Kind.WRONG_VALUE}, result.verdicts
+
+
+def test_frameworks_pass_where_a_narrower_range_flushes_a_switch() -> None:
+    _honest(SQUARED_ABS_SIN, FLUSHED, "float64")
+    _honest(Program(2, (Node("input"), op("elu", 0, alpha=1.0), op("abs", 1), op("sum", 2))), FLUSHED, "float64")
