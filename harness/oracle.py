@@ -204,6 +204,7 @@ class _Jet:
     vm: np.ndarray
     gm: np.ndarray | None
     hm: np.ndarray | None
+    peak: float = 0.0  # the largest intermediate of its formula that frameworks form too (``Vector.formula_range``)
 
 
 def _mul0_scalar(a: Any, b: Any) -> Any:
@@ -462,6 +463,7 @@ class _Evaluator:
         # A switch's error unit beyond its error scale: the smallest normal the framework
         # keeps (the dtype's, or a wider one: ``evaluate``'s ``range_tiny``), over eps.
         self.switch_floor = max(float(finfo.tiny), range_tiny) / float(finfo.eps)
+        self._limits = (float(finfo.eps) / 2, float(finfo.tiny))  # unit roundoff, smallest normal
         self.kink_gap = float("inf")
         self.framework = framework
         self.resolution = resolution
@@ -547,6 +549,7 @@ class _Evaluator:
         )
 
     def _track(self, jet: _Jet) -> None:
+        self.max_magnitude = max(self.max_magnitude, jet.peak)
         for part in (jet.v, jet.g, jet.h):
             if part is not None and part.size:
                 magnitude = _abs_float(part)
@@ -596,7 +599,7 @@ class _Evaluator:
             if isinstance(spec.math, Elementwise):
                 rule = _smooth_rule(spec.name, int_key, _fixed_integers(spec, vals, varying))
                 results = [_apply_rule(rule, point, bargs, idx, derivs, self.framework,
-                                       float(np.finfo(self.dtype).eps))]
+                                       float(np.finfo(self.dtype).eps), self._limits, node)]
                 self._squares_underflow(rule, vals, bargs, idx)
                 undefined_switch = False
             else:
@@ -668,7 +671,8 @@ class _Evaluator:
         if any(on_kink):
             self.kinks.append(Kink(node, spec.name, idx))
         combos = list(itertools.product(*choices))
-        results = [_apply_rule(_piece_rule(spec.name, int_key, signs), point, bargs, idx, derivs, self.framework)
+        results = [_apply_rule(_piece_rule(spec.name, int_key, signs), point, bargs, idx, derivs, self.framework,
+                               0.0, self._limits, node)
                    for signs in combos]
         own = tuple(1 if s > 0 else -1 for s in switches)
         if len(results) > 1 and all(s != 0 for s in switches) and not any(undefined) and own in combos:
@@ -865,8 +869,13 @@ def _agrees_to(a: Any, b: Any, digits: int) -> bool:
 
 
 def _apply_rule(rule: _Rule, point: list[Any], args: list[_Jet], idx: tuple[int, ...],
-                derivs: list[bool], framework: str | None = None, eps: float = 0.0) -> tuple[Any, ...]:
-    """One element of y = f(args): value, gradient, Hessian and their error scales."""
+                derivs: list[bool], framework: str | None = None, eps: float = 0.0,
+                limits: tuple[float, float] = (0.0, 0.0), node: int | None = None) -> tuple[Any, ...]:
+    """One element of y = f(args): value, gradient, Hessian and their error scales.
+
+    ``eps``: below it, a rule scale ``above_eps`` does not apply. ``limits``: the dtype's
+    unit roundoff and smallest normal, where the framework's formula may leave its range
+    (0: not modelled); ``node``: the node, noted in ``_UNDERFLOWS`` where it does."""
     k = len(args)
     if rule.exponential and any(abs(v) > EXPONENT_LIMIT for v in point):
         raise OutOfDomain("an exponential of an argument beyond every float format's range "
@@ -909,7 +918,9 @@ def _apply_rule(rule: _Rule, point: list[Any], args: list[_Jet], idx: tuple[int,
     # derivative.
     if rule.rule_scale is not None and (not rule.rule_frameworks or framework in rule.rule_frameworks) \
             and not (rule.scale_above_eps and abs(point[0]) <= eps):
-        s1, s2, s3 = (_fabs(r(*point)) for r in rule.rule_scale)
+        s1, s2, s3, flushed = _flushed_terms([r(*point) for r in rule.rule_scale], *limits)
+        if flushed and node is not None and _UNDERFLOWS is not None:
+            _UNDERFLOWS.append(node)
     else:
         s1 = s2 = s3 = 0.0
     d1m = {
@@ -929,6 +940,27 @@ def _apply_rule(rule: _Rule, point: list[Any], args: list[_Jet], idx: tuple[int,
             hess_scale = hess_scale + x(d2m[i, j], np.outer(gabs[i], gabs[j])) + x(_fabs(d2[i, j]), (
                 x(gm[i][:, None], gabs[j][None, :]) + x(gabs[i][:, None], gm[j][None, :])))
     return value, grad, hess, value_scale, grad_scale, hess_scale
+
+
+def _flushed_terms(terms: list[Any], eps: float, tiny: float) -> tuple[float, float, float, bool]:
+    """The rule scales of orders 1, 2, 3 (float, in units of eps; ``terms``: their exact
+    values) where the framework's formula may leave the dtype's range, and whether it does.
+
+    A rule scale's order-k terms are of the size 1/(1 + |a|)**k where the formula is a
+    quotient, computed from (1 + |a|)**k itself: where that term lies below the smallest
+    normal, the power overflowed (or the term flushed), and the terms of the order below,
+    which it cancels, lose their partner: that order is then accurate only to its terms'
+    full size, not eps times it. (JAX's revrev H[0, 0] of softsign(expm1(x0)) at x0 =
+    300 is -2.0 in float64 where the truth is -5.1e-131: a / (1 + |a|) at a = 1.9e130,
+    whose third power overflows, differentiated twice.)"""
+    s1, s2, s3 = (_err_abs(t) for t in terms)  # exact: a float would flush them itself
+    flushed = False
+    if tiny > 0 and eps > 0:
+        if 0 < s3 < tiny or 0 < s2 < tiny:
+            s2, flushed = s2 / eps, True
+        if 0 < s2 * eps < tiny or 0 < s1 < tiny:
+            s1, flushed = s1 / eps, True
+    return _fabs(s1), _fabs(s2), _fabs(s3), flushed
 
 
 def _times(a: Any, b: Any) -> Any:
@@ -1098,6 +1130,7 @@ class _LocalJet:
     tiny = mpmath.mpf(float(np.finfo(np.float64).tiny))
     # Whether an intermediate fell below ``tiny`` since ``_rounding`` began.
     underflow = False
+    peak: Any = _ZERO  # the largest |value| formed (``Vector.formula_range``)
 
     def __init__(self, v: Any, g: np.ndarray, h: np.ndarray, ev: Any = _ZERO, eg: np.ndarray | None = None,
                  eh: np.ndarray | None = None) -> None:
@@ -1132,7 +1165,10 @@ class _LocalJet:
         e, t = _LocalJet.eps, _LocalJet.tiny
         if self.v != 0 and abs(self.v) < t:
             _LocalJet.underflow = True
-        self.ev = self.ev + e * _err_abs(self.v) + t
+        size = _err_abs(self.v)
+        if size > _LocalJet.peak:
+            _LocalJet.peak = size
+        self.ev = self.ev + e * size + t
         # Arrays before mpf scalars, here and below: mpf * array builds the array's repr
         # for the TypeError mpmath raises before NumPy takes over.
         self.eg = self.eg + self.ga * e + t
@@ -1233,6 +1269,7 @@ def _rounding(dtype: str) -> Iterator[None]:
     saved = _LocalJet.eps, _LocalJet.tiny
     _LocalJet.eps, _LocalJet.tiny = mpmath.mpf(float(finfo.eps)) / 2, mpmath.mpf(float(finfo.tiny))
     _LocalJet.underflow = False
+    _LocalJet.peak = _ZERO
     try:
         yield
     finally:
@@ -1470,6 +1507,7 @@ def _vector(node: int, spec: OpSpec, attrs: dict[str, Any], args: list[_Jet], n:
             f, J, K, out_shape, eJ, eK = _vector_local(spec, attrs, values, ties, None if linear else eps * delta)
             if _LocalJet.underflow and _UNDERFLOWS is not None:
                 _UNDERFLOWS.append(node)
+            peak = _fabs(_LocalJet.peak) if isinstance(spec.math, Vector) and spec.math.formula_range else 0.0
     except (ZeroDivisionError, ValueError, OverflowError) as exc:
         raise OutOfDomain(f"node {node} ({spec.name}) is undefined at {_to_float(values[0]).tolist()}: {exc}") from None
     Ja, Ka = _abs_float(J), _abs_float(K)
@@ -1504,7 +1542,7 @@ def _vector(node: int, spec: OpSpec, attrs: dict[str, Any], args: list[_Jet], n:
         Jerr, Kerr = _divided_output(Jerr, Kerr, _abs_float(f), _abs_float(values[0]), attrs.get("axis"))
     v = f.reshape(out_shape)
     if all(a.g is None for a in args):
-        return _Jet(v, None, None, vm, None, None)
+        return _Jet(v, None, None, vm, None, None, peak)
 
     def stacked(part: str, extra: tuple[int, ...], dtype: Any) -> np.ndarray:
         blocks = []
@@ -1526,7 +1564,7 @@ def _vector(node: int, spec: OpSpec, attrs: dict[str, Any], args: list[_Jet], n:
           + _einsum_up("pkl,ki,lj->pij", Ka + Kerr, Ga, Ga)
           + _einsum_up("pkl,ki,lj->pij", Ka, gm_in, Ga) + _einsum_up("pkl,ki,lj->pij", Ka, Ga, gm_in))
     return _Jet(v, g.reshape(out_shape + (n,)), h.reshape(out_shape + (n, n)), vm,
-                gm.reshape(out_shape + (n,)), hm.reshape(out_shape + (n, n)))
+                gm.reshape(out_shape + (n,)), hm.reshape(out_shape + (n, n)), peak)
 
 
 def _vector_chain(J: np.ndarray, K: np.ndarray, G: np.ndarray, H: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

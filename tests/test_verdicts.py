@@ -569,3 +569,39 @@ def test_a_switch_a_narrower_range_flushes_is_within_that_frameworks_rounding_di
 def test_frameworks_pass_where_a_narrower_range_flushes_a_switch() -> None:
     _honest(SQUARED_ABS_SIN, FLUSHED, "float64")
     _honest(Program(2, (Node("input"), op("elu", 0, alpha=1.0), op("abs", 1), op("sum", 2))), FLUSHED, "float64")
+
+
+# --- a framework's formula beyond the dtype's range -------------------------------------
+
+SOFTSIGN_EXPM1 = Program(2, (Node("input"), op("expm1", 0), op("softsign", 1), op("sum", 2)))
+STD_EXPM1 = Program(2, (Node("input"), op("expm1", 0), op("std", 1, axis=None, keepdims=False)))
+
+
+@pytest.mark.parametrize("x", [[300.0, -2.0], [355.0, 0.7]])
+def test_a_quotient_rule_whose_power_overflows_is_modelled(x: list[float]) -> None:
+    """softsign(a) = a / (1 + |a|) differentiated twice at a = expm1(300) = 1.9e130 forms
+    (1 + |a|)**3, which overflows: JAX's H[0, 0] is -2.0 (or NaN), the truth -5.1e-131.
+    Both were new failures of the 10-minute campaign; the entry is ill-conditioned for
+    that formula, and the rest of the Hessian is still judged."""
+    truth = evaluate(SOFTSIGN_EXPM1, np.array(x), "float64")
+    assert truth.underflow
+    _honest(SOFTSIGN_EXPM1, x, "float64")
+    wrong = truth.hessian_float().copy()
+    wrong[1, 1] *= 1.001
+    result, _ = _judged(SOFTSIGN_EXPM1, x, "float64", {"jax:fwdrev": wrong, "torch:func": truth.hessian_float()})
+    assert _kinds(result) == {"jax:fwdrev": Kind.WRONG_VALUE}, result.verdicts
+
+
+def test_std_whose_squared_deviations_overflow_is_unjudged_and_below_that_judged() -> None:
+    """std(expm1(x)) at x0 = 360 forms squared deviations of 3e311, past float64's range,
+    in JAX's and PyTorch's formula alike (both return NaN; the truth's H[0, 0] is
+    1.1e156): unjudged. At x0 = 300 (squares of 2.4e259) it is judged."""
+    over = evaluate(STD_EXPM1, np.array([360.0, 1.0]), "float64")
+    assert over.max_magnitude >= float(np.finfo(np.float64).max) / 4
+    _honest(STD_EXPM1, [360.0, 1.0], "float64")
+    below = [300.0, -2.0]
+    truth = evaluate(STD_EXPM1, np.array(below), "float64").hessian_float()
+    wrong = truth.copy()
+    wrong[0, 0] *= 1.001
+    result, _ = _judged(STD_EXPM1, below, "float64", {"jax:fwdrev": wrong, "torch:func": truth})
+    assert _kinds(result) == {"jax:fwdrev": Kind.WRONG_VALUE}, result.verdicts
