@@ -20,11 +20,18 @@ one-sided Hessians and per-framework error scales are the oracle's time
 before the clock starts and reported apart.
 
     PYTHONPATH=. python benchmarks/run.py [--programs 200] [--naive-points 4]
+
+To compare two trees of the harness with the generator held fixed, save one tree's
+workload and check it with the other (this script, the other tree's ``harness``):
+
+    PYTHONPATH=. python benchmarks/run.py --seed 1 --skip-naive --save-workload /tmp/w1.json
+    PYTHONPATH=../old python benchmarks/run.py --skip-naive --workload /tmp/w1.json
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import sys
@@ -38,7 +45,7 @@ from hypothesis import seed as hypothesis_seed
 from backends import get_variant
 from harness.batch import check_program
 from harness.engine import check_case
-from harness.ir import Program
+from harness.ir import Program, program_from_json
 from harness.strategies import DEFAULT_OPS, Case, cases
 from harness.worker import isolate
 
@@ -135,6 +142,10 @@ def main() -> int:
                         help="points per program for the naive run (scaled to --points)")
     parser.add_argument("--skip-naive", action="store_true")
     parser.add_argument("--seed", type=int, default=SEED, help="the workload's seed (another draw of programs)")
+    parser.add_argument("--save-workload", metavar="FILE", help="write the drawn workload (programs, points) as JSON")
+    parser.add_argument("--workload", metavar="FILE",
+                        help="check this saved workload instead of drawing one (--programs, --points, --seed, "
+                             "--without are then ignored)")
     parser.add_argument("--without", default="", metavar="OP,OP",
                         help="draw programs from the catalogue minus these ops (the same harness on a "
                              "narrower catalogue: what the wider one costs)")
@@ -146,7 +157,18 @@ def main() -> int:
     ops = tuple(name for name in DEFAULT_OPS if name not in without)
     print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; cpus: {os.cpu_count()}")
     t = time.perf_counter()
-    load = workload(args.programs, args.points, args.seed, ops=ops)
+    if args.workload:
+        try:
+            with open(args.workload) as f:
+                load = [(program_from_json(p), [np.asarray(x, dtype=np.float64) for x in pts]) for p, pts in json.load(f)]
+        except (OSError, ValueError, TypeError) as exc:
+            parser.error(f"cannot read the workload {args.workload}: {exc}")
+        args.points = len(load[0][1]) if load else args.points
+    else:
+        load = workload(args.programs, args.points, args.seed, ops=ops)
+    if args.save_workload:
+        with open(args.save_workload, "w") as f:
+            json.dump([[p.dumps(), [x.tolist() for x in pts]] for p, pts in load], f)
     kinds = Counter("mlp" if "matmul" in p.op_names else "piecewise" if any(
         o in p.op_names for o in ("relu", "abs", "leaky_relu", "clip", "maximum", "minimum", "where"))
         else "smooth" for p, _ in load)

@@ -20,7 +20,7 @@ through.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -133,40 +133,25 @@ def local_case(program: Program, index: int, values: Sequence[np.ndarray], dtype
 
 def blame(case: Case, variant: Any) -> Blame:
     """The blame of a failing ``case`` of ``variant`` (a ``BackendVariant``, or a
-    ``Runner`` that runs it in a worker). A local failure of any kind counts: a rule's
-    NaN at one node may be a wrong value at the node that reads it."""
-    program = case.program
-    values = rounded_values(program, case.point, case.dtype)
+    ``Runner`` that runs it in a worker): the first node that fails checked alone. A
+    local failure of any kind counts: a rule's NaN at one node may be a wrong value at
+    the node that reads it."""
+    values = rounded_values(case.program, case.point, case.dtype)
     if values is None:
         return Blame(None, "", "", COMPOSITION, "an intermediate is not finite at this point: no node checked alone")
-    traced = traced_nodes(program)
-    name = variant.name
     unchecked: list[int] = []
-    for index, node in enumerate(program.nodes):
-        if node.kind in ("input", "const") or not traced[index]:
-            continue
-        local = local_case(program, index, values, case.dtype)
+    checked = 0
+    for index, rule, local, _, failing in _checked_alone(case, variant, values, lambda rule: False):
         if local is None:
             unchecked.append(index)
             continue
-        try:
-            result = check_case(local, [variant])
-        except HarnessError:
-            unchecked.append(index)
-            continue
-        outcome = result.outcomes.get(name)
-        if outcome is None or outcome.status == "unsupported" or result.status != "judged":
-            unchecked.append(index)
-            continue
-        failing = [v for v in result.verdicts if v.variant == name and v.kind.is_failure]
+        checked += 1
         if failing:
             verdict = failing[0]
-            region = node_region(node, [values[a] for a in node.args], traced, case.dtype)
-            return Blame(index, node.kind, pattern_of(node, traced), verdict.kind.value, verdict.explanation,
-                         local.program, tuple(float(v) for v in local.point), tuple(unchecked), region)
-    checked = sum(1 for i, nd in enumerate(program.nodes) if nd.kind not in ("input", "const") and traced[i])
+            return Blame(index, rule[0], rule[1], verdict.kind.value, verdict.explanation, local.program,
+                         tuple(float(v) for v in local.point), tuple(unchecked), rule[2])
     return Blame(None, "", "", COMPOSITION,
-                 f"each of the {checked - len(unchecked)} differentiated node(s) checked alone is right: "
+                 f"each of the {checked} differentiated node(s) checked alone is right: "
                  "the fault is in how the rules compose", unchecked=tuple(unchecked))
 
 
@@ -195,38 +180,56 @@ def local_faults(case: Case, variant: Any, skip: Callable[[Rule], bool]) -> tupl
     entry) may carry a second fault in another node; the Hessian of the whole program is
     wrong either way, so only the nodes checked alone tell. ``skip`` spares the known
     rule, and the rules already checked, so each costs one call."""
-    program = case.program
-    values = rounded_values(program, case.point, case.dtype)
+    values = rounded_values(case.program, case.point, case.dtype)
     if values is None:
         return [], []
-    traced = traced_nodes(program)
-    name = variant.name
     faults: list[LocalFault] = []
     held: list[Rule] = []
-    for index, node in enumerate(program.nodes):
-        if node.kind in ("input", "const") or not traced[index]:
+
+    def known(rule: Rule) -> bool:
+        return skip(rule) or rule in held or any(f.rule == rule for f in faults)
+
+    for index, rule, local, result, failing in _checked_alone(case, variant, values, known):
+        if local is None or result is None:
             continue
-        rule = (node.kind, pattern_of(node, traced), node_region(node, [values[a] for a in node.args], traced,
-                                                                 case.dtype))
-        if skip(rule) or rule in held or any(f.rule == rule for f in faults):
-            continue
-        local = local_case(program, index, values, case.dtype)
-        if local is None:
-            continue
-        try:
-            result = check_case(local, [variant])
-        except HarnessError:
-            continue
-        outcome = result.outcomes.get(name)
-        if outcome is None or outcome.status == "unsupported" or result.status != "judged":
-            continue
-        failing = [v for v in result.verdicts if v.variant == name and v.kind.is_failure]
         if failing:
             # the node is the local program's own: the op before its readout (y, y*y, y + y*y[, sum])
-            y = len(local.program.nodes) - (3 if program.shapes[index] == () else 4)
-            found = Blame(y, node.kind, rule[1], failing[0].kind.value, failing[0].explanation, local.program,
+            y = len(local.program.nodes) - (3 if case.program.shapes[index] == () else 4)
+            found = Blame(y, rule[0], rule[1], failing[0].kind.value, failing[0].explanation, local.program,
                           tuple(float(v) for v in local.point), (), rule[2])
             faults.append(LocalFault(rule, local, result, failing[0], found))
         else:
             held.append(rule)
     return faults, held
+
+
+def _checked_alone(case: Case, variant: Any, values: Sequence[np.ndarray],
+                   skip: Callable[[Rule], bool]
+                   ) -> Iterator[tuple[int, Rule, Case | None, CaseResult | None, list[Verdict]]]:
+    """Each differentiated node of ``case`` whose rule ``skip`` (asked as the walk gets
+    there) does not rule out, checked alone with ``variant``: its index, its rule, the
+    one-op case and its result (both None where it cannot be checked alone: no local
+    program, a harness error, the variant unsupported or the point unjudged there) and
+    the variant's failing verdicts on it. ``blame`` stops at the first failing node;
+    ``local_faults`` walks them all."""
+    program = case.program
+    traced = traced_nodes(program)
+    for index, node in enumerate(program.nodes):
+        if node.kind in ("input", "const") or not traced[index]:
+            continue
+        rule = (node.kind, pattern_of(node, traced),
+                node_region(node, [values[a] for a in node.args], traced, case.dtype))
+        if skip(rule):
+            continue
+        local = local_case(program, index, values, case.dtype)
+        result = None
+        if local is not None:
+            try:
+                result = check_case(local, [variant])
+            except HarnessError:
+                result = None
+        outcome = None if result is None else result.outcomes.get(variant.name)
+        if result is None or outcome is None or outcome.status == "unsupported" or result.status != "judged":
+            yield index, rule, None, None, []
+            continue
+        yield index, rule, local, result, [v for v in result.verdicts if v.variant == variant.name and v.kind.is_failure]

@@ -66,6 +66,13 @@ def _exception_for(key: RecordKey) -> type[NewFinding]:
     return _EXCEPTION_CLASSES[key]
 
 
+def _same_rule(rule: tuple[str, str, str], known: tuple[str, str, str]) -> bool:
+    """Whether a node's rule (op, argument pattern, region) is a known blamed rule: the
+    same op and pattern, in its region (a blame without a region, from before regions,
+    takes every region)."""
+    return rule[:2] == known[:2] and (not known[2] or rule[2] == known[2])
+
+
 @dataclass(frozen=True)
 class CampaignConfig:
     """What to search: which dtypes and ops, for how long, from which seed."""
@@ -545,9 +552,8 @@ class Campaign:
                 continue
             blamed = finding.blame if finding.blame and finding.blame.get("node") is not None else None
             if blamed is not None:
-                region = blamed.get("region")
-                explains = any(op_name == blamed.get("op") and pattern == blamed.get("pattern")
-                               and (not region or where == region) for op_name, pattern, where in rules)
+                known = (blamed.get("op", ""), blamed.get("pattern", ""), blamed.get("region", ""))
+                explains = any(_same_rule(rule, known) for rule in rules)
             else:
                 explains = finding.program.op_names <= ops
             if explains:
@@ -568,7 +574,7 @@ class Campaign:
         start = time.perf_counter()
         try:
             faults, held = local_faults(case, variant, lambda rule: rule in seen or (
-                known is not None and rule[:2] == known[:2] and (not known[2] or rule[2] == known[2])))
+                known is not None and _same_rule(rule, known)))
         except HarnessError as exc:
             self._harness_error(exc)
             return

@@ -307,6 +307,13 @@ class OpSpec:
             non-integer b only for a > 0). The oracle differentiates the op with such a
             constant substituted exactly (a polynomial or a reciprocal power), and
             ``domains_at`` gives each argument's domain for the values and pattern at hand.
+        formula_peak: for an op every framework computes through a larger intermediate,
+            ``formula_peak(sp, *args)`` is that intermediate's magnitude: past the dtype's
+            range the framework's value and derivatives are inf or NaN though the op's own
+            are not, and the point is unjudged, as where the op's value overflows (i0 and
+            i1 as exp(|a|) * i0e(a): torch.func's Hessian of sum(i0(x)) in float32 at
+            x5 = 89 is NaN at H[5, 0], exp(89) being past float32's range and i0(89) = 1.9e37
+            not).
     """
 
     name: str
@@ -323,6 +330,7 @@ class OpSpec:
     special_arg: int = 0
     arg_domains: tuple[str | None, ...] = ()
     integer_args: tuple[int, ...] = ()
+    formula_peak: Callable[..., Any] | None = None
 
     @property
     def smooth(self) -> bool:
@@ -757,7 +765,10 @@ _unary("lgamma", lambda sp, a: sp.re(sp.loggamma(a)), "log |Gamma(a)| (domain: a
        (0.0, 1.0, 2.0, -1.0), arg_domains=("off_poles",))
 _unary("digamma", lambda sp, a: sp.polygamma(0, a), "digamma (domain: a not 0, -1, -2, ...)", (0.0, 1.0, -1.0),
        arg_domains=("off_poles",))
-_unary("i0", lambda sp, a: sp.besseli(0, a), "modified Bessel function I0", (0.0,))
+# JAX's i0 and i1 are exp(|x|) * i0e(x) and exp(|x|) * i1e(x) (jax.scipy.special); PyTorch's
+# CPU kernels (calc_i0, calc_i1) multiply exp(x) by a Chebyshev series too.
+_BESSEL_PEAK = lambda sp, a: sp.exp(abs(a))  # noqa: E731
+_unary("i0", lambda sp, a: sp.besseli(0, a), "modified Bessel function I0", (0.0,), formula_peak=_BESSEL_PEAK)
 
 
 def _i1_scale(sp: Any, a: Any) -> tuple[Any, Any, Any]:
@@ -774,7 +785,7 @@ _unary("i1", lambda sp, a: sp.besseli(1, a), "modified Bessel function I1", (0.0
        rule_scale=RuleScale(_i1_scale, "PyTorch derivatives.yaml special_i1: i1_backward(grad, self, result) = "
                             "grad * (i0(self) - result / self); JAX lax.bessel_i1e_p jvp "
                             "i0e(x) - y * (sign(x) + 1 / x), both 0.5 where |x| <= eps", ("jax", "torch"),
-                            above_eps=True))
+                            above_eps=True), formula_peak=_BESSEL_PEAK)
 _piecewise("sign", 1, lambda sp, a: [a], lambda sp, s, a: sp.Integer(s[0]), (0.0,), "sign of a (jumps at 0)")
 # Each piece says which side of the jump it is: with n = round(a), floor(a) is n on the
 # right of n (switch a - n > 0) and n - 1 on the left, so at an integer the two pieces

@@ -486,10 +486,14 @@ class _Evaluator:
     def run(self) -> OracleResult:
         global _UNDERFLOWS
         outer, _UNDERFLOWS = _UNDERFLOWS, []
+        outer_peak = _LOCAL_PEAK[0]
+        _LOCAL_PEAK[0] = 0.0
         try:
-            return self._run()
+            result = self._run()
+            return dataclasses.replace(result, max_magnitude=max(result.max_magnitude, _LOCAL_PEAK[0]))
         finally:
             _UNDERFLOWS = outer
+            _LOCAL_PEAK[0] = outer_peak
 
     def _run(self) -> OracleResult:
         n = self.n
@@ -596,6 +600,8 @@ class _Evaluator:
                 )
             if specials and not switch_specials:
                 self._special_hits(spec, specials, vals[spec.special_arg], bargs[spec.special_arg].vm[idx])
+            if spec.formula_peak is not None:
+                _LOCAL_PEAK[0] = max(_LOCAL_PEAK[0], _fabs(spec.formula_peak(mpmath, *vals)))
             if isinstance(spec.math, Elementwise):
                 rule = _smooth_rule(spec.name, int_key, _fixed_integers(spec, vals, varying))
                 results = [_apply_rule(rule, point, bargs, idx, derivs, self.framework,
@@ -896,6 +902,7 @@ def _apply_rule(rule: _Rule, point: list[Any], args: list[_Jet], idx: tuple[int,
     if not active:
         return value, None, None, value_scale, None, None
     d2 = {(i, j): _stable(rule.d2[i][j], point) for i in active for j in active}
+    _LOCAL_PEAK[0] = max(_LOCAL_PEAK[0], *(_fabs(d1[i]) for i in active), *(_fabs(d) for d in d2.values()))
     d3 = {(i, j, m): rule.d3[i][j][m](*point) for i in active for j in active for m in range(k)}
     g = {i: args[i].g[idx] for i in active}
     h = {i: args[i].h[idx] for i in active}
@@ -1702,6 +1709,11 @@ def _specific_frameworks(program: Program) -> list[str]:
 
 # The nodes whose whole-array formula underflowed an intermediate, in the evaluation under way.
 _UNDERFLOWS: list[int] | None = None
+# The largest local derivative of an elementwise rule in the evaluation under way: the
+# frameworks form it before chaining (PyTorch's i0 backward is grad * i1(a)), so one past
+# the dtype's range is inf there even where the chained entry (divided by a mean's n) is
+# not (torch.func's H of mean(i0(x)) in float32 at x5 = 89.5: NaN at H[5, 0]).
+_LOCAL_PEAK: list[float] = [0.0]
 
 
 # The values of derivative rules at points (``_stable``), shared by the evaluations of one

@@ -605,3 +605,32 @@ def test_std_whose_squared_deviations_overflow_is_unjudged_and_below_that_judged
     wrong[0, 0] *= 1.001
     result, _ = _judged(STD_EXPM1, below, "float64", {"jax:fwdrev": wrong, "torch:func": truth})
     assert _kinds(result) == {"jax:fwdrev": Kind.WRONG_VALUE}, result.verdicts
+
+
+I0_SUM = Program(6, (Node("input"), op("i0", 0), op("sum", 1)))
+
+
+def test_an_intermediate_of_the_frameworks_formula_past_the_range_makes_the_point_unjudged() -> None:
+    """i0(89) = 1.9e37 fits float32, but JAX and PyTorch compute it as exp(89) * i0e(89),
+    and exp(89) does not: both return NaN at H[5, 0] (a false alarm of the mutation run).
+    Below the edge the point is judged."""
+    x = [0.0, 0.0, 0.0, 0.0, 0.0, 89.0]
+    assert evaluate(I0_SUM, np.array(x), "float32").max_magnitude > float(np.finfo(np.float32).max)
+    _honest(I0_SUM, x, "float32")
+    below = [0.0, 0.0, 0.0, 0.0, 0.0, 80.0]
+    truth = evaluate(I0_SUM, np.array(below), "float32").hessian_float()
+    result, _ = _judged(I0_SUM, below, "float32", {"jax:fwdrev": truth * 1.01, "torch:func": truth})
+    assert _kinds(result) == {"jax:fwdrev": Kind.WRONG_VALUE}, result.verdicts
+
+
+def test_a_framework_exception_where_the_true_intermediates_overflow_is_not_a_finding() -> None:
+    """torch.linalg.svd "failed to converge" in det's backward of i0(x) at x5 = -568.7 in
+    float32 (entries past the range): the framework was fed infs, as a NaN would be. A
+    crash where nothing overflows is still a finding."""
+    det = Program(6, (Node("input"), op("i0", 0), op("gather", 1, idx=(0, 0, 0, 5, 0, 0, 0, 0, 5)),
+                      op("reshape", 2, shape=(3, 3)), op("det", 3)))
+    crash = Outcome("torch:func", "crash", None, error="_LinAlgError: linalg.svd: The algorithm failed to converge")
+    for x, expected in (([0.0] * 5 + [-568.6871337890625], []), ([0.0] * 5 + [1.5], [Kind.CRASH])):
+        case = Case(det, np.array(x), "float32")
+        result = judge(case, evaluate(det, case.point, "float32"), {"torch:func": crash})
+        assert [v.kind for v in result.verdicts] == expected, result.verdicts
