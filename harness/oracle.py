@@ -931,12 +931,12 @@ def _apply_rule(rule: _Rule, point: list[Any], args: list[_Jet], idx: tuple[int,
     else:
         s1 = s2 = s3 = 0.0
     d1m = {
-        i: max(_fabs(d1[i]), s1) + sum(max(_fabs(d2.get((i, j), _ZERO)), s2) * vm[j] for j in active)
+        i: max(_fabs(d1[i]), s1) + sum(_fabs(d2.get((i, j), _ZERO)) * vm[j] for j in active)
         + sum(_magnitude(rule.d2[i][j], point) * vm[j] for j in inactive)
         for i in active
     }
     d2m = {
-        (i, j): max(_fabs(d2[i, j]), s2) + sum(max(_fabs(d3[i, j, m]), s3) * vm[m] for m in range(k))
+        (i, j): max(_fabs(d2[i, j]), s2) + sum(_fabs(d3[i, j, m]) * vm[m] for m in range(k))
         for i in active for j in active
     }
     x = _times
