@@ -304,9 +304,12 @@ class _Rule:
     rule_frameworks: tuple[str, ...] = ()  # whose formula it is (``RuleScale.frameworks``)
     value_terms: Callable[..., Any] | None = None  # ``RuleScale.value``: the value formula's terms
     scale_above_eps: bool = False  # ``RuleScale.above_eps``: no formula terms where |a| <= eps
-    # Per argument, whether f is curved in it (d2f/da2 not identically 0): only then do
-    # the frameworks' derivative formulas multiply it by itself (``_squares_underflow``).
-    curved: tuple[bool, ...] = ()
+    # Per argument, whether f's first or second derivative divides by a function of it
+    # that vanishes where the arguments do (1/a**2, a/sqrt(a**2 + b**2)): only there does
+    # an argument multiplied by itself underflow into a 0 that the frameworks' formulas
+    # divide by (``_squares_underflow``). exp(-a**2) in erf' or 1 - tanh(a)**2 underflow
+    # harmlessly, to a term of 1 or 0.
+    divides: tuple[bool, ...] = ()
     # Whether the expression exponentiates an argument (exp, sinh, a**b with b traced):
     # in exact arithmetic exp of an integer-valued 1e300 is a multiplication of numbers
     # with millions of digits that no signal interrupts.
@@ -350,8 +353,21 @@ def _rule_from_expr(sp: Any, args: Sequence[Any], params: Sequence[Any], expr: A
         tuple(tuple(lam(e) for e in row) for row in d2),
         tuple(tuple(tuple(lam(e) for e in col) for col in row) for row in d3),
         exponential=exponential,
-        curved=tuple(d2[i][i] != 0 for i in range(n)),
+        divides=tuple(_divides_by_vanishing(sp, (d1[i], d2[i][i]), args[i], args) for i in range(n)),
     )
+
+
+def _divides_by_vanishing(sp: Any, derivatives: Sequence[Any], arg: Any, args: Sequence[Any]) -> bool:
+    """Whether one of ``derivatives`` has a denominator in ``arg`` that is 0 (or
+    undefined) where every argument is 0 (``_Rule.divides``)."""
+    at_zero = {a: 0 for a in args}
+    for expr in derivatives:
+        _, den = sp.fraction(sp.together(expr), exact=True)
+        if arg in den.free_symbols:
+            value = den.subs(at_zero)
+            if value == 0 or value.has(sp.zoo, sp.nan, sp.oo):
+                return True
+    return False
 
 
 def _split_attrs(spec: OpSpec, attrs: dict[str, Any]) -> tuple[dict[str, int], tuple[str, ...]]:
@@ -645,8 +661,9 @@ class _Evaluator:
         mathematics does not (hypot's and arctan2's a*a + b*b, reciprocal's 1/(x*x)), so
         below sqrt(tiny) they divide 0 by 0 (JAX's Hessian of hypot(x, x) at x = 1e-30 in
         float32 is NaN where the truth is 0), and forward mode carries that NaN along
-        every row of the input through 0 * NaN. An argument f is linear in (add, mul) is
-        never squared. A constant argument is squared too: hypot(a, c) at a = 0 and
+        every row of the input through 0 * NaN. Only an argument the op's derivatives
+        divide by a function of, vanishing where it does, is marked (``_Rule.divides``):
+        erf' = exp(-a*a) or tanh' = 1 - tanh(a)**2 only round to 1 or 0. A constant argument is squared too: hypot(a, c) at a = 0 and
         |c| = 1e-170 has the Hessian 1/|c| = 1e170 in float64, but JAX's formula divides
         by c*c, which underflows, and returns NaN: the inputs behind every traced argument
         are marked. (Forward over forward also multiplies that NaN partial by the zero
@@ -655,8 +672,8 @@ class _Evaluator:
         0 * NaN is reported, not excused.)
         """
         root = math.sqrt(float(np.finfo(self.dtype).tiny))
-        for value, arg, curved in zip(vals, bargs, rule.curved):
-            if not (curved and value != 0 and abs(value) < root):
+        for value, arg, divides in zip(vals, bargs, rule.divides):
+            if not (divides and value != 0 and abs(value) < root):
                 continue
             for marked in ([arg] if arg.g is not None else [a for a in bargs if a.g is not None]):
                 self.underflow_vars |= _depends(marked, idx)

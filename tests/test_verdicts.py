@@ -619,6 +619,24 @@ def test_std_whose_squared_deviations_overflow_is_unjudged_and_below_that_judged
     assert _kinds(result) == {"jax:fwdrev": Kind.WRONG_VALUE}, result.verdicts
 
 
+@pytest.mark.parametrize("name", ["erf", "sin", "arctan"])
+def test_a_tiny_argument_whose_square_underflows_harmlessly_leaves_the_entries_judged(name: str) -> None:
+    """erf, sin and arctan at x = -1e-30 in float32: x*x underflows, but their
+    derivative formulas never divide by 0 (erf' = exp(-x*x), arctan' = 1 / (1 + x*x)):
+    the Hessian's tiny entries are judged, so a rule wrong only at tiny inputs is
+    caught. (tanh's are not:
+    JAX's second derivative t * (1 - y) - (1 + y) * t cancels terms of size 1.)"""
+    program = Program(2, (Node("input"), op(name, 0), op("sum", 1)))
+    x = [-1.0000000031710769e-30, 1.0000000031710769e-30]
+    truth = evaluate(program, np.array(x), "float32")
+    assert not truth.underflow_vars
+    wrong = truth.hessian_float() * 1.5
+    result, _ = _judged(program, x, "float32", {"jax:fwdrev": wrong, "torch:func": truth.hessian_float()})
+    assert _kinds(result) == {"jax:fwdrev": Kind.WRONG_VALUE}, result.verdicts
+    assert result.entries["torch:func"] == (4, 0)
+    _honest(program, x, "float32")
+
+
 SQUARED_STD_EXPM1 = Program(2, (Node("input"), op("expm1", 0), op("std", 1, axis=-1, keepdims=False),
                                 op("square", 2)))
 
