@@ -650,19 +650,23 @@ class _Evaluator:
                 self._special_hits(spec, specials, vals[spec.special_arg], bargs[spec.special_arg].vm[idx])
             if spec.formula_peak is not None:
                 _LOCAL_PEAK[0] = max(_LOCAL_PEAK[0], _fabs(spec.formula_peak(mpmath, *vals)))
+            edge = bool(spec.arg_domains and self._near_edge(spec.domains_at(tuple(vals), varying), vals, bargs, idx)) \
+                or (spec.domain is not None and self._near_excluded_point(spec, vals, bargs, idx))
             if isinstance(spec.math, Elementwise):
                 rule = _smooth_rule(spec.name, int_key, _fixed_integers(spec, vals, varying))
-                results = [_apply_rule(rule, point, bargs, idx, derivs, self.framework,
-                                       float(np.finfo(self.dtype).eps), self._limits, node)]
+                # At an edge the derivatives are undefined: only the value is computed (the
+                # derivatives there can cost minutes: lgamma's third, psi(2, a), at a =
+                # -3e38, within rounding of a pole, held the oracle to its 20 s timeout).
+                results = [_apply_rule(rule, point, bargs, idx, [False] * len(derivs) if edge else derivs,
+                                       self.framework, float(np.finfo(self.dtype).eps), self._limits, node)]
                 self._squares_underflow(rule, vals, bargs, idx)
                 undefined_switch = False
             else:
                 results, undefined_switch = self._pieces(node, spec, int_key, point, bargs, idx, derivs)
             if len(results) > 1 and self.resolution is not None and not undefined_switch:
                 results = [_average(results)]
-            if (spec.arg_domains and self._near_edge(spec.domains_at(tuple(vals), varying), vals, bargs, idx)) \
-                    or (spec.domain is not None and self._near_excluded_point(spec, vals, bargs, idx)):
-                results = [_undefined_derivatives(results[0], bargs, idx, derivs)]
+            if edge:
+                results = [_undefined_derivatives(results[0], bargs, idx, derivs, n)]
             _merge_into(out, idx, results)
         return out
 
@@ -847,7 +851,7 @@ def _domain_edges(domain: str, value: Any) -> tuple[Any, ...]:
 
 
 def _undefined_derivatives(result: tuple[Any, ...], args: list[_Jet], idx: tuple[int, ...],
-                           derivs: list[bool]) -> tuple[Any, ...]:
+                           derivs: list[bool], n: int) -> tuple[Any, ...]:
     """``result`` with every derivative entry undefined (NaN).
 
     A framework whose rounding put the argument outside the domain computes a NaN value
@@ -856,8 +860,10 @@ def _undefined_derivatives(result: tuple[Any, ...], args: list[_Jet], idx: tuple
     other there.
     """
     value, grad, hess, vm, gm, hm = result
-    if grad is None:
+    if not any(derivs):
         return result
+    if grad is None:  # only the value was computed: the derivatives' scales do not matter
+        return value, _full_nan((n,)), _full_nan((n, n)), vm, np.zeros(n), np.zeros((n, n))
     return value, _full_nan(grad.shape), _full_nan(hess.shape), vm, gm, hm
 
 
