@@ -490,3 +490,18 @@ def test_the_sparse_chain_rule_is_the_dense_one_with_zero_times_anything_zero() 
         dense_h = o._mul0(J[:, :, None, None], H[None]).sum(axis=1) + o._mul0(K[:, :, :, None, None], GG[None]).sum(axis=(1, 2))
         assert str(g.tolist()) == str(dense_g.tolist())
         assert np.allclose(np.asarray(h, dtype=float), np.asarray(dense_h, dtype=float), equal_nan=True, rtol=1e-14)
+
+
+def test_within_rounding_of_a_pole_only_the_value_is_computed() -> None:
+    """lgamma(sinh(x0) - 3.06e38) at x0 = 82.53: the argument, -3.05e38, is within
+    rounding of Gamma's poles (float64's spacing there is 4e22), so the derivatives are
+    undefined; computing them anyway (psi(2, a) at a = -3e38) ran into the oracle's
+    timeout on every such point. The value is still exact; the derivatives are NaN (a
+    framework's NaN value there reaches every entry through NaN * 0)."""
+    program = Program(2, (Node("input"), op("gather", 0, idx=(0,)), op("sinh", 1),
+                          const([3.0563196790587926e38]), op("sub", 2, 3), op("lgamma", 4),
+                          op("gather", 0, idx=(1,)), op("square", 6), op("add", 5, 7), op("sum", 8)))
+    result = evaluate(program, np.array([82.53002031433977, 3.0]), "float64")
+    h = result.hessian_float()
+    assert np.isnan(h).all()
+    assert mpmath.isfinite(result.value)
