@@ -512,8 +512,8 @@ class _Evaluator:
         self.kink_distance = float("inf")
         self.kink_ops: set[str] = set()
         self.max_magnitude = 0.0
-        self.max_value = 0.0  # the largest |value| of a node, and of a derivative carried along
-        self.max_derivative = 0.0
+        self.max_value = 0.0  # the largest |value| of any node (``product_peak``)
+        self.max_derivative = 0.0  # the largest |gradient| or |Hessian| entry of any node
         self.specials: set[tuple[str, int]] = set()
         self._switch_specials = False
         self.underflow = False
