@@ -21,6 +21,9 @@ before the clock starts and reported apart.
 
     PYTHONPATH=. python benchmarks/run.py [--programs 200] [--naive-points 4]
 
+``--slowest K`` lists the K programs the fast path spent longest on, with their oracle
+time: one program held to the oracle's timeout at every point shows up there first.
+
 To compare two trees of the harness with the generator held fixed, save one tree's
 workload and check it with the other (this script, the other tree's ``harness``):
 
@@ -93,9 +96,12 @@ def fast(load: list[tuple[Program, list[np.ndarray]]], variants: list) -> dict:
     backend: Counter[str] = Counter()
     verdicts: Counter[tuple[str, str]] = Counter()
     failing: set[tuple[int, str, str]] = set()
+    per_program: list[tuple[float, float, int]] = []  # (wall, oracle, index)
     wall = time.perf_counter()
     for index, (program, points) in enumerate(load):
+        started = time.perf_counter()
         result = check_program(program, points, "float64", workers)
+        per_program.append((time.perf_counter() - started, result.oracle_seconds, index))
         totals["checked"] += result.checked
         totals["screened"] += result.screened
         totals["judged"] += len(result.judged) - result.out_of_domain
@@ -113,7 +119,7 @@ def fast(load: list[tuple[Program, list[np.ndarray]]], variants: list) -> dict:
     for w in workers:
         w.close()
     return {"wall": wall, "startup": startup, "totals": totals, "backend": backend, "verdicts": verdicts,
-            "failing": failing, "rss": rss}
+            "failing": failing, "rss": rss, "per_program": sorted(per_program, reverse=True)}
 
 
 def naive(load: list[tuple[Program, list[np.ndarray]]], variants: list, points: int) -> dict:
@@ -146,10 +152,15 @@ def main() -> int:
     parser.add_argument("--workload", metavar="FILE",
                         help="check this saved workload instead of drawing one (--programs, --points, --seed, "
                              "--without are then ignored)")
+    parser.add_argument("--slowest", type=int, default=0, metavar="K",
+                        help="list the K programs the fast path spent longest on, with their oracle time "
+                             "(one program stuck at the oracle's timeout shows up here first)")
     parser.add_argument("--without", default="", metavar="OP,OP",
                         help="draw programs from the catalogue minus these ops (the same harness on a "
                              "narrower catalogue: what the wider one costs)")
     args = parser.parse_args()
+    if args.slowest < 0:
+        parser.error(f"--slowest must be 0 or more, not {args.slowest}")
     without = {name for name in args.without.split(",") if name}
     unknown = without - set(DEFAULT_OPS)
     if unknown:
@@ -192,6 +203,9 @@ def main() -> int:
     print(f"  waiting for frameworks {tot['wait_s']:.1f} s; harness overhead {overhead:.1%} of wall")
     print(f"  verdicts: {dict(f['verdicts'])}")
     print(f"  peak RSS (this process + workers): {f['rss']:.0f} MiB")
+    for seconds, oracle_seconds, index in f["per_program"][:args.slowest]:
+        print(f"  slow: program {index}, {seconds:.1f} s ({oracle_seconds:.1f} s oracle): "
+              f"{' '.join(load[index][0].pretty().splitlines()[1:])[:300]}")
 
     speedup = float("nan")
     if not args.skip_naive:
