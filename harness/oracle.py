@@ -679,11 +679,12 @@ class _Evaluator:
         float32 is NaN where the truth is 0), and forward mode carries that NaN along
         every row of the input through 0 * NaN. Only an argument the op's derivatives
         divide by a function of, vanishing where it does, is marked (``_Rule.divides``):
-        erf' = exp(-a*a) or tanh' = 1 - tanh(a)**2 only round to 1 or 0. A constant argument is squared too: hypot(a, c) at a = 0 and
-        |c| = 1e-170 has the Hessian 1/|c| = 1e170 in float64, but JAX's formula divides
-        by c*c, which underflows, and returns NaN: the inputs behind every traced argument
-        are marked. (Forward over forward also multiplies that NaN partial by the zero
-        tangents of the other inputs, NaN at entries of inputs the node never reads:
+        erf' = exp(-a*a) or tanh' = 1 - tanh(a)**2 only round to 1 or 0. A constant
+        argument is squared too: hypot(a, c) at a = 0 and |c| = 1e-170 has the Hessian
+        1/|c| = 1e170 in float64, but JAX's formula divides by c*c, which underflows, and
+        returns NaN: the inputs behind every traced argument are marked. (Forward over
+        forward also multiplies that NaN partial by the zero tangents of the other inputs,
+        NaN at entries of inputs the node never reads:
         JAX's jacfwd(jacfwd) H[1, 1] of mean(hypot(x - c0, c)) with c[0] = 1e-170. That
         0 * NaN is reported, not excused.)
         """
@@ -964,8 +965,8 @@ def _apply_rule(rule: _Rule, point: list[Any], args: list[_Jet], idx: tuple[int,
     h = {i: args[i].h[idx] for i in active}
     gm = {i: args[i].gm[idx] for i in active}
     hm = {i: args[i].hm[idx] for i in active}
-    gabs = {i: args[i].ga[idx] if args[i].ga is not None else _abs_float(g[i]) for i in active}
-    habs = {i: args[i].ha[idx] if args[i].ha is not None else _abs_float(h[i]) for i in active}
+    gabs = {i: args[i].ga[idx] for i in active}  # every argument jet is ``_broadcast``, which sets them
+    habs = {i: args[i].ha[idx] for i in active}
     grad = _zeros_obj(g[active[0]].shape)
     hess = _zeros_obj(h[active[0]].shape)
     support = {i: _support(g[i]) for i in active}
