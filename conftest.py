@@ -6,7 +6,7 @@ imported) overrides the default chosen here.
 
 from hypothesis import settings
 
-from harness.profiles import default_profile, register_profiles
+from hessdiff.harness.profiles import default_profile, register_profiles
 
 register_profiles()
 settings.load_profile(default_profile())

@@ -3,7 +3,7 @@
 The harness reaches backends only through this package's public names.
 """
 
-from backends.base import (
+from hessdiff.backends.base import (
     Availability,
     Backend,
     BackendUnavailable,
@@ -12,8 +12,8 @@ from backends.base import (
     Unsupported,
     Variant,
 )
-from backends.lowering import Absent, Namespace
-from backends.registry import (
+from hessdiff.backends.lowering import Absent, Namespace
+from hessdiff.backends.registry import (
     RegistryError,
     all_backends,
     all_variants,

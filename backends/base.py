@@ -22,8 +22,8 @@ from typing import Any, ClassVar, final
 
 import numpy as np
 
-from backends.lowering import Absent, Lowering, Namespace, SourceNamespace, Src, array_literal, render
-from harness.ir import Program, integer_array, literal_of, python_number
+from hessdiff.backends.lowering import Absent, Lowering, Namespace, SourceNamespace, Src, array_literal, render
+from hessdiff.harness.ir import Program, integer_array, literal_of, python_number
 
 __all__ = [
     "Availability",
@@ -85,7 +85,7 @@ class Variant:
 
 
 class Backend(ABC):
-    """One framework. Subclasses are final and registered with ``backends.registry``.
+    """One framework. Subclasses are final and registered with ``hessdiff.backends.registry``.
 
     Class attributes a backend declares:
         name: the backend's name ("jax").
@@ -146,7 +146,7 @@ class Backend(ABC):
         raise NotImplementedError(f"{self.name} declares no batched Hessian")
 
     def probes(self) -> Mapping[str, Variant]:
-        """Optional capabilities for ``harness.relations``: other ways to reach a Hessian.
+        """Optional capabilities for ``hessdiff.harness.relations``: other ways to reach a Hessian.
 
         Name -> ``Variant`` like ``variants``, but not a campaign variant: the framework's
         own HVP assembled column by column (``hvp-*``), the PINN Laplacian's per-axis
@@ -305,7 +305,7 @@ class Backend(ABC):
 
     def _const(self, ns: Any, value: Any, node: Any) -> Any:
         """A constant through the table's ``const`` lowering; an int32 array one
-        (``harness.ir.integer_array``) with ``integer=True``."""
+        (``hessdiff.harness.ir.integer_array``) with ``integer=True``."""
         if integer_array(node):
             return self.lowerings["const"](ns, value, integer=True)
         return self.lowerings["const"](ns, value)

@@ -17,16 +17,16 @@ from typing import Any, final
 
 import numpy as np
 
-from backends.base import Backend, Variant
-from backends.jax_backend import (
+from hessdiff.backends.base import Backend, Variant
+from hessdiff.backends.jax_backend import (
     JAX_LOWERINGS,
     jax_namespace,
     jax_precision,
     jax_source_names,
     jax_source_setup,
 )
-from backends.lowering import Namespace
-from backends.registry import register
+from hessdiff.backends.lowering import Namespace
+from hessdiff.backends.registry import register
 
 __all__ = ["EquinoxBackend"]
 
@@ -75,8 +75,8 @@ class EquinoxBackend(Backend):
         return m.eqx.filter_jit(m.eqx.filter_vmap(hessian))
 
     def probes(self) -> Mapping[str, Variant]:
-        """The relations' probes: ``backends.scenarios.equinox_probes``."""
-        from backends.scenarios.equinox_probes import PROBES
+        """The relations' probes: ``hessdiff.backends.scenarios.equinox_probes``."""
+        from hessdiff.backends.scenarios.equinox_probes import PROBES
 
         return PROBES
 

@@ -12,9 +12,9 @@ from typing import Any, final
 
 import numpy as np
 
-from backends.base import Backend, Variant
-from backends.lowering import Absent, Lowering, Namespace
-from backends.registry import register
+from hessdiff.backends.base import Backend, Variant
+from hessdiff.backends.lowering import Absent, Lowering, Namespace
+from hessdiff.backends.registry import register
 
 __all__ = ["JAX_LOWERINGS", "JaxBackend", "jax_precision"]
 
@@ -221,8 +221,8 @@ class JaxBackend(Backend):
         return m.jax.jit(m.jax.vmap(hessian))
 
     def probes(self) -> Mapping[str, Variant]:
-        """The relations' probes: ``backends.scenarios.jax_probes``."""
-        from backends.scenarios.jax_probes import PROBES
+        """The relations' probes: ``hessdiff.backends.scenarios.jax_probes``."""
+        from hessdiff.backends.scenarios.jax_probes import PROBES
 
         return PROBES
 

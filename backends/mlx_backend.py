@@ -33,9 +33,9 @@ from typing import Any, final
 
 import numpy as np
 
-from backends.base import Backend, Variant
-from backends.lowering import Absent, Lowering, Namespace
-from backends.registry import register
+from hessdiff.backends.base import Backend, Variant
+from hessdiff.backends.lowering import Absent, Lowering, Namespace
+from hessdiff.backends.registry import register
 
 __all__ = [
     "MLX_LOWERINGS",
@@ -345,8 +345,8 @@ class MlxBackend(Backend):
         return m.mx.vmap(hessian)
 
     def probes(self) -> Mapping[str, Variant]:
-        """The relations' probes: ``backends.scenarios.mlx_probes``."""
-        from backends.scenarios.mlx_probes import PROBES
+        """The relations' probes: ``hessdiff.backends.scenarios.mlx_probes``."""
+        from hessdiff.backends.scenarios.mlx_probes import PROBES
 
         return PROBES
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import importlib
 import inspect
 
-from backends.base import Backend, BackendVariant
-from backends.lowering import Absent
-from harness.ops import CATALOGUE
+from hessdiff.backends.base import Backend, BackendVariant
+from hessdiff.backends.lowering import Absent
+from hessdiff.harness.ops import CATALOGUE
 
 __all__ = ["RegistryError", "all_backends", "all_variants", "framework_of", "get_backend", "get_variant", "register"]
 
@@ -22,10 +22,10 @@ _BACKENDS: dict[str, Backend] = {}
 # The backend modules, imported lazily on first use so that importing hessdiff never
 # imports a framework. Adding a backend: one module, one line here.
 BACKEND_MODULES: tuple[str, ...] = (
-    "backends.jax_backend",
-    "backends.equinox_backend",
-    "backends.mlx_backend",
-    "backends.torch_backend",
+    "hessdiff.backends.jax_backend",
+    "hessdiff.backends.equinox_backend",
+    "hessdiff.backends.mlx_backend",
+    "hessdiff.backends.torch_backend",
 )
 _loaded = False
 

@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any, final
 
 import numpy as np
 
-from backends.base import Backend, Variant
-from backends.lowering import Absent, Lowering, Namespace
-from backends.registry import register
+from hessdiff.backends.base import Backend, Variant
+from hessdiff.backends.lowering import Absent, Lowering, Namespace
+from hessdiff.backends.registry import register
 
 if TYPE_CHECKING:
     import torch
@@ -307,8 +307,8 @@ class TorchBackend(Backend):
         return m.torch.func.vmap(hessian)
 
     def probes(self) -> Mapping[str, Variant]:
-        """The relations' probes: ``backends.scenarios.torch_probes``."""
-        from backends.scenarios.torch_probes import PROBES
+        """The relations' probes: ``hessdiff.backends.scenarios.torch_probes``."""
+        from hessdiff.backends.scenarios.torch_probes import PROBES
 
         return PROBES
 

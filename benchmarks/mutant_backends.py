@@ -20,7 +20,7 @@ Hessian must differ from the twin's where the finding was made) and how
 A mutant is a variant of a backend that keeps its framework's name (``jax:mut-div-const``),
 so the judge treats it as that framework (its tolerance row, its rule scales) and the
 baseline's wildcard entries for the framework (``mlx:*|...``) cover it; it is never
-registered (``backends.registry``), only handed to ``harness.campaign.Campaign``.
+registered (``hessdiff.backends.registry``), only handed to ``hessdiff.harness.campaign.Campaign``.
 
 Nothing here imports a framework at import time.
 """
@@ -34,12 +34,12 @@ from typing import Any, final
 
 import numpy as np
 
-from backends import Backend, BackendVariant, Namespace, Variant
-from backends.equinox_backend import EquinoxBackend
-from backends.jax_backend import JAX_LOWERINGS, JaxBackend
-from backends.mlx_backend import MLX_LOWERINGS, MlxBackend
-from backends.torch_backend import TORCH_LOWERINGS, TorchBackend
-from harness.ir import Node, Program, const, op
+from hessdiff.backends import Backend, BackendVariant, Namespace, Variant
+from hessdiff.backends.equinox_backend import EquinoxBackend
+from hessdiff.backends.jax_backend import JAX_LOWERINGS, JaxBackend
+from hessdiff.backends.mlx_backend import MLX_LOWERINGS, MlxBackend
+from hessdiff.backends.torch_backend import TORCH_LOWERINGS, TorchBackend
+from hessdiff.harness.ir import Node, Program, const, op
 
 __all__ = [
     "CLASSES",
@@ -168,7 +168,7 @@ def _call_mutant(m: Any, *args: Any, **attrs: Any) -> Any:
 
 class _Mutated:
     """What every mutant backend adds to its framework's backend: the mutated op in the
-    lowering table and the namespace, and pickling by name (for ``harness.worker``)."""
+    lowering table and the namespace, and pickling by name (for ``hessdiff.harness.worker``)."""
 
     main: str
     rev: str
@@ -1545,8 +1545,8 @@ def get_mutant(name: str) -> Mutant:
 
 
 def dtype_values(program: Program, point: np.ndarray, dtype: str) -> list[np.ndarray] | None:
-    """Every node's value at ``point`` as a framework computes it: ``harness.exact.rounded_values``."""
-    from harness.exact import rounded_values
+    """Every node's value at ``point`` as a framework computes it: ``hessdiff.harness.exact.rounded_values``."""
+    from hessdiff.harness.exact import rounded_values
 
     return rounded_values(program, point, dtype)
 
@@ -1554,7 +1554,7 @@ def dtype_values(program: Program, point: np.ndarray, dtype: str) -> list[np.nda
 def region_hits(mutant: Mutant, program: Program, point: np.ndarray, dtype: str) -> bool:
     """Whether a node of the mutant's op lies in its region at ``point`` (``Mutant.reached``
     on the dtype-rounded values of ``dtype_values``)."""
-    from harness.exact import traced_nodes
+    from hessdiff.harness.exact import traced_nodes
 
     if mutant.op not in program.op_names:
         return False

@@ -2,10 +2,10 @@
 
 Each mutant (``benchmarks/mutant_backends.py``) is one real framework with one op's
 derivative rule wrong in one narrow region. For each, one seeded campaign of a fixed
-budget (``harness.campaign.Campaign``; float64 and float32) checks the mutant beside one
+budget (``hessdiff.harness.campaign.Campaign``; float64 and float32) checks the mutant beside one
 honest variant of each other framework (``jax:jit``, ``equinox:filter_jit``,
 ``torch:func``, ``mlx:fwdrev``), on the mutated op plus a seeded sample of 8 other ops
-its framework lowers. Every variant runs in a worker process (``harness.worker``): one
+its framework lowers. Every variant runs in a worker process (``hessdiff.harness.worker``): one
 per framework, shared by the honest variant, the mutants and their twins, so a mutant's
 exception is a crash outcome and the frameworks are imported once.
 
@@ -51,15 +51,15 @@ for _path in (str(ROOT), str(ROOT / "benchmarks")):
 
 import numpy as np  # noqa: E402
 
-from backends import Absent, BackendVariant, get_variant  # noqa: E402
-from harness.baseline import Baseline, load_baseline  # noqa: E402
-from harness.campaign import Campaign, CampaignConfig, CampaignStats  # noqa: E402
-from harness.engine import HarnessError, Outcome, Runner, check_case  # noqa: E402
-from harness.findings import Finding, Kind  # noqa: E402
-from harness.ir import Node, Program, op  # noqa: E402
-from harness.ops import CATALOGUE  # noqa: E402
-from harness.strategies import Case  # noqa: E402
-from harness.worker import IsolatedVariant, isolate  # noqa: E402
+from hessdiff.backends import Absent, BackendVariant, get_variant  # noqa: E402
+from hessdiff.harness.baseline import Baseline, load_baseline  # noqa: E402
+from hessdiff.harness.campaign import Campaign, CampaignConfig, CampaignStats  # noqa: E402
+from hessdiff.harness.engine import HarnessError, Outcome, Runner, check_case  # noqa: E402
+from hessdiff.harness.findings import Finding, Kind  # noqa: E402
+from hessdiff.harness.ir import Node, Program, op  # noqa: E402
+from hessdiff.harness.ops import CATALOGUE  # noqa: E402
+from hessdiff.harness.strategies import Case  # noqa: E402
+from hessdiff.harness.worker import IsolatedVariant, isolate  # noqa: E402
 from mutant_backends import FRAMEWORKS, MUTANTS, Mutant, get_mutant, honest_variant, region_hits  # noqa: E402
 
 BASELINE = ROOT / "reports" / "baseline.json"

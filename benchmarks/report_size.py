@@ -29,13 +29,13 @@ from pathlib import Path
 
 import numpy as np
 
-from backends import all_variants
-from harness.baseline import Baseline
-from harness.findings import Finding, Kind
-from harness.html_report import write_html
-from harness.ir import Node, Program, const, op
-from harness.ops import CATALOGUE
-from harness.report import write_report
+from hessdiff.backends import all_variants
+from hessdiff.harness.baseline import Baseline
+from hessdiff.harness.findings import Finding, Kind
+from hessdiff.harness.html_report import write_html
+from hessdiff.harness.ir import Node, Program, const, op
+from hessdiff.harness.ops import CATALOGUE
+from hessdiff.harness.report import write_report
 
 ELEMENTWISE = ("sin", "tanh", "relu", "softplus", "abs", "exp", "sigmoid", "square")
 KINDS = [Kind.NOISE] * 5 + [Kind.CONVENTION] * 3 + [Kind.WRONG_VALUE] * 2 + [Kind.NONFINITE, Kind.CRASH,

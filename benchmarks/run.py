@@ -5,10 +5,10 @@ piecewise, MLP shapes included, n <= 8) from a fixed seed, 32 points each (the g
 point, aimed at kinks, plus 31 seeded perturbations of it), float64, one variant of each
 of the four backends plus the oracle.
 
-* fast: ``harness.batch.check_program`` -- each backend in its worker process, one
+* fast: ``hessdiff.harness.batch.check_program`` -- each backend in its worker process, one
   batched (vmap) Hessian call per program, the four running in parallel with the float
   screening and the oracle, the oracle on every point screening cannot vouch for;
-* naive: ``harness.engine.check_case`` -- one point, one eager call per backend and the
+* naive: ``hessdiff.harness.engine.check_case`` -- one point, one eager call per backend and the
   full oracle, in this process. It is measured on the first ``--naive-points`` points
   of every program (default 4 of 32) and scaled to 32: its cost is linear in points.
 
@@ -16,7 +16,7 @@ The last line is ``programs_per_s=<x> speedup_vs_naive=<y> overhead_frac=<z>
 peak_rss_mib=<m>``. Overhead is the fast path's wall time not spent waiting for the
 frameworks or in the oracle and screen (judging, pickling, confirming); the judge's
 one-sided Hessians and per-framework error scales are the oracle's time
-(``harness.oracle.busy_seconds``). Peak RSS is this process plus every worker's peak. Worker start-up (importing the frameworks) is done
+(``hessdiff.harness.oracle.busy_seconds``). Peak RSS is this process plus every worker's peak. Worker start-up (importing the frameworks) is done
 before the clock starts and reported apart.
 
     PYTHONPATH=. python benchmarks/run.py [--programs 200] [--naive-points 4]
@@ -45,12 +45,12 @@ import numpy as np
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
 
-from backends import get_variant
-from harness.batch import check_program
-from harness.engine import check_case
-from harness.ir import Program, program_from_json
-from harness.strategies import DEFAULT_OPS, Case, cases
-from harness.worker import isolate
+from hessdiff.backends import get_variant
+from hessdiff.harness.batch import check_program
+from hessdiff.harness.engine import check_case
+from hessdiff.harness.ir import Program, program_from_json
+from hessdiff.harness.strategies import DEFAULT_OPS, Case, cases
+from hessdiff.harness.worker import isolate
 
 VARIANTS = ("jax:fwdrev", "equinox:filter_hessian", "mlx:fwdrev-vmap", "torch:func")
 SEED = 20261125

@@ -1,5 +1,5 @@
-"""``python -m harness``: the same command line as ``hessdiff``."""
+"""``python -m hessdiff.harness``: the same command line as ``hessdiff`` (``python -m hessdiff``)."""
 
-from harness.cli import main
+from hessdiff.harness.cli import main
 
 raise SystemExit(main())

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.findings import Finding, Kind
+from hessdiff.harness.findings import Finding, Kind
 
 __all__ = ["Baseline", "BaselineEntry", "BaselineError", "load_baseline"]
 

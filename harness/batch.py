@@ -1,13 +1,13 @@
 """Checking many points of one program at once: the fast path of the diff engine.
 
-``check_case`` (``harness.engine``) checks one point with one call per framework and the
+``check_case`` (``hessdiff.harness.engine``) checks one point with one call per framework and the
 full oracle. Per-call overhead (tracing, dispatch, the oracle's object arrays) dwarfs
 the arithmetic of a small program, so ``check_program`` instead:
 
-1. starts every worker (``harness.worker``) on all the points at once, one batched
+1. starts every worker (``hessdiff.harness.worker``) on all the points at once, one batched
    Hessian call each (``BackendVariant.hessians``: vmap where the framework has it), so
    the frameworks compute in parallel with step 2;
-2. screens the points in float64 (``harness.screen``) and runs the oracle on the first;
+2. screens the points in float64 (``hessdiff.harness.screen``) and runs the oracle on the first;
 3. judges with the oracle every point that screening cannot vouch for: the first point,
    a point near a kink or outside the domain, a crash or timeout, or backends that do
    not agree within their own tolerances. The rest are counted as ``screened``;
@@ -28,13 +28,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from backends import BackendVariant
-from harness.engine import CaseResult, Outcome, Runner, judge, run_points, run_variant
-from harness.ir import Program
-from harness.oracle import OutOfDomain, busy_seconds, evaluate
-from harness.screen import NEAR, agree, screen
-from harness.strategies import Case
-from harness.worker import IsolatedVariant
+from hessdiff.backends import BackendVariant
+from hessdiff.harness.engine import CaseResult, Outcome, Runner, judge, run_points, run_variant
+from hessdiff.harness.ir import Program
+from hessdiff.harness.oracle import OutOfDomain, busy_seconds, evaluate
+from hessdiff.harness.screen import NEAR, agree, screen
+from hessdiff.harness.strategies import Case
+from hessdiff.harness.worker import IsolatedVariant
 
 __all__ = ["BatchResult", "check_program"]
 

@@ -4,7 +4,7 @@ Every version of the range gets a virtualenv of its own, holding only that versi
 companion pins (``--with jax==0.4.26``) and what pip resolves for them: a finding's
 ``repro.py`` needs nothing else (it imports the framework and NumPy, never hessdiff).
 The finding is replayed by running that script there; its exit status is the verdict
-(1 reproduces, 0 fixed, 2 inconclusive, see ``harness.repro``). Environments are cached
+(1 reproduces, 0 fixed, 2 inconclusive, see ``hessdiff.harness.repro``). Environments are cached
 under ``~/.cache/hessdiff/bisect`` (or ``--cache``), keyed by package, version, pins and
 Python, so a second bisect of the same range installs nothing; pip's own download cache
 is shared by all of them.
@@ -27,8 +27,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.findings import Finding
-from harness.repro import EXIT_INCONCLUSIVE, EXIT_NOT_REPRODUCED, EXIT_REPRODUCED, render_repro
+from hessdiff.harness.findings import Finding
+from hessdiff.harness.repro import EXIT_INCONCLUSIVE, EXIT_NOT_REPRODUCED, EXIT_REPRODUCED, render_repro
 
 __all__ = [
     "BisectError",

@@ -3,7 +3,7 @@
 A finding's program may hold several ops; a maintainer wants the one rule that is
 broken. Each differentiated node is checked alone: a one-op program whose input feeds
 the node's traced arguments at the very values the framework saw (every node computed
-and rounded in the dtype, ``harness.exact.rounded_values``), whose constant arguments
+and rounded in the dtype, ``hessdiff.harness.exact.rounded_values``), whose constant arguments
 are the same constants (same kind: framework array, Python number, int32 array), read
 out as ``sum(y + y*y)`` so that a wrong first derivative shows in the Hessian as well
 as a wrong second one. The variant computes its Hessian, the oracle judges it. The first
@@ -26,10 +26,10 @@ from typing import Any
 
 import numpy as np
 
-from harness.engine import CaseResult, HarnessError, Verdict, check_case
-from harness.exact import node_region, pattern_of, rounded_values, traced_nodes
-from harness.ir import Node, Program, ProgramError, const, integer_array, literal_of, op
-from harness.strategies import Case
+from hessdiff.harness.engine import CaseResult, HarnessError, Verdict, check_case
+from hessdiff.harness.exact import node_region, pattern_of, rounded_values, traced_nodes
+from hessdiff.harness.ir import Node, Program, ProgramError, const, integer_array, literal_of, op
+from hessdiff.harness.strategies import Case
 
 __all__ = ["Blame", "LocalFault", "blame", "local_case", "local_faults"]
 
@@ -47,7 +47,7 @@ class Blame:
     ``local``: the one-op program and point that show the fault (None for composition).
     ``unchecked``: nodes whose local check could not run (the variant cannot
     differentiate the isolated op, e.g. MLX's forward mode through a slice).
-    ``region``: where the blamed node sat (``harness.exact.node_region``: "at 0",
+    ``region``: where the blamed node sat (``hessdiff.harness.exact.node_region``: "at 0",
     "tiny", "ordinary", ...); "" for a composition fault.
     """
 

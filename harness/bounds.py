@@ -1,7 +1,7 @@
 """The per-entry error bound a finding was judged against, recorded with the finding.
 
 The judge accepts an entry when ``|observed - expected| <= bound``, where the bound is the
-variant's tolerance (``harness.tolerance``) at the oracle's error scale for that entry.
+variant's tolerance (``hessdiff.harness.tolerance``) at the oracle's error scale for that entry.
 A finding records the bound (``Finding.bound``) so that a report can draw |error| / bound
 per entry without running the oracle again; findings written before the field existed
 get it recomputed here, from the program, the point and the dtype they carry.
@@ -14,10 +14,10 @@ from dataclasses import replace
 
 import numpy as np
 
-from backends.registry import framework_of
-from harness.findings import Finding
-from harness.oracle import evaluate
-from harness.tolerance import tolerance_for
+from hessdiff.backends.registry import framework_of
+from hessdiff.harness.findings import Finding
+from hessdiff.harness.oracle import evaluate
+from hessdiff.harness.tolerance import tolerance_for
 
 __all__ = ["bound_for", "judged_bound", "with_bounds"]
 

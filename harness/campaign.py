@@ -28,16 +28,16 @@ import numpy as np
 from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 from hypothesis import seed as hypothesis_seed
 
-from backends import Absent, BackendVariant
-from harness.baseline import Baseline
-from harness.batch import check_program
-from harness.blame import blame, local_faults
-from harness.engine import CaseResult, HarnessError, Runner, Verdict, check_case
-from harness.exact import Exercised, argument_patterns, exercised
-from harness.findings import Finding, Kind
-from harness.minimize import minimize
-from harness.ops import CATALOGUE
-from harness.strategies import DEFAULT_OPS, Case, cases
+from hessdiff.backends import Absent, BackendVariant
+from hessdiff.harness.baseline import Baseline
+from hessdiff.harness.batch import check_program
+from hessdiff.harness.blame import blame, local_faults
+from hessdiff.harness.engine import CaseResult, HarnessError, Runner, Verdict, check_case
+from hessdiff.harness.exact import Exercised, argument_patterns, exercised
+from hessdiff.harness.findings import Finding, Kind
+from hessdiff.harness.minimize import minimize
+from hessdiff.harness.ops import CATALOGUE
+from hessdiff.harness.strategies import DEFAULT_OPS, Case, cases
 
 __all__ = ["Campaign", "CampaignConfig", "CampaignStats"]
 
@@ -87,7 +87,7 @@ class CampaignConfig:
     mlps: bool = True
     max_rounds: int | None = None
     # Points checked per generated program: the generated one (aimed at kinks) plus
-    # seeded perturbations of it, in one batched call per backend (``harness.batch``).
+    # seeded perturbations of it, in one batched call per backend (``hessdiff.harness.batch``).
     points_per_case: int = 1
     # Ops per round: each round draws its programs from a window of this many ops, the
     # windows a seeded shuffle of ``ops`` that changes every cycle, so a short campaign
@@ -235,7 +235,7 @@ class Campaign:
             recorded but not shrunk: shrinking re-runs every variant dozens of times, and
             spent on known faults it starves the search of new programs.
 
-    ``variants`` may be ``harness.engine.Runner`` objects (``harness.worker``): a variant
+    ``variants`` may be ``hessdiff.harness.engine.Runner`` objects (``hessdiff.harness.worker``): a variant
     run in a worker process whose death or hang is a finding, not the campaign's end.
     """
 
@@ -362,7 +362,7 @@ class Campaign:
 
     def _missing_patterns(self, name: str) -> tuple[str, ...]:
         """The traced/constant argument patterns of elementwise op ``name`` that no check
-        has differentiated (``harness.exact.pattern_of``)."""
+        has differentiated (``hessdiff.harness.exact.pattern_of``)."""
         cells = list(self.stats.coverage[name].values()) if name in self.stats.coverage else []
         return tuple(p for p in argument_patterns(name) if not any(int(c.get(f"pattern:{p}", 0)) for c in cells))
 
@@ -699,7 +699,7 @@ class Campaign:
         self._records.clear()
 
     def _blame(self, key: RecordKey, record: _Record) -> dict[str, Any] | None:
-        """The rule a new failing finding is blamed on (``harness.blame``), timed into the
+        """The rule a new failing finding is blamed on (``hessdiff.harness.blame``), timed into the
         stats; None if blaming itself fails (it never stops the campaign)."""
         variant = next(v for v in self.variants if v.name == key[0])
         start = time.perf_counter()

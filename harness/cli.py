@@ -1,4 +1,4 @@
-"""The ``hessdiff`` command line (also ``python -m harness``).
+"""The ``hessdiff`` command line (also ``python -m hessdiff``).
 
 Only ``main`` turns outcomes into exit codes; nothing else here or in the library calls
 ``sys.exit``:
@@ -197,9 +197,9 @@ def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     import datetime as dt
     from pathlib import Path
 
-    from harness.ops import CATALOGUE
-    from harness.run import UsageError, parse_budget, run
-    from harness.strategies import DEFAULT_OPS
+    from hessdiff.harness.ops import CATALOGUE
+    from hessdiff.harness.run import UsageError, parse_budget, run
+    from hessdiff.harness.strategies import DEFAULT_OPS
 
     try:
         budget = parse_budget(args.budget)
@@ -239,7 +239,7 @@ def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
 def _cmd_replay(args: argparse.Namespace, out: TextIO) -> int:
     from pathlib import Path
 
-    from harness.run import UsageError, replay
+    from hessdiff.harness.run import UsageError, replay
 
     try:
         return replay(Path(args.finding), stdout=out)
@@ -248,7 +248,7 @@ def _cmd_replay(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _cmd_backends(args: argparse.Namespace, out: TextIO) -> int:
-    from backends import all_backends
+    from hessdiff.backends import all_backends
 
     rows = []
     for backend in all_backends():
@@ -264,11 +264,11 @@ def _cmd_backends(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _cmd_ops(args: argparse.Namespace, out: TextIO) -> int:
-    from backends import Absent, all_backends
-    from harness.ops import CATALOGUE
+    from hessdiff.backends import Absent, all_backends
+    from hessdiff.harness.ops import CATALOGUE
 
     if args.domains:
-        from harness.domains import domain_rows
+        from hessdiff.harness.domains import domain_rows
 
         out.write(_table(["op", "generated on", "defined and twice differentiable on", "why they differ"],
                          domain_rows()))
@@ -295,8 +295,8 @@ def _cmd_bisect(args: argparse.Namespace, out: TextIO) -> int:
     import tempfile
     from pathlib import Path
 
-    from harness import bisect as b
-    from harness.findings import FindingError, load_findings
+    from hessdiff.harness import bisect as b
+    from hessdiff.harness.findings import FindingError, load_findings
 
     try:
         low, high = b.parse_range(args.versions)
@@ -328,9 +328,9 @@ def _cmd_bisect(args: argparse.Namespace, out: TextIO) -> int:
 def _cmd_merge(args: argparse.Namespace, out: TextIO) -> int:
     from pathlib import Path
 
-    from harness.baseline import load_baseline
-    from harness.html_report import html_note, merged_coverage
-    from harness.merge import MergeError, merge_reports
+    from hessdiff.harness.baseline import load_baseline
+    from hessdiff.harness.html_report import html_note, merged_coverage
+    from hessdiff.harness.merge import MergeError, merge_reports
 
     try:
         baseline = load_baseline(Path(args.baseline))
@@ -350,8 +350,8 @@ def _cmd_merge(args: argparse.Namespace, out: TextIO) -> int:
 def _cmd_report(args: argparse.Namespace, out: TextIO) -> int:
     from pathlib import Path
 
-    from harness.baseline import BaselineError, load_baseline
-    from harness.html_report import INSTALL_HINT, HtmlError, missing_dependencies, write_html
+    from hessdiff.harness.baseline import BaselineError, load_baseline
+    from hessdiff.harness.html_report import INSTALL_HINT, HtmlError, missing_dependencies, write_html
 
     missing = missing_dependencies()
     if missing:
@@ -368,7 +368,7 @@ def _cmd_report(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _cmd_triage(args: argparse.Namespace, out: TextIO) -> int:
-    from harness.triage import TriageError, triage
+    from hessdiff.harness.triage import TriageError, triage
 
     try:
         index, items = triage(args.report, args.out)

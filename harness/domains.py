@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness.ops import CATALOGUE, OpSpec
+from hessdiff.harness.ops import CATALOGUE, OpSpec
 
 __all__ = ["DomainNote", "NOTES", "catalogue_domain", "domain_rows", "restricted"]
 

@@ -1,10 +1,10 @@
 """The diff engine: run every backend variant on a case, judge each against the oracle.
 
-Each variant's Hessian is sorted into one kind (``harness.findings.Kind``): wrong value
+Each variant's Hessian is sorted into one kind (``hessdiff.harness.findings.Kind``): wrong value
 at a differentiable point, wrong shape, NaN/inf where the truth is finite, a crash of the
 framework, a disagreement only at (or within a few ulps of) a kink, which is a
 convention, or numerical noise that cancellation explains. Agreement is judged with the
-per-backend, per-dtype tolerance model of ``harness.tolerance`` scaled entry by entry by
+per-backend, per-dtype tolerance model of ``hessdiff.harness.tolerance`` scaled entry by entry by
 the oracle's error scale, never one magic atol.
 
 The harness's own errors (a bug in a lowering, in the oracle) raise ``HarnessError`` and
@@ -23,21 +23,21 @@ from typing import Any
 
 import numpy as np
 
-from backends import BackendVariant, Unsupported
-from backends.registry import framework_of
-from harness.findings import Kind
-from harness.ir import Program
-from harness.oracle import (OracleResult, OutOfDomain, all_resolved, conventions, evaluate, piecewise_linear,
+from hessdiff.backends import BackendVariant, Unsupported
+from hessdiff.backends.registry import framework_of
+from hessdiff.harness.findings import Kind
+from hessdiff.harness.ir import Program
+from hessdiff.harness.oracle import (OracleResult, OutOfDomain, all_resolved, conventions, evaluate, piecewise_linear,
                             resolutions)
-from harness.strategies import Case
-from harness.tolerance import tolerance_for
+from hessdiff.harness.strategies import Case
+from hessdiff.harness.tolerance import tolerance_for
 
 __all__ = ["CaseResult", "HarnessError", "Outcome", "Runner", "Verdict", "check_case", "judge", "run_points",
            "run_variant"]
 
 _OWN_DIRS = tuple(
     os.path.dirname(os.path.abspath(p))
-    for p in (__file__, __import__("backends").__file__)
+    for p in (__file__, __import__("hessdiff.backends", fromlist=["_"]).__file__)
 )
 
 PIECEWISE_LINEAR_NOTE = "expected: piecewise-linear, second derivative is 0 almost everywhere"
@@ -52,7 +52,7 @@ class Outcome:
     """What one variant did on one case: a Hessian, "unsupported", a crash or a timeout.
 
     ``status`` is one of "ok", "unsupported", "crash", "timeout" (the last only from a
-    variant run in a worker process, ``harness.worker``, which can kill a hung call).
+    variant run in a worker process, ``hessdiff.harness.worker``, which can kill a hung call).
     """
 
     variant: str
@@ -91,7 +91,7 @@ class CaseResult:
 
 
 class Runner(ABC):
-    """A variant run somewhere else than in this process (``harness.worker``).
+    """A variant run somewhere else than in this process (``hessdiff.harness.worker``).
 
     The engine calls ``run(case)`` instead of the variant's ``hessian``: a runner may turn
     a dead or hung framework into a crash or timeout outcome instead of dying with it.
@@ -137,7 +137,7 @@ def _framework_class(exc: BaseException) -> bool:
 def _from_c_extension(exc: BaseException, filename: str) -> bool:
     """Whether ``exc``, raised with a frame of ``backends`` last, came from a framework
     call written in C on that line (see ``run_variant``)."""
-    backends_dir = os.path.dirname(os.path.abspath(__import__("backends").__file__))
+    backends_dir = os.path.dirname(os.path.abspath(__import__("hessdiff.backends", fromlist=["_"]).__file__))
     return type(exc) is RuntimeError and os.path.abspath(filename).startswith(backends_dir + os.sep)
 
 
@@ -278,7 +278,7 @@ def _rounding_distance(tol: Any) -> Fuzz:
 
 
 class _Enumeration:
-    """The conventions of one case at one rounding distance (``harness.oracle.conventions``),
+    """The conventions of one case at one rounding distance (``hessdiff.harness.oracle.conventions``),
     evaluated a few at a time as a judge asks for more (``more``), and kept for every
     variant judged after it."""
 
@@ -322,7 +322,7 @@ class _SideValues:
     At a kink the oracle's entry is undefined: the one-sided values differ. A framework
     resolves the kink by a convention of its own (a side, relu'(0) = 0; or an average,
     a tie's gradient split equally), so its entry must lie in the range of the values
-    every such convention gives (``harness.oracle.conventions``), within their error
+    every such convention gives (``hessdiff.harness.oracle.conventions``), within their error
     bound. Within rounding distance of a kink (``Tolerance.near_kink``) the framework's
     rounding may put the point on either side, or on the kink: an entry that fails
     against the truth must match one of those values. NaN or inf is never a convention

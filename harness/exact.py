@@ -9,7 +9,7 @@ last-bit errors), equals the special value exactly; the oracle's ``specials`` ar
 looser "within rounding distance" hits. An op counts as differentiated only when some
 argument depends on the input (an op on constants alone has no derivative to check).
 
-Coverage (``harness.campaign``) counts by these, and steering aims at what is missing.
+Coverage (``hessdiff.harness.campaign``) counts by these, and steering aims at what is missing.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import mpmath
 import numpy as np
 
-from harness.ir import LITERALS, PYTHON_NUMBER_OPS, Node, Program, const, integer_array, literal_of, op
-from harness.ops import CATALOGUE, Elementwise, Piecewise, Selection
+from hessdiff.harness.ir import LITERALS, PYTHON_NUMBER_OPS, Node, Program, const, integer_array, literal_of, op
+from hessdiff.harness.ops import CATALOGUE, Elementwise, Piecewise, Selection
 
 __all__ = ["REGIONS", "Exercised", "argument_kinds", "argument_patterns", "exercised", "kind_of", "node_region",
            "pattern_of", "rounded_values", "traced_nodes"]
@@ -101,7 +101,7 @@ def kind_of(node: Node) -> str:
 def rounded_values(program: Program, point: np.ndarray, dtype: str) -> list[np.ndarray] | None:
     """Every node's value at ``point``, each op evaluated on its arguments' values and
     rounded to ``dtype`` in turn; None if an intermediate is not finite."""
-    from harness.oracle import node_values
+    from hessdiff.harness.oracle import node_values
 
     values: list[np.ndarray] = []
     for node in program.nodes:
@@ -129,7 +129,7 @@ def _exact_hits(node: Node, args: list[np.ndarray], traced: Sequence[bool], dtyp
     if not specials:
         return hits
     if isinstance(spec.math, Piecewise):
-        from harness.oracle import _split_attrs, _switch_rules
+        from hessdiff.harness.oracle import _split_attrs, _switch_rules
 
         ints, floats = _split_attrs(spec, attrs)
         rules = _switch_rules(spec.name, tuple(sorted(ints.items())))
@@ -141,7 +141,7 @@ def _exact_hits(node: Node, args: list[np.ndarray], traced: Sequence[bool], dtyp
                 hits.update(k for k, rule in enumerate(rules) if rule(*point) == 0)
             return hits
     if isinstance(spec.math, Selection):
-        from harness.oracle import _JetFunctions, _Ties
+        from hessdiff.harness.oracle import _JetFunctions, _Ties
 
         ties = _Ties(0, None, 0.0, 0.0)
         arrays = np.asarray(np.vectorize(mpmath.mpf, otypes=[object])(args[0]), dtype=object)

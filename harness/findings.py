@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.ir import Program, program_from_json
+from hessdiff.harness.ir import Program, program_from_json
 
 __all__ = ["Finding", "FindingError", "Kind", "SEVERITY", "finding_from_json", "latest_findings", "load_findings"]
 
@@ -112,7 +112,7 @@ class Finding:
             tolerance's bound at the oracle's error scale); None when not recorded (older
             findings, crashes). Written to JSON only when set, so older readers and files
             are unaffected. Undefined entries are the NaNs of ``expected``.
-        blame: the derivative rule the fault is blamed on (``harness.blame.Blame.to_json``:
+        blame: the derivative rule the fault is blamed on (``hessdiff.harness.blame.Blame.to_json``:
             its "rule", the node, the one-op program that shows it), or None when not
             blamed (a dismissed or baselined finding, an older file).
     """

@@ -1,6 +1,6 @@
 """The HTML report: ``index.html`` and the pages beside it, for a person with a browser.
 
-Rendered from a report folder as ``harness.report.write_report`` leaves it (its
+Rendered from a report folder as ``hessdiff.harness.report.write_report`` leaves it (its
 ``findings.json`` and finding folders), so ``hessdiff run``, ``hessdiff merge`` and
 ``hessdiff report`` (a re-render) all go through ``write_html``::
 
@@ -39,10 +39,10 @@ from typing import Any
 
 import numpy as np
 
-from harness.baseline import Baseline, BaselineEntry
-from harness.report import _absent
-from harness.bounds import bound_for, judged_bound
-from harness.findings import Finding, FindingError, Kind, finding_from_json
+from hessdiff.harness.baseline import Baseline, BaselineEntry
+from hessdiff.harness.report import _absent
+from hessdiff.harness.bounds import bound_for, judged_bound
+from hessdiff.harness.findings import Finding, FindingError, Kind, finding_from_json
 
 __all__ = ["HtmlError", "HtmlPaths", "INSTALL_HINT", "html_note", "missing_dependencies", "write_html"]
 
@@ -209,7 +209,7 @@ def write_html(
     """Render the HTML pages of the report in ``report_dir``.
 
     Arguments:
-        report_dir: a folder written by ``harness.report.write_report`` (it reads its
+        report_dir: a folder written by ``hessdiff.harness.report.write_report`` (it reads its
             ``findings.json``, ``merged.json`` and each finding's folder).
         baseline: to show each known finding's baseline entry and note (the upstream link
             is in findings.json either way).
@@ -245,7 +245,7 @@ def write_html(
         except (OSError, ValueError):
             trend = None
 
-    from harness.plots import Painter
+    from hessdiff.harness.plots import Painter
 
     env = _environment()
     painter = Painter()
@@ -291,7 +291,7 @@ def _environment() -> Any:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    from harness.plots import fmt
+    from hessdiff.harness.plots import fmt
 
     env.filters["num"] = fmt
     env.filters["seconds"] = _seconds
@@ -324,7 +324,7 @@ def _seconds(value: Any) -> str:
 
 def _finding_context(out: Path, item: _Item, painter: Any, baseline: Baseline | None,
                      neighbours: tuple[_Item | None, _Item | None]) -> dict[str, Any]:
-    from harness.plots import fmt, hessian_limit
+    from hessdiff.harness.plots import fmt, hessian_limit
 
     f = item.finding
     n = f.program.n
@@ -419,8 +419,8 @@ def _ratio(observed: np.ndarray, expected: np.ndarray, bound: np.ndarray | None)
 
 
 def _outlined(ratio: np.ndarray | None, undefined: np.ndarray) -> np.ndarray:
-    """The entries to outline as over their bound (a few; see ``harness.plots.few``)."""
-    from harness.plots import few
+    """The entries to outline as over their bound (a few; see ``hessdiff.harness.plots.few``)."""
+    from hessdiff.harness.plots import few
 
     if ratio is None:
         return np.zeros(undefined.shape, bool)
@@ -435,7 +435,7 @@ def _worst(ratio: np.ndarray | None, undefined: np.ndarray) -> float | None:
 
 def _tips(variant: str, observed: np.ndarray, expected: np.ndarray, ratio: np.ndarray | None,
           bound: np.ndarray | None) -> list[list[str]]:
-    from harness.plots import fmt
+    from hessdiff.harness.plots import fmt
 
     n = expected.shape[0]
     tips = []
@@ -453,7 +453,7 @@ def _tips(variant: str, observed: np.ndarray, expected: np.ndarray, ratio: np.nd
 
 
 def _value_tips(name: str, values: np.ndarray) -> list[list[str]]:
-    from harness.plots import fmt
+    from hessdiff.harness.plots import fmt
 
     return [[f"[{i},{j}]\n{name}: {fmt(v)}" for j, v in enumerate(row)] for i, row in enumerate(values)]
 
@@ -684,7 +684,7 @@ def _coverage_view(coverage: Mapping[str, Any] | None, run: Mapping[str, Any]) -
     """Counts per (op, variant) and per (op's special value, variant), with totals."""
     if not coverage:
         return None
-    from harness.ops import CATALOGUE
+    from hessdiff.harness.ops import CATALOGUE
 
     ops = list(CATALOGUE) + sorted(set(coverage) - set(CATALOGUE))
     variants = sorted({str(v) for per_op in coverage.values() for v in dict(per_op)}
@@ -717,7 +717,7 @@ def _coverage_view(coverage: Mapping[str, Any] | None, run: Mapping[str, Any]) -
 
 
 def _coverage_matrices(view: Mapping[str, Any]) -> list[Any]:
-    from harness.plots import coverage_matrix
+    from hessdiff.harness.plots import coverage_matrix
 
     out = [coverage_matrix(view["checks"], rows=view["ops"], columns=view["variants"], absent=view["absent"],
                            findings=view["found"], prefix="cov",
@@ -762,7 +762,7 @@ def _trend_rows(paths: Sequence[str | Path]) -> list[dict[str, Any]] | None:
 
 
 def _trend_charts(rows: list[dict[str, Any]]) -> list[Any]:
-    from harness.plots import trend_chart
+    from hessdiff.harness.plots import trend_chart
 
     labels = [r["label"] for r in rows]
     frameworks = sorted({k for r in rows for k in r["frameworks"]})

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.ops import Shape, get_op
+from hessdiff.harness.ops import Shape, get_op
 
 __all__ = ["LITERALS", "Node", "PYTHON_NUMBER_OPS", "Program", "ProgramError", "const", "integer_array", "literal_of", "op",
            "program_from_json", "python_number"]

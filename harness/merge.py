@@ -5,7 +5,7 @@ The same fault is usually found by several shards, each on its own minimal progr
 merged report keeps one finding per signature (the smallest program any shard found, so
 the repro stays minimal), adds up the raw hit counts, keeps the earliest ``first_seen``
 and the latest ``last_seen``, and records which shards saw it. The merged folder is a
-normal report (``harness.report.write_report``): findings.json, summary.md, junit.xml,
+normal report (``hessdiff.harness.report.write_report``): findings.json, summary.md, junit.xml,
 a repro folder per finding, plus ``merged.json`` with the per-signature bookkeeping.
 """
 
@@ -17,9 +17,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from harness.baseline import Baseline
-from harness.findings import Finding, FindingError, finding_from_json
-from harness.report import ReportPaths, write_report
+from hessdiff.harness.baseline import Baseline
+from hessdiff.harness.findings import Finding, FindingError, finding_from_json
+from hessdiff.harness.report import ReportPaths, write_report
 
 __all__ = ["MergeError", "MergedFinding", "Shard", "load_shard", "merge_shards"]
 

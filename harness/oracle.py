@@ -38,8 +38,8 @@ from typing import Any
 import mpmath
 import numpy as np
 
-from harness.ir import Program
-from harness.ops import Bilinear, Elementwise, OpSpec, Piecewise, Selection, Structural, Vector, fixed_integer, get_op
+from hessdiff.harness.ir import Program
+from hessdiff.harness.ops import Bilinear, Elementwise, OpSpec, Piecewise, Selection, Structural, Vector, fixed_integer, get_op
 
 __all__ = ["DIGITS", "Kink", "OracleResult", "OutOfDomain", "Resolution", "all_resolved", "conventions", "evaluate",
            "resolutions"]
@@ -170,7 +170,7 @@ class OracleResult:
 
     def scale_for(self, framework: str | None) -> np.ndarray:
         """``hessian_scale`` with the rule scales of ``framework``'s own derivative formulas
-        (``harness.ops.RuleScale``): another framework's formula never widens its bound.
+        (``hessdiff.harness.ops.RuleScale``): another framework's formula never widens its bound.
         Never smaller than ``hessian_scale``, and computed (by evaluating the program's
         error scales again) only when asked: a judge asks only where the tighter
         ``hessian_scale`` fails."""

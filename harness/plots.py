@@ -21,7 +21,7 @@ each a hover title from one table of values shared by a finding's panels.
 A finding's heatmap panels are drawn by a ``Painter``, which keeps one figure per shape
 and only recolours it: setting up a figure and its axes costs matplotlib several times
 what drawing it does, and a report has hundreds of findings of a few shapes.
-matplotlib is imported inside the functions: ``harness.html_report`` checks that it is
+matplotlib is imported inside the functions: ``hessdiff.harness.html_report`` checks that it is
 installed before drawing anything.
 """
 

@@ -19,8 +19,8 @@ and the scenarios behind real bug reports, checked the same way through a backen
 ``neural_ode_adaptive`` (an adaptive ODE solve, judged against the exact solution within
 the solver's tolerance).
 
-Every violation is attributed with the independent oracle (``harness.oracle``): the
-computation the oracle rejects is the one at fault, judged by ``harness.engine.judge`` like
+Every violation is attributed with the independent oracle (``hessdiff.harness.oracle``): the
+computation the oracle rejects is the one at fault, judged by ``hessdiff.harness.engine.judge`` like
 a campaign variant, and becomes a ``Finding`` of that kind (whose ``repro.py`` runs that
 computation). A violation the oracle accepts on both sides is the relation's tolerance
 meeting rounding: a ``noise`` finding that states its magnitude, never a failure.
@@ -35,14 +35,14 @@ from dataclasses import dataclass, field
 import mpmath
 import numpy as np
 
-from backends import Backend, BackendVariant, Unsupported
-from harness.engine import Outcome, judge, run_variant
-from harness.fdcheck import fd_hessian
-from harness.findings import Finding, Kind
-from harness.ir import Program, const, op
-from harness.oracle import OracleResult, OutOfDomain, evaluate
-from harness.strategies import Case
-from harness.tolerance import tolerance_for
+from hessdiff.backends import Backend, BackendVariant, Unsupported
+from hessdiff.harness.engine import Outcome, judge, run_variant
+from hessdiff.harness.fdcheck import fd_hessian
+from hessdiff.harness.findings import Finding, Kind
+from hessdiff.harness.ir import Program, const, op
+from hessdiff.harness.oracle import OracleResult, OutOfDomain, evaluate
+from hessdiff.harness.strategies import Case
+from hessdiff.harness.tolerance import tolerance_for
 
 __all__ = [
     "ADAPTIVE_ODE_MAX_RATE",
@@ -57,10 +57,10 @@ __all__ = [
     "probes_for",
 ]
 
-# Must match ``backends.scenarios.ODE_STEPS``: the probes solve the same ODE.
+# Must match ``hessdiff.backends.scenarios.ODE_STEPS``: the probes solve the same ODE.
 ODE_STEPS = 4
 
-# Must match ``backends.scenarios.ADAPTIVE_ODE_TOLERANCE``: the rtol (atol is 0) of the
+# Must match ``hessdiff.backends.scenarios.ADAPTIVE_ODE_TOLERANCE``: the rtol (atol is 0) of the
 # ``adaptive-ode-*`` solves, per dtype. float32's is well above its rounding (~6e-8 per
 # op), so the step-size controller is not steered by rounding noise.
 ADAPTIVE_ODE_TOLERANCE = {"float32": 1e-6, "float64": 1e-10}
@@ -324,7 +324,7 @@ def _with_solver_error(oracle: OracleResult, relation: _ProbeRelation, name: str
     error bound: what an approximate (adaptive) solve may be off the exact solution.
 
     The judge bounds an entry's error by ``factor * eps * (scale + |H|)`` (see
-    ``harness.tolerance``), so the allowance goes in as extra scale.
+    ``hessdiff.harness.tolerance``), so the allowance goes in as extra scale.
     """
     if relation.solver_tolerance is None:
         return oracle

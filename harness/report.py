@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
-from harness.baseline import Baseline, BaselineEntry
-from harness.findings import Finding, FindingError, Kind, finding_from_json
-from harness.repro import EXIT_INCONCLUSIVE, render_env, render_repro
+from hessdiff.harness.baseline import Baseline, BaselineEntry
+from hessdiff.harness.findings import Finding, FindingError, Kind, finding_from_json
+from hessdiff.harness.repro import EXIT_INCONCLUSIVE, render_env, render_repro
 
 __all__ = ["ReportPaths", "STEP_SUMMARY_LIMIT", "append_finding", "read_jsonl", "write_report"]
 
@@ -87,7 +87,7 @@ def write_report(
     Arguments:
         out_dir: the run's folder (created if missing).
         findings: the run's (deduplicated) findings.
-        baseline: the known issues (``harness.baseline.load_baseline``).
+        baseline: the known issues (``hessdiff.harness.baseline.load_baseline``).
         run_info: seed, budget, examples tried, versions, ... as JSON-ready values;
             ``checks_per_variant`` (variant -> number of cases checked) feeds the tables.
         coverage: op -> variant -> ``{"checks", "special", "findings"}``, if recorded.
@@ -458,7 +458,7 @@ def _run_section(run_info: Mapping[str, Any], rows: list[_Row]) -> list[str]:
 
 
 def _coverage_section(coverage: Mapping[str, Mapping[str, Mapping[str, int]]]) -> list[str]:
-    from harness.ops import CATALOGUE
+    from hessdiff.harness.ops import CATALOGUE
 
     ops = list(CATALOGUE) + sorted(set(coverage) - set(CATALOGUE))
     variants = sorted({v for per_op in coverage.values() for v in per_op})
@@ -503,7 +503,7 @@ def _coverage_section(coverage: Mapping[str, Mapping[str, Mapping[str, int]]]) -
 def _absent(variant: str, op_name: str) -> bool:
     """Whether ``variant``'s backend declares ``op_name`` absent (False when unknown: a
     report may name a backend this installation lacks)."""
-    from backends import Absent, get_variant
+    from hessdiff.backends import Absent, get_variant
 
     try:
         lowering = get_variant(variant).backend.lowerings.get(op_name)
@@ -517,8 +517,8 @@ def _special_coverage(coverage: Mapping[str, Mapping[str, Mapping[str, int]]]) -
     and hit exactly (a traced argument exactly at it, as the framework computes it), the
     ones none did, and the traced/constant argument patterns of elementwise ops no check
     differentiated."""
-    from harness.exact import argument_kinds, argument_patterns
-    from harness.ops import CATALOGUE
+    from hessdiff.harness.exact import argument_kinds, argument_patterns
+    from hessdiff.harness.ops import CATALOGUE
 
     total, missed, inexact = 0, [], []
     patterns, unpatterned = 0, []

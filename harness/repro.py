@@ -25,11 +25,11 @@ from typing import Any
 
 import numpy as np
 
-from backends.base import Backend, BackendVariant
-from backends.lowering import Src, SourceNamespace
-from backends.registry import get_backend, get_variant
-from harness.findings import Finding, Kind
-from harness.ir import Program
+from hessdiff.backends.base import Backend, BackendVariant
+from hessdiff.backends.lowering import Src, SourceNamespace
+from hessdiff.backends.registry import get_backend, get_variant
+from hessdiff.harness.findings import Finding, Kind
+from hessdiff.harness.ir import Program
 
 __all__ = ["EXIT_INCONCLUSIVE", "EXIT_NOT_REPRODUCED", "EXIT_REPRODUCED", "RTOL", "TIMEOUT_SECONDS",
            "render_env", "render_repro", "tolerance"]
@@ -85,13 +85,13 @@ def render_repro(finding: Finding) -> str:
     """A standalone ``repro.py`` for ``finding``: the failing framework plus NumPy only.
 
     Arguments:
-        finding: the finding; its variant must be registered (``backends.registry``).
+        finding: the finding; its variant must be registered (``hessdiff.backends.registry``).
 
     Returns:
         The script's source. Running it prints the framework's Hessian and the expected
         one and exits 1 (REPRODUCED), 0 (NOT REPRODUCED) or 2 (INCONCLUSIVE).
 
-    Raises ``KeyError`` for an unknown variant and ``backends.base.Unsupported`` if the
+    Raises ``KeyError`` for an unknown variant and ``hessdiff.backends.base.Unsupported`` if the
     variant cannot lower the program.
     """
     variant = get_variant(finding.variant)

@@ -4,7 +4,7 @@ Everything found is appended to ``<out>/findings.jsonl`` the moment it is found,
 Ctrl-C still writes the partial report, so nothing found is lost. Exit codes: 0 no new
 failure, 1 new failures (not in the baseline), 3 hessdiff's own errors, 130 interrupted.
 
-Each variant runs in a worker process (``harness.worker``): a framework that segfaults,
+Each variant runs in a worker process (``hessdiff.harness.worker``): a framework that segfaults,
 aborts, runs out of memory or hangs is a crash or timeout finding, and the campaign goes
 on. ``<out>/campaign.json`` records the configuration and the rounds completed (after
 each round's findings are logged), so ``--resume <out>`` continues the same campaign:
@@ -30,15 +30,15 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from backends import BackendVariant, all_backends, all_variants
-from harness.baseline import Baseline, load_baseline
-from harness.bounds import with_bounds
-from harness.campaign import Campaign, CampaignConfig, CampaignStats
-from harness.engine import check_case
-from harness.findings import Finding, FindingError, latest_findings, load_findings
-from harness.html_report import html_note
-from harness.report import append_finding, read_jsonl, write_report
-from harness.strategies import DEFAULT_OPS, Case
+from hessdiff.backends import BackendVariant, all_backends, all_variants
+from hessdiff.harness.baseline import Baseline, load_baseline
+from hessdiff.harness.bounds import with_bounds
+from hessdiff.harness.campaign import Campaign, CampaignConfig, CampaignStats
+from hessdiff.harness.engine import check_case
+from hessdiff.harness.findings import Finding, FindingError, latest_findings, load_findings
+from hessdiff.harness.html_report import html_note
+from hessdiff.harness.report import append_finding, read_jsonl, write_report
+from hessdiff.harness.strategies import DEFAULT_OPS, Case
 
 __all__ = ["STATE_FILE", "UsageError", "load_state", "parse_budget", "replay", "run", "select_variants"]
 
@@ -168,7 +168,7 @@ def run(
     _save_state(out, state)
     runners: list[BackendVariant] | list[Any] = variants
     if isolate:
-        from harness.worker import isolate as isolated
+        from hessdiff.harness.worker import isolate as isolated
 
         runners = isolated(variants, timeout=timeout)
     campaign = Campaign(

@@ -1,6 +1,6 @@
 """Screening many points of one program cheaply, to spend the oracle where it matters.
 
-The oracle (``harness.oracle``) is exact and slow: 50-digit jets over object arrays, about
+The oracle (``hessdiff.harness.oracle``) is exact and slow: 50-digit jets over object arrays, about
 10-20 ms per point. Most points of most programs are boring: every framework agrees to
 the last few ulps, and no piecewise op is anywhere near a kink. ``screen`` finds those
 with float64 NumPy, vectorised over the points:
@@ -29,10 +29,10 @@ from typing import Any
 
 import numpy as np
 
-from backends.registry import framework_of
-from harness.ir import Program
-from harness.ops import Bilinear, Elementwise, Piecewise, Selection, Structural, Vector, get_op
-from harness.tolerance import tolerance_for
+from hessdiff.backends.registry import framework_of
+from hessdiff.harness.ir import Program
+from hessdiff.harness.ops import Bilinear, Elementwise, Piecewise, Selection, Structural, Vector, get_op
+from hessdiff.harness.tolerance import tolerance_for
 
 __all__ = ["NEAR", "agree", "screen"]
 
@@ -67,7 +67,7 @@ def _numpy_rules(op: str, int_attrs: tuple[tuple[str, Any], ...]) -> tuple[Any, 
     return None, tuple(sp.lambdify(params, s, modules=modules, use_imps=False) for s in switches), pieces
 
 
-# The catalogue's step functions (``harness.ops._step``) carry mpmath implementations;
+# The catalogue's step functions (``hessdiff.harness.ops._step``) carry mpmath implementations;
 # in floats they are NumPy's (rint rounds half to even, as the frameworks do).
 _STEP_FUNCTIONS = {"floor_": np.floor, "ceil_": np.ceil, "round_": np.rint}
 
@@ -274,7 +274,7 @@ def _in_domain(spec: Any, args: list[np.ndarray], k: int) -> np.ndarray:
 def agree(hessians: Mapping[str, np.ndarray | None], n: int, dtype: str) -> bool:
     """Whether every Hessian is finite, (n, n), and within its backend's error-scale-free
     tolerance (``Tolerance.naive_bound``) of the most accurate backend's, and they come
-    from at least two independent frameworks (``backends.registry.framework_of``: the
+    from at least two independent frameworks (``hessdiff.backends.registry.framework_of``: the
     variants of one framework, and JAX with Equinox, share derivative rules, and so their
     faults: their agreement vouches for nothing)."""
     if not hessians or any(h is None for h in hessians.values()):

@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 
-from harness.ir import LITERALS, PYTHON_NUMBER_OPS, Node, Program, const, integer_array, literal_of, op
-from harness.oracle import node_values
-from harness.ops import CATALOGUE, NORM_ORDS, Elementwise, Piecewise, in_arg_domain
+from hessdiff.harness.ir import LITERALS, PYTHON_NUMBER_OPS, Node, Program, const, integer_array, literal_of, op
+from hessdiff.harness.oracle import node_values
+from hessdiff.harness.ops import CATALOGUE, NORM_ORDS, Elementwise, Piecewise, in_arg_domain
 
 __all__ = ["Case", "cases", "mlp_programs", "points", "programs", "DEFAULT_OPS"]
 

@@ -85,9 +85,9 @@ _BY_BACKEND: dict[tuple[str, str], Tolerance] = {
 
 def tolerance_for(backend: str, dtype: str) -> Tolerance:
     """The tolerance of ``backend`` (a backend or variant name) in ``dtype``: its
-    framework's (``backends.registry.framework_of``), so a test backend built on MLX is
+    framework's (``hessdiff.backends.registry.framework_of``), so a test backend built on MLX is
     held to MLX's accuracy."""
-    from backends.registry import framework_of
+    from hessdiff.backends.registry import framework_of
 
     name = framework_of(backend)
     if dtype not in _DEFAULT:

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.findings import Finding, FindingError, finding_from_json
+from hessdiff.harness.findings import Finding, FindingError, finding_from_json
 
 __all__ = ["TEMPLATES", "BugTemplate", "TriageError", "TriageItem", "load_items", "render_draft", "root_cause_key",
            "triage"]

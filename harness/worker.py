@@ -40,10 +40,10 @@ from typing import Any, BinaryIO, final
 
 import numpy as np
 
-from backends import BackendVariant
-from harness.engine import HarnessError, Outcome, Runner, run_variant
-from harness.ir import Program
-from harness.strategies import Case
+from hessdiff.backends import BackendVariant
+from hessdiff.harness.engine import HarnessError, Outcome, Runner, run_variant
+from hessdiff.harness.ir import Program
+from hessdiff.harness.strategies import Case
 
 __all__ = ["DEFAULT_MEMORY_MIB", "DEFAULT_TIMEOUT", "IsolatedVariant", "isolate"]
 
@@ -243,7 +243,7 @@ class _Worker:
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))
         self._stderr = tempfile.TemporaryFile(prefix="hessdiff-worker-")
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "harness.worker"],
+            [sys.executable, "-m", "hessdiff.harness.worker"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, env=env,
             start_new_session=True,  # a Ctrl-C in the terminal goes to the campaign, not here
         )
@@ -455,7 +455,7 @@ def _serve() -> None:
                 variant, case = payload
                 reply = run_variant(variant, case)
             elif kind == "points":
-                from harness.engine import run_points
+                from hessdiff.harness.engine import run_points
 
                 variant, program, points, dtype = payload
                 reply = run_points(variant, program, points, dtype)

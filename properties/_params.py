@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from backends import all_backends, all_variants
+from hessdiff.backends import all_backends, all_variants
 
 
 def backend_params() -> list:

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from hypothesis import settings
 
-from harness.baseline import Baseline
-from harness.findings import Finding
-from harness.report import write_report
+from hessdiff.harness.baseline import Baseline
+from hessdiff.harness.findings import Finding
+from hessdiff.harness.report import write_report
 
 
 def cost_scaled(divisor: int) -> Callable[[Any], Any]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.baseline import Baseline, load_baseline
+from hessdiff.harness.baseline import Baseline, load_baseline
 
 # HESSDIFF_BASELINE: a version environment's own baseline (tox.ini, differential-eqx0114).
 BASELINE_PATH = Path(os.environ.get("HESSDIFF_BASELINE") or

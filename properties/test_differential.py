@@ -11,8 +11,8 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 
-from harness.engine import check_case
-from harness.strategies import Case, cases
+from hessdiff.harness.engine import check_case
+from hessdiff.harness.strategies import Case, cases
 from _params import backend_params, variants_of
 
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 
-from backends import get_backend
-from harness.relations import check
-from harness.strategies import Case, cases
+from hessdiff.backends import get_backend
+from hessdiff.harness.relations import check
+from hessdiff.harness.strategies import Case, cases
 from _params import backend_params
 from _relations import assert_no_new_findings, cost_scaled, report_dir  # noqa: F401 - a fixture
 

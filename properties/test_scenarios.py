@@ -25,10 +25,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from backends import all_backends, get_backend
-from harness.ir import Program, const, op
-from harness.relations import check, probes_for
-from harness.strategies import Case, cases
+from hessdiff.backends import all_backends, get_backend
+from hessdiff.harness.ir import Program, const, op
+from hessdiff.harness.relations import check, probes_for
+from hessdiff.harness.strategies import Case, cases
 from _params import backend_params
 from _relations import assert_no_new_findings, cost_scaled, report_dir  # noqa: F401 - a fixture
 

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from backends import BackendVariant, get_variant
-from harness.ir import Program, const, op
+from hessdiff.backends import BackendVariant, get_variant
+from hessdiff.harness.ir import Program, const, op
 
 PROGRAMS = {
     # sum(sin(x) * x)

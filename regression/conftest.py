@@ -9,8 +9,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from backends import all_variants  # noqa: E402
-from harness.campaign import Campaign, CampaignConfig  # noqa: E402
+from hessdiff.backends import all_variants  # noqa: E402
+from hessdiff.harness.campaign import Campaign, CampaignConfig  # noqa: E402
 from regression_setup import EXAMPLES, ROUNDS  # noqa: E402
 
 

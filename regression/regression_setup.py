@@ -6,8 +6,8 @@ import importlib.metadata
 
 import numpy as np
 
-from harness.campaign import Campaign
-from harness.findings import Finding, Kind
+from hessdiff.harness.campaign import Campaign
+from hessdiff.harness.findings import Finding, Kind
 
 # The release that fixed equinox#801, as `hessdiff bisect` finds it (test_bisect_801.py
 # checks that it does); 0.11.4, the first release with filter_hessian, has the fault.

@@ -11,10 +11,10 @@ import sys
 
 import pytest
 
-from harness.baseline import Baseline
-from harness.campaign import Campaign
-from harness.cli import main
-from harness.report import write_report
+from hessdiff.harness.baseline import Baseline
+from hessdiff.harness.campaign import Campaign
+from hessdiff.harness.cli import main
+from hessdiff.harness.report import write_report
 from regression_setup import EQUINOX, FAULTY, FIRST_FIXED, fault_findings
 
 PINS = ["--with", "jax==0.4.26", "--with", "jaxlib==0.4.26", "--with", "numpy<2"]

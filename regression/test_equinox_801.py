@@ -19,12 +19,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.baseline import Baseline
-from harness.campaign import Campaign
-from harness.findings import Kind
-from harness.oracle import piecewise_linear
-from harness.report import write_report
-from harness.repro import EXIT_REPRODUCED
+from hessdiff.harness.baseline import Baseline
+from hessdiff.harness.campaign import Campaign
+from hessdiff.harness.findings import Kind
+from hessdiff.harness.oracle import piecewise_linear
+from hessdiff.harness.report import write_report
+from hessdiff.harness.repro import EXIT_REPRODUCED
 from regression_setup import EQUINOX, EXAMPLES, FAULTY, ROUNDS
 from regression_setup import fault_findings as _fault_findings
 

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from backends import Absent, Backend, Namespace, Variant, registry
-from harness.ops import CATALOGUE
+from hessdiff.backends import Absent, Backend, Namespace, Variant, registry
+from hessdiff.harness.ops import CATALOGUE
 
 
 class Planted(Backend):

@@ -4,7 +4,7 @@ Each is a tiny NumPy "framework" that computes the right Hessian of ``sum(x * x)
 (2 I) at a point with ``x[0] <= 0`` and misbehaves at a point with ``x[0] > 0``, so one
 test can show both the failure becoming a finding and the restarted worker answering
 correctly afterwards. Run in the campaign's own process, any of them would end it; that
-is what ``harness.worker`` is for.
+is what ``hessdiff.harness.worker`` is for.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from typing import Any, final
 
 import numpy as np
 
-from backends import Absent, Backend, Namespace, Variant
-from harness.ir import Program, op
-from harness.ops import CATALOGUE
+from hessdiff.backends import Absent, Backend, Namespace, Variant
+from hessdiff.harness.ir import Program, op
+from hessdiff.harness.ops import CATALOGUE
 
 __all__ = ["HOSTILE", "HostileBackend", "hostile_variant", "squares"]
 
@@ -118,6 +118,6 @@ def squares(n: int = 2) -> Program:
 
 def hostile_variant(kind: str) -> Any:
     """The ``hostile:<kind>`` variant (not registered: the worker does not need it)."""
-    from backends import BackendVariant
+    from hessdiff.backends import BackendVariant
 
     return BackendVariant(HostileBackend(), kind)

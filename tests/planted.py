@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import final
 
-from backends import Variant
-from backends.jax_backend import JAX_LOWERINGS, JaxBackend
+from hessdiff.backends import Variant
+from hessdiff.backends.jax_backend import JAX_LOWERINGS, JaxBackend
 
 
 def hessian_or_gradient(f):

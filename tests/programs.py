@@ -7,9 +7,9 @@ import functools
 
 import numpy as np
 
-from backends.registry import get_variant
-from harness.ir import Node, Program, const, op
-from harness.ops import CATALOGUE
+from hessdiff.backends.registry import get_variant
+from hessdiff.harness.ir import Node, Program, const, op
+from hessdiff.harness.ops import CATALOGUE
 
 # The first catalogue: the ops every backend test runs in one program. The whole
 # catalogue, op by op on every variant, is tests/test_ops.py's job.

@@ -10,11 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from backends import BackendVariant
-from harness.baseline import Baseline
-from harness.campaign import Campaign, CampaignConfig
-from harness.findings import Finding
-from harness.report import write_report
+from hessdiff.backends import BackendVariant
+from hessdiff.harness.baseline import Baseline
+from hessdiff.harness.campaign import Campaign, CampaignConfig
+from hessdiff.harness.findings import Finding
+from hessdiff.harness.report import write_report
 from planted import PlantedBackend
 
 OPS = ("relu", "square", "mul", "add", "sub", "abs", "maximum", "sum")

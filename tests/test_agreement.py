@@ -1,6 +1,6 @@
 """Every backend variant agrees with the oracle on hand-written programs with known Hessians.
 
-Agreement is judged by the diff engine with the tolerance table of ``harness.tolerance``
+Agreement is judged by the diff engine with the tolerance table of ``hessdiff.harness.tolerance``
 (measured per backend and dtype), and in float64 JAX and PyTorch must also meet 1e-10
 relative. Where a variant cannot run a program at all (MLX forward-over-reverse on an
 indexing program), the adapter must say so with ``Unsupported``: a distinct outcome,
@@ -12,12 +12,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from backends import Unsupported, all_variants
-from harness.engine import check_case
-from harness.findings import Kind
-from harness.ir import Node, Program, const, op
-from harness.oracle import evaluate
-from harness.strategies import Case
+from hessdiff.backends import Unsupported, all_variants
+from hessdiff.harness.engine import check_case
+from hessdiff.harness.findings import Kind
+from hessdiff.harness.ir import Node, Program, const, op
+from hessdiff.harness.oracle import evaluate
+from hessdiff.harness.strategies import Case
 
 W = np.array([[0.5, -1.0, 0.25], [1.5, 0.3, -0.7], [-0.2, 0.8, 1.1], [0.9, -0.4, 0.6]])
 B = np.array([0.1, -0.2, 0.3, 0.05])

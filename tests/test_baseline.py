@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from harness.baseline import Baseline, BaselineEntry, BaselineError, load_baseline
-from harness.findings import Finding, Kind
-from harness.ir import Node, Program, op
+from hessdiff.harness.baseline import Baseline, BaselineEntry, BaselineError, load_baseline
+from hessdiff.harness.findings import Finding, Kind
+from hessdiff.harness.ir import Node, Program, op
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -155,7 +155,7 @@ def test_a_variant_pattern_covers_every_variant_of_a_backend() -> None:
 
 def test_an_ops_pattern_can_name_one_op_exactly() -> None:
     """``*+max+*``: a program with max, wherever it sorts, and not one with maximum."""
-    from harness.baseline import BaselineEntry
+    from hessdiff.harness.baseline import BaselineEntry
 
     entry = BaselineEntry("mlx:fwdrev*|wrong_value|float32|*+max+*")
     assert entry.matches("mlx:fwdrev|wrong_value|float32|max")

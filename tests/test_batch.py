@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from backends import BackendVariant, get_variant, register
-from backends.registry import unregister
-from harness.batch import check_program
-from harness.engine import check_case
-from harness.findings import Kind
-from harness.ir import Node, Program, const, op
-from harness.screen import NEAR, agree, screen
-from harness.strategies import Case
+from hessdiff.backends import BackendVariant, get_variant, register
+from hessdiff.backends.registry import unregister
+from hessdiff.harness.batch import check_program
+from hessdiff.harness.engine import check_case
+from hessdiff.harness.findings import Kind
+from hessdiff.harness.ir import Node, Program, const, op
+from hessdiff.harness.screen import NEAR, agree, screen
+from hessdiff.harness.strategies import Case
 from planted import PlantedBackend
 
 CROSS = Program(2, (Node("input"), op("gather", 0, idx=(1, 0)), op("mul", 0, 1), op("sin", 2), op("sum", 3)))

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import bisect as b
-from harness.cli import main
-from harness.findings import Finding, Kind
-from harness.ir import Node, Program, op
+from hessdiff.harness import bisect as b
+from hessdiff.harness.cli import main
+from hessdiff.harness.findings import Finding, Kind
+from hessdiff.harness.ir import Node, Program, op
 
 RELU = Program(2, (Node("input"), op("relu", 0), op("sum", 1)))
 FINDING = Finding(kind=Kind.WRONG_VALUE, variant="jax:fwdrev", versions={"jax": "0.test"}, dtype="float64",

@@ -1,18 +1,18 @@
 """A failing finding is blamed on the one derivative rule that is wrong, or on the
-composition when every rule is right alone (``harness.blame``)."""
+composition when every rule is right alone (``hessdiff.harness.blame``)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from backends import BackendVariant, get_variant
-from backends.registry import register, unregister
-from harness.blame import blame, local_case, local_faults
-from harness.engine import check_case
-from harness.exact import rounded_values
-from harness.ir import Node, Program, const, op
-from harness.strategies import Case
+from hessdiff.backends import BackendVariant, get_variant
+from hessdiff.backends.registry import register, unregister
+from hessdiff.harness.blame import blame, local_case, local_faults
+from hessdiff.harness.engine import check_case
+from hessdiff.harness.exact import rounded_values
+from hessdiff.harness.ir import Node, Program, const, op
+from hessdiff.harness.strategies import Case
 from planted import CompositionBackend, TwoFaultsBackend, WrongExpBackend
 
 X = np.array([0.3, -0.7])
@@ -65,10 +65,10 @@ def test_a_fault_no_rule_shows_alone_is_blamed_on_the_composition(planted) -> No
 
 
 def test_a_campaigns_new_failure_carries_its_blame_into_the_report(planted, tmp_path) -> None:
-    from harness.baseline import Baseline
-    from harness.campaign import Campaign, CampaignConfig
-    from harness.findings import load_findings
-    from harness.report import write_report
+    from hessdiff.harness.baseline import Baseline
+    from hessdiff.harness.campaign import Campaign, CampaignConfig
+    from hessdiff.harness.findings import load_findings
+    from hessdiff.harness.report import write_report
 
     config = CampaignConfig(budget_seconds=600, seed=0, max_rounds=2, round_examples=10, dtypes=("float64",),
                             max_ops=3, ops=("exp", "sin", "mul", "add", "sum"), max_n=2)
@@ -97,7 +97,7 @@ def twofaults():
 
 
 def _config(**kw):
-    from harness.campaign import CampaignConfig
+    from hessdiff.harness.campaign import CampaignConfig
 
     return CampaignConfig(**{"budget_seconds": 600, "seed": 0, "max_rounds": 2, "round_examples": 10,
                              "dtypes": ("float64",), "max_ops": 3, "ops": ("exp", "sin", "mul", "add", "sum"),
@@ -116,8 +116,8 @@ def test_each_node_checked_alone_shows_each_broken_rule(twofaults) -> None:
 
 
 def test_a_new_fault_beside_a_baselined_one_is_reported_and_shrunk_to_its_own_rule(twofaults) -> None:
-    from harness.baseline import Baseline, BaselineEntry
-    from harness.campaign import Campaign
+    from hessdiff.harness.baseline import Baseline, BaselineEntry
+    from hessdiff.harness.campaign import Campaign
 
     baseline = Baseline((BaselineEntry("twofaults:*|wrong_value|float64|*exp*", "", "exp is known"),))
     campaign = Campaign([twofaults], _config(), baseline=baseline)
@@ -132,7 +132,7 @@ def test_a_new_fault_beside_a_baselined_one_is_reported_and_shrunk_to_its_own_ru
 
 
 def test_a_new_fault_beside_a_found_one_is_reported_not_counted_as_it(twofaults) -> None:
-    from harness.campaign import Campaign
+    from hessdiff.harness.campaign import Campaign
 
     exp_only = Program(2, (Node("input"), op("exp", 0), op("mul", 1, 1), op("sum", 2)))
     campaign = Campaign([twofaults], _config())
@@ -148,7 +148,7 @@ def test_a_new_fault_beside_a_found_one_is_reported_not_counted_as_it(twofaults)
 
 
 def test_two_faults_of_one_framework_and_dtype_come_out_as_two_findings_each_on_its_own_op(twofaults) -> None:
-    from harness.campaign import Campaign
+    from hessdiff.harness.campaign import Campaign
 
     campaign = Campaign([twofaults], _config(max_rounds=3))
     campaign.run()

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from backends.registry import framework_of
-from harness.bounds import bound_for, judged_bound, with_bounds
-from harness.findings import Finding, Kind, finding_from_json
-from harness.ir import Node, Program, op
-from harness.oracle import evaluate
-from harness.tolerance import tolerance_for
+from hessdiff.backends.registry import framework_of
+from hessdiff.harness.bounds import bound_for, judged_bound, with_bounds
+from hessdiff.harness.findings import Finding, Kind, finding_from_json
+from hessdiff.harness.ir import Node, Program, op
+from hessdiff.harness.oracle import evaluate
+from hessdiff.harness.tolerance import tolerance_for
 
 PROGRAM = Program(2, (Node("input"), op("sin", 0), op("mul", 1, 0), op("sum", 2)))
 POINT = np.array([0.75, -1.5])

@@ -10,15 +10,15 @@ import time
 import numpy as np
 import pytest
 
-from backends import BackendVariant, register
-from backends.registry import unregister
-from harness.baseline import Baseline, BaselineEntry
-from harness.campaign import Campaign, CampaignConfig, NewFinding
-from harness.engine import Outcome, Runner
-from harness.findings import Finding, Kind, latest_findings
-from harness.ir import Node, Program, op
-from harness.repro import render_repro
-from harness.strategies import Case
+from hessdiff.backends import BackendVariant, register
+from hessdiff.backends.registry import unregister
+from hessdiff.harness.baseline import Baseline, BaselineEntry
+from hessdiff.harness.campaign import Campaign, CampaignConfig, NewFinding
+from hessdiff.harness.engine import Outcome, Runner
+from hessdiff.harness.findings import Finding, Kind, latest_findings
+from hessdiff.harness.ir import Node, Program, op
+from hessdiff.harness.repro import render_repro
+from hessdiff.harness.strategies import Case
 from planted import KinkConventionBackend, PlantedBackend
 
 
@@ -128,7 +128,7 @@ def test_a_fault_only_at_kinks_is_a_convention(planted) -> None:
 
 
 def _steered(coverage, **kw) -> Campaign:
-    from backends import get_variant
+    from hessdiff.backends import get_variant
 
     ops = ("sin", "relu", "log10", "arctan", "square", "mul")
     config = CampaignConfig(seed=3, ops=ops, focus=2, dtypes=("float64",), **kw)
@@ -181,8 +181,8 @@ def test_a_steered_round_aims_at_the_missing_special_value() -> None:
     still come up by chance: Hypothesis likes constants and points of 1.0)."""
     from hypothesis import given, settings
 
-    from harness.oracle import OutOfDomain, evaluate
-    from harness.strategies import cases
+    from hessdiff.harness.oracle import OutOfDomain, evaluate
+    from hessdiff.harness.strategies import cases
 
     hit = {"checks": 1, "special:0": 1, "special:1": 1, "exact:0": 1, "exact:1": 1}
     coverage = {name: {"jax:fwdrev": {**hit, "pattern:TT": 1, "pattern:TC": 1, "pattern:CT": 1}}
@@ -216,7 +216,7 @@ def test_a_steered_round_aims_at_the_missing_special_value() -> None:
 def test_steering_chases_an_op_until_every_variant_lowering_it_has_checked_it() -> None:
     """sin checked by JAX but not by MLX is still wanted; solve, which MLX lacks, is not
     wanted for MLX's sake once JAX has checked it."""
-    from backends import get_variant
+    from hessdiff.backends import get_variant
 
     config = CampaignConfig(seed=3, ops=("sin", "solve"), focus=None, dtypes=("float64",))
     done = {"checks": 4, "special": 0, "exact:0": 1}
@@ -231,7 +231,7 @@ class _Sevens(Runner):
     name = "jax:wrong"
 
     def __init__(self) -> None:
-        from backends import get_variant
+        from hessdiff.backends import get_variant
 
         self.variant = get_variant("jax:fwdrev")
 
@@ -276,7 +276,7 @@ def test_a_baselined_first_hit_does_not_absorb_a_new_fault_of_the_same_key(monke
     counted with the first and never reported). A later hit the baseline covers is
     counted with the first. (Its nodes checked alone would each fail with this backend,
     wrong everywhere: that is ``tests/test_blame.py``'s, switched off here.)"""
-    monkeypatch.setattr("harness.campaign.UNMASK_SHARE", -1.0)
+    monkeypatch.setattr("hessdiff.harness.campaign.UNMASK_SHARE", -1.0)
     baseline = Baseline((BaselineEntry("jax:wrong|wrong_value|float64|*arctan*"),))
     known = _case(op("arctan", 0), op("square", 1), op("sum", 2))
     known_again = _case(op("arctan", 0), op("exp", 1), op("sum", 2))

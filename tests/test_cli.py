@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from backends import Absent, Backend, registry
-from harness import cli
-from harness.ops import CATALOGUE
+from hessdiff.backends import Absent, Backend, registry
+from hessdiff.harness import cli
+from hessdiff.harness.ops import CATALOGUE
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -144,7 +144,7 @@ def test_internal_error_is_one_line_and_exit_70(
 
     monkeypatch.delenv("HESSDIFF_DEBUG", raising=False)
     monkeypatch.setattr(registry, "all_backends", boom)
-    monkeypatch.setattr("backends.all_backends", boom)
+    monkeypatch.setattr("hessdiff.backends.all_backends", boom)
     code, out, err = run(capsys, "ops")
     assert code == 70
     assert_one_line_no_traceback(err)
@@ -156,7 +156,7 @@ def test_debug_lets_the_traceback_through(monkeypatch: pytest.MonkeyPatch) -> No
         raise RuntimeError("registry exploded")
 
     monkeypatch.setenv("HESSDIFF_DEBUG", "1")
-    monkeypatch.setattr("backends.all_backends", boom)
+    monkeypatch.setattr("hessdiff.backends.all_backends", boom)
     with pytest.raises(RuntimeError, match="registry exploded"):
         cli.main(["ops"])
 
@@ -167,7 +167,7 @@ def test_keyboard_interrupt_exits_130(
     def interrupted() -> list[object]:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("backends.all_backends", interrupted)
+    monkeypatch.setattr("hessdiff.backends.all_backends", interrupted)
     code, _, err = run(capsys, "backends")
     assert code == 130
     assert_one_line_no_traceback(err)

@@ -3,8 +3,8 @@ and every narrowing has its reason (``hessdiff ops --domains``)."""
 
 from __future__ import annotations
 
-from harness.domains import NOTES, catalogue_domain, domain_rows, restricted
-from harness.ops import CATALOGUE
+from hessdiff.harness.domains import NOTES, catalogue_domain, domain_rows, restricted
+from hessdiff.harness.ops import CATALOGUE
 
 
 def test_every_restricted_op_has_a_row_and_every_narrowing_a_reason() -> None:

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backends.base import BackendUnavailable, BackendVariant
-from backends.jax_backend import JAX_LOWERINGS
-from backends.registry import check_backend, get_backend, get_variant
-from harness.ir import Node, Program, const, op
+from hessdiff.backends.base import BackendUnavailable, BackendVariant
+from hessdiff.backends.jax_backend import JAX_LOWERINGS
+from hessdiff.backends.registry import check_backend, get_backend, get_variant
+from hessdiff.harness.ir import Node, Program, const, op
 
 BACKEND = get_backend("equinox")
 for _backend in (BACKEND, get_backend("jax")):
@@ -165,7 +165,7 @@ def test_module_imports_without_equinox() -> None:
     # The backend module must import (and report unavailable) where equinox is absent.
     code = (
         "import sys; sys.modules['equinox'] = None\n"
-        "import backends.equinox_backend as eb\n"
+        "import hessdiff.backends.equinox_backend as eb\n"
         "status = eb.EquinoxBackend().availability()\n"
         "assert not status.available, status\n"
         "print(status.reason)\n"

@@ -1,4 +1,4 @@
-"""What a check differentiated: ``harness.exact`` (coverage and steering count by it)."""
+"""What a check differentiated: ``hessdiff.harness.exact`` (coverage and steering count by it)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from harness.exact import exercised, traced_nodes
-from harness.ir import Node, Program, const, op
-from harness.strategies import cases
+from hessdiff.harness.exact import exercised, traced_nodes
+from hessdiff.harness.ir import Node, Program, const, op
+from hessdiff.harness.strategies import cases
 
 
 def _program(n: int, *nodes: Node) -> Program:
@@ -83,8 +83,8 @@ def test_a_constant_argument_counts_by_how_the_framework_receives_it() -> None:
     """pow's exponent as a framework array, a Python float or int, or an int32 array is
     four code paths; coverage tells them apart, and the summary names the kinds no check
     differentiated."""
-    from harness.exact import argument_kinds
-    from harness.report import _special_coverage
+    from hessdiff.harness.exact import argument_kinds
+    from hessdiff.harness.report import _special_coverage
 
     assert argument_kinds("pow") == ("0:array", "0:float", "0:int", "1:array", "1:float", "1:int", "1:int32")
     assert argument_kinds("sin") == ()

@@ -19,9 +19,9 @@ from urllib.parse import unquote, urlparse
 
 import pytest
 
-from backends import register
-from backends.registry import unregister
-from harness.run import run
+from hessdiff.backends import register
+from hessdiff.backends.registry import unregister
+from hessdiff.harness.run import run
 from planted import PlantedBackend
 
 pytest.importorskip("jinja2", reason="the HTML report needs jinja2: pip install 'hessdiff[report]'")

@@ -14,17 +14,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import cli
-from harness.baseline import Baseline, BaselineEntry
-from harness.findings import Finding, Kind
-from harness.html_report import _highlight, html_note, missing_dependencies, write_html
-from harness.ir import Node, Program, op
-from harness.report import write_report
+from hessdiff.harness import cli
+from hessdiff.harness.baseline import Baseline, BaselineEntry
+from hessdiff.harness.findings import Finding, Kind
+from hessdiff.harness.html_report import _highlight, html_note, missing_dependencies, write_html
+from hessdiff.harness.ir import Node, Program, op
+from hessdiff.harness.report import write_report
 
 pytest.importorskip("jinja2", reason="the HTML report needs jinja2: pip install 'hessdiff[report]'")
 pytest.importorskip("matplotlib", reason="the HTML report needs matplotlib: pip install 'hessdiff[report]'")
 
-from harness.plots import NONFINITE_FACE, Painter  # noqa: E402
+from hessdiff.harness.plots import NONFINITE_FACE, Painter  # noqa: E402
 
 RELU = Program(2, (Node("input"), op("relu", 0), op("square", 1), op("sum", 2)))
 SIN = Program(2, (Node("input"), op("sin", 0), op("sum", 1)))

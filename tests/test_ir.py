@@ -8,7 +8,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from harness.ir import Node, Program, ProgramError, const, op, program_from_json
+from hessdiff.harness.ir import Node, Program, ProgramError, const, op, program_from_json
 
 
 def sin_sum(n: int = 3) -> Program:

@@ -8,10 +8,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from backends import Absent, BackendVariant, registry
-from backends.lowering import Namespace, SourceNamespace, Src, array_literal, render
-from harness.ir import Program, op
-from harness.ops import CATALOGUE, OpSpec
+from hessdiff.backends import Absent, BackendVariant, registry
+from hessdiff.backends.lowering import Namespace, SourceNamespace, Src, array_literal, render
+from hessdiff.harness.ir import Program, op
+from hessdiff.harness.ops import CATALOGUE, OpSpec
 
 a, b = Src("a"), Src("b")
 
@@ -183,7 +183,7 @@ def _one_op_program(spec: OpSpec) -> Program:
         attrs = _SPECIAL_ATTRS.get(spec.name) or {a.name: _ATTR_VALUES[a.kind] for a in spec.attrs}
         return Program(2, (op("input"), op(spec.name, *[0] * spec.arity, **attrs), op("sum", 1)))
     except (KeyError, ValueError):
-        from harness.strategies import probe_program
+        from hessdiff.harness.strategies import probe_program
 
         x = np.array([0.25, -0.5])
         for seed in range(50):
@@ -222,7 +222,7 @@ def test_every_lowering_emits_a_script_that_compiles(variant: BackendVariant, sp
 @pytest.mark.parametrize("name", ["jax", "torch", "mlx", "equinox"])
 def test_python_number_constants_are_written_into_the_source(name: str) -> None:
     """A literal const is a Python number in the code that runs and in the repro."""
-    from harness.ir import const
+    from hessdiff.harness.ir import const
 
     backend = registry.get_backend(name)
     if not backend.availability().available:

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from backends import register
-from backends.registry import unregister
-from harness.cli import main
-from harness.findings import load_findings
-from harness.merge import MergeError, load_shard, merge_shards
+from hessdiff.backends import register
+from hessdiff.backends.registry import unregister
+from hessdiff.harness.cli import main
+from hessdiff.harness.findings import load_findings
+from hessdiff.harness.merge import MergeError, load_shard, merge_shards
 from planted import PlantedBackend
 from shards import write_shards
 

@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from backends import Unsupported, get_backend, get_variant
-from backends.base import BackendVariant
-from backends.registry import check_backend
-from harness.ir import Node, Program, const, op
+from hessdiff.backends import Unsupported, get_backend, get_variant
+from hessdiff.backends.base import BackendVariant
+from hessdiff.backends.registry import check_backend
+from hessdiff.harness.ir import Node, Program, const, op
 
 MLX = get_backend("mlx")
 for _backend in (MLX, get_backend("jax")):
@@ -240,7 +240,7 @@ def test_importing_the_backend_does_not_import_mlx() -> None:
     code = textwrap.dedent(
         """
         import sys
-        import backends.mlx_backend
+        import hessdiff.backends.mlx_backend
         assert "mlx" not in sys.modules, sorted(m for m in sys.modules if m.startswith("mlx"))
         """
     )

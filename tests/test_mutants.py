@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backends import get_variant
-from harness.engine import Outcome, run_variant
-from harness.oracle import evaluate
-from harness.ops import CATALOGUE
-from harness.strategies import Case
+from hessdiff.backends import get_variant
+from hessdiff.harness.engine import Outcome, run_variant
+from hessdiff.harness.oracle import evaluate
+from hessdiff.harness.ops import CATALOGUE
+from hessdiff.harness.strategies import Case
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
@@ -86,7 +86,7 @@ def test_a_mutants_region_is_where_its_probes_say(mutant: Mutant) -> None:
 def test_region_values_are_rounded_node_by_node() -> None:
     """An intermediate aimed at 0 as (v - c1) with c1 = v rounded is exactly 0, as in a
     framework, though its exact value is not."""
-    from harness.ir import Node, Program, const, op
+    from hessdiff.harness.ir import Node, Program, const, op
 
     from mutant_backends import dtype_values
 

@@ -20,23 +20,23 @@ from typing import final
 import numpy as np
 import pytest
 
-from backends import Variant, get_backend, get_variant, register
-from backends.jax_backend import JaxBackend
-from backends.scenarios import ADAPTIVE_ODE_TOLERANCE as PROBE_TOLERANCE
-from backends.scenarios.equinox_probes import diffrax_adaptive_hessian
-from harness.baseline import Baseline
-from harness.engine import run_variant
-from harness.findings import Kind
-from harness.ir import Program, op
-from harness.oracle import evaluate
-from harness.relations import (
+from hessdiff.backends import Variant, get_backend, get_variant, register
+from hessdiff.backends.jax_backend import JaxBackend
+from hessdiff.backends.scenarios import ADAPTIVE_ODE_TOLERANCE as PROBE_TOLERANCE
+from hessdiff.backends.scenarios.equinox_probes import diffrax_adaptive_hessian
+from hessdiff.harness.baseline import Baseline
+from hessdiff.harness.engine import run_variant
+from hessdiff.harness.findings import Kind
+from hessdiff.harness.ir import Program, op
+from hessdiff.harness.oracle import evaluate
+from hessdiff.harness.relations import (
     ADAPTIVE_ODE_MAX_RATE,
     ADAPTIVE_ODE_TOLERANCE,
     check,
     exact_ode_program,
 )
-from harness.report import write_report
-from harness.strategies import Case
+from hessdiff.harness.report import write_report
+from hessdiff.harness.strategies import Case
 
 # sum(tanh(x * reversed(x)) + sin(x)): every entry of H is non-zero, cross terms included.
 SMOOTH = Program(

@@ -13,15 +13,15 @@ import os
 import numpy as np
 import pytest
 
-from backends import Absent, all_backends, all_variants
-from backends.jax_backend import JAX_LOWERINGS
-from backends.mlx_backend import MLX_LOWERINGS
-from backends.torch_backend import TORCH_LOWERINGS
-from harness.engine import check_case, run_variant
-from harness.ir import Node, Program, const, op
-from harness.oracle import evaluate
-from harness.ops import CATALOGUE, FIXED_INTEGER_LIMIT, Elementwise, OpSpec, get_op, register_op
-from harness.strategies import Case, probe_program
+from hessdiff.backends import Absent, all_backends, all_variants
+from hessdiff.backends.jax_backend import JAX_LOWERINGS
+from hessdiff.backends.mlx_backend import MLX_LOWERINGS
+from hessdiff.backends.torch_backend import TORCH_LOWERINGS
+from hessdiff.harness.engine import check_case, run_variant
+from hessdiff.harness.ir import Node, Program, const, op
+from hessdiff.harness.oracle import evaluate
+from hessdiff.harness.ops import CATALOGUE, FIXED_INTEGER_LIMIT, Elementwise, OpSpec, get_op, register_op
+from hessdiff.harness.strategies import Case, probe_program
 
 GROUPS = ("unary", "activation", "binary", "select", "reduction", "linalg", "shape")
 

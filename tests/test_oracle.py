@@ -6,9 +6,9 @@ import mpmath
 import numpy as np
 import pytest
 
-from harness.fdcheck import fd_hessian
-from harness.ir import Node, Program, const, op
-from harness.oracle import OutOfDomain, all_resolved, evaluate, resolutions
+from hessdiff.harness.fdcheck import fd_hessian
+from hessdiff.harness.ir import Node, Program, const, op
+from hessdiff.harness.oracle import OutOfDomain, all_resolved, evaluate, resolutions
 
 
 def _program(n: int, *nodes: Node) -> Program:
@@ -340,7 +340,7 @@ def test_cholesky_of_a_gram_matrix_against_a_closed_form() -> None:
 
 def test_values_beyond_exact_arithmetic_are_out_of_domain_not_a_crash() -> None:
     """exp(exp(exp(1e300))) has more digits than Python's integers allow."""
-    from harness.oracle import OutOfDomain, evaluate
+    from hessdiff.harness.oracle import OutOfDomain, evaluate
 
     program = Program(1, (Node("input"), op("exp", 0), op("exp", 1), op("exp", 2), op("sum", 3)))
     with pytest.raises(OutOfDomain, match="outgrow exact arithmetic|beyond every float format"):
@@ -352,7 +352,7 @@ def test_the_oracle_gives_up_after_its_time_limit() -> None:
     becomes an unjudged point, not a hung campaign."""
     import time
 
-    from harness.oracle import OracleTimeout, _time_limit
+    from hessdiff.harness.oracle import OracleTimeout, _time_limit
 
     start = time.monotonic()
     with pytest.raises(OracleTimeout, match="within 0.2 s"):
@@ -371,9 +371,9 @@ def test_prod_through_subnormal_partial_products_is_not_a_fault(point) -> None:
     XLA on CPU flushes them to zero (JAX returned 0 for H[6,1] = -7.3e-304), PyTorch keeps
     a subnormal's few bits and divides by entries (9e-17 off on 2.1e-3). Both are the
     floating-point range, not a derivative fault; the error scale of prod says so."""
-    from backends import get_variant
-    from harness.engine import check_case
-    from harness.strategies import Case
+    from hessdiff.backends import get_variant
+    from hessdiff.harness.engine import check_case
+    from hessdiff.harness.strategies import Case
 
     program = Program(len(point), (Node("input"), op("prod", 0, axis=-1, keepdims=False)))
     result = check_case(Case(program, np.array(point), "float64"),
@@ -393,9 +393,9 @@ def test_prod_error_scale_away_from_underflow_is_rounding_only() -> None:
 def test_softsign_far_from_zero_is_judged_by_its_quotient_rule_terms(x) -> None:
     """JAX and PyTorch differentiate softsign as the quotient a / (1 + |a|): its terms are
     |a| times larger than the second derivative, and cancel to it within eps of them."""
-    from backends import get_variant
-    from harness.engine import check_case
-    from harness.strategies import Case
+    from hessdiff.backends import get_variant
+    from hessdiff.harness.engine import check_case
+    from hessdiff.harness.strategies import Case
 
     program = Program(1, (Node("input"), op("softsign", 0), op("sum", 1)))
     for dtype in ("float64", "float32"):
@@ -408,9 +408,9 @@ def test_copysign_through_torchs_division_formula_is_rounding() -> None:
     """PyTorch's copysign gradient is grad * result / a; reverse over reverse it leaves
     1/a - result/a**2 = 1.8e-15 where copysign(x, x)'' = 0: rounding of terms of size
     1/|a|, judged as such (the NaN it gives at a = 0 stays a finding, baselined)."""
-    from backends import get_variant
-    from harness.engine import check_case
-    from harness.strategies import Case
+    from hessdiff.backends import get_variant
+    from hessdiff.harness.engine import check_case
+    from hessdiff.harness.strategies import Case
 
     program = Program(3, (Node("input"), op("copysign", 0, 0), op("mean", 1)))
     x = np.array([-0.02942314506926475, -0.0735091621173407, 0.1308990432788248])
@@ -422,9 +422,9 @@ def test_copysign_through_torchs_division_formula_is_rounding() -> None:
 def test_cumprod_through_flushed_partial_products_is_not_a_fault() -> None:
     """cumprod forms partial products too: with an entry at float64's smallest normal, XLA
     flushed one to zero (JAX: H[3,1] = 0, true 4.8e-306); its error scale allows for that."""
-    from backends import get_variant
-    from harness.engine import check_case
-    from harness.strategies import Case
+    from hessdiff.backends import get_variant
+    from hessdiff.harness.engine import check_case
+    from hessdiff.harness.strategies import Case
 
     point = [2.2250738585072014e-308, -3.995178161795836e-15, 732.3638804844447, -3.995178161795836e-15,
              -0.7049621468935818, 0.0, 0.0]
@@ -469,7 +469,7 @@ def test_the_sparse_chain_rule_is_the_dense_one_with_zero_times_anything_zero() 
     """``_vector_chain`` forms only the nonzero terms (the oracle's hot loop); it must give
     exactly the dense contraction with 0 * NaN = 0 * inf = 0, on mostly sparse inputs
     with undefined (NaN) and unbounded entries among them."""
-    from harness import oracle as o
+    from hessdiff.harness import oracle as o
 
     rng = np.random.default_rng(3)
     specials = [mpmath.mpf("nan"), mpmath.mpf("inf"), mpmath.mpf(0)]

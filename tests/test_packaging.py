@@ -5,13 +5,16 @@ from __future__ import annotations
 import configparser
 import fnmatch
 import re
+import subprocess
+import sys
 import tomllib
+import zipfile
 from pathlib import Path
 
 import pytest
 from hypothesis import settings
 
-from harness.profiles import PROFILES, default_profile, register_profiles
+from hessdiff.harness.profiles import PROFILES, default_profile, register_profiles
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -76,24 +79,40 @@ def test_the_tests_env_installs_the_report_extra_and_the_wheel_ships_its_templat
     assert {"all", "test", "report"} <= extras
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert "report" in project["project"]["optional-dependencies"]
-    patterns = project["tool"]["setuptools"]["package-data"]["harness"]
+    patterns = project["tool"]["setuptools"]["package-data"]["hessdiff.harness"]
     for path in (ROOT / "harness" / "templates").iterdir():
         assert any(fnmatch.fnmatch(f"templates/{path.name}", p) for p in patterns), path
 
 
-def test_torch_pin_agrees() -> None:
+def test_the_torch_pin_is_the_projects_not_the_users() -> None:
+    # The machines' CPU wheel is pinned in constraints.txt; the extras name frameworks
+    # without a version, so a user's own torch (or jax, mlx) satisfies them.
     pins = (ROOT / "constraints.txt").read_text().split()
     assert "torch==2.13.0" in pins
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
-    assert extras["torch"] == ["torch==2.13.0"]
+    assert extras["torch"] == ["torch"]
+    for extra in ("jax", "equinox", "mlx", "torch", "diffrax"):
+        for requirement in extras[extra]:
+            assert not re.search(r"[=<>~!]", requirement.split(";")[0]), (extra, requirement)
 
 
 def test_pyproject_packages_and_entry_point() -> None:
+    # One installed namespace: the repository's harness/ and backends/ are hessdiff.harness
+    # and hessdiff.backends, and every package on disk is one of them.
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    packages = project["tool"]["setuptools"]["packages"]
-    on_disk = sorted(p.parent.name for p in ROOT.glob("*/__init__.py"))
-    assert sorted(packages) == on_disk
-    assert project["project"]["scripts"] == {"hessdiff": "harness.cli:main"}
+    setuptools = project["tool"]["setuptools"]
+    packages = setuptools["packages"]
+    assert all(p == "hessdiff" or p.startswith("hessdiff.") for p in packages)
+    mapped = {"hessdiff": "hessdiff", **setuptools["package-dir"]}
+
+    def folder(package: str) -> str:
+        prefix = max((m for m in mapped if package == m or package.startswith(m + ".")), key=len)
+        return "/".join([mapped[prefix], *package[len(prefix) + 1:].split(".")]).rstrip("/")
+
+    on_disk = sorted(str(p.parent.relative_to(ROOT)) for p in ROOT.glob("**/__init__.py")
+                     if p.parts[len(ROOT.parts)] in {"hessdiff", "harness", "backends"})
+    assert sorted(folder(p) for p in packages) == on_disk
+    assert project["project"]["scripts"] == {"hessdiff": "hessdiff.harness.cli:main"}
     assert set(project["project"]["optional-dependencies"]) >= {"jax", "equinox", "mlx", "torch", "all", "test"}
 
 
@@ -123,3 +142,26 @@ def test_default_profile(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HYPOTHESIS_PROFILE", "fast")
     with pytest.raises(ValueError, match=r"HYPOTHESIS_PROFILE='fast', but it must be one of"):
         default_profile()
+
+
+# --- the built wheel ------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_the_wheel_installs_one_top_level_package_and_names_frameworks_unpinned(tmp_path: Path) -> None:
+    """What ``pip install .`` puts in site-packages: the wheel pip builds from this tree."""
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert build.returncode == 0, build.stderr[-2000:]
+    (wheel,) = tmp_path.glob("hessdiff-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        metadata = archive.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+    top_level = {name.split("/", 1)[0] for name in names if not name.split("/", 1)[0].endswith(".dist-info")}
+    assert top_level == {"hessdiff"}
+    assert "hessdiff/harness/ops.py" in names and "hessdiff/backends/scenarios/__init__.py" in names
+    assert any(n.startswith("hessdiff/harness/templates/") for n in names)
+    torch = [line for line in metadata.splitlines() if line.startswith("Requires-Dist: torch")]
+    assert torch and all(re.fullmatch(r"Requires-Dist: torch ?; .*extra == \"(torch|all)\".*", t) for t in torch), torch

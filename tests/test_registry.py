@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from backends import Absent, Backend, Namespace, Variant, registry
-from backends.registry import RegistryError, check_backend
-from harness.ops import CATALOGUE
+from hessdiff.backends import Absent, Backend, Namespace, Variant, registry
+from hessdiff.backends.registry import RegistryError, check_backend
+from hessdiff.harness.ops import CATALOGUE
 
 
 def full_table() -> dict[str, Any]:
@@ -217,11 +217,11 @@ def test_an_api_the_installed_release_lacks_makes_the_op_unsupported_not_a_crash
     AttributeError that is not a lookup in hessdiff's lowering stays a crash."""
     import importlib.metadata
 
-    from backends import BackendVariant
-    from backends.registry import register, unregister
-    from harness.engine import check_case
-    from harness.ir import Node, Program, op
-    from harness.strategies import Case
+    from hessdiff.backends import BackendVariant
+    from hessdiff.backends.registry import register, unregister
+    from hessdiff.harness.engine import check_case
+    from hessdiff.harness.ir import Node, Program, op
+    from hessdiff.harness.strategies import Case
     from planted import OldJaxBackend
 
     backend = register(OldJaxBackend())
@@ -249,8 +249,8 @@ def test_a_runtime_error_from_a_backends_line_is_the_framework_in_c_not_hessdiff
     backend's helper that called it: the framework's outcome, not an internal error.
     hessdiff's backends never raise RuntimeError; any other exception type with our
     frame last, or a RuntimeError from harness/, stays hessdiff's bug."""
-    import backends as backends_package
-    from harness import engine
+    import hessdiff.backends as backends_package
+    from hessdiff.harness import engine
 
     helper = str(Path(backends_package.__file__).parent / "mlx_backend.py")
     assert engine._from_c_extension(RuntimeError("Pad vmap is NYI."), helper)

@@ -10,14 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backends import get_backend, get_variant, register
-from harness.findings import Kind
-from harness.ir import Program, const, op
-from harness.relations import ALL_ZERO_NOTE, RELATIONS, check, ode_program
-from harness.oracle import evaluate
-from harness.report import write_report
-from harness.baseline import Baseline
-from harness.strategies import Case
+from hessdiff.backends import get_backend, get_variant, register
+from hessdiff.harness.findings import Kind
+from hessdiff.harness.ir import Program, const, op
+from hessdiff.harness.relations import ALL_ZERO_NOTE, RELATIONS, check, ode_program
+from hessdiff.harness.oracle import evaluate
+from hessdiff.harness.report import write_report
+from hessdiff.harness.baseline import Baseline
+from hessdiff.harness.strategies import Case
 from planted import PlantedRelationsBackend
 
 # sum(tanh(x * reversed(x)) + sin(x)): every entry of H is non-zero, cross terms included.
@@ -156,7 +156,7 @@ def test_unknown_relation_names_the_choices() -> None:
 
 
 def test_probes_are_reachable_by_name_and_absent_ones_are_unsupported() -> None:
-    from backends import Unsupported
+    from hessdiff.backends import Unsupported
 
     assert get_variant("jax:hvp-jvp-grad").name == "jax:hvp-jvp-grad"
     with pytest.raises(Unsupported, match="has no probe"):

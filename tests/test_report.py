@@ -10,10 +10,10 @@ from xml.etree import ElementTree as ET
 import numpy as np
 import pytest
 
-from harness.baseline import Baseline, BaselineEntry
-from harness.findings import Finding, FindingError, Kind, load_findings
-from harness.ir import Node, Program, op
-from harness.report import STEP_SUMMARY_LIMIT, append_finding, read_jsonl, write_report
+from hessdiff.harness.baseline import Baseline, BaselineEntry
+from hessdiff.harness.findings import Finding, FindingError, Kind, load_findings
+from hessdiff.harness.ir import Node, Program, op
+from hessdiff.harness.report import STEP_SUMMARY_LIMIT, append_finding, read_jsonl, write_report
 
 RELU = Program(2, (Node("input"), op("relu", 0), op("sum", 1)))
 SIN = Program(2, (Node("input"), op("sin", 0), op("sum", 1)))

@@ -17,13 +17,13 @@ from typing import Any, final
 import numpy as np
 import pytest
 
-from backends import registry
-from backends.base import Backend, Variant
-from backends.lowering import Absent, Lowering, Namespace
-from harness.findings import Finding, Kind
-from harness.ir import Node, Program, op
-from harness.ops import CATALOGUE
-from harness.repro import RTOL, _exception_name, render_env, render_repro, tolerance
+from hessdiff.backends import registry
+from hessdiff.backends.base import Backend, Variant
+from hessdiff.backends.lowering import Absent, Lowering, Namespace
+from hessdiff.harness.findings import Finding, Kind
+from hessdiff.harness.ir import Node, Program, op
+from hessdiff.harness.ops import CATALOGUE
+from hessdiff.harness.repro import RTOL, _exception_name, render_env, render_repro, tolerance
 
 # f(x) = sum(relu(x)^2): H = diag(2 [x > 0]).
 PROGRAM = Program(2, (Node("input"), op("relu", 0), op("square", 1), op("sum", 2)))
@@ -88,7 +88,7 @@ def _finding(kind: Kind, dtype: str, expected: np.ndarray | None, *, variant: st
 
 
 def _true_hessian(dtype: str) -> np.ndarray:
-    from backends.registry import get_variant
+    from hessdiff.backends.registry import get_variant
 
     return get_variant("jax:fwdrev").hessian(PROGRAM, POINT.astype(dtype)).astype(np.float64)
 

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from backends import BackendVariant, register
-from backends.registry import unregister
-from harness.campaign import Campaign, CampaignConfig
-from harness.findings import latest_findings
-from harness.report import read_jsonl
-from harness.worker import isolate
+from hessdiff.backends import BackendVariant, register
+from hessdiff.backends.registry import unregister
+from hessdiff.harness.campaign import Campaign, CampaignConfig
+from hessdiff.harness.findings import latest_findings
+from hessdiff.harness.report import read_jsonl
+from hessdiff.harness.worker import isolate
 from planted import PlantedBackend
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,8 +32,8 @@ TESTS = Path(__file__).resolve().parent
 # The command line with the planted backend registered (a test backend is not on the
 # registry's list, so the driver registers it before handing over to the CLI).
 DRIVER = (
-    "import sys; from backends import register; from planted import PlantedBackend; "
-    "register(PlantedBackend()); from harness.cli import main; sys.exit(main(sys.argv[1:]))"
+    "import sys; from hessdiff.backends import register; from planted import PlantedBackend; "
+    "register(PlantedBackend()); from hessdiff.harness.cli import main; sys.exit(main(sys.argv[1:]))"
 )
 OPS = "relu,square,mul,add,sum,sin,matmul"
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from backends import register
-from backends.registry import unregister
-from harness.findings import load_findings
-from harness.run import UsageError, parse_budget, run
+from hessdiff.backends import register
+from hessdiff.backends.registry import unregister
+from hessdiff.harness.findings import load_findings
+from hessdiff.harness.run import UsageError, parse_budget, run
 from planted import PlantedBackend
 
 

@@ -8,10 +8,10 @@ import itertools
 import numpy as np
 from hypothesis import given
 
-from harness.exact import traced_nodes
-from harness.oracle import OutOfDomain, evaluate
-from harness.ops import CATALOGUE, Elementwise, Piecewise
-from harness.strategies import DEFAULT_OPS, Case, cases, probe_program
+from hessdiff.harness.exact import traced_nodes
+from hessdiff.harness.oracle import OutOfDomain, evaluate
+from hessdiff.harness.ops import CATALOGUE, Elementwise, Piecewise
+from hessdiff.harness.strategies import DEFAULT_OPS, Case, cases, probe_program
 
 X = np.array([0.75, -1.25, 0.5])
 
@@ -94,21 +94,21 @@ def test_cases_over_the_whole_catalogue_are_valid_programs(case: Case) -> None:
 def test_campaign_coverage_counts_special_values_and_the_summary_lists_the_missing(tmp_path) -> None:
     """A check whose oracle saw ``log`` at its special value 0 counts there; the summary
     lists every catalogued special value no check reached."""
-    from harness.baseline import Baseline
-    from harness.campaign import Campaign, CampaignConfig
-    from harness.engine import CaseResult
-    from harness.report import write_report
+    from hessdiff.harness.baseline import Baseline
+    from hessdiff.harness.campaign import Campaign, CampaignConfig
+    from hessdiff.harness.engine import CaseResult
+    from hessdiff.harness.report import write_report
 
     x = np.array([1.0, -0.5])
     program = probe_program("log", 2, x, "float64", seed=0, aim=0)
     oracle = evaluate(program, x, "float64")
     assert ("log", 0) in oracle.specials
-    from harness.engine import Outcome
+    from hessdiff.harness.engine import Outcome
 
-    from backends import get_variant
+    from hessdiff.backends import get_variant
 
     campaign = Campaign([get_variant("jax:fwdrev")], CampaignConfig())
-    from harness.exact import exercised
+    from hessdiff.harness.exact import exercised
 
     campaign._count(CaseResult(Case(program, x, "float64"), oracle, "judged",
                                {"jax:fwdrev": Outcome("jax:fwdrev", "ok", np.zeros((2, 2)))}),
@@ -135,7 +135,7 @@ def _attr_choices(name: str, key: str, seeds: range) -> set:
 def test_reductions_reach_every_attr_choice() -> None:
     """The campaign reaches each norm order, an axis and keepdims for the reductions that
     take them, and whole-array reductions (sum and mean as before)."""
-    from harness.ops import NORM_ORDS
+    from hessdiff.harness.ops import NORM_ORDS
 
     assert _attr_choices("norm", "ord", range(60)) == set(NORM_ORDS)
     for name in ("sum", "mean", "max", "min", "sum_where", "mean_where"):
@@ -168,7 +168,7 @@ def test_a_domain_edge_is_aimed_at_from_inside_the_domain() -> None:
     """Aimed at the edge of its argument's domain (log at 0, arcsin at +-1, arccosh at 1),
     an op lands inside, a few ulps from the edge, in both dtypes: exactly on the edge (or
     one ulp across) the point is outside the domain and checks nothing."""
-    from harness.oracle import _domain_edges
+    from hessdiff.harness.oracle import _domain_edges
 
     missed = []
     for name, spec in CATALOGUE.items():
@@ -192,11 +192,11 @@ def test_a_domain_edge_is_aimed_at_from_inside_the_domain() -> None:
 
 def test_aiming_hits_every_special_value_exactly_where_the_op_is_defined() -> None:
     """The aimed argument is traced and lands *exactly* on the special value (rounded to
-    the dtype), as a framework computes it (``harness.exact``), for every special value
+    the dtype), as a framework computes it (``hessdiff.harness.exact``), for every special value
     inside the op's domain and the dtype's range. Domain edges (log at 0) are aimed at
     from inside, so they are near hits only."""
-    from harness.exact import exercised, rounded_values
-    from harness.ir import Node, Program, op
+    from hessdiff.harness.exact import exercised, rounded_values
+    from hessdiff.harness.ir import Node, Program, op
 
     missed = []
     for name, spec in CATALOGUE.items():
@@ -224,8 +224,8 @@ def test_mlp_layers_mostly_stay_in_their_activations_working_range() -> None:
     """At a point of size 1e3, most networks' first pre-activations stay within
     MLP_REACH plus the bias; some still saturate (raw weights)."""
     from hypothesis import HealthCheck, settings
-    from harness.oracle import node_values
-    from harness.strategies import MLP_REACH, mlp_programs_at
+    from hessdiff.harness.oracle import node_values
+    from hessdiff.harness.strategies import MLP_REACH, mlp_programs_at
 
     x = np.array([1000.0, -700.0, 3.0])
     reaches: list[float] = []
@@ -249,7 +249,7 @@ def test_a_constant_integer_exponent_lets_the_base_reach_zero_and_negative_value
     constant integer exponent the base is left as generated, so it goes negative, and
     aimed at 0 it lands there exactly (x ** 2.0 at 0 is where the frameworks' pow rules
     take their special paths)."""
-    from harness.exact import rounded_values
+    from hessdiff.harness.exact import rounded_values
 
     bases: dict[str, set[str]] = {"negative": set(), "zero": set()}
     for aim in (None, 0):

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backends.base import BackendUnavailable, BackendVariant, Unsupported
-from backends.registry import check_backend, get_backend, get_variant
-from harness.ir import Node, Program, const, op
+from hessdiff.backends.base import BackendUnavailable, BackendVariant, Unsupported
+from hessdiff.backends.registry import check_backend, get_backend, get_variant
+from hessdiff.harness.ir import Node, Program, const, op
 
 BACKEND = get_backend("torch")
 for _backend in (BACKEND, get_backend("jax")):
@@ -168,7 +168,7 @@ def test_module_imports_without_torch() -> None:
     # The backend module must import (and report unavailable) where torch is absent.
     code = (
         "import sys; sys.modules['torch'] = None\n"
-        "import backends.torch_backend as tb\n"
+        "import hessdiff.backends.torch_backend as tb\n"
         "status = tb.TorchBackend().availability()\n"
         "assert not status.available, status\n"
         "print(status.reason)\n"
@@ -194,8 +194,8 @@ def test_a_framework_error_raised_from_c_is_a_crash_not_a_hessdiff_bug() -> None
     """torch.linalg.inv of a singular matrix raises torch's own _LinAlgError with no Python
     frame of torch's: the last frame is our lowering's line. It is still the framework's
     answer to the input (a crash outcome, judged against the oracle), not hessdiff's bug."""
-    from harness.engine import run_variant
-    from harness.strategies import Case
+    from hessdiff.harness.engine import run_variant
+    from hessdiff.harness.strategies import Case
 
     program = Program(4, (Node("input"), op("reshape", 0, shape=(2, 2)), op("inv", 1), op("sum", 2)))
     outcome = run_variant(get_variant("torch:func"), Case(program, np.ones(4), "float64"))

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from backends import register
-from backends.registry import unregister
-from harness.bisect import BisectResult, VersionRow, result_json
-from harness.cli import main
-from harness.triage import TEMPLATES, TriageError, load_items, render_draft, triage
+from hessdiff.backends import register
+from hessdiff.backends.registry import unregister
+from hessdiff.harness.bisect import BisectResult, VersionRow, result_json
+from hessdiff.harness.cli import main
+from hessdiff.harness.triage import TEMPLATES, TriageError, load_items, render_draft, triage
 from planted import PlantedBackend
 from shards import write_shards
 
@@ -98,7 +98,7 @@ def test_triage_of_a_folder_that_is_no_report_is_a_usage_error(tmp_path: Path, c
 def test_one_draft_stands_for_every_variant_and_dtype_of_one_broken_rule(copy: Path) -> None:
     from dataclasses import replace
 
-    from harness.triage import root_cause_key
+    from hessdiff.harness.triage import root_cause_key
 
     item = load_items(copy)[0]
     blame = {"node": 1, "op": "exp", "pattern": "T", "rule": "exp(T)", "region": "tiny", "root_cause": "exp(T) @ tiny",

@@ -10,13 +10,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from backends.registry import get_variant
-from harness.engine import Outcome, check_case, judge
-from harness.findings import Kind
-from harness.ir import Node, Program, const, op
-from harness.oracle import evaluate
-from harness.strategies import Case
-from harness.tolerance import tolerance_for
+from hessdiff.backends.registry import get_variant
+from hessdiff.harness.engine import Outcome, check_case, judge
+from hessdiff.harness.findings import Kind
+from hessdiff.harness.ir import Node, Program, const, op
+from hessdiff.harness.oracle import evaluate
+from hessdiff.harness.strategies import Case
+from hessdiff.harness.tolerance import tolerance_for
 
 HONEST = ("jax:fwdrev", "equinox:filter_hessian", "mlx:fwdrev", "torch:func", "torch:autograd")
 
@@ -198,7 +198,7 @@ def test_logaddexps_output_based_rule_scale_is_jax_and_pytorchs_only() -> None:
 
 
 def test_every_rule_scale_names_its_source() -> None:
-    from harness.ops import CATALOGUE
+    from hessdiff.harness.ops import CATALOGUE
 
     scaled = [spec for spec in CATALOGUE.values() if spec.rule_scale is not None]
     assert scaled
@@ -471,8 +471,8 @@ def test_the_conventions_are_evaluated_only_until_every_entry_is_explained(monke
     so a covering design of 30 of them). The frameworks' 0 matches the first ones: the
     judge stops there. A value no convention gives makes it evaluate every one, and
     still fails."""
-    import harness.engine as engine
-    from harness.oracle import resolutions
+    import hessdiff.harness.engine as engine
+    from hessdiff.harness.oracle import resolutions
 
     evaluated: list[int] = []
     real = engine.conventions

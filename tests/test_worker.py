@@ -8,14 +8,14 @@ import sys
 import numpy as np
 import pytest
 
-from backends import register
-from backends.registry import unregister
+from hessdiff.backends import register
+from hessdiff.backends.registry import unregister
 
-from harness.engine import HarnessError, check_case
-from harness.findings import Finding, Kind
-from harness.strategies import Case
-from harness.worker import IsolatedVariant
-from harness.repro import render_repro
+from hessdiff.harness.engine import HarnessError, check_case
+from hessdiff.harness.findings import Finding, Kind
+from hessdiff.harness.strategies import Case
+from hessdiff.harness.worker import IsolatedVariant
+from hessdiff.harness.repro import render_repro
 from hostile import HOSTILE, HostileBackend, hostile_variant, squares
 
 GOOD = np.array([-1.0, 0.5])
@@ -94,7 +94,7 @@ def test_bad_limits_are_rejected_with_the_value() -> None:
 
 
 def test_variants_of_one_backend_share_a_worker_and_keep_their_own_faults() -> None:
-    from harness.worker import isolate
+    from hessdiff.harness.worker import isolate
 
     abort, hang = isolate([hostile_variant("abort"), hostile_variant("hang")], timeout=3.0)
     try:

@@ -117,6 +117,6 @@ def test_the_pinned_baseline_keeps_every_entry_of_the_main_one() -> None:
     main = json.loads((ROOT / "reports" / "baseline.json").read_text())["entries"]
     pinned = json.loads((ROOT / "regression" / "baseline-eqx0114.json").read_text())["entries"]
     assert {e["signature"] for e in main} <= {e["signature"] for e in pinned}
-    from harness.baseline import load_baseline
+    from hessdiff.harness.baseline import load_baseline
 
     load_baseline(ROOT / "regression" / "baseline-eqx0114.json")  # raises if malformed

@@ -1,10 +1,10 @@
-"""Per-framework probes: the code paths the relations of ``harness.relations`` exercise.
+"""Per-framework probes: the code paths the relations of ``hessdiff.harness.relations`` exercise.
 
 Each module holds plain functions, one per probe, written against one framework only and
 importing it inside (so ``inspect.getsource`` of a function is a runnable piece of a
 reproducer), and a ``PROBES`` table (probe name -> ``Variant``) that its backend returns
 from ``Backend.probes()``. A probe turns the program's function ``f`` into a function of
-``x`` returning an (n, n) matrix that ``harness.relations`` knows how to check:
+``x`` returning an (n, n) matrix that ``hessdiff.harness.relations`` knows how to check:
 
 - ``hvp-*`` / ``vhp-*``: the Hessian assembled from the framework's own Hessian-vector
   products (one per basis vector);

@@ -1,4 +1,4 @@
-"""Equinox probes (see ``backends.scenarios``): filtered HVPs, the PINN Laplacian with
+"""Equinox probes (see ``hessdiff.backends.scenarios``): filtered HVPs, the PINN Laplacian with
 filter_vmap, filter_custom_jvp, the parameter Hessian of an ``eqx.Module``, and Neural-ODE
 losses solved by diffrax.
 
@@ -15,7 +15,7 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
-from backends.base import Unsupported, Variant
+from hessdiff.backends.base import Unsupported, Variant
 
 __all__ = ["PROBES"]
 

@@ -1,9 +1,9 @@
-"""JAX probes (see ``backends.scenarios``): HVPs, the PINN Laplacian, vmap, custom_jvp,
+"""JAX probes (see ``hessdiff.backends.scenarios``): HVPs, the PINN Laplacian, vmap, custom_jvp,
 a fixed-step Neural-ODE loss."""
 
 from __future__ import annotations
 
-from backends.base import Variant
+from hessdiff.backends.base import Variant
 
 __all__ = ["PROBES"]
 

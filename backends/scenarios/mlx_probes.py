@@ -1,4 +1,4 @@
-"""MLX probes (see ``backends.scenarios``): the PINN Laplacian, vmap, mx.custom_function,
+"""MLX probes (see ``hessdiff.backends.scenarios``): the PINN Laplacian, vmap, mx.custom_function,
 an mlx.nn.Module's parameter Hessian, a fixed-step Neural-ODE loss.
 
 MLX's HVPs (``mx.jvp``/``mx.vjp`` of ``mx.grad``) are its campaign variants already.
@@ -6,8 +6,8 @@ MLX's HVPs (``mx.jvp``/``mx.vjp`` of ``mx.grad``) are its campaign variants alre
 
 from __future__ import annotations
 
-from backends.base import Variant
-from backends.mlx_backend import hessian_fwdrev, hessian_revrev
+from hessdiff.backends.base import Variant
+from hessdiff.backends.mlx_backend import hessian_fwdrev, hessian_revrev
 
 __all__ = ["PROBES"]
 

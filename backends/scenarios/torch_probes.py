@@ -1,10 +1,10 @@
-"""PyTorch probes (see ``backends.scenarios``): torch.func and torch.autograd HVPs, the
+"""PyTorch probes (see ``hessdiff.backends.scenarios``): torch.func and torch.autograd HVPs, the
 PINN Laplacian on the tape, vmap, torch.compile, torch.autograd.Function, functional_call,
 a fixed-step Neural-ODE loss."""
 
 from __future__ import annotations
 
-from backends.base import Variant
+from hessdiff.backends.base import Variant
 
 __all__ = ["PROBES"]
 
