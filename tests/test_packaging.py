@@ -165,3 +165,17 @@ def test_the_wheel_installs_one_top_level_package_and_names_frameworks_unpinned(
     assert any(n.startswith("hessdiff/harness/templates/") for n in names)
     torch = [line for line in metadata.splitlines() if line.startswith("Requires-Dist: torch")]
     assert torch and all(re.fullmatch(r"Requires-Dist: torch ?; .*extra == \"(torch|all)\".*", t) for t in torch), torch
+
+
+def test_the_readme_layout_table_matches_the_tree() -> None:
+    """Every top-level folder the repository tracks has a row in README's Layout table, and
+    every row names a folder that exists: a newcomer's map of the tree is the tree."""
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("## Layout", 1)[1].split("\n## ", 1)[0]
+    rows = set(re.findall(r"^\| `([\w.-]+)/` \|", table, flags=re.M))
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True)
+    if tracked.returncode != 0:
+        pytest.skip("not a git checkout")
+    folders = {path.split("/", 1)[0] for path in tracked.stdout.splitlines() if "/" in path}
+    folders -= {".ci", ".github"}  # CI plumbing, described in its own README section
+    assert rows == folders
