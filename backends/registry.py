@@ -130,9 +130,7 @@ def check_backend(backend: Backend) -> None:
     """Raise ``RegistryError`` naming the first way ``backend`` misses the interface."""
     cls = type(backend)
     where = f"{cls.__module__}.{cls.__qualname__}"
-    if inspect.isabstract(cls):
-        missing = ", ".join(sorted(cls.__abstractmethods__))
-        raise RegistryError(f"{where} does not implement: {missing}.")
+    _check_implemented(cls)
     for attr in ("name", "distribution", "extra", "modules", "variants", "gradient", "lowerings",
                  "source_imports"):
         if not hasattr(cls, attr):
@@ -166,6 +164,12 @@ def check_backend(backend: Backend) -> None:
             raise RegistryError(f"{where}: lowering for {op_name!r} is not callable.")
 
 
+def _check_implemented(cls: type[Backend]) -> None:
+    if inspect.isabstract(cls):
+        missing = ", ".join(sorted(cls.__abstractmethods__))
+        raise RegistryError(f"{cls.__module__}.{cls.__qualname__} does not implement: {missing}.")
+
+
 def _load() -> None:
     """Import every built-in backend module once, then register the installed plugins.
 
@@ -180,15 +184,17 @@ def _load() -> None:
             importlib.import_module(module)
         except ImportError as exc:
             raise RegistryError(f"backend module {module} does not import: {exc}") from exc
-    _loaded = True  # before the plugins: one that looks a backend up while loading sees the built-ins
+    # Set before the plugins load: one that looks a backend up while it loads sees the
+    # built-ins rather than loading the plugins again.
+    _loaded = True
     for entry_point in importlib.metadata.entry_points(group=PLUGIN_GROUP):
         try:
-            load_plugin(entry_point)
+            _load_plugin(entry_point)
         except PluginError as exc:
             _BROKEN[entry_point.name] = exc
 
 
-def load_plugin(entry_point: importlib.metadata.EntryPoint) -> Backend:
+def _load_plugin(entry_point: importlib.metadata.EntryPoint) -> Backend:
     """Register the backend ``entry_point`` names and return it; ``PluginError`` if it cannot.
 
     The entry point's value names a ``Backend`` subclass (instantiated with no arguments)
@@ -214,9 +220,7 @@ def _instantiate(target: Any) -> Backend:
         raise RegistryError(
             f"names {what}, but it must name a subclass or an instance of hessdiff.backends.Backend."
         )
-    if inspect.isabstract(target):
-        missing = ", ".join(sorted(target.__abstractmethods__))
-        raise RegistryError(f"{target.__module__}.{target.__qualname__} does not implement: {missing}.")
+    _check_implemented(target)  # before instantiating: ABC's own TypeError would not say it so plainly
     try:
         return target()
     except Exception as exc:  # noqa: BLE001 - a third-party constructor
