@@ -1,32 +1,63 @@
 """The backend registry: backends are checked against the interface when registered.
 
-A backend module calls ``register(MyBackend())`` at import; ``BACKEND_MODULES`` below lists
-the modules to import. Registration validates the declaration (name, variants, a lowering
-or an ``Absent`` reason for every catalogue op) the moment it happens, and a duplicate
+Built-in backends: a module of ``backends/`` calls ``register(MyBackend())`` at import, and
+``BACKEND_MODULES`` below lists the modules to import. Third-party backends are plugins:
+an installed distribution declares an entry point in the group ``hessdiff.backends``
+(``PLUGIN_GROUP``) whose name is the backend's name and whose value names a ``Backend``
+subclass (instantiated with no arguments) or instance; the registry registers it, so the
+plugin never calls ``register``. Both kinds are loaded lazily on first use, built-ins
+first, and both are validated by ``check_backend`` the moment they register; a duplicate
 name is an error that names both.
+
+A plugin that fails (it does not import, is not a Backend, misses the interface, or takes
+a name already taken) is not registered and does not stop hessdiff: it is kept in
+``broken_plugins()`` with a ``PluginError`` naming the entry point and what it lacks, and
+the command line reports it. A built-in that fails is hessdiff's own bug and fails every
+call.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import inspect
+from dataclasses import dataclass
+from typing import Any
 
 from hessdiff.backends.base import Backend, BackendVariant
 from hessdiff.backends.lowering import Absent
 from hessdiff.harness.ops import CATALOGUE
 
-__all__ = ["RegistryError", "all_backends", "all_variants", "framework_of", "get_backend", "get_variant", "register"]
+__all__ = [
+    "PLUGIN_GROUP",
+    "PluginError",
+    "PluginSource",
+    "RegistryError",
+    "all_backends",
+    "all_variants",
+    "broken_plugins",
+    "framework_of",
+    "get_backend",
+    "get_variant",
+    "register",
+]
 
 _BACKENDS: dict[str, Backend] = {}
+# Backend name -> the plugin it came from (built-ins and backends registered by hand have none).
+_SOURCES: dict[str, PluginSource] = {}
+# Entry point name -> why that plugin is not registered.
+_BROKEN: dict[str, PluginError] = {}
 
 # The backend modules, imported lazily on first use so that importing hessdiff never
-# imports a framework. Adding a backend: one module, one line here.
+# imports a framework. Adding a built-in backend: one module, one line here.
 BACKEND_MODULES: tuple[str, ...] = (
     "hessdiff.backends.jax_backend",
     "hessdiff.backends.equinox_backend",
     "hessdiff.backends.mlx_backend",
     "hessdiff.backends.torch_backend",
 )
+# The entry-point group a third-party distribution declares its backends in.
+PLUGIN_GROUP = "hessdiff.backends"
 _loaded = False
 
 
@@ -34,31 +65,72 @@ class RegistryError(ValueError):
     """A backend does not meet the interface, or its name is taken."""
 
 
+@dataclass(frozen=True)
+class PluginSource:
+    """Where a plugin backend comes from: its entry point and the distribution declaring it."""
+
+    name: str
+    value: str
+    distribution: str = ""
+    version: str = ""
+
+    @classmethod
+    def of(cls, entry_point: importlib.metadata.EntryPoint) -> PluginSource:
+        dist = entry_point.dist
+        if dist is None:
+            return cls(entry_point.name, entry_point.value)
+        return cls(entry_point.name, entry_point.value, dist.name, dist.version)
+
+    def __str__(self) -> str:
+        where = f"distribution {self.distribution} {self.version}, " if self.distribution else ""
+        return f"plugin {self.name!r} ({where}{self.value})"
+
+
+class PluginError(RegistryError):
+    """A plugin that could not be registered: ``source`` says which, ``problem`` what it lacks."""
+
+    def __init__(self, source: PluginSource, problem: str) -> None:
+        super().__init__(f"{source}: {problem}")
+        self.source = source
+        self.problem = problem
+
+
 def register(backend: Backend) -> Backend:
     """Validate ``backend`` against the interface and add it; return it."""
+    return _add(backend, None)
+
+
+def _add(backend: Backend, source: PluginSource | None) -> Backend:
     check_backend(backend)
+    if source is not None and backend.name != source.name:
+        raise RegistryError(
+            f"its backend is named {backend.name!r}, but the entry point's name must be the backend's name."
+        )
     if backend.name in _BACKENDS:
         other = type(_BACKENDS[backend.name])
+        owner = _SOURCES.get(backend.name)
         raise RegistryError(
-            f"backend name {backend.name!r} is taken by {other.__module__}.{other.__qualname__}; "
+            f"backend name {backend.name!r} is taken by {other.__module__}.{other.__qualname__}"
+            f"{f' from {owner}' if owner else ''}; "
             f"cannot also register {type(backend).__module__}.{type(backend).__qualname__}."
         )
     _BACKENDS[backend.name] = backend
+    if source is not None:
+        _SOURCES[backend.name] = source
     return backend
 
 
 def unregister(name: str) -> None:
     """Remove a backend (for tests that register a planted one)."""
     _BACKENDS.pop(name, None)
+    _SOURCES.pop(name, None)
 
 
 def check_backend(backend: Backend) -> None:
     """Raise ``RegistryError`` naming the first way ``backend`` misses the interface."""
     cls = type(backend)
     where = f"{cls.__module__}.{cls.__qualname__}"
-    if inspect.isabstract(cls):
-        missing = ", ".join(sorted(cls.__abstractmethods__))
-        raise RegistryError(f"{where} does not implement: {missing}.")
+    _check_implemented(cls)
     for attr in ("name", "distribution", "extra", "modules", "variants", "gradient", "lowerings",
                  "source_imports"):
         if not hasattr(cls, attr):
@@ -92,8 +164,18 @@ def check_backend(backend: Backend) -> None:
             raise RegistryError(f"{where}: lowering for {op_name!r} is not callable.")
 
 
+def _check_implemented(cls: type[Backend]) -> None:
+    if inspect.isabstract(cls):
+        missing = ", ".join(sorted(cls.__abstractmethods__))
+        raise RegistryError(f"{cls.__module__}.{cls.__qualname__} does not implement: {missing}.")
+
+
 def _load() -> None:
-    """Import every backend module once; a module that fails to import fails every call."""
+    """Import every built-in backend module once, then register the installed plugins.
+
+    A built-in module that fails to import fails every call; a plugin that fails is
+    recorded in ``broken_plugins()`` and the rest go on.
+    """
     global _loaded
     if _loaded:
         return
@@ -102,7 +184,70 @@ def _load() -> None:
             importlib.import_module(module)
         except ImportError as exc:
             raise RegistryError(f"backend module {module} does not import: {exc}") from exc
+    # Set before the plugins load: one that looks a backend up while it loads sees the
+    # built-ins rather than loading the plugins again.
     _loaded = True
+    for entry_point in importlib.metadata.entry_points(group=PLUGIN_GROUP):
+        try:
+            _load_plugin(entry_point)
+        except PluginError as exc:
+            _BROKEN[entry_point.name] = exc
+
+
+def _load_plugin(entry_point: importlib.metadata.EntryPoint) -> Backend:
+    """Register the backend ``entry_point`` names and return it; ``PluginError`` if it cannot.
+
+    The entry point's value names a ``Backend`` subclass (instantiated with no arguments)
+    or a ``Backend`` instance, and its name must be the backend's name.
+    """
+    source = PluginSource.of(entry_point)
+    try:
+        target = entry_point.load()
+    except Exception as exc:  # noqa: BLE001 - whatever a third-party import raises, it is the plugin's
+        raise PluginError(source, f"does not import: {type(exc).__name__}: {_first_line(exc)}") from exc
+    try:
+        return _add(_instantiate(target), source)
+    except RegistryError as exc:
+        raise PluginError(source, str(exc)) from exc
+
+
+def _instantiate(target: Any) -> Backend:
+    """The backend an entry point's object stands for: an instance as is, a subclass instantiated."""
+    if isinstance(target, Backend):
+        return target
+    if not (inspect.isclass(target) and issubclass(target, Backend)):
+        what = _describe(target)
+        raise RegistryError(
+            f"names {what}, but it must name a subclass or an instance of hessdiff.backends.Backend."
+        )
+    _check_implemented(target)  # before instantiating: ABC's own TypeError would not say it so plainly
+    try:
+        return target()
+    except Exception as exc:  # noqa: BLE001 - a third-party constructor
+        raise RegistryError(
+            f"{target.__module__}.{target.__qualname__}() failed: {type(exc).__name__}: {_first_line(exc)}"
+        ) from exc
+
+
+def _describe(target: Any) -> str:
+    """"the function foo_pkg.make": what an entry point named, for its error message."""
+    if inspect.ismodule(target):
+        return f"the module {target.__name__}"
+    kind = "class" if inspect.isclass(target) else "function" if inspect.isroutine(target) else ""
+    if kind and hasattr(target, "__qualname__"):
+        return f"the {kind} {getattr(target, '__module__', '?')}.{target.__qualname__}"
+    return f"an object of type {type(target).__name__}"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
+
+
+def broken_plugins() -> list[PluginError]:
+    """The installed plugins that could not be registered, each with why, in load order."""
+    _load()
+    return list(_BROKEN.values())
 
 
 def all_backends() -> list[Backend]:
@@ -112,10 +257,14 @@ def all_backends() -> list[Backend]:
 
 
 def get_backend(name: str) -> Backend:
+    """The backend ``name``; ``KeyError`` with a one-line message if there is none (a broken
+    plugin of that name: why it is broken)."""
     _load()
     try:
         return _BACKENDS[name]
     except KeyError:
+        if name in _BROKEN:
+            raise KeyError(str(_BROKEN[name])) from None
         raise KeyError(
             f"unknown backend {name!r}; known backends: {', '.join(_BACKENDS)}."
         ) from None

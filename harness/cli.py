@@ -249,6 +249,7 @@ def _cmd_replay(args: argparse.Namespace, out: TextIO) -> int:
 
 def _cmd_backends(args: argparse.Namespace, out: TextIO) -> int:
     from hessdiff.backends import all_backends
+    from hessdiff.backends.registry import broken_plugins
 
     rows = []
     for backend in all_backends():
@@ -259,6 +260,10 @@ def _cmd_backends(args: argparse.Namespace, out: TextIO) -> int:
             state = f"unavailable: {status.reason}"
         for name, variant in backend.variants.items():
             rows.append([backend.name, name, variant.description, status.version or "-", state])
+    for broken in broken_plugins():  # listed, not fatal: the other backends still work
+        source = broken.source
+        where = f"plugin from {source.distribution} ({source.value})" if source.distribution else f"plugin ({source.value})"
+        rows.append([source.name, "-", where, source.version or "-", f"broken: {broken.problem}"])
     out.write(_table(["backend", "variant", "description", "version", "status"], rows))
     return EXIT_OK
 
@@ -274,6 +279,7 @@ def _cmd_ops(args: argparse.Namespace, out: TextIO) -> int:
                          domain_rows()))
         return EXIT_OK
     backends = all_backends()
+    _report_broken_plugins()
     rows = []
     for spec in CATALOGUE.values():
         row = [spec.name, spec.group]
@@ -288,6 +294,14 @@ def _cmd_ops(args: argparse.Namespace, out: TextIO) -> int:
         rows.append(row + [spec.doc])
     out.write(_table(["op", "group", *(b.name for b in backends), "doc"], rows))
     return EXIT_OK
+
+
+def _report_broken_plugins() -> None:
+    """One line on stderr for each installed plugin that could not be registered."""
+    from hessdiff.backends.registry import broken_plugins
+
+    for broken in broken_plugins():
+        print(f"hessdiff: skipping {_one_line(str(broken))}", file=sys.stderr)
 
 
 def _cmd_bisect(args: argparse.Namespace, out: TextIO) -> int:

@@ -31,6 +31,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from hessdiff.backends import BackendVariant, all_backends, all_variants
+from hessdiff.backends.registry import broken_plugins
 from hessdiff.harness.baseline import Baseline, load_baseline
 from hessdiff.harness.bounds import with_bounds
 from hessdiff.harness.campaign import Campaign, CampaignConfig, CampaignStats
@@ -62,14 +63,17 @@ def parse_budget(text: str) -> float:
 def select_variants(spec: str | None, *, err: TextIO = sys.stderr) -> list[BackendVariant]:
     """The variants named by ``--backends`` (all available ones by default).
 
-    A named backend that is not installed is an error; with no ``--backends``, missing
-    frameworks are skipped with one line each.
+    A named backend that is not installed, or is a broken plugin, is an error; with no
+    ``--backends``, missing frameworks and broken plugins are skipped with one line each.
     """
     names = [s.strip() for s in spec.split(",") if s.strip()] if spec else None
     try:
         variants = all_variants(names)
     except KeyError as exc:
         raise UsageError(str(exc.args[0])) from None
+    if names is None:
+        for broken in broken_plugins():
+            print(f"hessdiff: skipping {broken}", file=err)
     out: list[BackendVariant] = []
     reported: set[str] = set()
     for variant in variants:

@@ -50,9 +50,11 @@ def planted() -> type[Backend]:
 def clean_registry() -> Iterator[None]:
     """Load the real backends, then undo whatever the test registers or removes."""
     registry.all_backends()
-    saved = dict(registry._BACKENDS)
+    tables = (registry._BACKENDS, registry._SOURCES, registry._BROKEN)
+    saved = [(table, dict(table)) for table in tables]
     try:
         yield
     finally:
-        registry._BACKENDS.clear()
-        registry._BACKENDS.update(saved)
+        for table, contents in saved:
+            table.clear()
+            table.update(contents)
