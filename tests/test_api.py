@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import doctest
 import importlib
 import re
 import subprocess
@@ -166,3 +167,25 @@ def test_check_on_sum_tanh_at_50_lists_the_oracle_and_every_variant() -> None:
     for name, row in zip(result.variants, rows[1:]):
         assert row.split()[:2] == [name, result.status(name)]
     assert not result.wrong
+
+
+# --- the README -------------------------------------------------------------------------------
+
+
+def _python_blocks(title: str) -> str:
+    """The ```python blocks of the README's section ``title``, one after another."""
+    text = (ROOT / "README.md").read_text()
+    start = text.index(f"## {title}\n")
+    end = text.find("\n## ", start + 1)
+    section = text[start:end if end >= 0 else None]
+    return "\n".join(re.findall(r"^```python\n(.*?)^```$", section, re.M | re.S))
+
+
+@needs_jax
+def test_the_readme_s_python_api_section_runs_as_written() -> None:
+    section = _python_blocks("Python API")
+    test = doctest.DocTestParser().get_doctest(section, {}, "README.md#python-api", "README.md", 0)
+    assert len(test.examples) >= 8
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    runner.run(test, out=lambda text: pytest.fail(text))
+    assert runner.summarize(verbose=False).failed == 0
