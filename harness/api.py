@@ -35,7 +35,8 @@ class InputError(ValueError):
     """A bad point, dtype or variant name given to ``hessian`` or ``check``."""
 
 
-def hessian(program: Program | str, x: Any, variant: str = DEFAULT_VARIANT, dtype: str = "float64") -> np.ndarray:
+def hessian(program: Program | str, x: Any, variant: str = DEFAULT_VARIANT,
+            dtype: str = "float64") -> np.ndarray:
     """The Hessian of ``program`` at ``x`` as one framework variant computes it.
 
     Arguments:
@@ -143,7 +144,8 @@ class CheckResult:
         return self.table().rstrip("\n")
 
 
-def check(program: Program | str, x: Any, dtype: str = "float64", variants: Sequence[str] | None = None) -> CheckResult:
+def check(program: Program | str, x: Any, dtype: str = "float64",
+          variants: Sequence[str] | None = None) -> CheckResult:
     """Every variant's Hessian of ``program`` at ``x`` judged against the oracle's.
 
     Arguments:
@@ -164,8 +166,9 @@ def check(program: Program | str, x: Any, dtype: str = "float64", variants: Sequ
     point = _point(x, dtype)
     program = _program(program, point)
     chosen = _variants(variants)
-    reasons = {v.backend.name: v.backend.availability() for v in chosen}
-    unavailable = {v.name: reasons[v.backend.name].reason for v in chosen if not reasons[v.backend.name].available}
+    status = {v.backend.name: v.backend.availability() for v in chosen}
+    unavailable = {v.name: status[v.backend.name].reason for v in chosen
+                   if not status[v.backend.name].available}
     runnable = [v for v in chosen if v.name not in unavailable]
     result = check_case(Case(program, point, dtype), runnable)
     oracle = None if result.oracle is None else result.oracle.hessian_float()
@@ -173,8 +176,8 @@ def check(program: Program | str, x: Any, dtype: str = "float64", variants: Sequ
         v.name for v in runnable
         if result.oracle.max_magnitude > tolerance_for(v.name, dtype).max_magnitude / 4
     )
-    return CheckResult(program, point, dtype, oracle, dict(result.outcomes), tuple(result.verdicts), unavailable,
-                       unjudged, result.note, tuple(v.name for v in chosen), result)
+    return CheckResult(program, point, dtype, oracle, dict(result.outcomes), tuple(result.verdicts),
+                       unavailable, unjudged, result.note, tuple(v.name for v in chosen), result)
 
 
 def _point(x: Any, dtype: str) -> np.ndarray:
@@ -242,9 +245,11 @@ def _render(result: CheckResult) -> str:
         lines += [""] + below[:-1]
     notes = [f"{v.variant}: {v.kind.value}: {v.explanation}" for v in result.verdicts]
     if result.unjudged:
-        notes.append(f"unjudged: the true values overflow {result.dtype} for {', '.join(sorted(result.unjudged))}.")
+        overflowing = ", ".join(sorted(result.unjudged))
+        notes.append(f"unjudged: the true values overflow {result.dtype} for {overflowing}.")
     if np.isnan(result.oracle).any():
-        notes.append("undef: the true entry has no single value, the point being on a kink; either side's is right.")
+        notes.append("undef: the true entry has no single value (the point is on a kink); either side's is "
+                     "right.")
     if result.note:
         notes.append(result.note)
     if notes:
@@ -275,7 +280,8 @@ def _cell(name: str, h: np.ndarray, n: int, below: list[str]) -> str:
     """The Hessian inline when it is small, else a pointer to its listing ``below``."""
     h = np.asarray(h, dtype=np.float64)
     undefined = "undef" if name == "oracle" else "nan"
-    entries = np.array([undefined if np.isnan(v) else f"{v:.7g}" for v in h.ravel()], dtype=object).reshape(h.shape)
+    texts = [undefined if np.isnan(v) else f"{v:.7g}" for v in h.ravel()]
+    entries = np.array(texts, dtype=object).reshape(h.shape)
     if h.ndim == 2 and h.shape == (n, n) and n > INLINE_N:
         width = max(len(e) for e in entries.ravel())
         below += [f"{name}:"] + ["  " + "  ".join(e.rjust(width) for e in row) for row in entries] + [""]
@@ -292,7 +298,7 @@ def _nested(entries: Any) -> str:
 def _table(headers: list[str], rows: list[list[str]]) -> str:
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
     lines = [headers, ["-" * w for w in widths]] + rows
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip() for cells in lines) + "\n"
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in lines) + "\n"
 
 
 def _first_line(text: str, limit: int = 200) -> str:

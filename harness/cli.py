@@ -151,7 +151,7 @@ def _build_parser() -> _Parser:
         "check", help="one program at one point: every variant's Hessian beside the oracle's, judged"
     )
     check.add_argument("program", metavar="PROGRAM",
-                       help="the program: 'sum(tanh(x))' or 'v1 = tanh(x); v2 = sum(v1)' (what a finding prints)")
+                       help="the program: 'sum(tanh(x))', or 'v1 = tanh(x); v2 = sum(v1)' as a finding prints it")
     check.add_argument("--at", required=True, metavar="X",
                        help="the point, comma-separated: 50,0.5 (a leading minus needs --at=-1,2)")
     check.add_argument("--dtype", default="float64", choices=("float64", "float32"),

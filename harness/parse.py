@@ -189,17 +189,16 @@ class _Parser:
             return Program(self.n, tuple(self.nodes))
         except ProgramError as exc:
             message = str(exc)
-            found = re.match(r"node (\d+): (.*)", message, re.DOTALL)
-            if found is None:
-                if message.startswith("program n="):
-                    raise
-                hint = "end with a reduction such as sum(...)" if "must be a scalar" in message else ""
-                self.fail(message.rstrip("."), self.offsets[-1], hint)
-            assert found is not None
-            index, detail = int(found.group(1)), found.group(2)
-            kind = self.nodes[index].kind
-            detail = detail.removeprefix(f"{kind}: ")
-            raise ProgramError(f"{kind} at {_position(self.text, self.offsets[index])}: {detail}") from None
+        if message.startswith("program n="):  # the point's length, not the text
+            raise ProgramError(message)
+        found = re.match(r"node (\d+): (.*)", message, re.DOTALL)
+        if found is None:  # the output: not a scalar, or a Python number
+            hint = "end with a reduction such as sum(...)" if "must be a scalar" in message else ""
+            return self.fail(message.rstrip("."), self.offsets[-1], hint)
+        index, detail = int(found.group(1)), found.group(2)
+        kind = self.nodes[index].kind
+        detail = detail.removeprefix(f"{kind}: ")
+        raise ProgramError(f"{kind} at {_position(self.text, self.offsets[index])}: {detail}")
 
     # --- expressions --------------------------------------------------------------------
 
@@ -220,7 +219,8 @@ class _Parser:
                 return self.names[token.text]
             if token.text in CATALOGUE:
                 self.fail(f"op {token.text!r} needs its arguments: {token.text}(...)", token.offset)
-            self.fail(f"unknown name {token.text!r}", token.offset, f"defined so far: {', '.join(self.names)}")
+            defined = ", ".join(self.names)
+            self.fail(f"unknown name {token.text!r}", token.offset, f"defined so far: {defined}")
         if self.starts_value(token):
             return self.add(self.array(self.value(), {}, token), token.offset)
         return self.fail(f"expected an op call, a name or a number, found {_shown(token)}")
@@ -315,8 +315,8 @@ class _Parser:
             return tuple(self.attr() for _ in self.items(closing))
         if token.kind == "number" or self.at("-") or self.at("+"):
             return self.number()[1]
-        return self.fail(f"expected an attr value (a number, a tuple of integers, None, True, False or 'inf'), "
-                         f"found {_shown(token)}")
+        return self.fail("expected an attr value (a number, a tuple of integers, None, True, False or "
+                         f"'inf'), found {_shown(token)}")
 
     def items(self, closing: str) -> Any:
         """Yield once per item of a bracketed, comma-separated sequence; the caller reads

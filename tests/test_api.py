@@ -113,7 +113,8 @@ def planted_jax(clean_registry: None) -> None:
 
 def test_check_judges_each_variant_against_the_oracle(planted_jax: None) -> None:
     x = [0.5, -1.0]
-    result = check("sum(mul(tanh(x), gather(x, idx=(1, 0))))", x, variants=["planted:honest", "planted:no_cross"])
+    program = "sum(mul(tanh(x), gather(x, idx=(1, 0))))"
+    result = check(program, x, variants=["planted:honest", "planted:no_cross"])
     assert isinstance(result, CheckResult)
     assert result.summary() == {"planted:honest": "agrees", "planted:no_cross": "wrong_value"}
     assert result.wrong == ("planted:no_cross",) and not result.agree

@@ -84,10 +84,12 @@ def test_a_python_number_is_written_as_pretty_prints_it() -> None:
     ("sum(x, axis=)", "expected an attr value"),
     ("clip(x, lo=1, x)", "clip: an argument after its attrs (attrs go last, as keywords) at column 15"),
     ("sum(mul(x, [[1, 2], [3]]))", "a constant's rows must all have the same length at column 12"),
-    ("sum(x); v1 = x", "the last statement must compute the program's value, not name an earlier node at column 9"),
+    ("sum(x); v1 = x",
+     "the last statement must compute the program's value, not name an earlier node at column 9"),
     ("sum(tanh)", "op 'tanh' needs its arguments: tanh(...) at column 5"),
     ("sum(-x)", "expected a number, found 'x' at column 6 (write neg(a) to negate a value)"),
-    ("const 2 (a Python integer)", "expected one of (a Python float), (a Python int), (a framework int32 array) at column 9"),
+    ("const 2 (a Python integer)",
+     "expected one of (a Python float), (a Python int), (a framework int32 array) at column 9"),
     ("tanh(x)", "the output (last node) must be a scalar, got shape (2,) at column 1 (end with a reduction"),
 ])
 def test_malformed_text_is_one_line_naming_the_position(text: str, message: str) -> None:
