@@ -3,14 +3,16 @@
 Only ``main`` turns outcomes into exit codes; nothing else here or in the library calls
 ``sys.exit``:
 
-- 0: success (``run``: no new failing finding; ``replay``: nothing reproduces).
+- 0: success (``run``: no new failing finding; ``replay``: nothing reproduces; ``check``:
+  no variant is judged wrong).
   ``bisect``: the table is printed and some release reproduces (1: none does);
   ``merge``: no new failing finding in the merged report (1: there are).
   ``report``: the HTML pages were written again.
-- 1: ``run`` found failures not in the baseline; ``replay``: a finding still reproduces.
+- 1: ``run`` found failures not in the baseline; ``replay``: a finding still reproduces;
+  ``check``: some variant is judged wrong.
 - 2: bad input (unknown command, bad flag, unknown backend, bad budget, unreadable
   finding file or report folder, missing framework, ``report`` without jinja2 and
-  matplotlib); one line on stderr.
+  matplotlib, malformed program text or a point where it is undefined); one line on stderr.
 - 3: ``run`` hit errors of hessdiff itself (reported apart from framework findings).
 - 70: an internal error of hessdiff itself; one line on stderr, no traceback
   (set ``HESSDIFF_DEBUG=1`` to let the traceback through).
@@ -35,7 +37,7 @@ EXIT_INTERNAL = 70  # EX_SOFTWARE
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141
 
-_COMMANDS = ("run", "replay", "backends", "ops", "bisect", "merge", "triage", "report")
+_COMMANDS = ("run", "replay", "backends", "ops", "check", "bisect", "merge", "triage", "report")
 
 
 class _UsageError(Exception):
@@ -145,6 +147,19 @@ def _build_parser() -> _Parser:
                         help="a finding.json or a findings.json of a report")
     replay.set_defaults(run=_cmd_replay)
 
+    check = commands.add_parser(
+        "check", help="one program at one point: every variant's Hessian beside the oracle's, judged"
+    )
+    check.add_argument("program", metavar="PROGRAM",
+                       help="the program: 'sum(tanh(x))', or 'v1 = tanh(x); v2 = sum(v1)' as a finding prints it")
+    check.add_argument("--at", required=True, metavar="X",
+                       help="the point, comma-separated: 50,0.5 (a leading minus needs --at=-1,2)")
+    check.add_argument("--dtype", default="float64", choices=("float64", "float32"),
+                       help="the precision the frameworks compute in (default float64)")
+    check.add_argument("--variants", default=None, metavar="LIST",
+                       help="comma-separated backends or variants (jax,torch:func); default: all")
+    check.set_defaults(run=_cmd_check)
+
     backends = commands.add_parser(
         "backends", help="list every backend variant, its version and whether it is available"
     )
@@ -245,6 +260,26 @@ def _cmd_replay(args: argparse.Namespace, out: TextIO) -> int:
         return replay(Path(args.finding), stdout=out)
     except UsageError as exc:
         raise _UsageError(f"hessdiff replay: error: {exc}") from None
+
+
+def _cmd_check(args: argparse.Namespace, out: TextIO) -> int:
+    from hessdiff.harness.api import InputError, check
+    from hessdiff.harness.ir import ProgramError
+
+    try:
+        point = [float(v) for v in args.at.split(",")]
+    except ValueError:
+        raise _UsageError(f"hessdiff check: error: --at={args.at!r}, but it must be comma-separated numbers "
+                          "like 50,0.5.") from None
+    names = [v.strip() for v in args.variants.split(",") if v.strip()] if args.variants else None
+    try:
+        result = check(args.program, point, dtype=args.dtype, variants=names)
+    except (ProgramError, InputError) as exc:
+        raise _UsageError(f"hessdiff check: error: {exc}") from None
+    if result.oracle is None:
+        raise _UsageError(f"hessdiff check: error: the program is undefined at this point: {result.note}")
+    out.write(result.table())
+    return 1 if result.wrong else EXIT_OK
 
 
 def _cmd_backends(args: argparse.Namespace, out: TextIO) -> int:

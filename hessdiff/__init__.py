@@ -26,11 +26,18 @@ if not (Path(__file__).resolve().parent / "harness").is_dir() and (_CHECKOUT / "
 # Public name -> the module that defines it.
 _PUBLIC = {
     "Backend": "hessdiff.backends",
+    "BackendUnavailable": "hessdiff.backends",
     "BackendVariant": "hessdiff.backends",
+    "CheckResult": "hessdiff.harness.api",
+    "InputError": "hessdiff.harness.api",
     "Program": "hessdiff.harness.ir",
+    "ProgramError": "hessdiff.harness.ir",
     "Unsupported": "hessdiff.backends",
     "Variant": "hessdiff.backends",
     "all_variants": "hessdiff.backends",
+    "check": "hessdiff.harness.api",
+    "hessian": "hessdiff.harness.api",
+    "parse_program": "hessdiff.harness.parse",
     "register": "hessdiff.backends",
 }
 
@@ -47,4 +54,6 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+    # The public API and nothing else: not this module's own imports, nor the subpackages
+    # (``hessdiff.harness``, ``hessdiff.backends``), which are reached by name.
+    return sorted(set(__all__) | {name for name in globals() if name.startswith("__")})

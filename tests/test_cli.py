@@ -120,6 +120,21 @@ def test_help_and_version(capsys: pytest.CaptureFixture[str]) -> None:
         pytest.param(["run", "--seed", "x"], "invalid int value: 'x'", id="run-bad-seed"),
         pytest.param(["replay", "/nonexistent/finding.json"], "cannot read /nonexistent/finding.json",
                      id="replay-unreadable"),
+        pytest.param(["check", "sum(tanhh(x))", "--at", "50"],
+                     "hessdiff check: error: unknown op 'tanhh' at column 5 (did you mean 'tanh'?)", id="check-unknown-op"),
+        pytest.param(["check", "v1 = tanh(x)\nv2 = sum(v1", "--at", "50"],
+                     "expected ',' or ')', found the end of the text at line 2, column 12", id="check-unclosed"),
+        pytest.param(["check", "sum(x)"], "the following arguments are required: --at", id="check-no-point"),
+        pytest.param(["check", "sum(x)", "--at", "1,,2"], "--at='1,,2', but it must be comma-separated numbers",
+                     id="check-bad-point"),
+        pytest.param(["check", "sum(x)", "--at", "inf"], "x=[inf], but every entry must be a finite float64",
+                     id="check-infinite-point"),
+        pytest.param(["check", "sum(x)", "--at", "1", "--variants", "jax:nope"], "unknown variant 'jax:nope'",
+                     id="check-unknown-variant"),
+        pytest.param(["check", "sum(x)", "--at", "1", "--dtype", "float16"], "invalid choice: 'float16'",
+                     id="check-bad-dtype"),
+        pytest.param(["check", "sum(log(x))", "--at=-1", "--variants", "jax:fwdrev"],
+                     "the program is undefined at this point: node 1 (log) is outside its domain", id="check-undefined"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(
@@ -131,6 +146,46 @@ def test_bad_input_exits_2_with_one_line(
     assert_one_line_no_traceback(err)
     assert re.match(r"hessdiff( \w+)?: error: ", err), err
     assert message in err
+
+
+# --- check: one function, every variant beside the oracle ---------------------------------------
+
+
+@pytest.fixture
+def planted_jax(clean_registry: None) -> None:
+    jax = registry.get_backend("jax").availability()
+    if not jax.available:
+        pytest.skip(jax.reason)
+    sys.path.insert(0, str(ROOT / "tests"))
+    from planted import PlantedBackend
+
+    registry.register(PlantedBackend())
+
+
+def test_check_exits_0_when_every_variant_agrees_and_1_when_one_is_wrong(
+    capsys: pytest.CaptureFixture[str], planted_jax: None
+) -> None:
+    program = "v1 = tanh(x); v2 = gather(x, idx=(1, 0)); v3 = mul(v1, v2); sum(v3)"
+    code, out, err = run(capsys, "check", program, "--at", "50,0.5", "--variants", "planted:honest")
+    assert (code, err) == (0, "")
+    assert re.search(r"^oracle +truth ", out, re.M) and re.search(r"^planted:honest +agrees ", out, re.M)
+    code, out, err = run(capsys, "check", program, "--at", "0.5,-1", "--dtype", "float32",
+                         "--variants", "planted:honest,planted:no_cross")
+    assert (code, err) == (1, "")
+    assert "in float32" in out.splitlines()[0]
+    assert re.search(r"^planted:no_cross +wrong_value ", out, re.M)
+    assert out.rstrip().endswith("judged wrong: planted:no_cross")
+
+
+@pytest.mark.slow
+def test_check_sum_tanh_at_50_prints_every_available_variant_against_the_oracle(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, err = run(capsys, "check", "sum(tanh(x))", "--at", "50")
+    assert (code, err) == (0, "")
+    listed = [line.split()[0] for line in out.splitlines() if re.match(r"[\w:-]+ +[a-z_]+ +", line)]
+    assert listed[0] == "variant"
+    assert listed[1:] == ["oracle"] + [v.name for v in registry.all_variants()]  # after the header
 
 
 # --- internal errors and interrupts ------------------------------------------------------------
