@@ -7,7 +7,7 @@ MLX's HVPs (``mx.jvp``/``mx.vjp`` of ``mx.grad``) are its campaign variants alre
 from __future__ import annotations
 
 from hessdiff.backends.base import Variant
-from hessdiff.backends.mlx_backend import hessian_fwdrev, hessian_revrev
+from hessdiff.backends.mlx_hessians import hessian_fwdrev, hessian_revrev
 
 __all__ = ["PROBES"]
 
