@@ -202,20 +202,24 @@ class MlxBackend(Backend):
         "fwdrev": Variant.calling("JVP of mx.grad(f) along each basis vector (Python loop), eager",
                                   hessian_fwdrev),
         "fwdrev-vmap": Variant.calling("JVP of mx.grad(f) vmapped over the basis, eager",
-                                       hessian_fwdrev_vmap),
+                                       hessian_fwdrev_vmap, batchable=True),
         "revrev": Variant.calling("VJP of mx.grad(f) with each basis cotangent (Python loop), eager",
                                   hessian_revrev),
         "revrev-vmap": Variant.calling("VJP of mx.grad(f) vmapped over the basis cotangents, eager",
-                                       hessian_revrev_vmap),
+                                       hessian_revrev_vmap, batchable=True),
         "compile": Variant(
             "mx.compile of the forward-over-reverse loop (fused CPU kernels)",
             lambda m, f: m.mx.compile(m.hessian_fwdrev(f)),
             (hessian_fwdrev,),
+            compiled=True,
+            batchable=True,
         ),
         "compile-revrev": Variant(
             "mx.compile of the reverse-over-reverse loop (fused CPU kernels)",
             lambda m, f: m.mx.compile(m.hessian_revrev(f)),
             (hessian_revrev,),
+            compiled=True,
+            batchable=True,
         ),
     }
     gradient = staticmethod(lambda m, f: m.mx.grad(f))
@@ -272,8 +276,6 @@ class MlxBackend(Backend):
         if _NOT_IMPLEMENTED.search(message):
             return f"{type(exc).__name__}: {message.splitlines()[0]}"
         return super().unsupported_reason(exc)
-
-    batchable = frozenset({"fwdrev-vmap", "revrev-vmap", "compile", "compile-revrev"})
 
     def batched(self, m: Any, hessian: Any) -> Any:
         return m.mx.vmap(hessian)
