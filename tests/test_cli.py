@@ -251,12 +251,14 @@ def _report(folder: Path) -> Path:
 @pytest.mark.parametrize(
     ("argv", "what"),
     [
-        pytest.param(["run", "--backends", "jax:fwdrev", "--out", "{file}/sub"], "--out='{file}/sub'", id="run-out"),
+        pytest.param(["run", "--backends", "jax:fwdrev", "--out", "{file}/sub"], "--out='{file}/sub'",
+                     id="run-out"),
         pytest.param(["run", "--out", "{file}"], "--out='{file}'", id="run-out-is-a-file"),
         pytest.param(["run", "--resume", "{file}"], "--resume='{file}'", id="run-resume"),
         pytest.param(["merge", "{report}/findings.json", "--out", "{file}/merged"], "--out='{file}/merged'",
                      id="merge-out"),
-        pytest.param(["triage", "{report}", "--out", "{file}/drafts"], "--out='{file}/drafts'", id="triage-out"),
+        pytest.param(["triage", "{report}", "--out", "{file}/drafts"], "--out='{file}/drafts'",
+                     id="triage-out"),
         pytest.param(["bisect", "{report}/one/finding.json", "--package", "equinox", "--versions", "0.1..0.2",
                       "--cache", "{file}/cache"], "--cache='{file}/cache'", id="bisect-cache"),
     ],
@@ -274,8 +276,9 @@ def test_a_folder_that_cannot_be_written_is_bad_input(
     code, out, err = run(capsys, *(a.format(**names) for a in argv))
     assert (code, out) == (2, "")
     assert_one_line_no_traceback(err)
-    assert f"{what.format(**names)}, but it must be a folder hessdiff can write in: {names['file']} is not a folder." \
-        in err, err
+    expected = (f"{what.format(**names)}, but it must be a folder hessdiff can write in: "
+                f"{names['file']} is not a folder.")
+    assert expected in err, err
 
 
 @pytest.mark.parametrize("command", ["report", "triage"])
