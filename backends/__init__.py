@@ -9,6 +9,7 @@ from hessdiff.backends.base import (
     BackendUnavailable,
     BackendVariant,
     DTYPES,
+    PROBE_RELATIONS,
     Unsupported,
     Variant,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "BackendVariant",
     "DTYPES",
     "Namespace",
+    "PROBE_RELATIONS",
     "RegistryError",
     "Unsupported",
     "Variant",

@@ -8,16 +8,19 @@ a Hessian (fwd-over-rev, rev-over-rev, jit, ...). The harness only ever talks to
 
 from __future__ import annotations
 
+import ast
 import contextlib
+import dis
 import importlib
 import importlib.metadata
 import inspect
 import re
 import warnings
 from abc import ABC, abstractmethod
-from pathlib import Path
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
+from pathlib import Path
+from types import CodeType
 from typing import Any, ClassVar, final
 
 import numpy as np
@@ -32,6 +35,7 @@ __all__ = [
     "BackendUnavailable",
     "BackendVariant",
     "DTYPES",
+    "PROBE_RELATIONS",
     "Unsupported",
 ]
 
@@ -62,6 +66,21 @@ class Availability:
     reason: str = ""
 
 
+# The relations a probe may declare (``Variant.relation``): what its matrix is, so
+# ``hessdiff.harness.relations`` knows what to compare it with. The relations module has one
+# check for each (a test holds the two together); registration rejects any other name.
+PROBE_RELATIONS: tuple[str, ...] = (
+    "hvp",  # the Hessian assembled from the framework's Hessian-vector products
+    "laplacian",  # the PINN Laplacian's per-axis second derivatives, on the diagonal
+    "vmap",  # the Hessian mapped over a batch of points
+    "custom_rules",  # the Hessian through a custom differentiation rule
+    "parameters",  # a model's parameter Hessian
+    "neural_ode",  # the Hessian of a fixed-step Euler Neural-ODE loss (scenarios.ode_problem)
+    "neural_ode_adaptive",  # the same ODE's loss from an adaptive solver
+    "compiled",  # the Hessian under the framework's compiler
+)
+
+
 @dataclass(frozen=True)
 class Variant:
     """One way a framework computes a Hessian.
@@ -69,19 +88,34 @@ class Variant:
     ``compose(m, f)`` returns the Hessian function of ``f``, written against the backend's
     namespace ``m`` like a lowering, so it both runs and prints (``jax.hessian(f)``).
     ``helpers`` are plain module-level functions the composition names (``m.helper``);
-    an emitted script carries their source.
+    an emitted script carries their source, and the module-level constants they read.
+
+    What the variant is, declared with it and checked when its backend registers:
+        compiled: it runs under the framework's compiler (``jax.jit``, ``mx.compile``), so
+            the ``transforms`` relation compares it with the eager reference and the
+            ``modes`` relation leaves it out.
+        batchable: ``Backend.batched`` can map its Hessian function over a batch of points
+            (``BackendVariant.hessians``); otherwise the points are looped.
+        relation: for a probe (``Backend.probes``), the relation that checks it, one of
+            ``PROBE_RELATIONS``; ``None`` for a campaign variant.
     """
 
     description: str
     compose: Callable[[Any, Any], Any]
     helpers: tuple[Callable[..., Any], ...] = ()
+    _: KW_ONLY
+    compiled: bool = False
+    batchable: bool = False
+    relation: str | None = None
 
     @classmethod
-    def calling(cls, description: str, helper: Callable[..., Any], *more: Callable[..., Any]) -> Variant:
+    def calling(cls, description: str, helper: Callable[..., Any], *more: Callable[..., Any],
+                compiled: bool = False, batchable: bool = False, relation: str | None = None) -> Variant:
         """The variant whose Hessian function is ``helper(f)``: a module-level function
         the backend (and an emitted script) carries, with the helpers it calls in turn."""
         name = helper.__name__
-        return cls(description, lambda m, f: getattr(m, name)(f), (*more, helper))
+        return cls(description, lambda m, f: getattr(m, name)(f), (*more, helper),
+                   compiled=compiled, batchable=batchable, relation=relation)
 
 
 class Backend(ABC):
@@ -92,7 +126,7 @@ class Backend(ABC):
         distribution: the PyPI distribution whose version is reported ("jax").
         extra: the hessdiff extra that installs it (``pip install 'hessdiff[jax]'``).
         modules: the modules it imports; any missing makes the backend unavailable.
-        variants: variant name -> ``Variant``.
+        variants: variant name -> ``Variant`` (the campaign's; none declares a relation).
         gradient: ``gradient(m, f)``, the framework's gradient of ``f``.
         lowerings: catalogue op name -> lowering, or ``Absent(reason)``.
         source_imports: the import lines of an emitted script.
@@ -134,14 +168,12 @@ class Backend(ABC):
         """A context in which ``dtype`` computations are possible (JAX's x64 switch)."""
         return contextlib.nullcontext()
 
-    # The variants whose composed Hessian function ``batched`` can map over a batch.
-    batchable: ClassVar[frozenset[str]] = frozenset()
-
     def batched(self, m: Any, hessian: Any) -> Any:
         """``hessian`` (one point's) mapped over a leading batch axis: ``jax.vmap(h)``.
 
-        Only called for the variants in ``batchable``; the result takes a (k, n) array
-        and returns (k, n, n). Other variants are looped by ``BackendVariant.hessians``.
+        Only called for the variants declared ``batchable``; the result takes a (k, n)
+        array and returns (k, n, n). Other variants are looped by ``BackendVariant.hessians``.
+        A backend with a batchable variant overrides this (registration checks it).
         """
         raise NotImplementedError(f"{self.name} declares no batched Hessian")
 
@@ -149,10 +181,11 @@ class Backend(ABC):
         """Optional capabilities for ``hessdiff.harness.relations``: other ways to reach a Hessian.
 
         Name -> ``Variant`` like ``variants``, but not a campaign variant: the framework's
-        own HVP assembled column by column (``hvp-*``), the PINN Laplacian's per-axis
-        second derivatives (``laplacian-*``), a custom differentiation rule (``custom-*``),
-        a model's parameter Hessian (``params-*``), ... Each is printable like a variant,
-        so a finding on it renders a standalone reproducer. Default: none.
+        own HVP assembled column by column, the PINN Laplacian's per-axis second
+        derivatives, a custom differentiation rule, a model's parameter Hessian, ... Each
+        declares the relation that checks it (``Variant.relation``, one of
+        ``PROBE_RELATIONS``), and is printable like a variant, so a finding on it renders
+        a standalone reproducer. Default: none.
         """
         return {}
 
@@ -389,7 +422,7 @@ class BackendVariant:
         points = np.asarray(points)
         if points.ndim != 2 or points.shape[1] != program.n:
             raise ValueError(f"points has shape {points.shape}, but it must be (k, {program.n}).")
-        if len(points) < 2 or self.variant not in self.backend.batchable:
+        if len(points) < 2 or not self.spec.batchable:
             return np.stack([np.asarray(self.hessian(program, x)) for x in points])
         compose = self.spec.compose
         return self._run(program, points, lambda m, f: self.backend.batched(m, compose(m, f)))
@@ -430,6 +463,7 @@ class BackendVariant:
         names.update({h.__name__: h.__name__ for h in self.spec.helpers})
         call = self.spec.compose(SourceNamespace(names), Src("f"))
         helpers = "\n\n\n".join(inspect.getsource(h).strip() for h in self.spec.helpers)
+        constants = [f"{name} = {value!r}" for name, value in constants_read_by(self.spec.helpers).items()]
         # Helpers are copied with their annotations: postpone them, so an annotation may
         # name something the script does not import.
         lines = ["from __future__ import annotations", "", "import numpy as np",
@@ -439,6 +473,8 @@ class BackendVariant:
             lines += ["", setup]
         lines += ["", ""] + (consts + ["", ""] if consts else []) + ["def f(x):"]
         lines += [f"    {line}" for line in body]
+        if constants:
+            lines += ["", ""] + constants
         if helpers.strip():
             lines += ["", "", helpers.strip()]
         const_line = self.backend.lowerings["const"](
@@ -452,6 +488,43 @@ class BackendVariant:
             f"print('{self.name} hessian:', {self.backend.source_to_numpy('H')}.tolist())",
         ]
         return "\n".join(lines) + "\n"
+
+
+def constants_read_by(helpers: tuple[Callable[..., Any], ...]) -> dict[str, Any]:
+    """The module-level constants ``helpers`` read, name -> value (``{"ODE_STEPS": 4}``).
+
+    An emitted script carries a helper's source, which may read a constant its module
+    imports (the Neural-ODE probes read ``scenarios.ode_problem``'s); the script defines
+    it from the value hessdiff ran with, so the two cannot differ. A constant is a global
+    the helper (or a function nested in it) loads whose value is a Python literal: a
+    number, string, or a tuple, list or dict of them. Functions and modules are not (a
+    helper imports its framework inside, and the helpers it calls are carried too).
+    """
+    found: dict[str, Any] = {}
+    for helper in helpers:
+        for name in _globals_loaded(helper.__code__):
+            if name in helper.__globals__ and _is_literal(helper.__globals__[name]):
+                found[name] = helper.__globals__[name]
+    return found
+
+
+def _globals_loaded(code: CodeType) -> Iterator[str]:
+    for instruction in dis.get_instructions(code):
+        if instruction.opname in ("LOAD_GLOBAL", "LOAD_NAME"):
+            yield instruction.argval
+    for const in code.co_consts:
+        if isinstance(const, CodeType):
+            yield from _globals_loaded(const)
+
+
+def _is_literal(value: Any) -> bool:
+    """Whether ``repr(value)`` is Python source that evaluates back to ``value``."""
+    if callable(value):
+        return False
+    try:
+        return bool(ast.literal_eval(repr(value)) == value)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return False
 
 
 def _dtype_name(x: np.ndarray) -> str:

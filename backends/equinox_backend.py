@@ -42,10 +42,13 @@ class EquinoxBackend(Backend):
         "filter_hessian": Variant(
             "eqx.filter_hessian(f): filter_jacfwd(filter_jacrev(f)), eager",
             lambda m, f: m.eqx.filter_hessian(f),
+            batchable=True,
         ),
         "filter_jit": Variant(
             "eqx.filter_jit(eqx.filter_hessian(f)), compiled",
             lambda m, f: m.eqx.filter_jit(m.eqx.filter_hessian(f)),
+            compiled=True,
+            batchable=True,
         ),
     }
     gradient = staticmethod(lambda m, f: m.eqx.filter_grad(f))
@@ -68,8 +71,6 @@ class EquinoxBackend(Backend):
 
     def to_numpy(self, value: Any) -> np.ndarray:
         return np.asarray(value)
-
-    batchable = frozenset({"filter_hessian", "filter_jit"})
 
     def batched(self, m: Any, hessian: Any) -> Any:
         return m.eqx.filter_jit(m.eqx.filter_vmap(hessian))

@@ -182,12 +182,20 @@ class JaxBackend(Backend):
     distribution = "jax"
     extra = "jax"
     modules = ("jax", "jax.numpy")
+    # All batchable: a batch of points is one compiled call (``batched``); eager JAX
+    # compiles every primitive for every new shape anyway, which costs several times one
+    # jit of the whole program.
     variants = {
-        "fwdrev": Variant("jax.hessian(f): jacfwd(jacrev(f)), eager", lambda m, f: m.jax.hessian(f)),
-        "revrev": Variant("jacrev(jacrev(f)), eager", lambda m, f: m.jax.jacrev(m.jax.jacrev(f))),
-        "fwdfwd": Variant("jacfwd(jacfwd(f)), eager", lambda m, f: m.jax.jacfwd(m.jax.jacfwd(f))),
-        "revfwd": Variant("jacrev(jacfwd(f)), eager", lambda m, f: m.jax.jacrev(m.jax.jacfwd(f))),
-        "jit": Variant("jax.jit(jax.hessian(f)), compiled", lambda m, f: m.jax.jit(m.jax.hessian(f))),
+        "fwdrev": Variant("jax.hessian(f): jacfwd(jacrev(f)), eager", lambda m, f: m.jax.hessian(f),
+                          batchable=True),
+        "revrev": Variant("jacrev(jacrev(f)), eager", lambda m, f: m.jax.jacrev(m.jax.jacrev(f)),
+                          batchable=True),
+        "fwdfwd": Variant("jacfwd(jacfwd(f)), eager", lambda m, f: m.jax.jacfwd(m.jax.jacfwd(f)),
+                          batchable=True),
+        "revfwd": Variant("jacrev(jacfwd(f)), eager", lambda m, f: m.jax.jacrev(m.jax.jacfwd(f)),
+                          batchable=True),
+        "jit": Variant("jax.jit(jax.hessian(f)), compiled", lambda m, f: m.jax.jit(m.jax.hessian(f)),
+                       compiled=True, batchable=True),
     }
     gradient = staticmethod(lambda m, f: m.jax.grad(f))
     lowerings = JAX_LOWERINGS
@@ -212,10 +220,6 @@ class JaxBackend(Backend):
         import jax
 
         return str(jax.print_environment_info(return_string=True))
-
-    # A batch of points is one compiled call: eager JAX compiles every primitive for
-    # every new shape anyway, which costs several times one jit of the whole program.
-    batchable = frozenset({"fwdrev", "revrev", "fwdfwd", "revfwd", "jit"})
 
     def batched(self, m: Any, hessian: Any) -> Any:
         return m.jax.jit(m.jax.vmap(hessian))

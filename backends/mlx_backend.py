@@ -1,9 +1,9 @@
 """MLX: Hessians composed from ``mx.grad``, ``mx.jvp``, ``mx.vjp``, ``mx.vmap`` and ``mx.compile``.
 
-MLX has no ``hessian``; each variant builds one from the transforms, as a small helper
-function that an emitted reproducer carries verbatim. Everything runs on the CPU stream,
-the only device with float64, selected per call with ``mx.stream(mx.cpu)`` and never by
-changing MLX's default device at import.
+MLX has no ``hessian``; each variant builds one from the transforms, with a small helper
+function (``hessdiff.backends.mlx_hessians``) that an emitted reproducer carries verbatim.
+Everything runs on the CPU stream, the only device with float64, selected per call with
+``mx.stream(mx.cpu)`` and never by changing MLX's default device at import.
 
 Known properties of MLX 0.32 on the CPU (measured by ``benchmarks/mlx_accuracy.py``):
 
@@ -35,16 +35,11 @@ import numpy as np
 
 from hessdiff.backends.base import Backend, Variant
 from hessdiff.backends.lowering import Absent, Lowering, Namespace
+from hessdiff.backends.mlx_hessians import (hessian_fwdrev, hessian_fwdrev_vmap, hessian_revrev,
+                                            hessian_revrev_vmap)
 from hessdiff.backends.registry import register
 
-__all__ = [
-    "MLX_LOWERINGS",
-    "MlxBackend",
-    "hessian_fwdrev",
-    "hessian_fwdrev_vmap",
-    "hessian_revrev",
-    "hessian_revrev_vmap",
-]
+__all__ = ["MLX_LOWERINGS", "MlxBackend"]
 
 
 # Core ``mx`` ops rather than ``mlx.nn`` activations: ``mlx.nn.relu/softplus/leaky_relu``
@@ -189,67 +184,6 @@ MLX_LOWERINGS: dict[str, Lowering | Absent] = {
 }
 
 
-# --- the Hessian compositions (emitted verbatim into reproducers) ----------------------
-
-
-def hessian_fwdrev(f):
-    """Forward-over-reverse: H[:, j] is the JVP of ``mx.grad(f)`` along e_j, one per j."""
-    import mlx.core as mx
-
-    grad = mx.grad(f)
-
-    def hessian(x):
-        basis = mx.eye(x.shape[0], dtype=x.dtype)
-        columns = [mx.jvp(grad, [x], [basis[j]])[1][0] for j in range(x.shape[0])]
-        return mx.stack(columns, axis=1)
-
-    return hessian
-
-
-def hessian_fwdrev_vmap(f):
-    """Forward-over-reverse: the JVP of ``mx.grad(f)`` vmapped over the basis vectors."""
-    import mlx.core as mx
-
-    grad = mx.grad(f)
-
-    def hessian(x):
-        def column(v):
-            return mx.jvp(grad, [x], [v])[1][0]
-
-        return mx.vmap(column, in_axes=0, out_axes=1)(mx.eye(x.shape[0], dtype=x.dtype))
-
-    return hessian
-
-
-def hessian_revrev(f):
-    """Reverse-over-reverse: H[i, :] is the VJP of ``mx.grad(f)`` with cotangent e_i."""
-    import mlx.core as mx
-
-    grad = mx.grad(f)
-
-    def hessian(x):
-        basis = mx.eye(x.shape[0], dtype=x.dtype)
-        rows = [mx.vjp(grad, [x], [basis[i]])[1][0] for i in range(x.shape[0])]
-        return mx.stack(rows, axis=0)
-
-    return hessian
-
-
-def hessian_revrev_vmap(f):
-    """Reverse-over-reverse: the VJP of ``mx.grad(f)`` vmapped over the basis cotangents."""
-    import mlx.core as mx
-
-    grad = mx.grad(f)
-
-    def hessian(x):
-        def row(v):
-            return mx.vjp(grad, [x], [v])[1][0]
-
-        return mx.vmap(row, in_axes=0, out_axes=0)(mx.eye(x.shape[0], dtype=x.dtype))
-
-    return hessian
-
-
 # MLX says "[scatter] JVP not yet implemented", "[Primitive::jvp] Not implemented for X",
 # "JVP is not implemented for cumulative prod/min/max", "[Pad::vmap] ... is not supported".
 _NOT_IMPLEMENTED = re.compile(
@@ -268,20 +202,24 @@ class MlxBackend(Backend):
         "fwdrev": Variant.calling("JVP of mx.grad(f) along each basis vector (Python loop), eager",
                                   hessian_fwdrev),
         "fwdrev-vmap": Variant.calling("JVP of mx.grad(f) vmapped over the basis, eager",
-                                       hessian_fwdrev_vmap),
+                                       hessian_fwdrev_vmap, batchable=True),
         "revrev": Variant.calling("VJP of mx.grad(f) with each basis cotangent (Python loop), eager",
                                   hessian_revrev),
         "revrev-vmap": Variant.calling("VJP of mx.grad(f) vmapped over the basis cotangents, eager",
-                                       hessian_revrev_vmap),
+                                       hessian_revrev_vmap, batchable=True),
         "compile": Variant(
             "mx.compile of the forward-over-reverse loop (fused CPU kernels)",
             lambda m, f: m.mx.compile(m.hessian_fwdrev(f)),
             (hessian_fwdrev,),
+            compiled=True,
+            batchable=True,
         ),
         "compile-revrev": Variant(
             "mx.compile of the reverse-over-reverse loop (fused CPU kernels)",
             lambda m, f: m.mx.compile(m.hessian_revrev(f)),
             (hessian_revrev,),
+            compiled=True,
+            batchable=True,
         ),
     }
     gradient = staticmethod(lambda m, f: m.mx.grad(f))
@@ -338,8 +276,6 @@ class MlxBackend(Backend):
         if _NOT_IMPLEMENTED.search(message):
             return f"{type(exc).__name__}: {message.splitlines()[0]}"
         return super().unsupported_reason(exc)
-
-    batchable = frozenset({"fwdrev-vmap", "revrev-vmap", "compile", "compile-revrev"})
 
     def batched(self, m: Any, hessian: Any) -> Any:
         return m.mx.vmap(hessian)

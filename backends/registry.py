@@ -6,8 +6,9 @@ an installed distribution declares an entry point in the group ``hessdiff.backen
 (``PLUGIN_GROUP``) whose name is the backend's name and whose value names a ``Backend``
 subclass (instantiated with no arguments) or instance; the registry registers it, so the
 plugin never calls ``register``. Both kinds are loaded lazily on first use, built-ins
-first, and both are validated by ``check_backend`` the moment they register; a duplicate
-name is an error that names both.
+first, and both are validated by ``check_backend`` the moment they register (name,
+variants and what each says it is, probes and the relation each declares, a lowering or an
+``Absent`` reason for every catalogue op); a duplicate name is an error that names both.
 
 A plugin that fails (it does not import, is not a Backend, misses the interface, or takes
 a name already taken) is not registered and does not stop hessdiff: it is kept in
@@ -24,7 +25,7 @@ import inspect
 from dataclasses import dataclass
 from typing import Any
 
-from hessdiff.backends.base import Backend, BackendVariant
+from hessdiff.backends.base import PROBE_RELATIONS, Backend, BackendVariant, Variant
 from hessdiff.backends.lowering import Absent
 from hessdiff.harness.ops import CATALOGUE
 
@@ -142,9 +143,30 @@ def check_backend(backend: Backend) -> None:
         raise RegistryError(f"{where}: gradient must be callable as gradient(m, f).")
     if not backend.variants:
         raise RegistryError(f"{where}: declares no variants.")
-    for variant in backend.variants:
-        if not isinstance(variant, str) or not variant or ":" in variant or "," in variant:
-            raise RegistryError(f"{where}: variant {variant!r} is not a valid name.")
+    probes = backend.probes()
+    for kind, table in (("variant", backend.variants), ("probe", probes)):
+        for variant, spec in table.items():
+            if not isinstance(variant, str) or not variant or ":" in variant or "," in variant:
+                raise RegistryError(f"{where}: {kind} {variant!r} is not a valid name.")
+            if not isinstance(spec, Variant):
+                raise RegistryError(f"{where}: {kind} {variant!r} is {spec!r}, not a Variant.")
+            for flag in ("compiled", "batchable"):
+                if not isinstance(getattr(spec, flag), bool):
+                    raise RegistryError(f"{where}: {kind} {variant!r} has {flag}={getattr(spec, flag)!r}, "
+                                        "but it must be True or False.")
+            if spec.batchable and type(backend).batched is Backend.batched:
+                raise RegistryError(f"{where}: {kind} {variant!r} is batchable, but the backend does not "
+                                    "implement batched(m, hessian).")
+    for variant, spec in backend.variants.items():
+        if spec.relation is not None:
+            raise RegistryError(f"{where}: variant {variant!r} declares relation={spec.relation!r}, but only "
+                                "a probe (Backend.probes) declares one.")
+    for probe, spec in probes.items():
+        if probe in backend.variants:
+            raise RegistryError(f"{where}: probe {probe!r} has the name of a variant.")
+        if spec.relation not in PROBE_RELATIONS:
+            raise RegistryError(f"{where}: backend {name!r}'s probe {probe!r} declares relation="
+                                f"{spec.relation!r}, but it must be one of {PROBE_RELATIONS}.")
     if "const" not in backend.lowerings or isinstance(backend.lowerings["const"], Absent):
         raise RegistryError(f"{where}: the lowering table needs a 'const' entry.")
     missing_ops = sorted(set(CATALOGUE) - set(backend.lowerings))

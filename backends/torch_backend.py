@@ -227,18 +227,22 @@ class TorchBackend(Backend):
     distribution = "torch"
     extra = "torch"
     modules = ("torch", "torch.func", "torch.nn.functional")
+    # torch.func transforms compose with vmap (batchable); autograd.functional does not.
     variants = {
         "func": Variant(
             "torch.func.hessian(f): jacfwd(jacrev(f)), functorch transforms",
             lambda m, f: m.torch.func.hessian(f),
+            batchable=True,
         ),
         "func-revrev": Variant(
             "torch.func.jacrev(torch.func.jacrev(f))",
             lambda m, f: m.torch.func.jacrev(m.torch.func.jacrev(f)),
+            batchable=True,
         ),
         "func-fwdfwd": Variant(
             "torch.func.jacfwd(torch.func.jacfwd(f))",
             lambda m, f: m.torch.func.jacfwd(m.torch.func.jacfwd(f)),
+            batchable=True,
         ),
         "autograd": Variant(
             "torch.autograd.functional.hessian(f, x): reverse-over-reverse on the tape",
@@ -299,9 +303,6 @@ class TorchBackend(Backend):
         if isinstance(exc, RuntimeError) and any(m in lowered for m in _UNSUPPORTED_MARKERS):
             return f"{type(exc).__name__}: {message.splitlines()[0]}"
         return None
-
-    # torch.func transforms compose with vmap; autograd.functional does not.
-    batchable = frozenset({"func", "func-revrev", "func-fwdfwd"})
 
     def batched(self, m: Any, hessian: Any) -> Any:
         return m.torch.func.vmap(hessian)

@@ -32,12 +32,13 @@ from hessdiff.backends import Absent, BackendVariant
 from hessdiff.harness.baseline import Baseline
 from hessdiff.harness.batch import check_program
 from hessdiff.harness.blame import blame, local_faults
+from hessdiff.harness.case import Case
 from hessdiff.harness.engine import CaseResult, HarnessError, Runner, Verdict, check_case
 from hessdiff.harness.exact import Exercised, argument_patterns, exercised
 from hessdiff.harness.findings import Finding, Kind
 from hessdiff.harness.minimize import minimize
 from hessdiff.harness.ops import CATALOGUE
-from hessdiff.harness.strategies import DEFAULT_OPS, Case, cases
+from hessdiff.harness.strategies import DEFAULT_OPS, cases
 
 __all__ = ["Campaign", "CampaignConfig", "CampaignStats"]
 

@@ -11,8 +11,10 @@ Only ``main`` turns outcomes into exit codes; nothing else here or in the librar
 - 1: ``run`` found failures not in the baseline; ``replay``: a finding still reproduces;
   ``check``: some variant is judged wrong.
 - 2: bad input (unknown command, bad flag, unknown backend, bad budget, unreadable
-  finding file or report folder, missing framework, ``report`` without jinja2 and
-  matplotlib, malformed program text or a point where it is undefined); one line on stderr.
+  finding file or report folder, a folder to write (``--out``, ``--resume``, ``--cache``,
+  a report folder) that cannot be written, missing framework, ``report`` without jinja2
+  and matplotlib, malformed program text or a point where it is undefined); one line on
+  stderr.
 - 3: ``run`` hit errors of hessdiff itself (reported apart from framework findings).
 - 70: an internal error of hessdiff itself; one line on stderr, no traceback
   (set ``HESSDIFF_DEBUG=1`` to let the traceback through).
@@ -26,7 +28,9 @@ import argparse
 import importlib.metadata
 import os
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import NoReturn, TextIO
 
 __all__ = ["EXIT_INTERNAL", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "main"]
@@ -210,7 +214,6 @@ def _build_parser() -> _Parser:
 
 def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     import datetime as dt
-    from pathlib import Path
 
     from hessdiff.harness.ops import CATALOGUE
     from hessdiff.harness.run import UsageError, parse_budget, run
@@ -242,6 +245,7 @@ def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
             raise UsageError(f"--out={args.out!r} with --resume={args.resume!r}: a resumed run "
                              "writes into the folder it resumes; drop --out.")
         target = Path(args.resume or args.out or Path("reports") / f"run-{stamp}")
+        _check_writable("run", f"{'--resume' if args.resume else '--out'}={str(target)!r}", target)
         return run(
             backends=args.backends, budget=budget, seed=args.seed, dtypes=dtypes,
             out=target, baseline_path=Path(args.baseline), ops=ops, max_ops=args.max_ops, stdout=out,
@@ -252,8 +256,6 @@ def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _cmd_replay(args: argparse.Namespace, out: TextIO) -> int:
-    from pathlib import Path
-
     from hessdiff.harness.run import UsageError, replay
 
     try:
@@ -341,8 +343,6 @@ def _report_broken_plugins() -> None:
 
 def _cmd_bisect(args: argparse.Namespace, out: TextIO) -> int:
     import json
-    import tempfile
-    from pathlib import Path
 
     from hessdiff.harness import bisect as b
     from hessdiff.harness.findings import FindingError, load_findings
@@ -355,6 +355,11 @@ def _cmd_bisect(args: argparse.Namespace, out: TextIO) -> int:
         if args.index is None and len(findings) != 1:
             raise b.BisectError(f"{args.finding} holds {len(findings)} findings; choose one with --index N.")
         finding = findings[(args.index or 1) - 1]
+        cache = Path(args.cache) if args.cache else b.default_cache()
+        _check_writable("bisect", f"--cache={str(cache)!r}", cache)
+        source = Path(args.finding)
+        if source.name == "finding.json":  # a report's finding folder: bisect.json goes beside it
+            _check_writable("bisect", f"the folder of {args.finding} (for bisect.json)", source.parent)
         versions = b.select_versions(b.pypi_versions(args.package), low, high)
     except (b.BisectError, FindingError) as exc:
         raise _UsageError(f"hessdiff bisect: error: {exc}") from None
@@ -363,24 +368,21 @@ def _cmd_bisect(args: argparse.Namespace, out: TextIO) -> int:
     def progress(row: b.VersionRow) -> None:
         print(f"  {args.package} {row.version}: {row.outcome}", file=sys.stderr, flush=True)
 
-    cache = Path(args.cache) if args.cache else None
     with tempfile.TemporaryDirectory(prefix="hessdiff-bisect-") as scratch:
         result = b.bisect(finding, Path(scratch), package=args.package, versions=versions,
                           pins=args.pins, cache=cache, on_row=progress)
     out.write(b.render_table(result))
-    source = Path(args.finding)
     if source.name == "finding.json":  # a report's finding folder: triage reads it there
         (source.parent / "bisect.json").write_text(json.dumps(b.result_json(result, args.pins), indent=2) + "\n")
     return EXIT_OK if result.first_bad else 1
 
 
 def _cmd_merge(args: argparse.Namespace, out: TextIO) -> int:
-    from pathlib import Path
-
     from hessdiff.harness.baseline import load_baseline
     from hessdiff.harness.html_report import html_note, merged_coverage
     from hessdiff.harness.merge import MergeError, merge_reports
 
+    _check_writable("merge", f"--out={args.out!r}", Path(args.out))
     try:
         baseline = load_baseline(Path(args.baseline))
         merged, paths = merge_reports(args.reports, args.out, baseline=baseline)
@@ -397,14 +399,14 @@ def _cmd_merge(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _cmd_report(args: argparse.Namespace, out: TextIO) -> int:
-    from pathlib import Path
-
     from hessdiff.harness.baseline import BaselineError, load_baseline
     from hessdiff.harness.html_report import INSTALL_HINT, HtmlError, missing_dependencies, write_html
 
     missing = missing_dependencies()
     if missing:
         raise _UsageError(f"hessdiff report: error: the HTML report needs {' and '.join(missing)}: {INSTALL_HINT}")
+    if Path(args.report).is_dir():  # the pages are written into it (a missing one: write_html says so)
+        _check_writable("report", f"REPORT_DIR={args.report!r}", Path(args.report))
     try:
         baseline = load_baseline(Path(args.baseline))
         paths = write_html(args.report, baseline=baseline)
@@ -419,6 +421,10 @@ def _cmd_report(args: argparse.Namespace, out: TextIO) -> int:
 def _cmd_triage(args: argparse.Namespace, out: TextIO) -> int:
     from hessdiff.harness.triage import TriageError, triage
 
+    if args.out:
+        _check_writable("triage", f"--out={args.out!r}", Path(args.out))
+    elif Path(args.report).is_dir():  # the drafts go into REPORT_DIR/triage
+        _check_writable("triage", f"REPORT_DIR={args.report!r}", Path(args.report) / "triage")
     try:
         index, items = triage(args.report, args.out)
     except TriageError as exc:
@@ -427,6 +433,27 @@ def _cmd_triage(args: argparse.Namespace, out: TextIO) -> int:
     print(f"hessdiff triage: {len(items)} draft(s) for {', '.join(frameworks) or 'no framework'}: {index}",
           file=out)
     return EXIT_OK
+
+
+def _check_writable(command: str, what: str, folder: Path) -> None:
+    """A usage error unless ``folder`` can be made a folder hessdiff writes in.
+
+    Checked before the work, so that a report folder nobody can write is one line and exit
+    code 2 at once, not an internal error after the search. Nothing is created: the
+    nearest folder that exists on the way to ``folder`` is probed with a temporary file.
+    """
+    existing = folder
+    try:
+        while not existing.exists() and existing.parent != existing:
+            existing = existing.parent
+        why = "" if existing.is_dir() else f"{existing} is not a folder"
+        if not why:
+            tempfile.TemporaryFile(dir=existing).close()
+    except OSError as exc:
+        why = f"cannot write in {existing} ({exc.strerror or exc})"
+    if why:
+        raise _UsageError(f"hessdiff {command}: error: {what}, but it must be a folder hessdiff can write in: "
+                          f"{why}.")
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> str:

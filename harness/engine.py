@@ -25,11 +25,11 @@ import numpy as np
 
 from hessdiff.backends import BackendVariant, Unsupported
 from hessdiff.backends.registry import framework_of
+from hessdiff.harness.case import Case
 from hessdiff.harness.findings import Kind
 from hessdiff.harness.ir import Program
 from hessdiff.harness.oracle import (OracleResult, OutOfDomain, all_resolved, conventions, evaluate, piecewise_linear,
                             resolutions)
-from hessdiff.harness.strategies import Case
 from hessdiff.harness.tolerance import tolerance_for
 
 __all__ = ["CaseResult", "HarnessError", "Outcome", "Runner", "Verdict", "check_case", "judge", "run_points",

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
+from hessdiff.harness.case import Case
 from hessdiff.harness.ir import Node, Program, ProgramError
-from hessdiff.harness.strategies import Case
 
 __all__ = ["bypass", "minimize"]
 

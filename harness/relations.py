@@ -14,7 +14,8 @@ here compares two of one framework's own computations, with no other framework:
 - ``finite_differences``: H equals central differences of the framework's own gradient;
 
 and the scenarios behind real bug reports, checked the same way through a backend's
-*probes* (``Backend.probes()``): ``custom_rules`` (a custom differentiation rule),
+*probes* (``Backend.probes()``, each declaring the relation that checks it):
+``custom_rules`` (a custom differentiation rule),
 ``parameters`` (a model's parameter Hessian), ``neural_ode`` (a fixed-step ODE loss) and
 ``neural_ode_adaptive`` (an adaptive ODE solve, judged against the exact solution within
 the solver's tolerance).
@@ -36,18 +37,17 @@ import mpmath
 import numpy as np
 
 from hessdiff.backends import Backend, BackendVariant, Unsupported
+from hessdiff.backends.scenarios.ode_problem import ADAPTIVE_ODE_TOLERANCE, ODE_STEPS
+from hessdiff.harness.case import Case
 from hessdiff.harness.engine import Outcome, judge, run_variant
 from hessdiff.harness.fdcheck import fd_hessian
 from hessdiff.harness.findings import Finding, Kind
 from hessdiff.harness.ir import Program, const, op
 from hessdiff.harness.oracle import OracleResult, OutOfDomain, evaluate
-from hessdiff.harness.strategies import Case
 from hessdiff.harness.tolerance import tolerance_for
 
 __all__ = [
     "ADAPTIVE_ODE_MAX_RATE",
-    "ADAPTIVE_ODE_TOLERANCE",
-    "ODE_STEPS",
     "PROBE_RELATIONS",
     "RELATIONS",
     "RelationResult",
@@ -57,17 +57,13 @@ __all__ = [
     "probes_for",
 ]
 
-# Must match ``hessdiff.backends.scenarios.ODE_STEPS``: the probes solve the same ODE.
-ODE_STEPS = 4
+# The ODE the Neural-ODE probes solve, its steps and the adaptive solves' tolerances, are
+# ``hessdiff.backends.scenarios.ode_problem``'s.
 
-# Must match ``hessdiff.backends.scenarios.ADAPTIVE_ODE_TOLERANCE``: the rtol (atol is 0) of the
-# ``adaptive-ode-*`` solves, per dtype. float32's is well above its rounding (~6e-8 per
-# op), so the step-size controller is not steered by rounding noise.
-ADAPTIVE_ODE_TOLERANCE = {"float32": 1e-6, "float64": 1e-10}
 # Beyond |f(x)| = 16 the adaptive solve of dy/dt = -f y takes hundreds of steps (about 25
-# per unit of |f| at rtol 1e-10) towards the probes' max_steps, and exp(-f) approaches
-# float32's range: such a point is not judged (a note says so), rather than reported as
-# the solver giving up.
+# per unit of |f| at rtol 1e-10) towards ode_problem.ADAPTIVE_ODE_MAX_STEPS, and exp(-f)
+# approaches float32's range: such a point is not judged (a note says so), rather than
+# reported as the solver giving up.
 ADAPTIVE_ODE_MAX_RATE = 16.0
 # How many solver tolerances (relative to the entry's error scale) an adaptive solve's
 # Hessian may be off the exact solution's. Measured with Tsit5, rtol 1e-10 (float64) and
@@ -137,7 +133,8 @@ def exact_ode_program(program: Program) -> Program:
 
 @dataclass(frozen=True)
 class _ProbeRelation:
-    prefixes: tuple[str, ...]
+    """How a probe declaring this relation (``Variant.relation``) is judged."""
+
     statement: str
     target: str = "hessian"  # or "diagonal": the Laplacian's terms
     transform: Callable[[Program], Program] | None = None
@@ -148,35 +145,28 @@ class _ProbeRelation:
 
 
 PROBE_RELATIONS: dict[str, _ProbeRelation] = {
-    "hvp": _ProbeRelation(("hvp-", "vhp-"), "the framework's Hessian-vector products assemble H"),
+    "hvp": _ProbeRelation("the framework's Hessian-vector products assemble H"),
     "laplacian": _ProbeRelation(
-        ("laplacian-",),
         "the PINN Laplacian's per-axis second derivatives (nested grad, vmap over points) "
         "are the diagonal of H, so the Laplacian is trace(H)",
         target="diagonal",
     ),
-    "vmap": _ProbeRelation(("vmap-",), "vmap over a batch of points gives each point's H"),
-    "custom_rules": _ProbeRelation(
-        ("custom-",), "the Hessian through a custom differentiation rule equals the plain H"
-    ),
-    "parameters": _ProbeRelation(
-        ("params-",), "a model's parameter Hessian, through its parameter tree, equals H"
-    ),
+    "vmap": _ProbeRelation("vmap over a batch of points gives each point's H"),
+    "custom_rules": _ProbeRelation("the Hessian through a custom differentiation rule equals the plain H"),
+    "parameters": _ProbeRelation("a model's parameter Hessian, through its parameter tree, equals H"),
     "neural_ode": _ProbeRelation(
-        ("ode-",),
         f"the parameter Hessian of an {ODE_STEPS}-step Euler Neural-ODE loss equals the "
         "Hessian of the same solve written as a program",
         transform=ode_program,
     ),
     "neural_ode_adaptive": _ProbeRelation(
-        ("adaptive-ode-",),
         "the parameter Hessian of an adaptive Neural-ODE solve equals the Hessian of the exact "
         "solution's loss exp(-f(theta)) to within the solver's tolerance",
         transform=exact_ode_program,
         solver_tolerance=ADAPTIVE_ODE_TOLERANCE,
         max_rate=ADAPTIVE_ODE_MAX_RATE,
     ),
-    "compiled": _ProbeRelation(("jit-",), "a compiled Hessian equals the eager one"),
+    "compiled": _ProbeRelation("a compiled Hessian equals the eager one"),
 }
 
 RELATIONS: tuple[str, ...] = (
@@ -185,9 +175,11 @@ RELATIONS: tuple[str, ...] = (
 
 
 def probes_for(backend: Backend, relation: str) -> list[str]:
-    """The names of ``backend``'s probes that ``relation`` checks (maybe none)."""
-    prefixes = PROBE_RELATIONS[relation].prefixes
-    return [name for name in backend.probes() if name.startswith(prefixes)]
+    """The names of ``backend``'s probes that ``relation`` checks (maybe none): those that
+    declare it (``Variant.relation``)."""
+    if relation not in PROBE_RELATIONS:
+        raise ValueError(f"relation={relation!r}, but it must be one of {tuple(PROBE_RELATIONS)}.")
+    return [name for name, probe in backend.probes().items() if probe.relation == relation]
 
 
 def check(relation: str, case: Case, backend: Backend, probes: Sequence[str] | None = None) -> RelationResult:
@@ -384,7 +376,7 @@ def _check_probe(result: RelationResult, relation: _ProbeRelation, case: Case, p
         lap = float(np.trace(observed)) if observed.ndim == 2 else float("nan")
         true = float(np.trace(oracle.hessian_float()))
         text += f" The Laplacian it sums to is {lap!r}; trace of the true Hessian: {true!r}."
-    if relation.prefixes == ("params-",) and outcome.hessian is not None \
+    if relation is PROBE_RELATIONS["parameters"] and outcome.hessian is not None \
             and not np.any(outcome.hessian) and np.any(oracle.hessian_float()[~oracle.undefined]):
         text += " " + ALL_ZERO_NOTE
     if own.hessian is not None:
@@ -431,21 +423,21 @@ def _defined_both(oracle: OracleResult) -> np.ndarray:
     return defined & defined.T
 
 
-def _probe_relation(name: str) -> _ProbeRelation | None:
-    """The probe relation that transforms the function probe ``name`` differentiates."""
-    for relation in PROBE_RELATIONS.values():
-        if name.startswith(relation.prefixes) and relation.transform is not None:
-            return relation
-    return None
+def _probe_relation(variant: BackendVariant) -> _ProbeRelation | None:
+    """The relation a probe declares; None for a campaign variant."""
+    return PROBE_RELATIONS[variant.spec.relation] if variant.spec.relation is not None else None
 
 
 def _check_symmetry(result: RelationResult, case: Case, backend: Backend,
                     probes: list[str] | None = None) -> None:
     """Every variant's H (or, given ``probes``, each probe's matrix) is symmetric."""
     for name in probes if probes is not None else list(backend.variants):
-        if name.startswith(PROBE_RELATIONS["laplacian"].prefixes):
+        variant = BackendVariant(backend, name)
+        declared = _probe_relation(variant)
+        if declared is not None and declared.target == "diagonal":
             continue  # a diagonal is symmetric by construction
-        relation = _probe_relation(name)
+        # Only a transform changes the function differentiated (the Neural-ODE loss).
+        relation = declared if declared is not None and declared.transform is not None else None
         program = relation.transform(case.program) if relation is not None else case.program
         if relation is not None and not _value_is_reproducible(case.program, case, backend,
                                                                relation.max_rate)[0]:
@@ -453,7 +445,6 @@ def _check_symmetry(result: RelationResult, case: Case, backend: Backend,
         oracle = _oracle(program, case)
         if oracle is None:
             continue
-        variant = BackendVariant(backend, name)
         # An approximate solve is judged within its tolerance; its asymmetry within rounding.
         judged = oracle if relation is None else _with_solver_error(oracle, relation, variant.name,
                                                                     case.dtype)
@@ -516,16 +507,12 @@ def _check_modes(result: RelationResult, case: Case, backend: Backend) -> None:
         return
     reference = _reference(backend)
     ref = (reference, _run(reference, case))
-    for name in list(backend.variants)[1:]:
-        if _compiled(name):
+    for name, spec in list(backend.variants.items())[1:]:
+        if spec.compiled:
             continue  # the transforms relation compares those
         variant = BackendVariant(backend, name)
         _compare(result, case, oracle, "every differentiation order gives the same H", ref,
                  (variant, _run(variant, case)))
-
-
-def _compiled(name: str) -> bool:
-    return "jit" in name or "compile" in name
 
 
 def _check_transforms(result: RelationResult, case: Case, backend: Backend) -> None:
@@ -534,7 +521,7 @@ def _check_transforms(result: RelationResult, case: Case, backend: Backend) -> N
         return
     reference = _reference(backend)
     ref = (reference, _run(reference, case))
-    names = [v for v in backend.variants if _compiled(v)]
+    names = [name for name, spec in backend.variants.items() if spec.compiled]
     for name in names:
         variant = BackendVariant(backend, name)
         _compare(result, case, oracle, "jit/compile commutes with differentiation", ref,

@@ -13,32 +13,18 @@ most recent node, constants to 0 and 1.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from hypothesis import strategies as st
 
+from hessdiff.harness.case import Case
 from hessdiff.harness.ir import LITERALS, PYTHON_NUMBER_OPS, Node, Program, const, integer_array, literal_of, op
 from hessdiff.harness.oracle import node_values
 from hessdiff.harness.ops import CATALOGUE, NORM_ORDS, Elementwise, Piecewise, in_arg_domain
 
+# Case is the case module's: the type cases() draws, importable with it.
 __all__ = ["Case", "cases", "mlp_programs", "points", "programs", "DEFAULT_OPS"]
-
-
-@dataclass(frozen=True)
-class Case:
-    """One check: a program, a point exactly representable in ``dtype``, the dtype."""
-
-    program: Program
-    point: np.ndarray
-    dtype: str
-
-    def __repr__(self) -> str:
-        return (
-            f"Case(dtype={self.dtype!r}, point={[float(v) for v in self.point]},\n"
-            f"{self.program.pretty()})"
-        )
 
 
 # Ordered simplest first: Hypothesis shrinks a sampled_from towards the front. Every

@@ -41,9 +41,9 @@ from typing import Any, BinaryIO, final
 import numpy as np
 
 from hessdiff.backends import BackendVariant
+from hessdiff.harness.case import Case
 from hessdiff.harness.engine import HarnessError, Outcome, Runner, run_variant
 from hessdiff.harness.ir import Program
-from hessdiff.harness.strategies import Case
 
 __all__ = ["DEFAULT_MEMORY_MIB", "DEFAULT_TIMEOUT", "IsolatedVariant", "isolate"]
 

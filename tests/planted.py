@@ -62,7 +62,7 @@ class KinkConventionBackend(JaxBackend):
     """JAX whose relu has derivative 1 at 0 (where jax's has 0): differs only at kinks."""
 
     name = "kinkconv"
-    variants = {"fwdrev": Variant("jax.hessian", lambda m, f: m.jax.hessian(f))}
+    variants = {"fwdrev": Variant("jax.hessian", lambda m, f: m.jax.hessian(f), batchable=True)}
     lowerings = {**JAX_LOWERINGS, "relu": lambda m, a: m.jnp.where(a >= 0, a, 0.0)}
 
 
@@ -174,16 +174,19 @@ def ode_euler_frozen_field(f):
 
 
 RELATION_PROBES = {
-    "hvp-diagonal": Variant.calling("an HVP that keeps only H[j, j]", hessian_by_diagonal_hvp),
-    "laplacian-first": Variant.calling("a Laplacian of first derivatives", laplacian_of_first_derivatives),
+    "hvp-diagonal": Variant.calling("an HVP that keeps only H[j, j]", hessian_by_diagonal_hvp,
+                                    relation="hvp"),
+    "laplacian-first": Variant.calling("a Laplacian of first derivatives", laplacian_of_first_derivatives,
+                                       relation="laplacian"),
     "vmap-wrong-point": Variant.calling("vmap returning another point's Hessian",
-                                        vmap_hessian_of_wrong_point),
+                                        vmap_hessian_of_wrong_point, relation="vmap"),
     "custom-first-order": Variant.calling("a custom_jvp rule right to first order only",
-                                          custom_jvp_first_order_only),
+                                          custom_jvp_first_order_only, relation="custom_rules"),
     "params-combine-swapped": Variant.calling("eqx.combine(model, params): the parameters are ignored",
-                                              module_parameter_hessian_combine_swapped),
+                                              module_parameter_hessian_combine_swapped,
+                                              relation="parameters"),
     "ode-frozen-field": Variant.calling("an Euler solve differentiated through its first step only",
-                                        ode_euler_frozen_field),
+                                        ode_euler_frozen_field, relation="neural_ode"),
 }
 
 
@@ -196,7 +199,8 @@ class PlantedRelationsBackend(JaxBackend):
         "honest": Variant("jax.hessian, unchanged", lambda m, f: m.jax.hessian(f)),
         "row0": Variant.calling("doubles the first row (asymmetric)", hessian_transposed_wrong),
         "no_cross": Variant.calling("drops cross terms", hessian_without_cross_terms),
-        "jit": Variant.calling("a jit path computing in float32", jit_hessian_in_float32),
+        "jit": Variant.calling("a jit path computing in float32", jit_hessian_in_float32, compiled=True,
+                               batchable=True),
         "f32scaled": Variant.calling("float32 Hessian 1% off", hessian_scaled_in_float32),
     }
 
@@ -219,7 +223,7 @@ class WrongExpBackend(JaxBackend):
     """JAX whose exp rule alone is wrong (at second order)."""
 
     name = "wrongexp"
-    variants = {"fwdrev": Variant("jax.hessian", lambda m, f: m.jax.hessian(f))}
+    variants = {"fwdrev": Variant("jax.hessian", lambda m, f: m.jax.hessian(f), batchable=True)}
     lowerings = {**JAX_LOWERINGS, "exp": _exp_wrong_second_order}
 
 
@@ -242,7 +246,7 @@ class CompositionBackend(JaxBackend):
 
     name = "composition"
     variants = {"fwdrev": Variant.calling("doubles the Hessian where sin and exp meet",
-                                          hessian_wrong_where_sin_meets_exp)}
+                                          hessian_wrong_where_sin_meets_exp, batchable=True)}
 
 
 def _sin_wrong_second_order(m, a):
@@ -258,7 +262,7 @@ class TwoFaultsBackend(JaxBackend):
     framework, kind and dtype, in different ops."""
 
     name = "twofaults"
-    variants = {"fwdrev": Variant("jax.hessian", lambda m, f: m.jax.hessian(f))}
+    variants = {"fwdrev": Variant("jax.hessian", lambda m, f: m.jax.hessian(f), batchable=True)}
     lowerings = {**JAX_LOWERINGS, "exp": _exp_wrong_second_order, "sin": _sin_wrong_second_order}
 
 
@@ -268,5 +272,5 @@ class OldJaxBackend(JaxBackend):
     activation the release lacks (as ``jax.nn.mish`` is missing from jax 0.4.26)."""
 
     name = "oldjax"
-    variants = {"fwdrev": Variant("jax.hessian", lambda m, f: m.jax.hessian(f))}
+    variants = {"fwdrev": Variant("jax.hessian", lambda m, f: m.jax.hessian(f), batchable=True)}
     lowerings = {**JAX_LOWERINGS, "sin": lambda m, a: m.jax.nn.no_such_activation(a)}

@@ -280,3 +280,80 @@ def test_replay_of_a_malformed_finding_is_one_line(capsys: pytest.CaptureFixture
     code, out, err = run(capsys, "replay", str(bad))
     assert code == 2
     assert err.count("\n") == 1 and "malformed finding" in err and "Traceback" not in err
+
+
+# --- folders hessdiff writes in ----------------------------------------------------------------
+
+
+def _report(folder: Path) -> Path:
+    """A report folder holding one finding: ``findings.json`` and ``<finding>/finding.json``."""
+    import json
+
+    import numpy as np
+
+    from hessdiff.harness.findings import Finding, Kind
+    from hessdiff.harness.ir import Program, op
+
+    finding = Finding(kind=Kind.WRONG_VALUE, variant="jax:fwdrev", versions={"jax": "0.test"}, dtype="float64",
+                      program=Program(1, (op("input"), op("sum", 0))), point=np.array([0.5]),
+                      observed=np.eye(1), expected=np.zeros((1, 1)), explanation="planted", max_error=1.0)
+    (folder / "one").mkdir(parents=True)
+    (folder / "findings.json").write_text(json.dumps({"findings": [finding.to_json()]}))
+    (folder / "one" / "finding.json").write_text(json.dumps(finding.to_json()))
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("argv", "what"),
+    [
+        pytest.param(["run", "--backends", "jax:fwdrev", "--out", "{file}/sub"], "--out='{file}/sub'",
+                     id="run-out"),
+        pytest.param(["run", "--out", "{file}"], "--out='{file}'", id="run-out-is-a-file"),
+        pytest.param(["run", "--resume", "{file}"], "--resume='{file}'", id="run-resume"),
+        pytest.param(["merge", "{report}/findings.json", "--out", "{file}/merged"], "--out='{file}/merged'",
+                     id="merge-out"),
+        pytest.param(["triage", "{report}", "--out", "{file}/drafts"], "--out='{file}/drafts'",
+                     id="triage-out"),
+        pytest.param(["bisect", "{report}/one/finding.json", "--package", "equinox", "--versions", "0.1..0.2",
+                      "--cache", "{file}/cache"], "--cache='{file}/cache'", id="bisect-cache"),
+    ],
+)
+def test_a_folder_that_cannot_be_written_is_bad_input(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, argv: list[str],
+    what: str,
+) -> None:
+    """Exit 2 and one line naming the option, before any work (bisect asks PyPI nothing)."""
+    from hessdiff.harness import bisect
+
+    monkeypatch.setattr(bisect, "pypi_versions", lambda package: pytest.fail("bisect went on to PyPI"))
+    names = {"file": str(tmp_path / "a-file"), "report": str(_report(tmp_path / "report"))}
+    (tmp_path / "a-file").write_text("not a folder")
+    code, out, err = run(capsys, *(a.format(**names) for a in argv))
+    assert (code, out) == (2, "")
+    assert_one_line_no_traceback(err)
+    expected = (f"{what.format(**names)}, but it must be a folder hessdiff can write in: "
+                f"{names['file']} is not a folder.")
+    assert expected in err, err
+
+
+@pytest.mark.parametrize("command", ["report", "triage"])
+def test_a_report_folder_that_cannot_be_written_is_bad_input(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, command: str,
+) -> None:
+    """``report`` writes its pages into REPORT_DIR, ``triage`` its drafts (by default)."""
+    import tempfile
+
+    def denied(*args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    from hessdiff.harness.html_report import INSTALL_HINT, missing_dependencies
+
+    if command == "report" and missing_dependencies():
+        pytest.skip(f"the HTML report needs {' and '.join(missing_dependencies())}: {INSTALL_HINT}")
+    report = _report(tmp_path / "report")
+    monkeypatch.setattr(tempfile, "TemporaryFile", denied)  # a read-only folder, even for root
+    code, out, err = run(capsys, command, str(report))
+    assert (code, out) == (2, "")
+    assert_one_line_no_traceback(err)
+    assert f"REPORT_DIR='{report}', but it must be a folder hessdiff can write in: cannot write in " in err
+    assert err.rstrip().endswith("(Permission denied).")

@@ -9,6 +9,7 @@ are marked slow, and skip without diffrax.
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import inspect
 import re
@@ -20,21 +21,17 @@ from typing import final
 import numpy as np
 import pytest
 
-from hessdiff.backends import Variant, get_backend, get_variant, register
+from hessdiff.backends import Variant, all_backends, get_backend, get_variant, register
+from hessdiff.backends.base import BackendVariant, constants_read_by
 from hessdiff.backends.jax_backend import JaxBackend
-from hessdiff.backends.scenarios import ADAPTIVE_ODE_TOLERANCE as PROBE_TOLERANCE
+from hessdiff.backends.scenarios import ode_problem
 from hessdiff.backends.scenarios.equinox_probes import diffrax_adaptive_hessian
 from hessdiff.harness.baseline import Baseline
 from hessdiff.harness.engine import run_variant
 from hessdiff.harness.findings import Kind
 from hessdiff.harness.ir import Program, op
 from hessdiff.harness.oracle import evaluate
-from hessdiff.harness.relations import (
-    ADAPTIVE_ODE_MAX_RATE,
-    ADAPTIVE_ODE_TOLERANCE,
-    check,
-    exact_ode_program,
-)
+from hessdiff.harness.relations import ADAPTIVE_ODE_MAX_RATE, check, exact_ode_program, probes_for
 from hessdiff.harness.report import write_report
 from hessdiff.harness.strategies import Case
 
@@ -124,10 +121,12 @@ def diffrax_adaptive_loose(f):
 
 ODE_PROBES = {
     "ode-diffrax-frozen-field": Variant.calling("a diffrax Euler solve differentiated through its first step only",
-                                                diffrax_euler_frozen_field),
+                                                diffrax_euler_frozen_field, relation="neural_ode"),
     "adaptive-ode-frozen-field": Variant.calling("an adaptive solve not differentiated on [0.5, 1]",
-                                                 diffrax_adaptive_frozen_field),
-    "adaptive-ode-loose": Variant.calling("an adaptive solve at rtol 1e-3", diffrax_adaptive_loose),
+                                                 diffrax_adaptive_frozen_field,
+                                                 relation="neural_ode_adaptive"),
+    "adaptive-ode-loose": Variant.calling("an adaptive solve at rtol 1e-3", diffrax_adaptive_loose,
+                                          relation="neural_ode_adaptive"),
 }
 
 
@@ -156,13 +155,47 @@ def test_exact_ode_program_is_the_exact_solution() -> None:
     assert float(evaluate(exact_ode_program(SMOOTH), POINT).value) == pytest.approx(np.exp(-value), rel=1e-14)
 
 
-def test_the_relation_assumes_the_tolerance_the_probe_solves_with() -> None:
-    assert ADAPTIVE_ODE_TOLERANCE == PROBE_TOLERANCE
-    found = re.search(r"rtol = (\S+) if theta.dtype == jnp.float64 else (\S+)\n",
-                      inspect.getsource(diffrax_adaptive_hessian))
-    assert found, "the adaptive probe no longer chooses rtol by dtype on one line"
-    assert (float(found[1]), float(found[2])) == (ADAPTIVE_ODE_TOLERANCE["float64"],
-                                                  ADAPTIVE_ODE_TOLERANCE["float32"])
+def test_the_adaptive_probe_solves_with_the_tolerance_of_the_problem_definition() -> None:
+    """The probe reads its rtol from ode_problem (no number of its own), as the relation does."""
+    source = inspect.getsource(diffrax_adaptive_hessian)
+    assert "rtol = ADAPTIVE_ODE_TOLERANCE[theta.dtype.name]" in source
+    assert not re.search(r"\d+e-\d+", source), "the probe writes a tolerance of its own"
+    assert constants_read_by((diffrax_adaptive_hessian,)) == {
+        "ADAPTIVE_ODE_TOLERANCE": ode_problem.ADAPTIVE_ODE_TOLERANCE,
+        "ADAPTIVE_ODE_MAX_STEPS": ode_problem.ADAPTIVE_ODE_MAX_STEPS,
+    }
+
+
+def _ode_probes() -> list[BackendVariant]:
+    return [BackendVariant(backend, probe) for backend in all_backends()
+            for relation in ("neural_ode", "neural_ode_adaptive") for probe in probes_for(backend, relation)]
+
+
+def test_every_ode_probe_reads_the_problem_from_its_one_definition() -> None:
+    probes = _ode_probes()
+    assert {p.name for p in probes} >= {"jax:ode-euler", "torch:ode-euler", "mlx:ode-euler",
+                                        "equinox:ode-diffrax-euler", "equinox:adaptive-ode-tsit5"}
+    for probe in probes:
+        read = constants_read_by(probe.spec.helpers)
+        assert read and read.items() <= vars(ode_problem).items(), (probe.name, read)
+
+
+@pytest.mark.parametrize("name", ["jax:ode-euler", "equinox:adaptive-ode-tsit5"])
+def test_an_ode_reproducer_defines_the_problem_constants_it_reads(name: str) -> None:
+    source = get_variant(name).source(SMOOTH, POINT)
+    read = constants_read_by(get_variant(name).spec.helpers)
+    for constant, value in read.items():
+        assert f"\n{constant} = {value!r}\n" in source
+    compile(source, name, "exec")
+
+
+def test_an_ode_reproducer_runs_with_the_problem_it_was_rendered_with() -> None:
+    """The jax Euler probe's script computes the Hessian the probe does in-process."""
+    source = get_variant("jax:ode-euler").source(SMOOTH, POINT)
+    run = subprocess.run([sys.executable, "-c", source], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    printed = np.array(ast.literal_eval(run.stdout.split("hessian:", 1)[1].strip()))
+    np.testing.assert_allclose(printed, get_variant("jax:ode-euler").hessian(SMOOTH, POINT), rtol=1e-12)
 
 
 # --- the diffrax probes -------------------------------------------------------------------

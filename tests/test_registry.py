@@ -10,6 +10,7 @@ import pytest
 
 from hessdiff.backends import Absent, Backend, Namespace, Variant, registry
 from hessdiff.backends.registry import RegistryError, check_backend
+from hessdiff.harness.ir import Program, op
 from hessdiff.harness.ops import CATALOGUE
 
 
@@ -94,6 +95,15 @@ def test_missing_declaration_is_named(attr: str, planted: type[Backend]) -> None
         registry.register(cls())
 
 
+def _IDENTITY(m: Any, f: Any) -> Any:
+    return f
+
+
+def _probes(**probes: Variant) -> Any:
+    """A ``probes`` method returning ``probes``."""
+    return lambda self: probes
+
+
 def _broken(planted: type[Backend], **overrides: Any) -> Backend:
     cls = type("Broken", (planted,), {"__module__": __name__, "__qualname__": "Broken", **overrides})
     return cls()
@@ -135,6 +145,53 @@ def _broken(planted: type[Backend], **overrides: Any) -> Backend:
             r"lowering for 'sin' is not callable",
             id="not-callable",
         ),
+        pytest.param({"variants": {"v": "jax.hessian"}}, r"variant 'v' is 'jax.hessian', not a Variant",
+                     id="not-a-variant"),
+        pytest.param(
+            {"variants": {"v": Variant("x", _IDENTITY, compiled="yes")}},
+            r"variant 'v' has compiled='yes', but it must be True or False",
+            id="compiled-not-bool",
+        ),
+        pytest.param(
+            {"variants": {"v": Variant("x", _IDENTITY, batchable=1)}},
+            r"variant 'v' has batchable=1, but it must be True or False",
+            id="batchable-not-bool",
+        ),
+        pytest.param(
+            {"variants": {"v": Variant("x", _IDENTITY, batchable=True)}},
+            r"variant 'v' is batchable, but the backend does not implement batched\(m, hessian\)",
+            id="batchable-without-batched",
+        ),
+        pytest.param(
+            {"variants": {"v": Variant("x", _IDENTITY, relation="hvp")}},
+            r"variant 'v' declares relation='hvp', but only a probe \(Backend.probes\) declares one",
+            id="variant-with-relation",
+        ),
+        pytest.param(
+            {"probes": _probes(p=Variant("x", _IDENTITY, relation="hvps"))},
+            r"backend 'planted''s probe 'p' declares relation='hvps', but it must be one of \('hvp', ",
+            id="probe-unknown-relation",
+        ),
+        pytest.param(
+            {"probes": _probes(p=Variant("x", _IDENTITY))},
+            r"backend 'planted''s probe 'p' declares relation=None, but it must be one of",
+            id="probe-without-relation",
+        ),
+        pytest.param(
+            {"probes": _probes(p=Variant("x", _IDENTITY, compiled=None, relation="hvp"))},
+            r"probe 'p' has compiled=None, but it must be True or False",
+            id="probe-compiled-not-bool",
+        ),
+        pytest.param(
+            {"probes": _probes(only=Variant("x", _IDENTITY, relation="hvp"))},
+            r"probe 'only' has the name of a variant",
+            id="probe-named-as-variant",
+        ),
+        pytest.param(
+            {"probes": _probes(**{"a,b": Variant("x", _IDENTITY, relation="hvp")})},
+            r"probe 'a,b' is not a valid name",
+            id="probe-comma",
+        ),
     ],
 )
 def test_bad_declaration_is_rejected(
@@ -142,6 +199,29 @@ def test_bad_declaration_is_rejected(
 ) -> None:
     with pytest.raises(RegistryError, match=rf"^{__name__}\.Broken: {message}"):
         registry.register(_broken(planted, **overrides))
+
+
+def test_declared_flags_are_what_the_harness_goes_by(clean_registry: None, planted: type[Backend]) -> None:
+    """A batchable variant of a backend with ``batched`` is batched; one not declared so is
+    looped, whatever its name (``jit`` included)."""
+    calls: list[int] = []
+
+    def batched(self: Backend, m: Any, hessian: Any) -> Any:
+        calls.append(1)
+        return lambda xs: np.stack([hessian(x) for x in xs])
+
+    backend = registry.register(_broken(
+        planted, name="flagged", batched=batched,
+        lowerings={**planted.lowerings, "sum": lambda m, a, axis=None, keepdims=False: a.sum()},
+        variants={"jit": Variant("x", lambda m, f: lambda x: np.eye(2)),
+                  "vmapped": Variant("x", lambda m, f: lambda x: np.eye(2), batchable=True)},
+    ))
+    program, points = Program(2, (op("input"), op("sum", 0))), np.zeros((3, 2))
+    assert registry.get_variant("flagged:jit").hessians(program, points).shape == (3, 2, 2)
+    assert calls == []
+    assert registry.get_variant("flagged:vmapped").hessians(program, points).shape == (3, 2, 2)
+    assert calls == [1]
+    assert backend.variants["jit"].compiled is False
 
 
 def test_duplicate_name_names_both(clean_registry: None, planted: type[Backend]) -> None:

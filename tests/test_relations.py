@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hessdiff.backends import get_backend, get_variant, register
+from hessdiff.backends import PROBE_RELATIONS, all_backends, get_backend, get_variant, register
 from hessdiff.harness.findings import Kind
 from hessdiff.harness.ir import Program, const, op
-from hessdiff.harness.relations import ALL_ZERO_NOTE, RELATIONS, check, ode_program
+from hessdiff.harness import relations
+from hessdiff.harness.relations import ALL_ZERO_NOTE, RELATIONS, check, ode_program, probes_for
 from hessdiff.harness.oracle import evaluate
 from hessdiff.harness.report import write_report
 from hessdiff.harness.baseline import Baseline
@@ -148,6 +149,26 @@ def test_ode_program_is_the_euler_solve() -> None:
     for _ in range(4):
         y = y + 0.25 * (-value * y)
     assert float(evaluate(ode_program(SMOOTH), x).value) == pytest.approx(y, rel=1e-14)
+
+
+def test_every_relation_a_probe_may_declare_has_a_check() -> None:
+    """backends.PROBE_RELATIONS (what registration accepts) and the checks here are one set."""
+    assert tuple(relations.PROBE_RELATIONS) == PROBE_RELATIONS
+    assert set(PROBE_RELATIONS) <= set(RELATIONS)
+
+
+def test_a_probe_is_checked_by_the_relation_it_declares_whatever_its_name(plantedrel) -> None:
+    assert probes_for(plantedrel, "hvp") == ["hvp-diagonal"]
+    renamed = {f"probe{i}": spec for i, spec in enumerate(plantedrel.probes().values())}
+    plantedrel.probes = lambda: renamed  # names that say nothing: the declaration decides
+    assert probes_for(plantedrel, "hvp") == ["probe0"]
+    assert [f.variant for f in check("hvp", _case(), plantedrel).failures] == ["plantedrel:probe0"]
+
+
+def test_the_transforms_relation_compares_the_variants_declared_compiled() -> None:
+    compiled = {b.name: [name for name, spec in b.variants.items() if spec.compiled] for b in all_backends()}
+    assert compiled == {"jax": ["jit"], "equinox": ["filter_jit"], "mlx": ["compile", "compile-revrev"],
+                        "torch": []}
 
 
 def test_unknown_relation_names_the_choices() -> None:

@@ -18,14 +18,8 @@ from ``Backend.probes()``. A probe turns the program's function ``f`` into a fun
   written in the framework, or diffrax.Euler with a constant step);
 - ``adaptive-ode-*``: the Hessian of the same ODE's loss from an adaptive solver
   (diffrax.Tsit5 with a PID step-size controller), which approximates the exact solution.
+
+The names are a convention for readers; what a probe is, and which relation checks it,
+it declares itself (``Variant.relation``, checked when its backend registers). The ODE
+the Neural-ODE probes solve is defined once, in ``ode_problem``.
 """
-
-# The ODE every ``ode-*`` probe solves (shared with harness.relations, which builds the
-# same solve as a program for the oracle): dy/dt = -f(theta) * y, y(0) = 1, on [0, 1],
-# in ODE_STEPS explicit Euler steps; the loss is y(1).
-ODE_STEPS = 4
-
-# The adaptive (``adaptive-ode-*``) solves of the same ODE: PIDController(rtol, atol=0)
-# with this rtol per dtype, so y(1) approximates the exact exp(-f(theta)) (the relation
-# harness.relations.neural_ode_adaptive judges the Hessian against that, within rtol).
-ADAPTIVE_ODE_TOLERANCE = {"float32": 1e-6, "float64": 1e-10}

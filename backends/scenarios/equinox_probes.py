@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hessdiff.backends.base import Unsupported, Variant
+from hessdiff.backends.scenarios.ode_problem import ADAPTIVE_ODE_MAX_STEPS, ADAPTIVE_ODE_TOLERANCE, ODE_STEPS
 
 __all__ = ["PROBES"]
 
@@ -158,8 +159,8 @@ def module_parameter_hessian(f):
 
 def diffrax_euler_hessian(f):
     """The Euler Neural-ODE loss of ``jax_probes.hessian_ode_euler`` through diffrax:
-    dy/dt = -f(theta) y, y(0) = 1, diffrax.Euler with ConstantStepSize dt0 = 1/4 on [0, 1]
-    (the same 4 steps); jax.hessian of y(1) in theta.
+    dy/dt = -f(theta) y, y(0) = 1, diffrax.Euler with ConstantStepSize dt0 = 1/ODE_STEPS on
+    [0, 1] (the same steps); jax.hessian of y(1) in theta.
 
     diffeqsolve's default adjoint (RecursiveCheckpointAdjoint) is kept, as users keep it:
     with a constant step size jax.hessian (forward over reverse) differentiates it.
@@ -171,7 +172,7 @@ def diffrax_euler_hessian(f):
     def loss(theta):
         term = diffrax.ODETerm(lambda t, y, args: -f(args) * y)
         solution = diffrax.diffeqsolve(
-            term, diffrax.Euler(), t0=0.0, t1=1.0, dt0=1.0 / 4, y0=jnp.ones((), theta.dtype),
+            term, diffrax.Euler(), t0=0.0, t1=1.0, dt0=1.0 / ODE_STEPS, y0=jnp.ones((), theta.dtype),
             args=theta, stepsize_controller=diffrax.ConstantStepSize(),
         )
         return solution.ys[-1]
@@ -181,7 +182,7 @@ def diffrax_euler_hessian(f):
 
 def diffrax_adaptive_hessian(f):
     """The same ODE solved adaptively: diffrax.Tsit5 with PIDController(rtol, atol=0), rtol
-    1e-10 in float64 and 1e-6 in float32; jax.hessian of y(1) in theta.
+    ADAPTIVE_ODE_TOLERANCE[dtype]; jax.hessian of y(1) in theta.
 
     adjoint=diffrax.DirectAdjoint(): jax.hessian is forward over reverse, and the default
     RecursiveCheckpointAdjoint is a custom_vjp under an adaptive controller ("can't apply
@@ -195,12 +196,12 @@ def diffrax_adaptive_hessian(f):
     import jax.numpy as jnp
 
     def loss(theta):
-        rtol = 1e-10 if theta.dtype == jnp.float64 else 1e-6
+        rtol = ADAPTIVE_ODE_TOLERANCE[theta.dtype.name]
         term = diffrax.ODETerm(lambda t, y, args: -f(args) * y)
         solution = diffrax.diffeqsolve(
             term, diffrax.Tsit5(), t0=0.0, t1=1.0, dt0=None, y0=jnp.ones((), theta.dtype),
             args=theta, stepsize_controller=diffrax.PIDController(rtol=rtol, atol=0.0),
-            adjoint=diffrax.DirectAdjoint(), max_steps=1024,
+            adjoint=diffrax.DirectAdjoint(), max_steps=ADAPTIVE_ODE_MAX_STEPS,
         )
         return solution.ys[-1]
 
@@ -224,23 +225,26 @@ def _needs_diffrax(compose: Callable[[Any, Any], Any]) -> Callable[[Any, Any], A
 
 PROBES = {
     "hvp-jvp-grad": Variant.calling("eqx.filter_jvp(eqx.filter_grad(f)) along each basis vector",
-                                    filter_hessian_by_jvp_of_grad),
+                                    filter_hessian_by_jvp_of_grad, relation="hvp"),
     "vhp-vjp-grad": Variant.calling("eqx.filter_vjp(eqx.filter_grad(f)) along each basis vector",
-                                    filter_hessian_by_vjp_of_grad),
+                                    filter_hessian_by_vjp_of_grad, relation="hvp"),
     "laplacian-vmap": Variant.calling("PINN Laplacian terms: nested eqx.filter_grad, eqx.filter_vmap",
-                                      filter_laplacian_terms),
+                                      filter_laplacian_terms, relation="laplacian"),
     "custom-jvp": Variant.calling("eqx.filter_hessian through eqx.filter_custom_jvp (None tangents)",
-                                  filter_hessian_custom_jvp, filter_custom_jvp_of),
+                                  filter_hessian_custom_jvp, filter_custom_jvp_of, relation="custom_rules"),
     "custom-jvp-loop": Variant.calling("eqx.filter_hessian through eqx.filter_custom_jvp in a loop",
-                                       filter_hessian_custom_jvp_loop, filter_custom_jvp_of),
+                                       filter_hessian_custom_jvp_loop, filter_custom_jvp_of,
+                                       relation="custom_rules"),
     "custom-jvp-jit": Variant.calling("eqx.filter_jit(eqx.filter_hessian) through eqx.filter_custom_jvp",
-                                      filter_hessian_custom_jvp_jit, filter_custom_jvp_of, filter_hessian_custom_jvp),
+                                      filter_hessian_custom_jvp_jit, filter_custom_jvp_of,
+                                      filter_hessian_custom_jvp, relation="custom_rules", compiled=True),
     "params-module": Variant.calling("eqx.Module parameters: eqx.partition, ravel_pytree, jax.hessian",
-                                     module_parameter_hessian),
-    "ode-diffrax-euler": Variant("jax.hessian of diffrax.diffeqsolve: Euler, ConstantStepSize, 4 steps",
+                                     module_parameter_hessian, relation="parameters"),
+    "ode-diffrax-euler": Variant("jax.hessian of diffrax.diffeqsolve: Euler, ConstantStepSize, "
+                                 f"{ODE_STEPS} steps",
                                  _needs_diffrax(lambda m, f: m.diffrax_euler_hessian(f)),
-                                 (diffrax_euler_hessian,)),
+                                 (diffrax_euler_hessian,), relation="neural_ode"),
     "adaptive-ode-tsit5": Variant("jax.hessian of diffrax.diffeqsolve: Tsit5, PIDController, DirectAdjoint",
                                   _needs_diffrax(lambda m, f: m.diffrax_adaptive_hessian(f)),
-                                  (diffrax_adaptive_hessian,)),
+                                  (diffrax_adaptive_hessian,), relation="neural_ode_adaptive"),
 }

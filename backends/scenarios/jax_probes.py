@@ -4,6 +4,7 @@ a fixed-step Neural-ODE loss."""
 from __future__ import annotations
 
 from hessdiff.backends.base import Variant
+from hessdiff.backends.scenarios.ode_problem import ODE_STEPS
 
 __all__ = ["PROBES"]
 
@@ -141,40 +142,40 @@ def hessian_custom_jvp_argnums(f):
 
 
 def hessian_ode_euler(f):
-    """A Neural-ODE loss: dy/dt = -f(theta) y, y(0) = 1, 4 Euler steps of jax.lax.fori_loop
-    on [0, 1]; jax.hessian of y(1) in theta."""
+    """A Neural-ODE loss: dy/dt = -f(theta) y, y(0) = 1, ODE_STEPS Euler steps of
+    jax.lax.fori_loop on [0, 1]; jax.hessian of y(1) in theta."""
     import jax
     import jax.numpy as jnp
 
-    steps = 4
-
     def loss(theta):
-        h = 1.0 / steps
+        h = 1.0 / ODE_STEPS
 
         def step(_, y):
             return y + h * (-f(theta) * y)
 
-        return jax.lax.fori_loop(0, steps, step, jnp.ones((), theta.dtype))
+        return jax.lax.fori_loop(0, ODE_STEPS, step, jnp.ones((), theta.dtype))
 
     return jax.hessian(loss)
 
 
 PROBES = {
     "hvp-jvp-grad": Variant.calling("jax.jvp(jax.grad(f), (x,), (v,)) for each basis v: HVP columns",
-                                    hessian_by_jvp_of_grad),
+                                    hessian_by_jvp_of_grad, relation="hvp"),
     "vhp-vjp-grad": Variant.calling("jax.vjp(jax.grad(f), x) pulled back along each basis v: HVP rows",
-                                    hessian_by_vjp_of_grad),
+                                    hessian_by_vjp_of_grad, relation="hvp"),
     "laplacian-vmap": Variant.calling("PINN Laplacian terms: nested jax.grad per axis, jax.vmap over points",
-                                      laplacian_terms),
-    "vmap-hessian": Variant.calling("jax.vmap(jax.hessian(f)) over a batch of points", hessian_vmapped),
+                                      laplacian_terms, relation="laplacian"),
+    "vmap-hessian": Variant.calling("jax.vmap(jax.hessian(f)) over a batch of points", hessian_vmapped,
+                                    relation="vmap"),
     "custom-jvp": Variant.calling("jax.hessian through jax.custom_jvp (symbolic zeros)",
-                                  hessian_custom_jvp, custom_jvp_of),
+                                  hessian_custom_jvp, custom_jvp_of, relation="custom_rules"),
     "custom-jvp-scan": Variant.calling("jax.hessian through jax.custom_jvp called in jax.lax.scan",
-                                       hessian_custom_jvp_scan, custom_jvp_of),
+                                       hessian_custom_jvp_scan, custom_jvp_of, relation="custom_rules"),
     "custom-jvp-jit": Variant.calling("jax.jit(jax.hessian) through jax.custom_jvp",
-                                      hessian_custom_jvp_jit, custom_jvp_of, hessian_custom_jvp),
+                                      hessian_custom_jvp_jit, custom_jvp_of, hessian_custom_jvp,
+                                      relation="custom_rules", compiled=True),
     "custom-jvp-argnums": Variant.calling("jax.hessian(argnums=(0, 1)) through jax.custom_jvp",
-                                          hessian_custom_jvp_argnums, custom_jvp_of),
-    "ode-euler": Variant.calling("jax.hessian of a 4-step Euler Neural-ODE loss (jax.lax.fori_loop)",
-                                 hessian_ode_euler),
+                                          hessian_custom_jvp_argnums, custom_jvp_of, relation="custom_rules"),
+    "ode-euler": Variant.calling(f"jax.hessian of a {ODE_STEPS}-step Euler Neural-ODE loss (jax.lax.fori_loop)",
+                                 hessian_ode_euler, relation="neural_ode"),
 }

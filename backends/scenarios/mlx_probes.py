@@ -7,7 +7,8 @@ MLX's HVPs (``mx.jvp``/``mx.vjp`` of ``mx.grad``) are its campaign variants alre
 from __future__ import annotations
 
 from hessdiff.backends.base import Variant
-from hessdiff.backends.mlx_backend import hessian_fwdrev, hessian_revrev
+from hessdiff.backends.mlx_hessians import hessian_fwdrev, hessian_revrev
+from hessdiff.backends.scenarios.ode_problem import ODE_STEPS
 
 __all__ = ["PROBES"]
 
@@ -108,16 +109,14 @@ def module_parameter_hessian(f):
 
 
 def hessian_ode_euler(f):
-    """A Neural-ODE loss: dy/dt = -f(theta) y, y(0) = 1, 4 Euler steps (Python loop) on
-    [0, 1]; the reverse-over-reverse Hessian of y(1) in theta."""
+    """A Neural-ODE loss: dy/dt = -f(theta) y, y(0) = 1, ODE_STEPS Euler steps (Python
+    loop) on [0, 1]; the reverse-over-reverse Hessian of y(1) in theta."""
     import mlx.core as mx
 
-    steps = 4
-
     def loss(theta):
-        h = 1.0 / steps
+        h = 1.0 / ODE_STEPS
         y = mx.ones((), dtype=theta.dtype)
-        for _ in range(steps):
+        for _ in range(ODE_STEPS):
             y = y + h * (-f(theta) * y)
         return y
 
@@ -125,18 +124,22 @@ def hessian_ode_euler(f):
 
 
 PROBES = {
-    "hvp-jvp-grad": Variant.calling("mx.jvp(mx.grad(f)) along each basis vector", hessian_fwdrev),
-    "vhp-vjp-grad": Variant.calling("mx.vjp(mx.grad(f)) along each basis vector", hessian_revrev),
+    "hvp-jvp-grad": Variant.calling("mx.jvp(mx.grad(f)) along each basis vector", hessian_fwdrev,
+                                    relation="hvp"),
+    "vhp-vjp-grad": Variant.calling("mx.vjp(mx.grad(f)) along each basis vector", hessian_revrev,
+                                    relation="hvp"),
     "laplacian-vmap": Variant.calling("PINN Laplacian terms: nested mx.grad per axis, mx.vmap",
-                                      mlx_laplacian_terms),
+                                      mlx_laplacian_terms, relation="laplacian"),
     "vmap-hessian": Variant.calling("mx.vmap of the VJP-of-grad Hessian over a batch of points",
-                                    mlx_hessian_vmapped, hessian_revrev),
+                                    mlx_hessian_vmapped, hessian_revrev, relation="vmap"),
     "custom-function": Variant.calling("reverse-over-reverse Hessian through mx.custom_function",
-                                       hessian_custom_function, hessian_revrev, custom_function_of),
+                                       hessian_custom_function, hessian_revrev, custom_function_of,
+                                       relation="custom_rules"),
     "custom-function-loop": Variant.calling("mx.compile'd Hessian, mx.custom_function in a loop",
-                                            hessian_custom_function_loop, hessian_revrev, custom_function_of),
+                                            hessian_custom_function_loop, hessian_revrev, custom_function_of,
+                                            relation="custom_rules", compiled=True),
     "params-module": Variant.calling("mlx.nn.Module parameters via model.update, reverse-over-reverse",
-                                     module_parameter_hessian, hessian_revrev),
-    "ode-euler": Variant.calling("reverse-over-reverse Hessian of a 4-step Euler Neural-ODE loss",
-                                 hessian_ode_euler, hessian_revrev),
+                                     module_parameter_hessian, hessian_revrev, relation="parameters"),
+    "ode-euler": Variant.calling(f"reverse-over-reverse Hessian of a {ODE_STEPS}-step Euler Neural-ODE loss",
+                                 hessian_ode_euler, hessian_revrev, relation="neural_ode"),
 }

@@ -5,6 +5,7 @@ a fixed-step Neural-ODE loss."""
 from __future__ import annotations
 
 from hessdiff.backends.base import Variant
+from hessdiff.backends.scenarios.ode_problem import ODE_STEPS
 
 __all__ = ["PROBES"]
 
@@ -219,16 +220,14 @@ def functional_call_parameter_hessian(f):
 
 
 def func_hessian_ode_euler(f):
-    """A Neural-ODE loss: dy/dt = -f(theta) y, y(0) = 1, 4 Euler steps (Python loop) on
-    [0, 1]; torch.func.hessian of y(1) in theta."""
+    """A Neural-ODE loss: dy/dt = -f(theta) y, y(0) = 1, ODE_STEPS Euler steps (Python
+    loop) on [0, 1]; torch.func.hessian of y(1) in theta."""
     import torch
 
-    steps = 4
-
     def loss(theta):
-        h = 1.0 / steps
+        h = 1.0 / ODE_STEPS
         y = torch.ones((), dtype=theta.dtype)
-        for _ in range(steps):
+        for _ in range(ODE_STEPS):
             y = y + h * (-f(theta) * y)
         return y
 
@@ -237,29 +236,32 @@ def func_hessian_ode_euler(f):
 
 PROBES = {
     "hvp-jvp-grad": Variant.calling("torch.func.jvp(torch.func.grad(f)) along each basis vector",
-                                    func_hessian_by_jvp_of_grad),
+                                    func_hessian_by_jvp_of_grad, relation="hvp"),
     "vhp-vjp-grad": Variant.calling("torch.func.vjp(torch.func.grad(f)) along each basis vector",
-                                    func_hessian_by_vjp_of_grad),
+                                    func_hessian_by_vjp_of_grad, relation="hvp"),
     "hvp-autograd": Variant.calling("torch.autograd.functional.hvp(f, x, v) for each basis v",
-                                    autograd_hessian_by_hvp),
+                                    autograd_hessian_by_hvp, relation="hvp"),
     "vhp-autograd": Variant.calling("torch.autograd.functional.vhp(f, x, v) for each basis v",
-                                    autograd_hessian_by_vhp),
+                                    autograd_hessian_by_vhp, relation="hvp"),
     "laplacian-autograd": Variant.calling("PINN Laplacian terms: torch.autograd.grad(create_graph=True)",
-                                          autograd_laplacian_terms),
+                                          autograd_laplacian_terms, relation="laplacian"),
     "laplacian-vmap": Variant.calling("PINN Laplacian terms: nested torch.func.grad, torch.func.vmap",
-                                      func_laplacian_terms),
+                                      func_laplacian_terms, relation="laplacian"),
     "vmap-hessian": Variant.calling("torch.func.vmap(torch.func.hessian(f)) over a batch of points",
-                                    func_hessian_vmapped),
+                                    func_hessian_vmapped, relation="vmap"),
     "jit-compile": Variant.calling("torch.compile(torch.func.hessian(f), backend='aot_eager')",
-                                   compiled_hessian),
+                                   compiled_hessian, relation="compiled", compiled=True),
     "custom-function": Variant.calling("torch.func.hessian through torch.autograd.Function (jvp, vmap)",
-                                       func_hessian_autograd_function, autograd_function_of),
+                                       func_hessian_autograd_function, autograd_function_of,
+                                       relation="custom_rules"),
     "custom-function-loop": Variant.calling("autograd.functional.hessian, the Function in a loop",
-                                            autograd_hessian_autograd_function_loop, autograd_function_of),
+                                            autograd_hessian_autograd_function_loop, autograd_function_of,
+                                            relation="custom_rules"),
     "custom-function-argnums": Variant.calling("torch.func.hessian(argnums=(0, 1)) through the Function",
-                                               func_hessian_autograd_function_argnums, autograd_function_of),
+                                               func_hessian_autograd_function_argnums, autograd_function_of,
+                                               relation="custom_rules"),
     "params-functional-call": Variant.calling("torch.func.functional_call parameters, torch.func.hessian",
-                                              functional_call_parameter_hessian),
-    "ode-euler": Variant.calling("torch.func.hessian of a 4-step Euler Neural-ODE loss (Python loop)",
-                                 func_hessian_ode_euler),
+                                              functional_call_parameter_hessian, relation="parameters"),
+    "ode-euler": Variant.calling(f"torch.func.hessian of a {ODE_STEPS}-step Euler Neural-ODE loss (Python loop)",
+                                 func_hessian_ode_euler, relation="neural_ode"),
 }
