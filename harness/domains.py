@@ -78,7 +78,7 @@ def catalogue_domain(spec: OpSpec) -> str:
     """The catalogue's domain of ``spec`` in words."""
     note = NOTES.get(spec.name)
     if spec.domain is not None:
-        return note.catalogue if note is not None and note.catalogue else "a predicate (see harness/ops.py)"
+        return note.catalogue if note is not None and note.catalogue else "a predicate (see harness/ops/)"
     parts = [_ARG_TEXT[d].format(_ARG_NAMES[i]) for i, d in enumerate(spec.arg_domains) if d is not None]
     text = ", ".join(parts) or "every real argument"
     for p in spec.integer_args:

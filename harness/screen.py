@@ -67,7 +67,7 @@ def _numpy_rules(op: str, int_attrs: tuple[tuple[str, Any], ...]) -> tuple[Any, 
     return None, tuple(sp.lambdify(params, s, modules=modules, use_imps=False) for s in switches), pieces
 
 
-# The catalogue's step functions (``hessdiff.harness.ops._step``) carry mpmath implementations;
+# The catalogue's step functions (``hessdiff.harness.ops.piecewise._step``) carry mpmath implementations;
 # in floats they are NumPy's (rint rounds half to even, as the frameworks do).
 _STEP_FUNCTIONS = {"floor_": np.floor, "ceil_": np.ceil, "round_": np.rint}
 
