@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from hessdiff.harness.ir import LITERALS, PYTHON_NUMBER_OPS, Node, Program, const, integer_array, literal_of, op
 from hessdiff.harness.oracle import node_values
-from hessdiff.harness.ops import CATALOGUE, NORM_ORDS, Elementwise, Piecewise, in_arg_domain
+from hessdiff.harness.ops import CATALOGUE, NORM_ORDS, in_arg_domain
 
 __all__ = ["Case", "cases", "mlp_programs", "points", "programs", "DEFAULT_OPS"]
 
@@ -499,7 +499,7 @@ def _apply(ch: _Chooser, b: _Builder, name: str, aim: int | None = None) -> None
             attrs["mask"] = _mask(ch, b.shapes[a], attrs.get("axis"), name == "mean_where")
         b.add(op(name, a, **attrs))
         return
-    if isinstance(spec.math, (Elementwise, Piecewise)):
+    if spec.elementwise:
         b.attrs = _attrs(ch, b, name)
         args = _elementwise_args(ch, b, spec, aim if spec.special(b.attrs) else None)
         attrs = b.attrs

@@ -85,7 +85,7 @@ class Vector:
 
     ``divides_output``: the frameworks whose derivative rule divides the output by the
     entries (y / x_i), which the op's entry names the source of; only their bounds widen
-    by the terms that formula cancels (``hessdiff.harness.oracle._divided_output``).
+    by the terms that formula cancels (``hessdiff.harness.oracle.whole._divided_output``).
 
     ``formula_range``: every framework computes the op by ``expr``'s formula, unscaled,
     so an intermediate of it beyond the dtype's range overflows there too (std's squared

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from hessdiff.harness.ops.kinds import Elementwise, Math, Piecewise, RuleScale
+from hessdiff.harness.ops.kinds import Elementwise, Math, Piecewise, RuleScale, Selection
 from hessdiff.harness.ops.shapes import Attrs, Shape, broadcast_shape
 
 __all__ = ["CATALOGUE", "FIXED_INTEGER_LIMIT", "REQUIRED", "AttrSpec", "CatalogueError", "OpSpec", "arrange",
@@ -148,7 +148,18 @@ class OpSpec:
 
     @property
     def smooth(self) -> bool:
+        """Whether the op has no kinks (its math is not ``Piecewise``)."""
         return not isinstance(self.math, Piecewise)
+
+    @property
+    def elementwise(self) -> bool:
+        """Whether the op maps its arguments entry by entry (``Elementwise`` or ``Piecewise``)."""
+        return isinstance(self.math, (Elementwise, Piecewise))
+
+    @property
+    def choosing(self) -> bool:
+        """Whether the op chooses among entries (``Selection``: max, sort, the norms)."""
+        return isinstance(self.math, Selection)
 
     def domains_at(self, args: tuple[Any, ...], varying: tuple[bool, ...] | None = None) -> tuple[str | None, ...]:
         """Each argument's domain at these argument values.
