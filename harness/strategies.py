@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from hessdiff.harness.ir import LITERALS, PYTHON_NUMBER_OPS, Node, Program, const, integer_array, literal_of, op
 from hessdiff.harness.oracle import node_values
 from hessdiff.harness.ops import CATALOGUE, NORM_ORDS, in_arg_domain
+from hessdiff.harness.ops.domains import DOMAINS, UNRESTRICTED_CONSTANTS
 
 __all__ = ["Case", "cases", "mlp_programs", "points", "programs", "DEFAULT_OPS"]
 
@@ -219,14 +220,10 @@ class _Chooser:
 # Generation strategy for the arguments of elementwise ops: where each one comes from.
 _SOURCES = ("node", "input", "const")
 
-# Constants drawn inside each argument domain, and the guard that maps any traced value
-# into it (so other elements of an aimed argument stay defined).
-_CONST_RANGE = {None: (-2.0, 2.0), "pos": (0.125, 2.0), "nonzero": (0.125, 2.0), "gt1": (1.125, 3.0),
-                "gt_neg1": (-0.875, 2.0), "unit": (-0.875, 0.875), "off_poles": (-2.0, 2.0)}
 
 
 def _guard(ch: _Chooser, b: _Builder, a: int, domain: str | None) -> int:
-    """A node equal to ``a`` mapped into ``domain`` (a**2 + c, sin(a) * c, ...), or ``a``
+    """A node equal to ``a`` mapped into ``domain`` (its ``Domain.guard``), or ``a``
     itself when every entry of it already lies there at this point (mostly: a guard
     would keep the argument off the rest of the domain, tiny values, exact 1s, and give
     it a derivative of 0 where the input is 0)."""
@@ -236,10 +233,10 @@ def _guard(ch: _Chooser, b: _Builder, a: int, domain: str | None) -> int:
     if values.size and all(np.isfinite(v) and in_arg_domain(domain, float(v)) for v in values) \
             and not ch.integer(0, 3) == 3:
         return a
-    if domain == "unit":
-        return b.add(op("mul", b.add(op("sin", a)), b.constant(ch.real(b.dtype, 0.125, 0.9375))))
-    lift = {"pos": 0.0, "nonzero": 0.0, "gt1": 1.0, "gt_neg1": -1.0, "off_poles": 0.0}[domain]
-    c = ch.real(b.dtype, 0.125, 2.0) + lift
+    guard = DOMAINS[domain].guard
+    if guard[0] == "sine":
+        return b.add(op("mul", b.add(op("sin", a)), b.constant(ch.real(b.dtype, guard[1], guard[2]))))
+    c = ch.real(b.dtype, 0.125, 2.0) + guard[1]
     return b.add(op("add", b.add(op("square", a)), b.constant(c)))
 
 
@@ -365,7 +362,7 @@ def _elementwise_args(ch: _Chooser, b: _Builder, spec: Any, aim: int | None) -> 
     constant = [a is None for a in args]
     for p in range(k):  # constants before guards: a constant integer exponent widens the base's domain
         if args[p] is None:
-            lo, hi = _CONST_RANGE[domains[p]]
+            lo, hi = UNRESTRICTED_CONSTANTS if domains[p] is None else DOMAINS[domains[p]].constants
             literal = _literal(ch, spec.name, args)
             const_shape = shape if (literal is None and shape is not None and ch.boolean()) else ()
             size = int(np.prod(const_shape, dtype=np.int64))

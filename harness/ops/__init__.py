@@ -14,7 +14,7 @@ The mathematical definitions are SymPy expressions built lazily from a namespace
 The entries live in one module per group (``elementwise``, ``activations``,
 ``piecewise``, ``reductions``, ``selections``, ``linalg``, ``movement``); what an entry
 is, in ``spec`` (``OpSpec``, the registry), ``kinds`` (how the oracle differentiates
-it) and ``shapes`` (shared shape rules). This package is the bottom layer with the IR:
+it), ``domains`` (where an argument may lie) and ``shapes`` (shared shape rules). This package is the bottom layer with the IR:
 it imports nothing of the harness above it.
 """
 
@@ -23,6 +23,7 @@ from __future__ import annotations
 # The group modules register their ops when imported.
 from hessdiff.harness.ops import (activations, elementwise, linalg, movement, piecewise,  # noqa: F401
                                   reductions, selections)
+from hessdiff.harness.ops.domains import DOMAINS, Domain
 from hessdiff.harness.ops.kinds import Bilinear, Elementwise, Piecewise, RuleScale, Selection, Structural, Vector
 from hessdiff.harness.ops.selections import NORM_ORDS
 from hessdiff.harness.ops.shapes import Shape
@@ -34,6 +35,8 @@ __all__ = [
     "Bilinear",
     "CATALOGUE",
     "CatalogueError",
+    "DOMAINS",
+    "Domain",
     "FIXED_INTEGER_LIMIT",
     "NORM_ORDS",
     "Elementwise",

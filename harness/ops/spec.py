@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from hessdiff.harness.ops.domains import DOMAINS, integer_valued
 from hessdiff.harness.ops.kinds import Elementwise, Math, Piecewise, RuleScale, Selection
 from hessdiff.harness.ops.shapes import Attrs, Shape, broadcast_shape
 
@@ -113,9 +114,10 @@ class OpSpec:
             zeros, in the order of ``switches``.
         arg_domains: per argument, where it must lie: ``"pos"`` (> 0), ``"nonzero"``,
             ``"gt1"`` (> 1), ``"gt_neg1"`` (> -1), ``"unit"`` (-1 < a < 1),
-            ``"off_poles"`` (not 0, -1, -2, ...) or None; the
-            generator guards arguments with it, and it is the domain when ``domain`` is
-            not given.
+            ``"off_poles"`` (not 0, -1, -2, ...) or None: a name in
+            ``hessdiff.harness.ops.domains.DOMAINS``, whose one description the generator
+            (constants, guards), the oracle (edges) and ``hessdiff ops --domains`` read;
+            it is the domain when ``domain`` is not given.
         integer_args: the arguments that, when a constant holding an integer, widen the
             others' domains (a**3 is defined and smooth for every real a, a**b for a
             non-integer b only for a > 0). The oracle differentiates the op with such a
@@ -184,7 +186,7 @@ class OpSpec:
         ``varying`` (see ``domains_at``), whether it is differentiable there too."""
         if self.domain is not None:
             return bool(self.domain(args))
-        return all(_ARG_DOMAINS[d](v) for d, v in zip(self.domains_at(args, varying), args) if d is not None)
+        return all(DOMAINS[d].contains(v) for d, v in zip(self.domains_at(args, varying), args) if d is not None)
 
     def arg_in_domain(self, position: int, value: Any, domains: tuple[str | None, ...] | None = None) -> bool:
         """Whether argument ``position`` alone may take ``value`` (its entry of
@@ -192,7 +194,7 @@ class OpSpec:
         domain edge from the inside."""
         domains = self.arg_domains if domains is None else domains
         domain = domains[position] if position < len(domains) else None
-        return domain is None or bool(_ARG_DOMAINS[domain](value))
+        return domain is None or bool(DOMAINS[domain].contains(value))
 
     def check_attrs(self, attrs: Attrs) -> dict[str, Any]:
         """Validate ``attrs`` against the spec; raise ``ValueError`` naming the problem.
@@ -229,8 +231,8 @@ def register_op(spec: OpSpec) -> OpSpec:
     if spec.arity < 1:
         raise CatalogueError(f"op {spec.name!r}: arity must be >= 1, got {spec.arity}.")
     for d in spec.arg_domains:
-        if d is not None and d not in _ARG_DOMAINS:
-            raise CatalogueError(f"op {spec.name!r}: arg domain {d!r} is not one of {sorted(_ARG_DOMAINS)}.")
+        if d is not None and d not in DOMAINS:
+            raise CatalogueError(f"op {spec.name!r}: arg domain {d!r} is not one of {sorted(DOMAINS)}.")
     if any(a.default is not REQUIRED for a in spec.attrs):
         # Shape rules and special values read every attr: give them the defaults.
         shape, special = spec.shape, spec.special
@@ -248,24 +250,6 @@ def register_op(spec: OpSpec) -> OpSpec:
     return spec
 
 
-_ARG_DOMAINS: dict[str, Callable[[Any], bool]] = {
-    "pos": lambda v: v > 0,
-    "nonzero": lambda v: v != 0,
-    "gt1": lambda v: v > 1,
-    "gt_neg1": lambda v: v > -1,
-    "unit": lambda v: -1 < v < 1,
-    "off_poles": lambda v: v > 0 or not _integer_valued(v),  # Gamma's poles: 0, -1, -2, ...
-}
-
-
-def _integer_valued(value: Any) -> bool:
-    """Whether a scalar (float or multi-precision) is a finite integer."""
-    try:
-        return bool(value == int(value))
-    except (OverflowError, ValueError, TypeError):
-        return False
-
-
 # The largest constant integer an ``integer_args`` argument lifts the other arguments'
 # domains for: the oracle differentiates a**b with such a b substituted (a polynomial of
 # degree up to 64, defined at a <= 0); beyond it, the generic a**b rule, on a > 0 only.
@@ -275,13 +259,13 @@ FIXED_INTEGER_LIMIT = 64
 def fixed_integer(value: Any) -> bool:
     """Whether a constant ``integer_args`` value is an integer the op's rule is taken at
     (``FIXED_INTEGER_LIMIT``): generation, domains and the oracle share this one test."""
-    return _integer_valued(value) and abs(value) <= FIXED_INTEGER_LIMIT
+    return integer_valued(value) and abs(value) <= FIXED_INTEGER_LIMIT
 
 
 def in_arg_domain(domain: str | None, value: float) -> bool:
     """Whether ``value`` lies in the argument domain named ``domain`` ("pos", "unit", ...;
     None: everywhere)."""
-    return domain is None or bool(_ARG_DOMAINS[domain](value))
+    return domain is None or bool(DOMAINS[domain].contains(value))
 
 
 def get_op(name: str) -> OpSpec:

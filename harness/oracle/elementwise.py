@@ -19,6 +19,7 @@ from hessdiff.harness.oracle.result import Kink, OutOfDomain
 from hessdiff.harness.oracle.rules import (EXPONENT_LIMIT, _apply_rule, _fixed_integers, _piece_rule, _Rule,
                                            _smooth_rule, _split_attrs, _switch_rules)
 from hessdiff.harness.ops import OpSpec
+from hessdiff.harness.ops.domains import DOMAINS
 
 if TYPE_CHECKING:
     from hessdiff.harness.oracle.evaluator import _Evaluator
@@ -208,15 +209,9 @@ def _special_hits(ev: _Evaluator, spec: OpSpec, specials: tuple[float, ...], val
 
 
 SPECIAL_ULPS = 64.0
-_DOMAIN_EDGES = {"pos": (0,), "nonzero": (0,), "gt1": (1,), "gt_neg1": (-1,), "unit": (-1, 1), "off_poles": (0,)}
-
-
 def _domain_edges(domain: str, value: Any) -> tuple[Any, ...]:
-    """The edges of ``domain`` that ``value`` may be near: the fixed ones, and for
-    Gamma's poles the non-positive integer nearest to it."""
-    if domain == "off_poles" and value < 0:
-        return (min(0, int(mpmath.nint(value))),)
-    return _DOMAIN_EDGES[domain]
+    """The edges of ``domain`` that ``value`` may be near (``Domain.edges_of``)."""
+    return DOMAINS[domain].edges_of(value)
 
 
 def elementwise_value(spec: OpSpec, attrs: dict[str, Any], args: list[np.ndarray], dtype: str,
