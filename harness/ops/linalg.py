@@ -12,6 +12,8 @@ from hessdiff.harness.ops.kinds import Bilinear, Structural, Vector
 from hessdiff.harness.ops.shapes import Attrs, Shape, attr_shape
 from hessdiff.harness.ops.spec import OpSpec, register_op
 
+__all__ = ["matrix_recipe", "two_vectors_recipe"]
+
 
 def _matmul_shape(shapes: tuple[Shape, ...], attrs: Attrs) -> Shape:
     a, b = shapes
@@ -34,10 +36,27 @@ def _matmul(xp: Any, a: Any, b: Any, mul: Callable[[Any, Any], Any]) -> Any:
     return out
 
 
+def _matmul_recipe(kit: Any, name: str, aim: int | None) -> None:
+    """A vector through a constant layer, dotted with a constant, or with another vector."""
+    import numpy as np
+
+    a = kit.vector(64)
+    m = kit.shapes[a][0]
+    kind = kit.choice(("layer", "dot", "bilinear"))
+    if kind == "layer":
+        h = kit.integer(1, 8)
+        c = kit.constant(np.reshape(kit.reals(-2, 2, h * m), (h, m)))
+        kit.add("matmul", c, a)
+    elif kind == "dot":
+        kit.add("matmul", a, kit.constant(kit.reals(-2, 2, m)))
+    else:
+        kit.add("matmul", a, kit.pick([(m,)]))
+
+
 register_op(
     OpSpec(
         "matmul", 2, "linalg", Bilinear(lambda xp, a, b, mul: _matmul(xp, a, b, mul)),
-        shape=_matmul_shape, doc="a @ b for vectors and matrices",
+        shape=_matmul_shape, doc="a @ b for vectors and matrices", recipe=_matmul_recipe,
     )
 )
 
@@ -103,10 +122,22 @@ def _well_conditioned(args: tuple[Any, ...]) -> bool:
     return abs(det) > 1e-2 * scale
 
 
+def _square_recipe(kit: Any, name: str, aim: int | None) -> None:
+    """A square matrix; for inv, kept well conditioned: M + c I."""
+    import numpy as np
+
+    k = kit.integer(1, 3 if name == "det" else 2)
+    m = kit.matrix(k)
+    if name == "inv":
+        m = kit.add("add", m, kit.constant(np.eye(k) * kit.choice((2.0, -2.0, 3.0))))
+    kit.add(name, m)
+
+
 register_op(OpSpec("det", 1, "linalg", Vector(_det), shape=_square_shape("det", 3),
-                   doc="determinant of a square matrix (1x1..3x3)"))
+                   doc="determinant of a square matrix (1x1..3x3)", recipe=_square_recipe))
 register_op(OpSpec("inv", 1, "linalg", Vector(_inv), shape=_square_shape("inv", 2),
-                   domain=_well_conditioned, doc="inverse of a well-conditioned square matrix (1x1, 2x2)"))
+                   domain=_well_conditioned, doc="inverse of a well-conditioned square matrix (1x1, 2x2)",
+                   recipe=_square_recipe))
 
 
 def _solve(ns: Any, A: Any, b: Any) -> Any:
@@ -161,11 +192,43 @@ def _positive_definite(args: tuple[Any, ...]) -> bool:
     return True
 
 
+def _solve_recipe(kit: Any, name: str, aim: int | None) -> None:
+    """The matrix, the right-hand side or both traced; the matrix kept well conditioned
+    (M + c I)."""
+    import numpy as np
+
+    k = kit.integer(1, 3)
+    traced = kit.choice(("matrix", "rhs", "both"))
+    eye = np.eye(k) * kit.choice((2.0, -2.0, 3.0))
+    if traced == "rhs":
+        m = kit.constant(np.reshape(kit.reals(-1.0, 1.0, k * k), (k, k)) + eye)
+    else:
+        m = kit.add("add", kit.matrix(k), kit.constant(eye))
+    if traced == "matrix":
+        rhs = kit.constant(kit.reals(-2.0, 2.0, k))
+    else:
+        v = kit.vector(64)
+        rhs = kit.add("gather", v, idx=tuple(kit.integer(0, kit.shapes[v][0] - 1) for _ in range(k)))
+    kit.add(name, m, rhs)
+
+
+def _cholesky_recipe(kit: Any, name: str, aim: int | None) -> None:
+    """A symmetric positive definite matrix built in the program: M M^T + c I."""
+    import numpy as np
+
+    k = kit.integer(1, 3)
+    m = kit.matrix(k, kit.integer(1, 3))
+    gram = kit.add("matmul", m, kit.add("transpose", m))
+    kit.add(name, kit.add("add", gram, kit.constant(np.eye(k) * kit.choice((0.5, 1.0, 2.0)))))
+
+
 register_op(OpSpec("solve", 2, "linalg", Vector(_solve), shape=_solve_shape, domain=_well_conditioned,
-                   doc="x with A x = b, A a well-conditioned square matrix (1x1..3x3), b a vector"))
+                   doc="x with A x = b, A a well-conditioned square matrix (1x1..3x3), b a vector",
+                   recipe=_solve_recipe))
 register_op(OpSpec("cholesky", 1, "linalg", Vector(_cholesky), shape=_square_shape("cholesky", 3),
                    domain=_positive_definite,
-                   doc="lower Cholesky factor of a symmetric positive definite matrix (1x1..3x3)"))
+                   doc="lower Cholesky factor of a symmetric positive definite matrix (1x1..3x3)",
+                   recipe=_cholesky_recipe))
 
 
 def _diagonal_rule(a: Shape, attrs: Attrs) -> Shape:
@@ -180,10 +243,15 @@ def _trace_rule(a: Shape, attrs: Attrs) -> Shape:
     return ()
 
 
+def matrix_recipe(kit: Any, name: str, aim: int | None) -> None:
+    """Any matrix: an existing one, or entries of a vector gathered and reshaped."""
+    kit.add(name, kit.matrix())
+
+
 register_op(OpSpec("diagonal", 1, "linalg", Structural(lambda xp, a: xp.diagonal(a).copy()),
-                   shape=attr_shape(_diagonal_rule), doc="the main diagonal of a matrix"))
+                   shape=attr_shape(_diagonal_rule), doc="the main diagonal of a matrix", recipe=matrix_recipe))
 register_op(OpSpec("trace", 1, "linalg", Structural(lambda xp, a: xp.trace(a)), shape=attr_shape(_trace_rule),
-                   doc="the trace of a matrix"))
+                   doc="the trace of a matrix", recipe=matrix_recipe))
 
 
 def _dot_shape(shapes: tuple[Shape, ...], attrs: Attrs) -> Shape:
@@ -200,7 +268,17 @@ def _outer_shape(shapes: tuple[Shape, ...], attrs: Attrs) -> Shape:
     return (a[0], b[0])
 
 
+def two_vectors_recipe(kit: Any, name: str, aim: int | None) -> None:
+    """Two vectors, each traced or constant: of one length for stack and dot, of any two
+    for concatenate and outer (sometimes one)."""
+    first = kit.vector_or_const(None)
+    if name in ("stack", "dot"):
+        kit.add(name, first, kit.vector_or_const(kit.shapes[first][0]))
+    else:
+        kit.add(name, first, kit.vector_or_const(None if kit.boolean() else kit.shapes[first][0]))
+
+
 register_op(OpSpec("dot", 2, "linalg", Bilinear(lambda xp, a, b, mul: mul(a, b).sum()), shape=_dot_shape,
-                   doc="inner product of two vectors"))
+                   doc="inner product of two vectors", recipe=two_vectors_recipe))
 register_op(OpSpec("outer", 2, "linalg", Bilinear(lambda xp, a, b, mul: mul(a[:, None], b[None, :])),
-                   shape=_outer_shape, doc="outer product of two vectors"))
+                   shape=_outer_shape, doc="outer product of two vectors", recipe=two_vectors_recipe))

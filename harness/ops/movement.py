@@ -9,6 +9,8 @@ from collections.abc import Callable
 from typing import Any
 
 from hessdiff.harness.ops.kinds import Structural
+from hessdiff.harness.ops.linalg import matrix_recipe, two_vectors_recipe
+from hessdiff.harness.ops.reductions import along_recipe
 from hessdiff.harness.ops.shapes import Attrs, Shape, attr_shape, broadcast_shape, norm_axis
 from hessdiff.harness.ops.spec import AttrSpec, OpSpec, register_op
 
@@ -25,11 +27,27 @@ def _gather_shape(shapes: tuple[Shape, ...], attrs: Attrs) -> Shape:
     return (len(attrs["idx"]),)
 
 
+def _gather_recipe(kit: Any, name: str, aim: int | None) -> None:
+    """A vector reversed, permuted, or its entries picked with repetition."""
+    import numpy as np
+
+    a = kit.vector(64)
+    m = kit.shapes[a][0]
+    kind = kit.integer(0, 2)
+    if kind == 0:
+        idx = tuple(range(m - 1, -1, -1))
+    elif kind == 1:
+        idx = tuple(int(i) for i in np.argsort([kit.integer(0, 1000) for _ in range(m)]))
+    else:
+        idx = tuple(kit.integer(0, m - 1) for _ in range(kit.integer(1, m)))
+    kit.add("gather", a, idx=idx)
+
+
 register_op(
     OpSpec(
         "gather", 1, "shape", Structural(lambda xp, a, idx: a[list(idx)]),
         attrs=(AttrSpec("idx", "int_tuple"),), shape=_gather_shape,
-        doc="a[idx] for an integer index tuple (reversal, permutation, repetition)",
+        doc="a[idx] for an integer index tuple (reversal, permutation, repetition)", recipe=_gather_recipe,
     )
 )
 
@@ -96,30 +114,78 @@ def _broadcast_rule(a: Shape, attrs: Attrs) -> Shape:
     return shape
 
 
+def _reshape_recipe(kit: Any, name: str, aim: int | None) -> None:
+    import numpy as np
+
+    a = kit.array(64)
+    size = int(np.prod(kit.shapes[a]))
+    rows = kit.choice([r for r in range(1, size + 1) if size % r == 0])
+    shape = (size,) if kit.boolean() else (rows, size // rows)
+    kit.add(name, a, shape=shape)
+
+
+def _slice_recipe(kit: Any, name: str, aim: int | None) -> None:
+    """Any step, the bounds counted from either end."""
+    a = kit.array(64)
+    m = kit.shapes[a][0]
+    step = kit.choice((1, 2, 3, -1, -2))
+    if step > 0:
+        start = kit.integer(-m, m - 1)
+        stop = kit.integer(start % m + 1, m)
+        if stop < m and kit.boolean():
+            stop -= m  # the same bound, counted from the end
+    else:
+        start = kit.integer(-m, -1)
+        stop = kit.integer(-m - 1, start - 1)
+    kit.add(name, a, start=start, stop=stop, step=step)
+
+
+def _roll_recipe(kit: Any, name: str, aim: int | None) -> None:
+    a = kit.array(64)
+    kit.add(name, a, shift=kit.integer(-3, 3), axis=kit.axis(len(kit.shapes[a]), False))
+
+
+def _repeat_recipe(kit: Any, name: str, aim: int | None) -> None:
+    key = "reps" if name == "tile" else "repeats"
+    kit.add(name, kit.vector(), **{key: kit.integer(1, 3)})
+
+
+def _pad_recipe(kit: Any, name: str, aim: int | None) -> None:
+    kit.add(name, kit.vector(), before=kit.integer(0, 3), after=kit.integer(0, 3))
+
+
+def _broadcast_recipe(kit: Any, name: str, aim: int | None) -> None:
+    a = kit.pick([s for s in set(kit.shapes) if len(s) <= 1])
+    kit.add(name, a, shape=(kit.integer(1, 3),) + kit.shapes[a])
+
+
 def _pad(xp: Any, a: Any, before: int, after: int) -> Any:
     out = xp.zeros(before + a.shape[0] + after, dtype=a.dtype)
     out[before: before + a.shape[0]] = a
     return out
 
 
-for _name, _apply, _attrs, _rule, _doc in (
+for _name, _apply, _attrs, _rule, _recipe, _doc in (
     ("reshape", lambda xp, a, shape: a.reshape(shape), (AttrSpec("shape", "int_tuple"),), _reshape_rule,
-     "reshape to a shape of the same size"),
-    ("transpose", lambda xp, a: a.T, (), _transpose_rule, "matrix transpose"),
-    ("flip", lambda xp, a, axis: xp.flip(a, axis), _AXIS_ATTR, _flip_rule, "reverse along an axis"),
+     _reshape_recipe, "reshape to a shape of the same size"),
+    ("transpose", lambda xp, a: a.T, (), _transpose_rule, matrix_recipe, "matrix transpose"),
+    ("flip", lambda xp, a, axis: xp.flip(a, axis), _AXIS_ATTR, _flip_rule, along_recipe, "reverse along an axis"),
     ("slice", lambda xp, a, start, stop, step: a[start:stop:step],
-     (AttrSpec("start", "int"), AttrSpec("stop", "int"), AttrSpec("step", "int")), _slice_rule,
+     (AttrSpec("start", "int"), AttrSpec("stop", "int"), AttrSpec("step", "int")), _slice_rule, _slice_recipe,
      "a[start:stop:step] on the first axis (negative bounds and steps too)"),
     ("roll", lambda xp, a, shift, axis: xp.roll(a, shift, axis), (AttrSpec("shift", "int"), AttrSpec("axis", "axis")),
-     _roll_rule, "cyclic shift along an axis"),
-    ("tile", lambda xp, a, reps: xp.tile(a, reps), (AttrSpec("reps", "int"),), _tile_rule, "a vector repeated whole"),
+     _roll_rule, _roll_recipe, "cyclic shift along an axis"),
+    ("tile", lambda xp, a, reps: xp.tile(a, reps), (AttrSpec("reps", "int"),), _tile_rule, _repeat_recipe,
+     "a vector repeated whole"),
     ("repeat", lambda xp, a, repeats: xp.repeat(a, repeats), (AttrSpec("repeats", "int"),), _repeat_rule,
-     "each entry repeated"),
-    ("pad", _pad, (AttrSpec("before", "int"), AttrSpec("after", "int")), _pad_rule, "zero padding of a vector"),
+     _repeat_recipe, "each entry repeated"),
+    ("pad", _pad, (AttrSpec("before", "int"), AttrSpec("after", "int")), _pad_rule, _pad_recipe,
+     "zero padding of a vector"),
     ("broadcast_to", lambda xp, a, shape: xp.broadcast_to(a, shape).copy(), (AttrSpec("shape", "int_tuple"),),
-     _broadcast_rule, "broadcast to a larger shape"),
+     _broadcast_rule, _broadcast_recipe, "broadcast to a larger shape"),
 ):
-    register_op(OpSpec(_name, 1, "shape", Structural(_apply), attrs=_attrs, shape=attr_shape(_rule), doc=_doc))
+    register_op(OpSpec(_name, 1, "shape", Structural(_apply), attrs=_attrs, shape=attr_shape(_rule), doc=_doc,
+                       recipe=_recipe))
 
 
 def _same_shapes(op: str, stack: bool) -> Callable[[tuple[Shape, ...], Attrs], Shape]:
@@ -133,6 +199,8 @@ def _same_shapes(op: str, stack: bool) -> Callable[[tuple[Shape, ...], Attrs], S
 
 
 register_op(OpSpec("concatenate", 2, "shape", Structural(lambda xp, a, b: xp.concatenate([a, b])),
-                   shape=_same_shapes("concatenate", False), doc="two vectors end to end"))
+                   shape=_same_shapes("concatenate", False), doc="two vectors end to end",
+                   recipe=two_vectors_recipe))
 register_op(OpSpec("stack", 2, "shape", Structural(lambda xp, a, b: xp.stack([a, b])),
-                   shape=_same_shapes("stack", True), doc="two vectors of one length as the rows of a matrix"))
+                   shape=_same_shapes("stack", True), doc="two vectors of one length as the rows of a matrix",
+                   recipe=two_vectors_recipe))

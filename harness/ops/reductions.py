@@ -12,7 +12,7 @@ from hessdiff.harness.ops.kinds import Structural, Vector
 from hessdiff.harness.ops.shapes import Attrs, Shape, along_shape, at_most, attr_shape, norm_axis, reduced_shape
 from hessdiff.harness.ops.spec import AttrSpec, OpSpec, register_op
 
-__all__ = ["REDUCE_ATTRS", "along_axis", "reduce_axis"]
+__all__ = ["REDUCE_ATTRS", "along_axis", "along_recipe", "reduce_axis", "reduce_recipe"]
 
 
 # Structural (linear) ops. sum and mean reduce the whole array unless given an axis
@@ -38,11 +38,43 @@ def _mean_reduce(xp: Any, a: Any, axis: int | None = None, keepdims: bool = Fals
     return _sum_reduce(xp, a, axis, keepdims) / count
 
 
+def _sum_recipe(kit: Any, name: str, aim: int | None) -> None:
+    """Any array; along an axis (or whole, kept as all-ones dims) sometimes. sum and mean
+    of a vector are drawn as before they took an axis, so campaigns over vectors keep
+    their seeds; a masked one always gets an axis choice and a mask."""
+    a = kit.pick([s for s in set(kit.shapes) if s != ()])
+    attrs: dict[str, Any] = {}
+    if (name.endswith("_where") or len(kit.shapes[a]) > 1) and kit.boolean():
+        attrs = {"axis": kit.axis(len(kit.shapes[a]), True), "keepdims": kit.boolean()}
+    if name.endswith("_where"):
+        attrs["mask"] = kit.mask(kit.shapes[a], attrs.get("axis"), name == "mean_where")
+    kit.add(name, a, **attrs)
+
+
+def reduce_recipe(kit: Any, name: str, aim: int | None, ords: Callable[[Any, int | None], Any] | None = None) -> None:
+    """An array of at most 8 entries along an axis or whole (``ords``: its norm order);
+    aimed, with an entry moved onto a tie or a zero (``kit.aimed_selection``)."""
+    a = kit.array()
+    attrs = {"axis": kit.axis(len(kit.shapes[a]), True), "keepdims": kit.boolean()}
+    if ords is not None:
+        attrs["ord"] = ords(kit, aim)
+    if aim is not None:
+        a = kit.aimed_selection(a, name, aim, attrs["axis"])
+    kit.add(name, a, **attrs)
+
+
+def along_recipe(kit: Any, name: str, aim: int | None) -> None:
+    """An array along a required axis (flip, which the oracle applies linearly, up to 64
+    entries)."""
+    a = kit.array(8 if name != "flip" else 64)
+    kit.add(name, a, axis=kit.axis(len(kit.shapes[a]), False))
+
+
 _OPTIONAL_REDUCE_ATTRS = (AttrSpec("axis", "axis", None), AttrSpec("keepdims", "bool", False))
 register_op(OpSpec("sum", 1, "reduction", Structural(_sum_reduce), attrs=_OPTIONAL_REDUCE_ATTRS, shape=_sum_shape,
-                   doc="sum of all entries, or along an axis (keepdims)"))
+                   doc="sum of all entries, or along an axis (keepdims)", recipe=_sum_recipe))
 register_op(OpSpec("mean", 1, "reduction", Structural(_mean_reduce), attrs=_OPTIONAL_REDUCE_ATTRS, shape=_sum_shape,
-                   doc="mean of all entries, or along an axis (keepdims)"))
+                   doc="mean of all entries, or along an axis (keepdims)", recipe=_sum_recipe))
 
 
 def reduce_axis(A: Any, axis: int | None, keepdims: bool, fn: Callable[[list[Any]], Any]) -> Any:
@@ -82,7 +114,7 @@ def _vector_reduction(name: str, fn: Callable[[Any, list[Any]], Any], doc: str, 
         name, 1, "reduction",
         Vector(lambda sp, A, axis, keepdims: reduce_axis(A, axis, keepdims, lambda v: fn(sp, v)), output_based,
                products, divides_output, formula_range),
-        attrs=REDUCE_ATTRS, shape=at_most(reduced_shape(name), name), doc=doc, **kw,
+        attrs=REDUCE_ATTRS, shape=at_most(reduced_shape(name), name), doc=doc, recipe=reduce_recipe, **kw,
     ))
 
 
@@ -137,7 +169,7 @@ for _name, _fn, _doc in (
         _name, 1, "reduction",
         Vector(lambda sp, A, axis, fn=_fn: along_axis(A, axis, lambda v: fn(sp, v)), output_based=_name != "cumprod",
                products=_name == "cumprod", divides_output=_DIVIDES_OUTPUT.get(_name, ())),
-        attrs=_AXIS_ATTR, shape=along_shape(_name), doc=_doc,
+        attrs=_AXIS_ATTR, shape=along_shape(_name), doc=_doc, recipe=along_recipe,
     ))
 
 
@@ -178,10 +210,10 @@ def _masked_shape(op: str) -> Callable[[tuple[Shape, ...], Attrs], Shape]:
 
 _MASK_ATTRS = (AttrSpec("mask", "int_tuple"),) + _OPTIONAL_REDUCE_ATTRS
 register_op(OpSpec("sum_where", 1, "reduction", Structural(_sum_where), attrs=_MASK_ATTRS,
-                   shape=_masked_shape("sum_where"),
+                   shape=_masked_shape("sum_where"), recipe=_sum_recipe,
                    doc="sum of the entries where a constant mask is 1 (whole or along an axis, keepdims)"))
 register_op(OpSpec("mean_where", 1, "reduction", Structural(_mean_where), attrs=_MASK_ATTRS,
-                   shape=_masked_shape("mean_where"),
+                   shape=_masked_shape("mean_where"), recipe=_sum_recipe,
                    doc="mean of the entries where a constant mask is 1 (whole or along an axis, keepdims)"))
 
 
@@ -192,4 +224,5 @@ def _cumsum_rule(a: Shape, attrs: Attrs) -> Shape:
 
 
 register_op(OpSpec("cumsum", 1, "reduction", Structural(lambda xp, a, axis: xp.cumsum(a, axis=axis)),
-                   attrs=_AXIS_ATTR, shape=attr_shape(_cumsum_rule), doc="cumulative sum along an axis"))
+                   attrs=_AXIS_ATTR, shape=attr_shape(_cumsum_rule), doc="cumulative sum along an axis",
+                   recipe=along_recipe))

@@ -130,6 +130,11 @@ class OpSpec:
             i1 as exp(|a|) * i0e(a): torch.func's Hessian of sum(i0(x)) in float32 at
             x5 = 89 is NaN at H[5, 0], exp(89) being past float32's range and i0(89) = 1.9e37
             not).
+        recipe: how the generator draws the op's arguments and attrs, where an
+            elementwise op's way (each argument from the input, an intermediate or a
+            constant) does not fit: ``recipe(kit, name, aim)`` adds the op's nodes through
+            the generator's kit (``hessdiff.harness.strategies._Kit``: its draws and the
+            nodes built so far), ``aim`` being the special value to land on, or None.
     """
 
     name: str
@@ -147,6 +152,7 @@ class OpSpec:
     arg_domains: tuple[str | None, ...] = ()
     integer_args: tuple[int, ...] = ()
     formula_peak: Callable[..., Any] | None = None
+    recipe: Callable[[Any, str, int | None], None] | None = None
 
     @property
     def smooth(self) -> bool:
