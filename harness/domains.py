@@ -13,12 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hessdiff.harness.ops import CATALOGUE, OpSpec
+from hessdiff.harness.ops.domains import DOMAINS
 
 __all__ = ["DomainNote", "NOTES", "catalogue_domain", "domain_rows", "restricted"]
 
 _ARG_NAMES = "abc"
-_ARG_TEXT = {"pos": "{} > 0", "nonzero": "{} != 0", "gt1": "{} > 1", "gt_neg1": "{} > -1",
-             "unit": "-1 < {} < 1", "off_poles": "{} not 0, -1, -2, ..."}
 
 
 @dataclass(frozen=True)
@@ -78,8 +77,8 @@ def catalogue_domain(spec: OpSpec) -> str:
     """The catalogue's domain of ``spec`` in words."""
     note = NOTES.get(spec.name)
     if spec.domain is not None:
-        return note.catalogue if note is not None and note.catalogue else "a predicate (see harness/ops.py)"
-    parts = [_ARG_TEXT[d].format(_ARG_NAMES[i]) for i, d in enumerate(spec.arg_domains) if d is not None]
+        return note.catalogue if note is not None and note.catalogue else "a predicate (see harness/ops/)"
+    parts = [DOMAINS[d].text.format(_ARG_NAMES[i]) for i, d in enumerate(spec.arg_domains) if d is not None]
     text = ", ".join(parts) or "every real argument"
     for p in spec.integer_args:
         others = ", ".join(_ARG_NAMES[q] for q, d in enumerate(spec.arg_domains) if d is not None and q != p)

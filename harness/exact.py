@@ -22,7 +22,7 @@ import mpmath
 import numpy as np
 
 from hessdiff.harness.ir import LITERALS, PYTHON_NUMBER_OPS, Node, Program, const, integer_array, literal_of, op
-from hessdiff.harness.ops import CATALOGUE, Elementwise, Piecewise, Selection
+from hessdiff.harness.ops import CATALOGUE
 
 __all__ = ["REGIONS", "Exercised", "argument_kinds", "argument_patterns", "exercised", "kind_of", "node_region",
            "pattern_of", "rounded_values", "traced_nodes"]
@@ -67,7 +67,7 @@ def argument_patterns(name: str) -> tuple[str, ...]:
     """The traced/constant patterns coverage tracks for op ``name``: every one with a
     traced argument, for an elementwise op of two or more arguments; none otherwise."""
     spec = CATALOGUE[name]
-    if spec.arity < 2 or not isinstance(spec.math, (Elementwise, Piecewise)):
+    if spec.arity < 2 or not spec.elementwise:
         return ()
     return tuple(p for p in ("".join(t) for t in itertools.product("TC", repeat=spec.arity)) if "T" in p)
 
@@ -79,7 +79,7 @@ def argument_kinds(name: str) -> tuple[str, ...]:
     number), a framework int32 array (its ``integer_args``). Each takes its own path in
     the frameworks' derivative rules (JAX's pow has one for an integer exponent)."""
     spec = CATALOGUE[name]
-    if spec.arity < 2 or not isinstance(spec.math, (Elementwise, Piecewise)):
+    if spec.arity < 2 or not spec.elementwise:
         return ()
     kinds = []
     for p in range(spec.arity):
@@ -128,8 +128,8 @@ def _exact_hits(node: Node, args: list[np.ndarray], traced: Sequence[bool], dtyp
     hits: set[int] = set()
     if not specials:
         return hits
-    if isinstance(spec.math, Piecewise):
-        from hessdiff.harness.oracle import _split_attrs, _switch_rules
+    if not spec.smooth:
+        from hessdiff.harness.oracle.rules import _split_attrs, _switch_rules
 
         ints, floats = _split_attrs(spec, attrs)
         rules = _switch_rules(spec.name, tuple(sorted(ints.items())))
@@ -140,8 +140,8 @@ def _exact_hits(node: Node, args: list[np.ndarray], traced: Sequence[bool], dtyp
                 point = [mpmath.mpf(float(np.broadcast_to(a, shape)[idx])) for a in args] + fvals
                 hits.update(k for k, rule in enumerate(rules) if rule(*point) == 0)
             return hits
-    if isinstance(spec.math, Selection):
-        from hessdiff.harness.oracle import _JetFunctions, _Ties
+    if spec.choosing:
+        from hessdiff.harness.oracle.local import _JetFunctions, _Ties
 
         ties = _Ties(0, None, 0.0, 0.0)
         arrays = np.asarray(np.vectorize(mpmath.mpf, otypes=[object])(args[0]), dtype=object)
@@ -150,7 +150,7 @@ def _exact_hits(node: Node, args: list[np.ndarray], traced: Sequence[bool], dtyp
         except (ZeroDivisionError, ValueError, OverflowError, TypeError):
             return hits
         return {k for k, gap, _ in ties.switches if gap == 0}
-    if isinstance(spec.math, (Elementwise, Piecewise)):
+    if spec.elementwise:
         arg = spec.special_arg
         if arg < len(args) and traced[node.args[arg]]:
             with np.errstate(over="ignore"):  # a special value beyond the dtype's range: never hit

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import functools
 import itertools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -57,7 +57,7 @@ def _numpy_rules(op: str, int_attrs: tuple[tuple[str, Any], ...]) -> tuple[Any, 
     fattrs = {name: sp.Symbol(f"attr_{name}", real=True) for name in floats}
     params = [*args, *fattrs.values()]
     kw = {**dict(int_attrs), **fattrs}
-    if isinstance(spec.math, Elementwise):
+    if spec.smooth:
         return sp.lambdify(params, spec.math.expr(sp, *args, **kw), modules=modules, use_imps=False), (), {}
     switches = spec.math.switches(sp, *args, **kw)
     pieces = {
@@ -67,7 +67,7 @@ def _numpy_rules(op: str, int_attrs: tuple[tuple[str, Any], ...]) -> tuple[Any, 
     return None, tuple(sp.lambdify(params, s, modules=modules, use_imps=False) for s in switches), pieces
 
 
-# The catalogue's step functions (``hessdiff.harness.ops._step``) carry mpmath implementations;
+# The catalogue's step functions (``hessdiff.harness.ops.piecewise._step``) carry mpmath implementations;
 # in floats they are NumPy's (rint rounds half to even, as the frameworks do).
 _STEP_FUNCTIONS = {"floor_": np.floor, "ceil_": np.ceil, "round_": np.rint}
 
@@ -119,43 +119,52 @@ def _screen(program: Program, points: np.ndarray, dtype: str) -> np.ndarray:
             spec = get_op(node.kind)
             attrs = node.attr_dict
             args = [values[a] for a in node.args]
-            if args and not isinstance(spec.math, Piecewise):  # a piecewise op's specials are its kinks
-                distance = np.minimum(distance, _special_distance(spec, attrs, args, k))
-            if isinstance(spec.math, (Elementwise, Piecewise)):
-                ints, floats = _split(spec, attrs)
-                fvals = [float(np.float64(attrs[name]).astype(dtype)) for name in floats]
-                bargs = [_align(a, shape, k) for a in args]
-                f, switches, pieces = _numpy_rules(spec.name, ints)
-                if spec.domain is not None or any(spec.arg_domains):
-                    distance[~_in_domain(spec, bargs, k)] = np.nan
-                if f is not None:
-                    value = np.broadcast_to(f(*bargs, *fvals), (k, *shape)).astype(np.float64)
-                else:
-                    s = [np.broadcast_to(fn(*bargs, *fvals), (k, *shape)) for fn in switches]
-                    scale = np.max([np.abs(a) for a in bargs], axis=0) + floor if bargs else floor
-                    for sw in s:
-                        d = np.abs(sw) / scale
-                        distance = np.minimum(distance, d.reshape(k, -1).min(axis=1, initial=np.inf))
-                    value = np.zeros((k, *shape))
-                    for signs, piece in pieces.items():
-                        chosen = np.ones((k, *shape), dtype=bool)
-                        for sw, sign in zip(s, signs):
-                            chosen &= (sw >= 0) if sign > 0 else (sw < 0)
-                        value = np.where(chosen, np.broadcast_to(piece(*bargs, *fvals), (k, *shape)), value)
-            elif isinstance(spec.math, Structural):
-                value = np.stack([np.asarray(spec.math.apply(np, *row, **attrs), dtype=np.float64)
-                                  for row in zip(*args)])
-            elif isinstance(spec.math, Bilinear):
-                value = np.stack([np.asarray(spec.math.apply(np, a, b, np.multiply), dtype=np.float64)
-                                  for a, b in zip(args[0], args[1])])
-            elif isinstance(spec.math, (Vector, Selection)):
-                value = _whole_array(spec, attrs, args, shape, k, distance, floor)
-            else:
+            if args and spec.smooth:  # a piecewise op's specials are its kinks
+                np.minimum(distance, _special_distance(spec, attrs, args, k), out=distance)
+            float_pass = _FLOAT_PASSES.get(type(spec.math))
+            if float_pass is None:
                 return np.full(k, np.nan)
+            value = float_pass(spec, attrs, args, shape, k, distance, floor, dtype)
             values.append(value)
             bad = ~np.isfinite(value.reshape(k, -1)).all(axis=1)
             distance[bad] = np.nan
     return distance
+
+
+def _elementwise(spec: Any, attrs: Mapping[str, Any], args: list[np.ndarray], shape: tuple[int, ...], k: int,
+                 distance: np.ndarray, floor: float, dtype: str) -> np.ndarray:
+    """An elementwise op by its NumPy rule; a piecewise op's switches lower ``distance``."""
+    ints, floats = _split(spec, attrs)
+    fvals = [float(np.float64(attrs[name]).astype(dtype)) for name in floats]
+    bargs = [_align(a, shape, k) for a in args]
+    f, switches, pieces = _numpy_rules(spec.name, ints)
+    if spec.domain is not None or any(spec.arg_domains):
+        distance[~_in_domain(spec, bargs, k)] = np.nan
+    if f is not None:
+        return np.broadcast_to(f(*bargs, *fvals), (k, *shape)).astype(np.float64)
+    s = [np.broadcast_to(fn(*bargs, *fvals), (k, *shape)) for fn in switches]
+    scale = np.max([np.abs(a) for a in bargs], axis=0) + floor if bargs else floor
+    for sw in s:
+        d = np.abs(sw) / scale
+        np.minimum(distance, d.reshape(k, -1).min(axis=1, initial=np.inf), out=distance)
+    value = np.zeros((k, *shape))
+    for signs, piece in pieces.items():
+        chosen = np.ones((k, *shape), dtype=bool)
+        for sw, sign in zip(s, signs):
+            chosen &= (sw >= 0) if sign > 0 else (sw < 0)
+        value = np.where(chosen, np.broadcast_to(piece(*bargs, *fvals), (k, *shape)), value)
+    return value
+
+
+def _structural(spec: Any, attrs: Mapping[str, Any], args: list[np.ndarray], shape: tuple[int, ...], k: int,
+                distance: np.ndarray, floor: float, dtype: str) -> np.ndarray:
+    return np.stack([np.asarray(spec.math.apply(np, *row, **attrs), dtype=np.float64) for row in zip(*args)])
+
+
+def _bilinear(spec: Any, attrs: Mapping[str, Any], args: list[np.ndarray], shape: tuple[int, ...], k: int,
+              distance: np.ndarray, floor: float, dtype: str) -> np.ndarray:
+    return np.stack([np.asarray(spec.math.apply(np, a, b, np.multiply), dtype=np.float64)
+                     for a, b in zip(args[0], args[1])])
 
 
 class _FloatNamespace:
@@ -215,12 +224,11 @@ class _FloatTies:
 
 
 def _whole_array(spec: Any, attrs: Mapping[str, Any], args: list[np.ndarray], shape: tuple[int, ...], k: int,
-                 distance: np.ndarray, floor: float) -> np.ndarray:
+                 distance: np.ndarray, floor: float, dtype: str, choosing: bool = False) -> np.ndarray:
     """A whole-array op (``Vector``, or ``Selection`` with the point's relative distance
     from a tie among its choices), one point at a time: its expression is per array. A
     point outside its domain, or where the expression fails in floats, is left to the
     oracle."""
-    choosing = isinstance(spec.math, Selection)
     value = np.full((k, *shape), np.nan)
     for j, row in enumerate(zip(*args)):
         try:
@@ -235,6 +243,14 @@ def _whole_array(spec: Any, attrs: Mapping[str, Any], args: list[np.ndarray], sh
             pass
         distance[j] = np.nan
     return value
+
+
+# The float pass of each kind of op mathematics, which lowers the points' distances from
+# kinks and ties in place and returns the node's values at every point.
+_FLOAT_PASSES: dict[type, Callable[..., np.ndarray]] = {
+    Elementwise: _elementwise, Piecewise: _elementwise, Structural: _structural, Bilinear: _bilinear,
+    Vector: _whole_array, Selection: functools.partial(_whole_array, choosing=True),
+}
 
 
 def _special_distance(spec: Any, attrs: Mapping[str, Any], args: list[np.ndarray], k: int) -> np.ndarray:

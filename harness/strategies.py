@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 from hessdiff.harness.case import Case
 from hessdiff.harness.ir import LITERALS, PYTHON_NUMBER_OPS, Node, Program, const, integer_array, literal_of, op
 from hessdiff.harness.oracle import node_values
-from hessdiff.harness.ops import CATALOGUE, NORM_ORDS, Elementwise, Piecewise, in_arg_domain
+from hessdiff.harness.ops import CATALOGUE, in_arg_domain
+from hessdiff.harness.ops.domains import DOMAINS, UNRESTRICTED_CONSTANTS
 
 # Case is the case module's: the type cases() draws, importable with it.
 __all__ = ["Case", "cases", "mlp_programs", "points", "programs", "DEFAULT_OPS"]
@@ -205,14 +206,10 @@ class _Chooser:
 # Generation strategy for the arguments of elementwise ops: where each one comes from.
 _SOURCES = ("node", "input", "const")
 
-# Constants drawn inside each argument domain, and the guard that maps any traced value
-# into it (so other elements of an aimed argument stay defined).
-_CONST_RANGE = {None: (-2.0, 2.0), "pos": (0.125, 2.0), "nonzero": (0.125, 2.0), "gt1": (1.125, 3.0),
-                "gt_neg1": (-0.875, 2.0), "unit": (-0.875, 0.875), "off_poles": (-2.0, 2.0)}
 
 
 def _guard(ch: _Chooser, b: _Builder, a: int, domain: str | None) -> int:
-    """A node equal to ``a`` mapped into ``domain`` (a**2 + c, sin(a) * c, ...), or ``a``
+    """A node equal to ``a`` mapped into ``domain`` (its ``Domain.guard``), or ``a``
     itself when every entry of it already lies there at this point (mostly: a guard
     would keep the argument off the rest of the domain, tiny values, exact 1s, and give
     it a derivative of 0 where the input is 0)."""
@@ -222,10 +219,10 @@ def _guard(ch: _Chooser, b: _Builder, a: int, domain: str | None) -> int:
     if values.size and all(np.isfinite(v) and in_arg_domain(domain, float(v)) for v in values) \
             and not ch.integer(0, 3) == 3:
         return a
-    if domain == "unit":
-        return b.add(op("mul", b.add(op("sin", a)), b.constant(ch.real(b.dtype, 0.125, 0.9375))))
-    lift = {"pos": 0.0, "nonzero": 0.0, "gt1": 1.0, "gt_neg1": -1.0, "off_poles": 0.0}[domain]
-    c = ch.real(b.dtype, 0.125, 2.0) + lift
+    guard = DOMAINS[domain].guard
+    if guard[0] == "sine":
+        return b.add(op("mul", b.add(op("sin", a)), b.constant(ch.real(b.dtype, guard[1], guard[2]))))
+    c = ch.real(b.dtype, 0.125, 2.0) + guard[1]
     return b.add(op("add", b.add(op("square", a)), b.constant(c)))
 
 
@@ -351,7 +348,7 @@ def _elementwise_args(ch: _Chooser, b: _Builder, spec: Any, aim: int | None) -> 
     constant = [a is None for a in args]
     for p in range(k):  # constants before guards: a constant integer exponent widens the base's domain
         if args[p] is None:
-            lo, hi = _CONST_RANGE[domains[p]]
+            lo, hi = UNRESTRICTED_CONSTANTS if domains[p] is None else DOMAINS[domains[p]].constants
             literal = _literal(ch, spec.name, args)
             const_shape = shape if (literal is None and shape is not None and ch.boolean()) else ()
             size = int(np.prod(const_shape, dtype=np.int64))
@@ -446,46 +443,72 @@ def _vector_or_const(ch: _Chooser, b: _Builder, length: int | None) -> int:
     return a if a >= 0 else b.constant(ch.reals(b.dtype, -2.0, 2.0, length))
 
 
+class _Kit:
+    """What an op's generation recipe (``OpSpec.recipe``) draws with: the chooser's draws
+    and the builder's nodes, in the terms of the catalogue (op names and attrs), so the
+    catalogue needs nothing of this module."""
+
+    def __init__(self, ch: _Chooser, b: _Builder) -> None:
+        self.ch, self.b = ch, b
+        self.dtype = b.dtype
+        self.n = b.n
+        self.integer, self.choice, self.boolean = ch.integer, ch.choice, ch.boolean
+
+    @property
+    def shapes(self) -> list[tuple[int, ...]]:
+        return self.b.shapes
+
+    def real(self, lo: float, hi: float) -> float:
+        return self.ch.real(self.b.dtype, lo, hi)
+
+    def reals(self, lo: float, hi: float, size: int) -> list[float]:
+        return self.ch.reals(self.b.dtype, lo, hi, size)
+
+    def value(self, a: int) -> np.ndarray:
+        return self.b.values[a]
+
+    def add(self, kind: str, *args: int, **attrs: Any) -> int:
+        return self.b.add(op(kind, *args, **attrs))
+
+    def constant(self, value: Any) -> int:
+        return self.b.constant(value)
+
+    def pick(self, shapes: Sequence[tuple[int, ...]] | None = None) -> int:
+        return self.b.pick(self.ch, shapes)
+
+    def vector(self, max_size: int = 8) -> int:
+        return _vector(self.ch, self.b, max_size)
+
+    def matrix(self, rows: int | None = None, cols: int | None = None) -> int:
+        return _matrix(self.ch, self.b, rows, cols)
+
+    def array(self, max_size: int = 8) -> int:
+        return _array(self.ch, self.b, max_size)
+
+    def axis(self, ndim: int, allow_none: bool) -> int | None:
+        return _axis(self.ch, ndim, allow_none)
+
+    def vector_or_const(self, length: int | None) -> int:
+        return _vector_or_const(self.ch, self.b, length)
+
+    def mask(self, shape: tuple[int, ...], axis: int | None, nonempty: bool) -> tuple[int, ...]:
+        return _mask(self.ch, shape, axis, nonempty)
+
+    def aimed_selection(self, a: int, name: str, aim: int, axis: int | None) -> int:
+        return _aimed_selection(self.ch, self.b, a, name, aim, axis)
+
+
 def _apply(ch: _Chooser, b: _Builder, name: str, aim: int | None = None) -> None:
-    """Append one op ``name`` with chosen arguments; ``aim`` = index of a special value."""
+    """Append one op ``name`` with chosen arguments; ``aim`` = index of a special value.
+
+    An op with a recipe of its own (``OpSpec.recipe``) draws by it; an elementwise op
+    draws each argument from the input, an intermediate or a constant; any other op takes
+    existing nodes of any shape."""
     spec = CATALOGUE[name]
-    if name == "gather":
-        a = _vector(ch, b, 64)
-        m = b.shapes[a][0]
-        kind = ch.integer(0, 2)
-        if kind == 0:
-            idx = tuple(range(m - 1, -1, -1))
-        elif kind == 1:
-            idx = tuple(int(i) for i in np.argsort([ch.integer(0, 1000) for _ in range(m)]))
-        else:
-            idx = tuple(ch.integer(0, m - 1) for _ in range(ch.integer(1, m)))
-        b.add(op("gather", a, idx=idx))
+    if spec.recipe is not None:
+        spec.recipe(_Kit(ch, b), name, aim)
         return
-    if name == "matmul":
-        a = _vector(ch, b, 64)
-        m = b.shapes[a][0]
-        kind = ch.choice(("layer", "dot", "bilinear"))
-        if kind == "layer":
-            h = ch.integer(1, 8)
-            c = b.constant(np.reshape(ch.reals(b.dtype, -2, 2, h * m), (h, m)))
-            b.add(op("matmul", c, a))
-        elif kind == "dot":
-            b.add(op("matmul", a, b.constant(ch.reals(b.dtype, -2, 2, m))))
-        else:
-            b.add(op("matmul", a, b.pick(ch, [(m,)])))
-        return
-    if name in ("sum", "mean", "sum_where", "mean_where"):
-        a = b.pick(ch, [s for s in set(b.shapes) if s != ()])
-        attrs: dict[str, Any] = {}
-        # Along an axis (or whole, kept as all-ones dims). sum and mean of a vector are
-        # drawn as before they took an axis, so campaigns over vectors keep their seeds.
-        if (name.endswith("_where") or len(b.shapes[a]) > 1) and ch.boolean():
-            attrs = {"axis": _axis(ch, len(b.shapes[a]), True), "keepdims": ch.boolean()}
-        if name.endswith("_where"):
-            attrs["mask"] = _mask(ch, b.shapes[a], attrs.get("axis"), name == "mean_where")
-        b.add(op(name, a, **attrs))
-        return
-    if isinstance(spec.math, (Elementwise, Piecewise)):
+    if spec.elementwise:
         b.attrs = _attrs(ch, b, name)
         args = _elementwise_args(ch, b, spec, aim if spec.special(b.attrs) else None)
         attrs = b.attrs
@@ -496,91 +519,8 @@ def _apply(ch: _Chooser, b: _Builder, name: str, aim: int | None = None) -> None
             _read_out(b)
         b.read_out = False
         return
-    if name in ("prod", "logsumexp", "var", "std", "norm", "max", "min"):
-        a = _array(ch, b)
-        attrs = {"axis": _axis(ch, len(b.shapes[a]), True), "keepdims": ch.boolean()}
-        if name == "norm":
-            # Aimed at a zero entry: an order with a kink (1) or a rule dividing by |t| (3);
-            # at a tie of magnitudes: the inf-norm.
-            attrs["ord"] = ch.choice(NORM_ORDS) if aim is None else ch.choice(((1, 3), ("inf",))[aim])
-        if aim is not None:
-            a = _aimed_selection(ch, b, a, name, aim, attrs["axis"])
-        b.add(op(name, a, **attrs))
-    elif name == "sort":
-        a = _array(ch, b)
-        if aim is not None:
-            a = _aimed_selection(ch, b, a, name, aim, -1)
-        b.add(op(name, a))
-    elif name == "solve":
-        k = ch.integer(1, 3)
-        traced = ch.choice(("matrix", "rhs", "both"))
-        eye = np.eye(k) * ch.choice((2.0, -2.0, 3.0))
-        if traced == "rhs":
-            m = b.constant(np.reshape(ch.reals(b.dtype, -1.0, 1.0, k * k), (k, k)) + eye)
-        else:  # keep it well conditioned: M + c I
-            m = b.add(op("add", _matrix(ch, b, k), b.constant(eye)))
-        if traced == "matrix":
-            rhs = b.constant(ch.reals(b.dtype, -2.0, 2.0, k))
-        else:
-            v = _vector(ch, b, 64)
-            rhs = b.add(op("gather", v, idx=tuple(ch.integer(0, b.shapes[v][0] - 1) for _ in range(k))))
-        b.add(op(name, m, rhs))
-    elif name == "cholesky":
-        # A symmetric positive definite matrix built in the program: M M^T + c I.
-        k = ch.integer(1, 3)
-        m = _matrix(ch, b, k, ch.integer(1, 3))
-        gram = b.add(op("matmul", m, b.add(op("transpose", m))))
-        b.add(op(name, b.add(op("add", gram, b.constant(np.eye(k) * ch.choice((0.5, 1.0, 2.0)))))))
-    elif name in ("softmax", "log_softmax", "cumprod", "cumsum", "flip"):
-        a = _array(ch, b, 8 if name != "flip" else 64)
-        b.add(op(name, a, axis=_axis(ch, len(b.shapes[a]), False)))
-    elif name == "roll":
-        a = _array(ch, b, 64)
-        b.add(op(name, a, shift=ch.integer(-3, 3), axis=_axis(ch, len(b.shapes[a]), False)))
-    elif name in ("det", "inv"):
-        k = ch.integer(1, 3 if name == "det" else 2)
-        m = _matrix(ch, b, k)
-        if name == "inv":  # keep it well conditioned: M + c I
-            m = b.add(op("add", m, b.constant(np.eye(k) * ch.choice((2.0, -2.0, 3.0)))))
-        b.add(op(name, m))
-    elif name in ("transpose", "diagonal", "trace"):
-        b.add(op(name, _matrix(ch, b)))
-    elif name == "reshape":
-        a = _array(ch, b, 64)
-        size = int(np.prod(b.shapes[a]))
-        rows = ch.choice([r for r in range(1, size + 1) if size % r == 0])
-        shape = (size,) if ch.boolean() else (rows, size // rows)
-        b.add(op(name, a, shape=shape))
-    elif name == "slice":
-        a = _array(ch, b, 64)
-        m = b.shapes[a][0]
-        step = ch.choice((1, 2, 3, -1, -2))
-        if step > 0:
-            start = ch.integer(-m, m - 1)
-            stop = ch.integer(start % m + 1, m)
-            if stop < m and ch.boolean():
-                stop -= m  # the same bound, counted from the end
-        else:
-            start = ch.integer(-m, -1)
-            stop = ch.integer(-m - 1, start - 1)
-        b.add(op(name, a, start=start, stop=stop, step=step))
-    elif name in ("tile", "repeat"):
-        key = "reps" if name == "tile" else "repeats"
-        b.add(op(name, _vector(ch, b), **{key: ch.integer(1, 3)}))
-    elif name == "pad":
-        b.add(op(name, _vector(ch, b), before=ch.integer(0, 3), after=ch.integer(0, 3)))
-    elif name == "broadcast_to":
-        a = b.pick(ch, [s for s in set(b.shapes) if len(s) <= 1])
-        b.add(op(name, a, shape=(ch.integer(1, 3),) + b.shapes[a]))
-    elif name in ("concatenate", "outer"):
-        first = _vector_or_const(ch, b, None)
-        b.add(op(name, first, _vector_or_const(ch, b, None if ch.boolean() else b.shapes[first][0])))
-    elif name in ("stack", "dot"):
-        first = _vector_or_const(ch, b, None)
-        b.add(op(name, first, _vector_or_const(ch, b, b.shapes[first][0])))
-    else:  # a catalogue op without its own recipe: one argument of any shape
-        b.attrs = _attrs(ch, b, name)
-        b.add(op(name, *(b.pick(ch) for _ in range(spec.arity)), **b.attrs))
+    b.attrs = _attrs(ch, b, name)
+    b.add(op(name, *(b.pick(ch) for _ in range(spec.arity)), **b.attrs))
 
 
 def _mask(ch: _Chooser, shape: tuple[int, ...], axis: int | None, nonempty: bool) -> tuple[int, ...]:

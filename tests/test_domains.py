@@ -25,3 +25,24 @@ def test_a_predicate_domain_is_described_not_left_as_code() -> None:
 
 def test_a_constant_integer_exponent_shows_in_pows_domain() -> None:
     assert "every a beside a constant integer b" in catalogue_domain(CATALOGUE["pow"])
+
+
+def test_each_argument_domain_is_one_description_whose_constants_and_guards_land_inside() -> None:
+    """The generator's constants and guards, the oracle's edges and the text all come from
+    one ``Domain``: its constants lie inside, its edges outside, and a guarded value
+    (a**2 + c, or sin(a) * c) inside for every a."""
+    from hessdiff.harness.ops import DOMAINS
+
+    for domain in DOMAINS.values():
+        lo, hi = domain.constants
+        # Gamma's poles lie among off_poles' constants (-2, -1, 0): only the interval
+        # domains hold every constant drawn.
+        assert domain.edges_near is not None or (domain.contains(lo) and domain.contains(hi)), domain.name
+        assert not any(domain.contains(edge) for edge in domain.edges), domain.name
+        if domain.guard[0] == "square":  # a**2 + c, c in [0.125, 2] + lift: at least lift + 0.125
+            assert domain.contains(domain.guard[1] + 0.125), domain.name
+        else:  # sin(a) * c, |c| <= hi < 1
+            assert domain.contains(domain.guard[2]) and domain.contains(-domain.guard[2]), domain.name
+        assert "{}" in domain.text
+    assert DOMAINS["off_poles"].edges_of(-2.6) == (-3,) and DOMAINS["off_poles"].edges_of(0.5) == (0,)
+    assert {d for spec in CATALOGUE.values() for d in spec.arg_domains if d is not None} <= set(DOMAINS)

@@ -352,7 +352,7 @@ def test_the_oracle_gives_up_after_its_time_limit() -> None:
     becomes an unjudged point, not a hung campaign."""
     import time
 
-    from hessdiff.harness.oracle import OracleTimeout, _time_limit
+    from hessdiff.harness.oracle.result import OracleTimeout, _time_limit
 
     start = time.monotonic()
     with pytest.raises(OracleTimeout, match="within 0.2 s"):
@@ -469,7 +469,7 @@ def test_the_sparse_chain_rule_is_the_dense_one_with_zero_times_anything_zero() 
     """``_vector_chain`` forms only the nonzero terms (the oracle's hot loop); it must give
     exactly the dense contraction with 0 * NaN = 0 * inf = 0, on mostly sparse inputs
     with undefined (NaN) and unbounded entries among them."""
-    from hessdiff.harness import oracle as o
+    from hessdiff.harness.oracle import jets, whole
 
     rng = np.random.default_rng(3)
     specials = [mpmath.mpf("nan"), mpmath.mpf("inf"), mpmath.mpf(0)]
@@ -484,10 +484,10 @@ def test_the_sparse_chain_rule_is_the_dense_one_with_zero_times_anything_zero() 
 
     for p, m, n in ((1, 1, 1), (3, 2, 4), (2, 5, 3)):
         J, K, G, H = draw((p, m)), draw((p, m, m)), draw((m, n)), draw((m, n, n))
-        g, h = o._vector_chain(J, K, G, H)
-        dense_g = o._mul0(J[:, :, None], G[None]).sum(axis=1)
-        GG = o._mul0(G[:, None, :, None], G[None, :, None, :])
-        dense_h = o._mul0(J[:, :, None, None], H[None]).sum(axis=1) + o._mul0(K[:, :, :, None, None], GG[None]).sum(axis=(1, 2))
+        g, h = whole._vector_chain(J, K, G, H)
+        dense_g = jets._mul0(J[:, :, None], G[None]).sum(axis=1)
+        GG = jets._mul0(G[:, None, :, None], G[None, :, None, :])
+        dense_h = jets._mul0(J[:, :, None, None], H[None]).sum(axis=1) + jets._mul0(K[:, :, :, None, None], GG[None]).sum(axis=(1, 2))
         assert str(g.tolist()) == str(dense_g.tolist())
         assert np.allclose(np.asarray(h, dtype=float), np.asarray(dense_h, dtype=float), equal_nan=True, rtol=1e-14)
 
