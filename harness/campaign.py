@@ -32,12 +32,14 @@ from hessdiff.backends import Absent, BackendVariant
 from hessdiff.harness.baseline import Baseline
 from hessdiff.harness.batch import check_program
 from hessdiff.harness.blame import blame, local_faults
-from hessdiff.harness.engine import CaseResult, HarnessError, Runner, Verdict, check_case
+from hessdiff.harness.engine import check_case
 from hessdiff.harness.exact import Exercised, argument_patterns, exercised
 from hessdiff.harness.findings import Finding, Kind
 from hessdiff.harness.minimize import minimize
 from hessdiff.harness.ops import CATALOGUE
+from hessdiff.harness.outcomes import HarnessError, Runner
 from hessdiff.harness.strategies import DEFAULT_OPS, Case, cases
+from hessdiff.harness.verdicts import CaseResult, Verdict
 
 __all__ = ["Campaign", "CampaignConfig", "CampaignStats"]
 
@@ -235,7 +237,7 @@ class Campaign:
             recorded but not shrunk: shrinking re-runs every variant dozens of times, and
             spent on known faults it starves the search of new programs.
 
-    ``variants`` may be ``hessdiff.harness.engine.Runner`` objects (``hessdiff.harness.worker``): a variant
+    ``variants`` may be ``hessdiff.harness.outcomes.Runner`` objects (``hessdiff.harness.worker``): a variant
     run in a worker process whose death or hang is a finding, not the campaign's end.
     """
 

@@ -36,11 +36,12 @@ import mpmath
 import numpy as np
 
 from hessdiff.backends import Backend, BackendVariant, Unsupported
-from hessdiff.harness.engine import Outcome, judge, run_variant
+from hessdiff.harness.engine import judge
 from hessdiff.harness.fdcheck import fd_hessian
 from hessdiff.harness.findings import Finding, Kind
 from hessdiff.harness.ir import Program, const, op
 from hessdiff.harness.oracle import OracleResult, OutOfDomain, evaluate
+from hessdiff.harness.outcomes import Outcome, run_variant
 from hessdiff.harness.strategies import Case
 from hessdiff.harness.tolerance import tolerance_for
 

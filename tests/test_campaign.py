@@ -14,9 +14,9 @@ from hessdiff.backends import BackendVariant, register
 from hessdiff.backends.registry import unregister
 from hessdiff.harness.baseline import Baseline, BaselineEntry
 from hessdiff.harness.campaign import Campaign, CampaignConfig, NewFinding
-from hessdiff.harness.engine import Outcome, Runner
 from hessdiff.harness.findings import Finding, Kind, latest_findings
 from hessdiff.harness.ir import Node, Program, op
+from hessdiff.harness.outcomes import Outcome, Runner
 from hessdiff.harness.repro import render_repro
 from hessdiff.harness.strategies import Case
 from planted import KinkConventionBackend, PlantedBackend

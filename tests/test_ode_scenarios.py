@@ -25,10 +25,10 @@ from hessdiff.backends.jax_backend import JaxBackend
 from hessdiff.backends.scenarios import ADAPTIVE_ODE_TOLERANCE as PROBE_TOLERANCE
 from hessdiff.backends.scenarios.equinox_probes import diffrax_adaptive_hessian
 from hessdiff.harness.baseline import Baseline
-from hessdiff.harness.engine import run_variant
 from hessdiff.harness.findings import Kind
 from hessdiff.harness.ir import Program, op
 from hessdiff.harness.oracle import evaluate
+from hessdiff.harness.outcomes import run_variant
 from hessdiff.harness.relations import (
     ADAPTIVE_ODE_MAX_RATE,
     ADAPTIVE_ODE_TOLERANCE,

@@ -250,9 +250,9 @@ def test_a_runtime_error_from_a_backends_line_is_the_framework_in_c_not_hessdiff
     hessdiff's backends never raise RuntimeError; any other exception type with our
     frame last, or a RuntimeError from harness/, stays hessdiff's bug."""
     import hessdiff.backends as backends_package
-    from hessdiff.harness import engine
+    from hessdiff.harness import outcomes
 
     helper = str(Path(backends_package.__file__).parent / "mlx_backend.py")
-    assert engine._from_c_extension(RuntimeError("Pad vmap is NYI."), helper)
-    assert not engine._from_c_extension(ValueError("shape"), helper)
-    assert not engine._from_c_extension(RuntimeError("ours"), engine.__file__)
+    assert outcomes._from_c_extension(RuntimeError("Pad vmap is NYI."), helper)
+    assert not outcomes._from_c_extension(ValueError("shape"), helper)
+    assert not outcomes._from_c_extension(RuntimeError("ours"), outcomes.__file__)

@@ -9,8 +9,8 @@ import numpy as np
 from hypothesis import given
 
 from hessdiff.harness.exact import traced_nodes
-from hessdiff.harness.oracle import OutOfDomain, evaluate
 from hessdiff.harness.ops import CATALOGUE, Elementwise, Piecewise
+from hessdiff.harness.oracle import OutOfDomain, evaluate
 from hessdiff.harness.strategies import DEFAULT_OPS, Case, cases, probe_program
 
 X = np.array([0.75, -1.25, 0.5])
@@ -96,14 +96,14 @@ def test_campaign_coverage_counts_special_values_and_the_summary_lists_the_missi
     lists every catalogued special value no check reached."""
     from hessdiff.harness.baseline import Baseline
     from hessdiff.harness.campaign import Campaign, CampaignConfig
-    from hessdiff.harness.engine import CaseResult
     from hessdiff.harness.report import write_report
+    from hessdiff.harness.verdicts import CaseResult
 
     x = np.array([1.0, -0.5])
     program = probe_program("log", 2, x, "float64", seed=0, aim=0)
     oracle = evaluate(program, x, "float64")
     assert ("log", 0) in oracle.specials
-    from hessdiff.harness.engine import Outcome
+    from hessdiff.harness.outcomes import Outcome
 
     from hessdiff.backends import get_variant
 
