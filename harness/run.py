@@ -33,7 +33,8 @@ import numpy as np
 from hessdiff.backends import BackendVariant, all_backends, all_variants
 from hessdiff.harness.baseline import Baseline, load_baseline
 from hessdiff.harness.bounds import with_bounds
-from hessdiff.harness.campaign import Campaign, CampaignConfig, CampaignStats
+from hessdiff.harness.campaign import Campaign, CampaignConfig
+from hessdiff.harness.campaign_stats import CampaignStats
 from hessdiff.harness.engine import check_case
 from hessdiff.harness.findings import Finding, FindingError, latest_findings, load_findings
 from hessdiff.harness.html_report import html_note

@@ -110,9 +110,9 @@ def test_campaign_coverage_counts_special_values_and_the_summary_lists_the_missi
     campaign = Campaign([get_variant("jax:fwdrev")], CampaignConfig())
     from hessdiff.harness.exact import exercised
 
-    campaign._count(CaseResult(Case(program, x, "float64"), oracle, "judged",
-                               {"jax:fwdrev": Outcome("jax:fwdrev", "ok", np.zeros((2, 2)))}),
-                    exercised(program, x, "float64"))
+    campaign.stats.count(CaseResult(Case(program, x, "float64"), oracle, "judged",
+                                    {"jax:fwdrev": Outcome("jax:fwdrev", "ok", np.zeros((2, 2)))}),
+                         exercised(program, x, "float64"))
     cell = campaign.stats.coverage["log"]["jax:fwdrev"]
     assert cell["checks"] == 1 and cell["special"] == 1 and cell["special:0"] == 1
     coverage = {op_name: {v: dict(c) for v, c in per.items()} for op_name, per in campaign.stats.coverage.items()}
