@@ -40,8 +40,8 @@ from typing import Any
 import numpy as np
 
 from hessdiff.harness.baseline import Baseline, BaselineEntry
-from hessdiff.harness.report import _absent
 from hessdiff.harness.bounds import bound_for, judged_bound
+from hessdiff.harness.coverage_md import declared_absent
 from hessdiff.harness.findings import Finding, FindingError, Kind, finding_from_json
 
 __all__ = ["HtmlError", "HtmlPaths", "INSTALL_HINT", "html_note", "missing_dependencies", "write_html"]
@@ -691,7 +691,7 @@ def _coverage_view(coverage: Mapping[str, Any] | None, run: Mapping[str, Any]) -
                       | set(map(str, run.get("variants") or [])))
     cell = lambda op_name, v: dict(dict(coverage.get(op_name, {})).get(v, {}))  # noqa: E731
     checks = np.array([[int(cell(o, v).get("checks", 0)) for v in variants] for o in ops], dtype=float)
-    absent = np.array([[_absent(v, o) for v in variants] for o in ops], dtype=bool)
+    absent = np.array([[declared_absent(v, o) for v in variants] for o in ops], dtype=bool)
     found = np.array([[int(cell(o, v).get("findings", 0)) > 0 for v in variants] for o in ops], dtype=bool)
     special_rows, special_counts, special_absent = [], [], []
     for o in ops:
@@ -699,7 +699,7 @@ def _coverage_view(coverage: Mapping[str, Any] | None, run: Mapping[str, Any]) -
         for index, label in enumerate(spec.special_names if spec is not None else ()):
             special_rows.append(f"{o} @ {label}")
             special_counts.append([int(cell(o, v).get(f"special:{index}", 0)) for v in variants])
-            special_absent.append([_absent(v, o) for v in variants])
+            special_absent.append([declared_absent(v, o) for v in variants])
     lowered = int((~absent).sum())
     reached_pairs = int(((checks > 0) & ~absent).sum())
     special = np.array(special_counts, dtype=float).reshape(len(special_rows), len(variants))

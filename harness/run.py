@@ -37,8 +37,9 @@ from hessdiff.harness.campaign import Campaign, CampaignConfig
 from hessdiff.harness.campaign_stats import CampaignStats
 from hessdiff.harness.engine import check_case
 from hessdiff.harness.findings import Finding, FindingError, latest_findings, load_findings
+from hessdiff.harness.findings_jsonl import append_finding, read_jsonl
 from hessdiff.harness.html_report import html_note
-from hessdiff.harness.report import append_finding, read_jsonl, write_report
+from hessdiff.harness.report import write_report
 from hessdiff.harness.strategies import DEFAULT_OPS, Case
 
 __all__ = ["STATE_FILE", "UsageError", "load_state", "parse_budget", "replay", "run", "select_variants"]
