@@ -329,7 +329,8 @@ def _cmd_merge(args: argparse.Namespace, out: TextIO) -> int:
     from pathlib import Path
 
     from hessdiff.harness.baseline import load_baseline
-    from hessdiff.harness.html_report import html_note, merged_coverage
+    from hessdiff.harness.html_folder import merged_coverage
+    from hessdiff.harness.html_report import html_note
     from hessdiff.harness.merge import MergeError, merge_reports
 
     try:
@@ -351,7 +352,8 @@ def _cmd_report(args: argparse.Namespace, out: TextIO) -> int:
     from pathlib import Path
 
     from hessdiff.harness.baseline import BaselineError, load_baseline
-    from hessdiff.harness.html_report import INSTALL_HINT, HtmlError, missing_dependencies, write_html
+    from hessdiff.harness.html_folder import HtmlError
+    from hessdiff.harness.html_report import INSTALL_HINT, missing_dependencies, write_html
 
     missing = missing_dependencies()
     if missing:
