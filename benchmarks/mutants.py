@@ -53,11 +53,13 @@ import numpy as np  # noqa: E402
 
 from hessdiff.backends import Absent, BackendVariant, get_variant  # noqa: E402
 from hessdiff.harness.baseline import Baseline, load_baseline  # noqa: E402
-from hessdiff.harness.campaign import Campaign, CampaignConfig, CampaignStats  # noqa: E402
-from hessdiff.harness.engine import HarnessError, Outcome, Runner, check_case  # noqa: E402
+from hessdiff.harness.campaign import Campaign, CampaignConfig  # noqa: E402
+from hessdiff.harness.campaign_stats import CampaignStats  # noqa: E402
+from hessdiff.harness.engine import check_case  # noqa: E402
 from hessdiff.harness.findings import Finding, Kind  # noqa: E402
 from hessdiff.harness.ir import Node, Program, op  # noqa: E402
 from hessdiff.harness.ops import CATALOGUE  # noqa: E402
+from hessdiff.harness.outcomes import HarnessError, Outcome, Runner  # noqa: E402
 from hessdiff.harness.strategies import Case  # noqa: E402
 from hessdiff.harness.worker import IsolatedVariant, isolate  # noqa: E402
 from mutant_backends import FRAMEWORKS, MUTANTS, Mutant, get_mutant, honest_variant, region_hits  # noqa: E402

@@ -21,7 +21,7 @@ from hessdiff.backends import DTYPES, BackendVariant, all_variants, get_variant
 from hessdiff.harness.engine import CaseResult, Outcome, Verdict, check_case
 from hessdiff.harness.ir import Program, ProgramError
 from hessdiff.harness.parse import parse_program
-from hessdiff.harness.strategies import Case
+from hessdiff.harness.case import Case
 from hessdiff.harness.tolerance import tolerance_for
 
 __all__ = ["CheckResult", "InputError", "check", "hessian"]

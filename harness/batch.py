@@ -30,10 +30,12 @@ import numpy as np
 
 from hessdiff.backends import BackendVariant
 from hessdiff.harness.case import Case
-from hessdiff.harness.engine import CaseResult, Outcome, Runner, judge, run_points, run_variant
+from hessdiff.harness.engine import judge
 from hessdiff.harness.ir import Program
 from hessdiff.harness.oracle import OutOfDomain, busy_seconds, evaluate
+from hessdiff.harness.outcomes import Outcome, Runner, run_points, run_variant
 from hessdiff.harness.screen import NEAR, agree, screen
+from hessdiff.harness.verdicts import CaseResult
 from hessdiff.harness.worker import IsolatedVariant
 
 __all__ = ["BatchResult", "check_program"]

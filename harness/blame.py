@@ -27,9 +27,11 @@ from typing import Any
 import numpy as np
 
 from hessdiff.harness.case import Case
-from hessdiff.harness.engine import CaseResult, HarnessError, Verdict, check_case
+from hessdiff.harness.engine import check_case
 from hessdiff.harness.exact import node_region, pattern_of, rounded_values, traced_nodes
 from hessdiff.harness.ir import Node, Program, ProgramError, const, integer_array, literal_of, op
+from hessdiff.harness.outcomes import HarnessError
+from hessdiff.harness.verdicts import CaseResult, Verdict
 
 __all__ = ["Blame", "LocalFault", "blame", "local_case", "local_faults"]
 

@@ -10,68 +10,43 @@ program that still shows it. What a maintainer gets is that minimal program.
 A raw hit explained by an existing finding (same variant, kind and dtype, on a program
 that contains all the finding's ops) only bumps that finding's count: the same fault
 found a thousand times is one finding.
+
+This module runs the search; a round's records of faults are ``hessdiff.harness.campaign_records``,
+its counters ``hessdiff.harness.campaign_stats``, and which ops a round draws from
+``hessdiff.harness.steering``.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import math
-import random
 import time
 import zlib
-from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 from hypothesis import seed as hypothesis_seed
 
-from hessdiff.backends import Absent, BackendVariant
+from hessdiff.backends import BackendVariant
 from hessdiff.harness.baseline import Baseline
 from hessdiff.harness.batch import check_program
 from hessdiff.harness.blame import blame, local_faults
+from hessdiff.harness.campaign_records import (Key, NewFinding, Record, RecordKey, exception_for, explaining,
+                                               same_rule)
+from hessdiff.harness.campaign_stats import CampaignStats
 from hessdiff.harness.case import Case
-from hessdiff.harness.engine import CaseResult, HarnessError, Runner, Verdict, check_case
-from hessdiff.harness.exact import Exercised, argument_patterns, exercised
+from hessdiff.harness.engine import check_case
+from hessdiff.harness.exact import exercised
 from hessdiff.harness.findings import Finding, Kind
 from hessdiff.harness.minimize import minimize
-from hessdiff.harness.ops import CATALOGUE
+from hessdiff.harness.outcomes import HarnessError, Runner
+from hessdiff.harness.steering import Steering, lowered_by
 from hessdiff.harness.strategies import DEFAULT_OPS, cases
+from hessdiff.harness.verdicts import CaseResult, Verdict
 
-__all__ = ["Campaign", "CampaignConfig", "CampaignStats"]
-
-Key = tuple[str, Kind, str]
-# A round's record of one fault: its key and the ops of its first failing case.
-RecordKey = tuple[str, Kind, str, frozenset[str]]
-
-# A traced/constant argument pattern below this fraction of its fair share of an op's
-# checks is steered for (``Campaign.patterns_wanted``).
-PATTERN_SHARE = 0.5
-
-
-class NewFinding(Exception):
-    """Raised inside the Hypothesis test for a fault not yet explained; one class per key."""
-
-
-_EXCEPTION_CLASSES: dict[RecordKey, type[NewFinding]] = {}
-
-
-def _exception_for(key: RecordKey) -> type[NewFinding]:
-    if key not in _EXCEPTION_CLASSES:
-        variant, kind, dtype, ops = key
-        text = f"{variant}_{kind.value}_{dtype}_{'_'.join(sorted(ops))}"
-        name = "Finding_" + "".join(ch if ch.isalnum() else "_" for ch in text)
-        _EXCEPTION_CLASSES[key] = type(name, (NewFinding,), {})
-    return _EXCEPTION_CLASSES[key]
-
-
-def _same_rule(rule: tuple[str, str, str], known: tuple[str, str, str]) -> bool:
-    """Whether a node's rule (op, argument pattern, region) is a known blamed rule: the
-    same op and pattern, in its region (a blame without a region, from before regions,
-    takes every region)."""
-    return rule[:2] == known[:2] and (not known[2] or rule[2] == known[2])
+__all__ = ["Campaign", "CampaignConfig"]
 
 
 @dataclass(frozen=True)
@@ -101,97 +76,6 @@ class CampaignConfig:
     # has reached, and aims them at those values (0: no steering).
     steer: int = 9
 
-
-@dataclass
-class CampaignStats:
-    """Counters for the progress display and the report."""
-
-    examples: int = 0
-    rounds: int = 0
-    statuses: Counter[str] = field(default_factory=Counter)
-    outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)
-    seconds: Counter[str] = field(default_factory=Counter)
-    kinds: Counter[tuple[str, str]] = field(default_factory=Counter)
-    coverage: dict[str, dict[str, dict[str, int]]] = field(
-        default_factory=lambda: defaultdict(lambda: defaultdict(lambda: {"checks": 0, "special": 0, "findings": 0}))
-    )
-    harness_errors: list[str] = field(default_factory=list)
-    checked: int = 0
-    screened: int = 0
-    # Hessian entries the oracle judged off the kinks, per variant, and how many of them
-    # were ill-conditioned (an honest error bound larger than the entry: unjudged).
-    entries: Counter[str] = field(default_factory=Counter)
-    ill_conditioned: Counter[str] = field(default_factory=Counter)
-    started: float = field(default_factory=time.monotonic)
-    blame_seconds: float = 0.0  # blaming new failing findings' rules (harness.blame)
-    # Checking alone the other nodes of hits put down to a known fault (``Campaign._unmask``):
-    # the time, the checks, and the faults found that way.
-    unmask_seconds: float = 0.0
-    unmask_checks: int = 0
-    unmasked: int = 0
-
-    def checks_per_variant(self) -> dict[str, int]:
-        out: Counter[str] = Counter()
-        for (variant, status), count in self.outcomes.items():
-            if status == "ok":
-                out[variant] += count
-        return dict(out)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "examples": self.examples,
-            "rounds": self.rounds,
-            "seconds": round(time.monotonic() - self.started, 3),
-            "oracle": dict(self.statuses),
-            "outcomes": {f"{v}|{s}": c for (v, s), c in sorted(self.outcomes.items())},
-            "backend_seconds": {k: round(v, 3) for k, v in self.seconds.items()},
-            "verdicts": {f"{v}|{k}": c for (v, k), c in sorted(self.kinds.items())},
-            "checks_per_variant": self.checks_per_variant(),
-            "harness_errors": self.harness_errors,
-            "checked_pairs": self.checked,
-            "screened_pairs": self.screened,
-            "hessian_entries_judged": sum(self.entries.values()),
-            "hessian_entries_ill_conditioned": sum(self.ill_conditioned.values()),
-            "unjudged_frac": round(self.unjudged_fraction(), 6),
-            "blame_seconds": round(self.blame_seconds, 3),
-            "unmask_seconds": round(self.unmask_seconds, 3),
-            "unmask_checks": self.unmask_checks,
-            "unmasked": self.unmasked,
-        }
-
-    def unjudged_fraction(self) -> float:
-        """The fraction of judged Hessian entries left unjudged as ill-conditioned."""
-        total = sum(self.entries.values())
-        return sum(self.ill_conditioned.values()) / total if total else 0.0
-
-
-@dataclass
-class _Record:
-    """The smallest case seen so far for one key, with how big the first one was."""
-
-    case: Case
-    result: CaseResult
-    verdict: Verdict
-    first_size: int
-    count: int = 1
-    first_seen: str = ""
-    last_seen: str = ""
-    reduce_attempts: int = 0
-    provisional: set[str] = field(default_factory=set)  # signatures logged before minimising
-    baselined: bool = False  # the baseline covers its first hit: not shrunk
-    first_ops: frozenset[str] = frozenset()  # the first case's: a shrink may drop them, never add one
-    blame: dict[str, Any] | None = None  # known when it was made (a node checked alone: ``Campaign._unmask``)
-
-    def __post_init__(self) -> None:
-        self.first_ops = self.first_ops or self.case.program.op_names
-
-    def admits(self, case: Case) -> bool:
-        """Whether ``case`` failing the same way is the same fault, shrunk: it brings in no
-        op the first case lacked. Without this, shrinking slips from the fault it started
-        on to another of the same variant, kind and dtype that simpler programs show (a
-        mutated arctan2 rule shrank to MLX's own fault at a tie of min, at x = 0), and one
-        of the two is never reported."""
-        return case.program.op_names <= self.first_ops
 
 
 def _now() -> str:
@@ -236,7 +120,7 @@ class Campaign:
             recorded but not shrunk: shrinking re-runs every variant dozens of times, and
             spent on known faults it starves the search of new programs.
 
-    ``variants`` may be ``hessdiff.harness.engine.Runner`` objects (``hessdiff.harness.worker``): a variant
+    ``variants`` may be ``hessdiff.harness.outcomes.Runner`` objects (``hessdiff.harness.worker``): a variant
     run in a worker process whose death or hang is a finding, not the campaign's end.
     """
 
@@ -260,7 +144,7 @@ class Campaign:
         self.on_progress = on_progress or (lambda s, f: None)
         self.stats = CampaignStats()
         self.findings: dict[str, Finding] = {}
-        self._records: dict[RecordKey, _Record] = {}
+        self._records: dict[RecordKey, Record] = {}
         self._unmasked: dict[tuple[str, str], set[tuple[str, str, str]]] = {}  # rules checked alone
         self._raised: set[RecordKey] = set()
         self._versions = {v.backend.name: v.backend.version() for v in self.variants}
@@ -273,13 +157,8 @@ class Campaign:
         for op_name, cells in (coverage or {}).items():  # a resumed campaign's coverage so far
             for variant, cell in cells.items():
                 self.stats.coverage[op_name][variant].update(cell)
-        # Per op, the variants whose backend lowers it: steering chases an op until each of
-        # them has checked it, and never one every backend lacks.
-        self._lowering = {
-            name: [v.name for v in self.variants
-                   if not isinstance(getattr(v.backend, "lowerings", {}).get(name), Absent)]
-            for name in config.ops
-        }
+        self.steering = Steering(tuple(config.ops), config.seed, config.focus, config.steer,
+                                 self.stats.coverage, lowered_by(self.variants, config.ops))
 
     # --- the search -------------------------------------------------------------------
 
@@ -294,7 +173,8 @@ class Campaign:
             while time.monotonic() < self._deadline:
                 if self.config.max_rounds is not None and self.stats.rounds >= self.config.max_rounds:
                     break
-                self._round(self.config.seed * 100_003 + self.stats.rounds, self.round_ops(self.stats.rounds))
+                self._round(self.config.seed * 100_003 + self.stats.rounds,
+                            self.steering.round_ops(self.stats.rounds))
                 self.stats.rounds += 1
                 self.on_round(self.stats.rounds)
         except KeyboardInterrupt:
@@ -321,80 +201,13 @@ class Campaign:
     def result(self) -> list[Finding]:
         return sorted(self.findings.values(), key=lambda f: (-_SEVERITY_ORDER[f.severity], f.signature))
 
-    def round_ops(self, round_index: int) -> tuple[str, ...]:
-        """The ops round ``round_index`` draws from: its window, plus (after the first
-        cycle) ops coverage steering wants. A function of the seed, the round and the
-        coverage so far, which a resumed campaign restores, so a resumed campaign's round
-        k is the uninterrupted campaign's round k."""
-        ops, size = tuple(self.config.ops), self.config.focus
-        if not size or len(ops) <= size:
-            return ops
-        parts = math.ceil(len(ops) / size)
-        cycle, part = divmod(round_index, parts)
-        order = list(ops)
-        random.Random(self.config.seed * 1_000_003 + cycle).shuffle(order)
-        width = math.ceil(len(ops) / parts)
-        window = tuple(order[part * width:(part + 1) * width])
-        starved = [name for name in self.missing() if name not in window]
-        if cycle == 0 or not starved or not self.config.steer:
-            return window
-        start = (round_index * self.config.steer) % len(starved)
-        return window + tuple((starved[start:] + starved[:start])[:self.config.steer])
-
-    def missing(self) -> dict[str, tuple[int, ...]]:
-        """Per op some variant lowers that coverage lacks: the indices of its special
-        values no check has hit *exactly* with a traced argument (a derivative rule's
-        special case tests an exact value; a near hit is not enough), or empty when only
-        the op itself, or one of its argument patterns, is unreached."""
-        out: dict[str, tuple[int, ...]] = {}
-        for name in self.config.ops:
-            if not self._lowering[name]:
-                continue
-            per_variant = self.stats.coverage[name] if name in self.stats.coverage else {}
-            cells = list(per_variant.values())
-            special = tuple(
-                i for i in range(len(CATALOGUE[name].special_names))
-                if not any(int(c.get(f"exact:{i}", 0)) for c in cells)
-            )
-            unreached = any(not int(per_variant.get(v, {}).get("checks", 0)) for v in self._lowering[name])
-            if special or unreached or self._missing_patterns(name):
-                out[name] = special
-        return out
-
-    def _missing_patterns(self, name: str) -> tuple[str, ...]:
-        """The traced/constant argument patterns of elementwise op ``name`` that no check
-        has differentiated (``hessdiff.harness.exact.pattern_of``)."""
-        cells = list(self.stats.coverage[name].values()) if name in self.stats.coverage else []
-        return tuple(p for p in argument_patterns(name) if not any(int(c.get(f"pattern:{p}", 0)) for c in cells))
-
-    def patterns_wanted(self) -> dict[str, tuple[str, ...]]:
-        """Per elementwise op, the argument patterns steering asks the generator for: the
-        ones no check has differentiated, else the ones below ``PATTERN_SHARE`` of their
-        fair share of the op's checks. One check of a pattern is not enough: a rule wrong
-        only for a constant argument shows only where that argument's path is curved, so
-        a pattern the generator rarely draws (a constant divisor) stays rare all campaign
-        long unless steering keeps it at a share of the op's checks."""
-        out = {}
-        for name in self.config.ops:
-            if self._lowering[name]:
-                wanted = self._missing_patterns(name) or self._scarce_patterns(name)
-                if wanted:
-                    out[name] = wanted
-        return out
-
-    def _scarce_patterns(self, name: str) -> tuple[str, ...]:
-        patterns = argument_patterns(name)
-        cells = list(self.stats.coverage[name].values()) if name in self.stats.coverage else []
-        counts = {p: sum(int(c.get(f"pattern:{p}", 0)) for c in cells) for p in patterns}
-        total = sum(counts.values())
-        return tuple(p for p in patterns if counts[p] < PATTERN_SHARE * total / len(patterns))
-
     def _round(self, seed: int, ops: tuple[str, ...]) -> None:
+        steer = self.config.steer
         strategy = cases(
             dtypes=self.config.dtypes, max_n=self.config.max_n, ops=ops,
             max_ops=self.config.max_ops, mlps=self.config.mlps,
-            aims={name: special for name, special in self.missing().items() if special} if self.config.steer else None,
-            patterns=self.patterns_wanted() if self.config.steer else None,
+            aims={name: aim for name, aim in self.steering.missing().items() if aim} if steer else None,
+            patterns=self.steering.patterns_wanted() if steer else None,
         )
 
         @settings(
@@ -458,7 +271,7 @@ class Campaign:
         raise_key: RecordKey | None = None
         did = exercised(case.program, case.point, case.dtype)
         for result in results:
-            self._count(result, did, exact=result is results[0])
+            self.stats.count(result, did, exact=result is results[0])
             rules: frozenset[tuple[str, str, str]] | None = None  # this point's, when a blamed finding asks
             for verdict in result.verdicts:
                 key = (verdict.variant, verdict.kind, case.dtype)
@@ -466,7 +279,7 @@ class Campaign:
                 if rules is None and any(f.blame for f in self.findings.values()):
                     rules = did.rules if result is results[0] else \
                         exercised(case.program, result.case.point, case.dtype).rules
-                known = self._explaining(key, result.case, rules or frozenset())
+                known = explaining(self.findings.values(), key, result.case, rules or frozenset())
                 if known is not None:
                     known.count += 1
                     known.last_seen = _now()
@@ -492,74 +305,7 @@ class Campaign:
         self.on_progress(self.stats, self.result())
         if raise_key is not None:
             self._raised.add(raise_key)
-            raise _exception_for(raise_key)(self._records[raise_key].verdict.explanation)
-
-    def _count(self, result: CaseResult, did: Exercised, exact: bool = True) -> None:
-        """Coverage of one judged point: only the ops ``did`` differentiated count (an op
-        on constants alone checks nothing), with the argument patterns they had, the
-        special values the oracle saw within rounding distance (``special:i``) and those
-        hit exactly (``exact:i``; at the case's own point, the one generation aimed)."""
-        self.stats.statuses[result.status] += 1
-        near = result.oracle is not None and result.oracle.kink_distance < 1e-6
-        # Which special values (OpSpec.special, by index) each op's argument reached.
-        hits: dict[str, set[int]] = defaultdict(set)
-        for op_name, index in (result.oracle.specials if result.oracle is not None else ()):
-            hits[op_name].add(index)
-        exact_hits: dict[str, set[int]] = defaultdict(set)
-        for op_name, index in (did.exact if exact else ()):
-            exact_hits[op_name].add(index)
-            hits[op_name].add(index)
-        patterns: dict[str, set[str]] = defaultdict(set)
-        for op_name, pattern in did.patterns:
-            patterns[op_name].add(pattern)
-        kinds: dict[str, set[str]] = defaultdict(set)
-        for op_name, kind in did.kinds:
-            kinds[op_name].add(kind)
-        for name, outcome in result.outcomes.items():
-            self.stats.outcomes[name, outcome.status] += 1
-            self.stats.seconds[name.split(":", 1)[0]] += outcome.seconds
-            judged, ill = result.entries.get(name, (0, 0))
-            self.stats.entries[name] += judged
-            self.stats.ill_conditioned[name] += ill
-            if outcome.status == "ok":
-                for op_name in did.ops:
-                    cell = self.stats.coverage[op_name][name]
-                    if judged and ill == judged:  # nothing held to a bound: not a check
-                        cell["ill"] = cell.get("ill", 0) + 1
-                        continue
-                    cell["checks"] += 1
-                    cell["special"] += int((near and op_name in result.oracle.kink_ops) or bool(hits[op_name]))
-                    for index in hits[op_name]:
-                        cell[f"special:{index}"] = cell.get(f"special:{index}", 0) + 1
-                    for index in exact_hits[op_name]:
-                        cell[f"exact:{index}"] = cell.get(f"exact:{index}", 0) + 1
-                    for pattern in patterns[op_name]:
-                        cell[f"pattern:{pattern}"] = cell.get(f"pattern:{pattern}", 0) + 1
-                    for kind in kinds[op_name]:
-                        cell[f"kind:{kind}"] = cell.get(f"kind:{kind}", 0) + 1
-
-    def _explaining(self, key: Key, case: Case, rules: frozenset[tuple[str, str, str]]) -> Finding | None:
-        """The finding already made that explains this hit, if one does.
-
-        A blamed finding explains a hit that exercised its blamed rule, with the same
-        argument pattern, in the same region (``rules``: the hit's, ``Exercised.rules``);
-        an unblamed one (a composition fault, a dismissed kind, a baselined or older
-        finding) one whose program holds all its ops. Judged by op set alone, a finding
-        on ``tanh + sum`` took every later fault of its variant, kind and dtype in a
-        program with a tanh and a sum for itself, and a new fault there was never seen."""
-        ops = case.program.op_names
-        for finding in self.findings.values():
-            if (finding.variant, finding.kind, finding.dtype) != key:
-                continue
-            blamed = finding.blame if finding.blame and finding.blame.get("node") is not None else None
-            if blamed is not None:
-                known = (blamed.get("op", ""), blamed.get("pattern", ""), blamed.get("region", ""))
-                explains = any(_same_rule(rule, known) for rule in rules)
-            else:
-                explains = finding.program.op_names <= ops
-            if explains:
-                return finding
-        return None
+            raise exception_for(raise_key)(self._records[raise_key].verdict.explanation)
 
     def _unmask(self, variant_name: str, case: Case, known: tuple[str, str, str] | None) -> None:
         """Check alone each node of a hit put down to a known fault (the ``known`` rule,
@@ -575,7 +321,7 @@ class Campaign:
         start = time.perf_counter()
         try:
             faults, held = local_faults(case, variant, lambda rule: rule in seen or (
-                known is not None and _same_rule(rule, known)))
+                known is not None and same_rule(rule, known)))
         except HarnessError as exc:
             self._harness_error(exc)
             return
@@ -586,7 +332,7 @@ class Campaign:
         for fault in faults:
             seen.add(fault.rule)
             key = (variant_name, fault.verdict.kind, case.dtype)
-            if self._explaining(key, fault.case, frozenset({fault.rule})) is not None:
+            if explaining(self.findings.values(), key, fault.case, frozenset({fault.rule})) is not None:
                 continue
             self.stats.unmasked += 1
             record = self._remember((*key, fault.case.program.op_names), fault.case, fault.result, fault.verdict)
@@ -619,16 +365,16 @@ class Campaign:
 
     def _covered(self, case: Case, result: CaseResult, verdict: Verdict) -> bool:
         """Whether the baseline covers this hit as it stands (unshrunk)."""
-        hit = _Record(case, result, verdict, case.program.size)
-        return self.baseline.entry_for(self._finding(hit, provisional=True)) is not None
+        hit = Record(case, result, verdict, case.program.size)
+        return self.baseline.entry_for(hit.finding(self._versions, provisional=True)) is not None
 
-    def _remember(self, key: RecordKey, case: Case, result: CaseResult, verdict: Verdict) -> _Record:
+    def _remember(self, key: RecordKey, case: Case, result: CaseResult, verdict: Verdict) -> Record:
         record = self._records.get(key)
         now = _now()
         if record is None:
-            record = _Record(case, result, verdict, case.program.size, first_seen=now, last_seen=now)
+            record = Record(case, result, verdict, case.program.size, first_seen=now, last_seen=now)
             self._records[key] = record
-            early = self._finding(record, provisional=True)
+            early = record.finding(self._versions, provisional=True)
             record.provisional.add(early.signature)
             record.baselined = self.baseline.entry_for(early) is not None
             self.on_finding(early)
@@ -639,7 +385,7 @@ class Campaign:
             record.case, record.result, record.verdict = case, result, verdict
         return record
 
-    def _reduce(self, key: RecordKey, record: _Record) -> None:
+    def _reduce(self, key: RecordKey, record: Record) -> None:
         """Remove every op the fault survives without (after Hypothesis' shrink)."""
         variant_name, kind = key[:2]
         variant = next(v for v in self.variants if v.name == variant_name)
@@ -661,7 +407,7 @@ class Campaign:
                 record.case, record.result, record.verdict = smaller, result, verdict
                 return
 
-    def _complete(self, key: RecordKey, record: _Record) -> None:
+    def _complete(self, key: RecordKey, record: Record) -> None:
         """Every variant's Hessian on a case judged by a few (a shrink step), for the
         finding's comparison with the others; kept only if the fault still shows."""
         try:
@@ -680,7 +426,7 @@ class Campaign:
                 self._reduce(key, record)
             if reduce and len(record.result.outcomes) < len(self.variants):
                 self._complete(key, record)
-            finding = self._finding(record)
+            finding = record.finding(self._versions)
             if reduce and key[1].is_failure and not record.baselined:
                 finding.blame = self._blame(key, record)
             else:
@@ -699,7 +445,7 @@ class Campaign:
                     self.stats.coverage[op_name][finding.variant]["findings"] += 1
         self._records.clear()
 
-    def _blame(self, key: RecordKey, record: _Record) -> dict[str, Any] | None:
+    def _blame(self, key: RecordKey, record: Record) -> dict[str, Any] | None:
         """The rule a new failing finding is blamed on (``hessdiff.harness.blame``), timed into the
         stats; None if blaming itself fails (it never stops the campaign)."""
         variant = next(v for v in self.variants if v.name == key[0])
@@ -711,41 +457,6 @@ class Campaign:
             return None
         finally:
             self.stats.blame_seconds += time.perf_counter() - start
-
-    def _finding(self, record: _Record, provisional: bool = False) -> Finding:
-        case, result, verdict = record.case, record.result, record.verdict
-        outcome = result.outcomes[verdict.variant]
-        oracle = result.oracle
-        explanation = verdict.explanation
-        if result.note and result.note not in explanation:
-            explanation += f" ({result.note}.)"
-        return Finding(
-            kind=verdict.kind,
-            variant=verdict.variant,
-            versions=dict(self._versions),
-            dtype=case.dtype,
-            program=case.program,
-            point=case.point,
-            observed=outcome.hessian,
-            expected=oracle.hessian_float() if oracle is not None else None,
-            others={n: o.hessian for n, o in result.outcomes.items() if n != verdict.variant},
-            explanation=explanation,
-            error=outcome.error,
-            max_error=verdict.max_error,
-            count=record.count,
-            minimised=(
-                f"not minimised yet: logged at its first hit ({case.program.size} ops), while its round ran"
-                if provisional else
-                f"not minimised: the baseline already covers it (first seen on {record.first_size} ops)"
-                if record.baselined else
-                f"first seen on a program of {record.first_size} ops; Hypothesis shrink, then "
-                f"greedy op removal ({record.reduce_attempts} attempts): {case.program.size} ops"
-            ),
-            first_seen=record.first_seen,
-            last_seen=record.last_seen,
-            provisional=provisional,
-        )
-
 
 def _union(old: tuple[str, ...], new: set[str]) -> tuple[str, ...]:
     return tuple(sorted(set(old) | new))

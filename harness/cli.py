@@ -379,7 +379,8 @@ def _cmd_bisect(args: argparse.Namespace, out: TextIO) -> int:
 
 def _cmd_merge(args: argparse.Namespace, out: TextIO) -> int:
     from hessdiff.harness.baseline import load_baseline
-    from hessdiff.harness.html_report import html_note, merged_coverage
+    from hessdiff.harness.html_folder import merged_coverage
+    from hessdiff.harness.html_report import html_note
     from hessdiff.harness.merge import MergeError, merge_reports
 
     _check_writable("merge", f"--out={args.out!r}", Path(args.out))
@@ -400,7 +401,8 @@ def _cmd_merge(args: argparse.Namespace, out: TextIO) -> int:
 
 def _cmd_report(args: argparse.Namespace, out: TextIO) -> int:
     from hessdiff.harness.baseline import BaselineError, load_baseline
-    from hessdiff.harness.html_report import INSTALL_HINT, HtmlError, missing_dependencies, write_html
+    from hessdiff.harness.html_folder import HtmlError
+    from hessdiff.harness.html_report import INSTALL_HINT, missing_dependencies, write_html
 
     missing = missing_dependencies()
     if missing:

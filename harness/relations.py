@@ -39,11 +39,12 @@ import numpy as np
 from hessdiff.backends import Backend, BackendVariant, Unsupported
 from hessdiff.backends.scenarios.ode_problem import ADAPTIVE_ODE_TOLERANCE, ODE_STEPS
 from hessdiff.harness.case import Case
-from hessdiff.harness.engine import Outcome, judge, run_variant
+from hessdiff.harness.engine import judge
 from hessdiff.harness.fdcheck import fd_hessian
 from hessdiff.harness.findings import Finding, Kind
 from hessdiff.harness.ir import Program, const, op
 from hessdiff.harness.oracle import OracleResult, OutOfDomain, evaluate
+from hessdiff.harness.outcomes import Outcome, run_variant
 from hessdiff.harness.tolerance import tolerance_for
 
 __all__ = [

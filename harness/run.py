@@ -34,12 +34,14 @@ from hessdiff.backends import BackendVariant, all_backends, all_variants
 from hessdiff.backends.registry import broken_plugins
 from hessdiff.harness.baseline import Baseline, load_baseline
 from hessdiff.harness.bounds import with_bounds
-from hessdiff.harness.campaign import Campaign, CampaignConfig, CampaignStats
+from hessdiff.harness.campaign import Campaign, CampaignConfig
+from hessdiff.harness.campaign_stats import CampaignStats
 from hessdiff.harness.case import Case
 from hessdiff.harness.engine import check_case
 from hessdiff.harness.findings import Finding, FindingError, latest_findings, load_findings
+from hessdiff.harness.findings_jsonl import append_finding, read_jsonl
 from hessdiff.harness.html_report import html_note
-from hessdiff.harness.report import append_finding, read_jsonl, write_report
+from hessdiff.harness.report import write_report
 from hessdiff.harness.strategies import DEFAULT_OPS
 
 __all__ = ["STATE_FILE", "UsageError", "load_state", "parse_budget", "replay", "run", "select_variants"]

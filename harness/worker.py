@@ -42,8 +42,8 @@ import numpy as np
 
 from hessdiff.backends import BackendVariant
 from hessdiff.harness.case import Case
-from hessdiff.harness.engine import HarnessError, Outcome, Runner, run_variant
 from hessdiff.harness.ir import Program
+from hessdiff.harness.outcomes import HarnessError, Outcome, Runner, run_variant
 
 __all__ = ["DEFAULT_MEMORY_MIB", "DEFAULT_TIMEOUT", "IsolatedVariant", "isolate"]
 
@@ -455,7 +455,7 @@ def _serve() -> None:
                 variant, case = payload
                 reply = run_variant(variant, case)
             elif kind == "points":
-                from hessdiff.harness.engine import run_points
+                from hessdiff.harness.outcomes import run_points
 
                 variant, program, points, dtype = payload
                 reply = run_points(variant, program, points, dtype)

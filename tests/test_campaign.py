@@ -13,10 +13,11 @@ import pytest
 from hessdiff.backends import BackendVariant, register
 from hessdiff.backends.registry import unregister
 from hessdiff.harness.baseline import Baseline, BaselineEntry
-from hessdiff.harness.campaign import Campaign, CampaignConfig, NewFinding
-from hessdiff.harness.engine import Outcome, Runner
+from hessdiff.harness.campaign import Campaign, CampaignConfig
+from hessdiff.harness.campaign_records import NewFinding
 from hessdiff.harness.findings import Finding, Kind, latest_findings
 from hessdiff.harness.ir import Node, Program, op
+from hessdiff.harness.outcomes import Outcome, Runner
 from hessdiff.harness.repro import render_repro
 from hessdiff.harness.strategies import Case
 from planted import KinkConventionBackend, PlantedBackend
@@ -150,16 +151,16 @@ def test_steering_names_the_ops_and_special_values_coverage_lacks() -> None:
     }
     campaign = _steered(coverage)
     assert campaign.stats.coverage["log10"]["jax:fwdrev"]["exact:1"] == 2  # restored
-    assert campaign.missing() == {"log10": (0,), "arctan": (0,)}  # arctan: never checked
+    assert campaign.steering.missing() == {"log10": (0,), "arctan": (0,)}  # arctan: never checked
     del coverage["mul"]["jax:fwdrev"]["pattern:CT"]
-    assert _steered(coverage).missing() == {"log10": (0,), "arctan": (0,), "mul": ()}
-    assert _steered(coverage).patterns_wanted() == {"mul": ("CT",)}
-    first_cycle = [campaign.round_ops(r) for r in range(3)]
+    assert _steered(coverage).steering.missing() == {"log10": (0,), "arctan": (0,), "mul": ()}
+    assert _steered(coverage).steering.patterns_wanted() == {"mul": ("CT",)}
+    first_cycle = [campaign.steering.round_ops(r) for r in range(3)]
     assert sorted(op for window in first_cycle for op in window) == sorted(campaign.config.ops)
     for r in range(3, 9):
-        window = campaign.round_ops(r)
+        window = campaign.steering.round_ops(r)
         assert {"log10", "arctan"} <= set(window), window
-    assert all(len(_steered(coverage, steer=0).round_ops(r)) == 2 for r in range(9))
+    assert all(len(_steered(coverage, steer=0).steering.round_ops(r)) == 2 for r in range(9))
 
 
 def test_steering_keeps_a_rare_argument_pattern_at_a_share_of_the_checks() -> None:
@@ -169,10 +170,10 @@ def test_steering_keeps_a_rare_argument_pattern_at_a_share_of_the_checks() -> No
     seen = {"checks": 30, "special": 1}
     coverage = {"mul": {"jax:fwdrev": {**seen, "pattern:TT": 20, "pattern:TC": 9, "pattern:CT": 1}}}
     campaign = _steered(coverage)
-    assert campaign.patterns_wanted() == {"mul": ("CT",)}
-    assert "mul" not in campaign.missing()
+    assert campaign.steering.patterns_wanted() == {"mul": ("CT",)}
+    assert "mul" not in campaign.steering.missing()
     coverage["mul"]["jax:fwdrev"]["pattern:CT"] = 6  # 6 of 35 checks: above half of a third
-    assert _steered(coverage).patterns_wanted() == {}
+    assert _steered(coverage).steering.patterns_wanted() == {}
 
 
 def test_a_steered_round_aims_at_the_missing_special_value() -> None:
@@ -189,7 +190,7 @@ def test_a_steered_round_aims_at_the_missing_special_value() -> None:
                 for name in ("sin", "relu", "arctan", "square", "mul")}
     coverage["log10"] = {"jax:fwdrev": {"checks": 1, "special:1": 1, "exact:1": 1}}
     campaign = _steered(coverage)
-    aims = {name: s for name, s in campaign.missing().items() if s}
+    aims = {name: s for name, s in campaign.steering.missing().items() if s}
     assert aims == {"log10": (0,)}
 
     def hits(aims) -> list[int]:
@@ -222,7 +223,7 @@ def test_steering_chases_an_op_until_every_variant_lowering_it_has_checked_it() 
     done = {"checks": 4, "special": 0, "exact:0": 1}
     coverage = {"sin": {"jax:fwdrev": dict(done)}, "solve": {"jax:fwdrev": dict(done)}}
     campaign = Campaign([get_variant("jax:fwdrev"), get_variant("mlx:revrev")], config, coverage=coverage)
-    assert campaign.missing() == {"sin": ()}
+    assert campaign.steering.missing() == {"sin": ()}
 
 
 class _Sevens(Runner):

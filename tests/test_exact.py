@@ -83,8 +83,8 @@ def test_a_constant_argument_counts_by_how_the_framework_receives_it() -> None:
     """pow's exponent as a framework array, a Python float or int, or an int32 array is
     four code paths; coverage tells them apart, and the summary names the kinds no check
     differentiated."""
+    from hessdiff.harness.coverage_md import special_coverage
     from hessdiff.harness.exact import argument_kinds
-    from hessdiff.harness.report import _special_coverage
 
     assert argument_kinds("pow") == ("0:array", "0:float", "0:int", "1:array", "1:float", "1:int", "1:int32")
     assert argument_kinds("sin") == ()
@@ -97,7 +97,7 @@ def test_a_constant_argument_counts_by_how_the_framework_receives_it() -> None:
     traced_only = Program(2, (Node("input"), op("pow", 0, 0), op("sum", 1)))
     assert exercised(traced_only, x, "float64").kinds == frozenset()
     coverage = {"pow": {"jax:fwdrev": {"checks": 4, **{f"kind:{k}": 1 for _, k in seen}}}}
-    line = next(ln for ln in _special_coverage(coverage) if ln.startswith("**Argument kinds"))
+    line = next(ln for ln in special_coverage(coverage) if ln.startswith("**Argument kinds"))
     never = line.split("never: ")[1]
     assert "pow(arg 1 as int32)" not in never and "pow(arg 0 as float)" in never
 

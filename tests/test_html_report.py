@@ -17,7 +17,8 @@ import pytest
 from hessdiff.harness import cli
 from hessdiff.harness.baseline import Baseline, BaselineEntry
 from hessdiff.harness.findings import Finding, Kind
-from hessdiff.harness.html_report import _highlight, html_note, missing_dependencies, write_html
+from hessdiff.harness.highlight import highlight
+from hessdiff.harness.html_report import html_note, missing_dependencies, write_html
 from hessdiff.harness.ir import Node, Program, op
 from hessdiff.harness.report import write_report
 
@@ -164,12 +165,12 @@ def test_ratio_panel_marks_nonfinite_and_outlines_entries_over_the_bound() -> No
 
 def test_highlighting_keeps_the_source() -> None:
     source = 'def f(x):\n    """doc"""\n    return x ** 2  # square\n'
-    marked = str(_highlight(source))
+    marked = str(highlight(source))
     assert '<span class="k">def</span>' in marked and '<span class="d">f</span>' in marked
     assert '<span class="c"># square</span>' in marked and '<span class="n">2</span>' in marked
     assert html.unescape(re.sub(r"<[^>]+>", "", marked)) == source
     broken = 'x = """never closed\n'
-    assert html.unescape(re.sub(r"<[^>]+>", "", str(_highlight(broken)))) == broken
+    assert html.unescape(re.sub(r"<[^>]+>", "", str(highlight(broken)))) == broken
 
 
 # --- without the report extra ------------------------------------------------------------------

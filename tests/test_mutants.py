@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from hessdiff.backends import get_variant
-from hessdiff.harness.engine import Outcome, run_variant
-from hessdiff.harness.oracle import evaluate
 from hessdiff.harness.ops import CATALOGUE
+from hessdiff.harness.oracle import evaluate
+from hessdiff.harness.outcomes import Outcome, run_variant
 from hessdiff.harness.strategies import Case
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))

@@ -27,10 +27,10 @@ from hessdiff.backends.jax_backend import JaxBackend
 from hessdiff.backends.scenarios import ode_problem
 from hessdiff.backends.scenarios.equinox_probes import diffrax_adaptive_hessian
 from hessdiff.harness.baseline import Baseline
-from hessdiff.harness.engine import run_variant
 from hessdiff.harness.findings import Kind
 from hessdiff.harness.ir import Program, op
 from hessdiff.harness.oracle import evaluate
+from hessdiff.harness.outcomes import run_variant
 from hessdiff.harness.relations import ADAPTIVE_ODE_MAX_RATE, check, exact_ode_program, probes_for
 from hessdiff.harness.report import write_report
 from hessdiff.harness.strategies import Case

@@ -17,10 +17,11 @@ from hessdiff.backends import Absent, all_backends, all_variants
 from hessdiff.backends.jax_backend import JAX_LOWERINGS
 from hessdiff.backends.mlx_backend import MLX_LOWERINGS
 from hessdiff.backends.torch_backend import TORCH_LOWERINGS
-from hessdiff.harness.engine import check_case, run_variant
+from hessdiff.harness.engine import check_case
 from hessdiff.harness.ir import Node, Program, const, op
-from hessdiff.harness.oracle import evaluate
 from hessdiff.harness.ops import CATALOGUE, FIXED_INTEGER_LIMIT, Elementwise, OpSpec, get_op, register_op
+from hessdiff.harness.oracle import evaluate
+from hessdiff.harness.outcomes import run_variant
 from hessdiff.harness.strategies import Case, probe_program
 
 GROUPS = ("unary", "activation", "binary", "select", "reduction", "linalg", "shape")

@@ -330,9 +330,24 @@ def test_a_runtime_error_from_a_backends_line_is_the_framework_in_c_not_hessdiff
     hessdiff's backends never raise RuntimeError; any other exception type with our
     frame last, or a RuntimeError from harness/, stays hessdiff's bug."""
     import hessdiff.backends as backends_package
-    from hessdiff.harness import engine
+    from hessdiff.harness import outcomes
 
     helper = str(Path(backends_package.__file__).parent / "mlx_backend.py")
-    assert engine._from_c_extension(RuntimeError("Pad vmap is NYI."), helper)
-    assert not engine._from_c_extension(ValueError("shape"), helper)
-    assert not engine._from_c_extension(RuntimeError("ours"), engine.__file__)
+    assert outcomes._from_c_extension(RuntimeError("Pad vmap is NYI."), helper)
+    assert not outcomes._from_c_extension(ValueError("shape"), helper)
+    assert not outcomes._from_c_extension(RuntimeError("ours"), outcomes.__file__)
+
+
+def test_an_exception_class_of_hessdiff_is_never_the_frameworks() -> None:
+    """Classes of hessdiff itself (every module under the one ``hessdiff`` name) are ours:
+    raised from a backend's line they are an internal error, not a framework crash; a
+    framework's own class (here a stand-in module ``jaxlib.xla``) is the framework's."""
+    from hessdiff.backends import Unsupported
+    from hessdiff.harness import outcomes
+    from hessdiff.harness.outcomes import HarnessError
+    from hessdiff.harness.ir import ProgramError
+
+    for ours in (HarnessError("x"), Unsupported("x"), ProgramError("x"), ValueError("x")):
+        assert not outcomes._framework_class(ours), type(ours)
+    framework_error = type("XlaRuntimeError", (RuntimeError,), {"__module__": "jaxlib.xla_extension"})
+    assert outcomes._framework_class(framework_error("x"))

@@ -12,8 +12,10 @@ import pytest
 
 from hessdiff.harness.baseline import Baseline, BaselineEntry
 from hessdiff.harness.findings import Finding, FindingError, Kind, load_findings
+from hessdiff.harness.findings_jsonl import append_finding, read_jsonl
 from hessdiff.harness.ir import Node, Program, op
-from hessdiff.harness.report import STEP_SUMMARY_LIMIT, append_finding, read_jsonl, write_report
+from hessdiff.harness.report import write_report
+from hessdiff.harness.summary_md import STEP_SUMMARY_LIMIT
 
 RELU = Program(2, (Node("input"), op("relu", 0), op("sum", 1)))
 SIN = Program(2, (Node("input"), op("sin", 0), op("sum", 1)))

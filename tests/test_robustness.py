@@ -22,7 +22,7 @@ from hessdiff.backends import BackendVariant, register
 from hessdiff.backends.registry import unregister
 from hessdiff.harness.campaign import Campaign, CampaignConfig
 from hessdiff.harness.findings import latest_findings
-from hessdiff.harness.report import read_jsonl
+from hessdiff.harness.findings_jsonl import read_jsonl
 from hessdiff.harness.worker import isolate
 from planted import PlantedBackend
 

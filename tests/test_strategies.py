@@ -9,8 +9,8 @@ import numpy as np
 from hypothesis import given
 
 from hessdiff.harness.exact import traced_nodes
-from hessdiff.harness.oracle import OutOfDomain, evaluate
 from hessdiff.harness.ops import CATALOGUE
+from hessdiff.harness.oracle import OutOfDomain, evaluate
 from hessdiff.harness.strategies import DEFAULT_OPS, Case, cases, probe_program
 
 X = np.array([0.75, -1.25, 0.5])
@@ -96,23 +96,23 @@ def test_campaign_coverage_counts_special_values_and_the_summary_lists_the_missi
     lists every catalogued special value no check reached."""
     from hessdiff.harness.baseline import Baseline
     from hessdiff.harness.campaign import Campaign, CampaignConfig
-    from hessdiff.harness.engine import CaseResult
     from hessdiff.harness.report import write_report
+    from hessdiff.harness.verdicts import CaseResult
 
     x = np.array([1.0, -0.5])
     program = probe_program("log", 2, x, "float64", seed=0, aim=0)
     oracle = evaluate(program, x, "float64")
     assert ("log", 0) in oracle.specials
-    from hessdiff.harness.engine import Outcome
+    from hessdiff.harness.outcomes import Outcome
 
     from hessdiff.backends import get_variant
 
     campaign = Campaign([get_variant("jax:fwdrev")], CampaignConfig())
     from hessdiff.harness.exact import exercised
 
-    campaign._count(CaseResult(Case(program, x, "float64"), oracle, "judged",
-                               {"jax:fwdrev": Outcome("jax:fwdrev", "ok", np.zeros((2, 2)))}),
-                    exercised(program, x, "float64"))
+    campaign.stats.count(CaseResult(Case(program, x, "float64"), oracle, "judged",
+                                    {"jax:fwdrev": Outcome("jax:fwdrev", "ok", np.zeros((2, 2)))}),
+                         exercised(program, x, "float64"))
     cell = campaign.stats.coverage["log"]["jax:fwdrev"]
     assert cell["checks"] == 1 and cell["special"] == 1 and cell["special:0"] == 1
     coverage = {op_name: {v: dict(c) for v, c in per.items()} for op_name, per in campaign.stats.coverage.items()}

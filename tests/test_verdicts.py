@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 
 from hessdiff.backends.registry import get_variant
-from hessdiff.harness.engine import Outcome, check_case, judge
+from hessdiff.harness.engine import check_case, judge
 from hessdiff.harness.findings import Kind
 from hessdiff.harness.ir import Node, Program, const, op
 from hessdiff.harness.oracle import evaluate
+from hessdiff.harness.outcomes import Outcome
 from hessdiff.harness.strategies import Case
 from hessdiff.harness.tolerance import tolerance_for
 
@@ -471,18 +472,18 @@ def test_the_conventions_are_evaluated_only_until_every_entry_is_explained(monke
     so a covering design of 30 of them). The frameworks' 0 matches the first ones: the
     judge stops there. A value no convention gives makes it evaluate every one, and
     still fails."""
-    import hessdiff.harness.engine as engine
+    import hessdiff.harness.kink_judge as kink_judge
     from hessdiff.harness.oracle import resolutions
 
     evaluated: list[int] = []
-    real = engine.conventions
+    real = kink_judge.conventions
 
     def counting(*args, **kw):
         out = real(*args, **kw)
         evaluated.append(len(out))
         return out
 
-    monkeypatch.setattr(engine, "conventions", counting)
+    monkeypatch.setattr(kink_judge, "conventions", counting)
     x = [0.0, 0.0, 0.0]
     total = len(resolutions(evaluate(FOUR_KINKS, np.asarray(x), "float64").sides))
     _honest(FOUR_KINKS, x, "float64")

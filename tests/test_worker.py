@@ -11,11 +11,12 @@ import pytest
 from hessdiff.backends import register
 from hessdiff.backends.registry import unregister
 
-from hessdiff.harness.engine import HarnessError, check_case
+from hessdiff.harness.engine import check_case
 from hessdiff.harness.findings import Finding, Kind
+from hessdiff.harness.outcomes import HarnessError
+from hessdiff.harness.repro import render_repro
 from hessdiff.harness.strategies import Case
 from hessdiff.harness.worker import IsolatedVariant
-from hessdiff.harness.repro import render_repro
 from hostile import HOSTILE, HostileBackend, hostile_variant, squares
 
 GOOD = np.array([-1.0, 0.5])

@@ -1,0 +1,152 @@
+"""Running one backend variant on a case, and what it did: an ``Outcome``.
+
+A framework's exception is data (a crash outcome); an exception of hessdiff's own (a bug
+in a lowering or a helper) raises ``HarnessError`` instead, so it is never reported as the
+framework's fault. ``Runner`` is the seam for a variant run in another process
+(``hessdiff.harness.worker``), which can turn a dead or hung framework into an outcome too.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from hessdiff.backends import BackendVariant, Unsupported
+from hessdiff.harness.ir import Program
+from hessdiff.harness.case import Case
+
+__all__ = ["HarnessError", "Outcome", "Runner", "run_points", "run_variant"]
+
+_OWN_DIRS = tuple(
+    os.path.dirname(os.path.abspath(p))
+    for p in (__file__, __import__("hessdiff.backends", fromlist=["_"]).__file__)
+)
+
+
+class HarnessError(RuntimeError):
+    """hessdiff itself failed (not the framework): a bug to fix here, never a finding."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one variant did on one case: a Hessian, "unsupported", a crash or a timeout.
+
+    ``status`` is one of "ok", "unsupported", "crash", "timeout" (the last only from a
+    variant run in a worker process, ``hessdiff.harness.worker``, which can kill a hung call).
+    """
+
+    variant: str
+    status: str
+    hessian: np.ndarray | None = None
+    error: str = ""
+    seconds: float = 0.0
+
+
+
+class Runner(ABC):
+    """A variant run somewhere else than in this process (``hessdiff.harness.worker``).
+
+    The engine calls ``run(case)`` instead of the variant's ``hessian``: a runner may turn
+    a dead or hung framework into a crash or timeout outcome instead of dying with it.
+    """
+
+    name: str
+    variant: BackendVariant
+    _submitted: Case | None = None
+
+    @property
+    def backend(self) -> Any:
+        return self.variant.backend
+
+    @abstractmethod
+    def run(self, case: Case) -> Outcome:
+        """What the variant did on ``case``; raises ``HarnessError`` for our own bug."""
+
+    def submit(self, case: Case) -> None:
+        """Start ``run(case)`` and return at once where the runner can (a worker process
+        computes while the oracle does); ``collect`` waits for it. Here: run at collect."""
+        self._submitted = case
+
+    def collect(self) -> Outcome:
+        """The outcome of the last ``submit``."""
+        case, self._submitted = self._submitted, None
+        if case is None:
+            raise HarnessError("collect() without submit()")
+        return self.run(case)
+
+
+def _ours(filename: str) -> bool:
+    path = os.path.abspath(filename)
+    return any(path.startswith(d + os.sep) for d in _OWN_DIRS)
+
+
+def _framework_class(exc: BaseException) -> bool:
+    """Whether ``exc``'s class comes from a framework (``torch._C._LinAlgError``), not
+    from Python itself or from hessdiff."""
+    root = type(exc).__module__.split(".")[0]
+    return root not in ("builtins", "hessdiff", "numpy", "__main__")
+
+
+def _from_c_extension(exc: BaseException, filename: str) -> bool:
+    """Whether ``exc``, raised with a frame of ``backends`` last, came from a framework
+    call written in C on that line (see ``run_variant``)."""
+    backends_dir = os.path.dirname(os.path.abspath(__import__("hessdiff.backends", fromlist=["_"]).__file__))
+    return type(exc) is RuntimeError and os.path.abspath(filename).startswith(backends_dir + os.sep)
+
+
+def run_variant(variant: BackendVariant, case: Case) -> Outcome:
+    """Run one variant; a framework exception is a crash outcome, ours a HarnessError."""
+    x = case.point.astype(case.dtype)
+    start = time.perf_counter()
+    try:
+        hessian = variant.hessian(case.program, x)
+    except Unsupported as exc:
+        return Outcome(variant.name, "unsupported", error=str(exc), seconds=time.perf_counter() - start)
+    except Exception as exc:  # noqa: BLE001 - every framework error is data
+        frames = traceback.extract_tb(exc.__traceback__)
+        # Our own frame last means our bug, unless the exception is a framework's own
+        # class, or a RuntimeError from a backend's code: a framework function written in
+        # C (torch.linalg.inv on a singular matrix, MLX's vmap: "Pad vmap is NYI")
+        # raises with no Python frame of its own, from our lowering's or helper's line,
+        # and hessdiff's backends never raise RuntimeError themselves.
+        if frames and _ours(frames[-1].filename) and not _framework_class(exc) \
+                and not _from_c_extension(exc, frames[-1].filename):
+            raise HarnessError(
+                f"{variant.name} failed inside hessdiff ({frames[-1].filename}:{frames[-1].lineno}): "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        text = f"{type(exc).__name__}: {exc}".strip()
+        return Outcome(variant.name, "crash", error=text[:2000], seconds=time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    try:
+        hessian = np.asarray(hessian, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise HarnessError(f"{variant.name} returned something that is not an array: {exc}") from exc
+    return Outcome(variant.name, "ok", hessian, seconds=seconds)
+
+
+def run_points(variant: BackendVariant, program: Program, points: Sequence[np.ndarray],
+               dtype: str) -> list[Outcome]:
+    """One outcome per point, from one batched call (``BackendVariant.hessians``).
+
+    If the batched call fails in any way (the framework cannot vectorise this program),
+    every point is run on its own, so the outcomes are the ones ``run_variant`` gives.
+    """
+    xs = np.stack([np.asarray(p, dtype=np.float64) for p in points]).astype(dtype)
+    start = time.perf_counter()
+    try:
+        batch = np.asarray(variant.hessians(program, xs), dtype=np.float64)
+    except Exception:  # noqa: BLE001 - fall back to the one-point path, which classifies
+        batch = None
+    seconds = (time.perf_counter() - start) / max(len(xs), 1)
+    if batch is None or batch.shape[:1] != (len(xs),):
+        return [run_variant(variant, Case(program, np.asarray(p, dtype=np.float64), dtype)) for p in points]
+    return [Outcome(variant.name, "ok", batch[k], seconds=seconds) for k in range(len(xs))]
+
