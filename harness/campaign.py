@@ -42,6 +42,7 @@ from hessdiff.harness.exact import exercised
 from hessdiff.harness.findings import Finding, Kind
 from hessdiff.harness.minimize import minimize
 from hessdiff.harness.outcomes import HarnessError, Runner
+from hessdiff.harness.seeding import seed_only
 from hessdiff.harness.steering import Steering, lowered_by
 from hessdiff.harness.strategies import DEFAULT_OPS, cases
 from hessdiff.harness.verdicts import CaseResult, Verdict
@@ -228,7 +229,8 @@ class Campaign:
 
         self._raised.clear()
         try:
-            search()
+            with seed_only():
+                search()
         except NewFinding:
             pass
         except BaseExceptionGroup as group:  # several faults shrunk in one round

@@ -6,6 +6,7 @@ import copy
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -292,3 +293,31 @@ def test_a_baselined_first_hit_does_not_absorb_a_new_fault_of_the_same_key(monke
     with pytest.raises(NewFinding):
         campaign._check(new)
     assert set(_records_of(campaign)) == {known.program.op_names, new.program.op_names}
+
+
+def test_a_seed_draws_the_same_cases_whatever_else_is_loaded(planted, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The search draws without Hypothesis' local constants (``harness.seeding``): a module
+    loaded beside the campaign, full of literals Hypothesis would mine, changes nothing."""
+    import sys
+    import types
+
+    backend, _ = planted
+
+    def drawn() -> list[str]:
+        seen: list[str] = []
+        config = CampaignConfig(budget_seconds=600, seed=3, max_rounds=1, round_examples=25,
+                                dtypes=("float64",), max_ops=3, ops=OPS, max_n=3, steer=0)
+        campaign = Campaign([BackendVariant(backend, "honest")], config)
+        monkeypatch.setattr(campaign, "_check", lambda case: seen.append(case.program.dumps() + repr(case.point)))
+        campaign.run()
+        return seen
+
+    before = drawn()
+    # A local module of literals, as a newly collected test file or a plugin would be.
+    source = tmp_path / "hessdiff_seed_probe.py"
+    source.write_text("CONSTANTS = (" + ", ".join(f"{v / 8}" for v in range(-400, 400, 3)) + ")\n")
+    local = types.ModuleType("hessdiff_seed_probe")
+    local.__file__ = str(source)
+    monkeypatch.setitem(sys.modules, "hessdiff_seed_probe", local)
+    assert before and drawn() == before

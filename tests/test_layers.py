@@ -73,6 +73,7 @@ LAYERS: Mapping[str, str] = {
     # --- search: generating, running and shrinking cases (Hypothesis lives here).
     "hessdiff.harness.strategies": "search",
     "hessdiff.harness.profiles": "search",
+    "hessdiff.harness.seeding": "search",
     "hessdiff.harness.minimize": "search",
     "hessdiff.harness.campaign": "search",
     "hessdiff.harness.campaign_records": "search",

@@ -12,7 +12,6 @@ update the digest only once the difference is understood.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import sys
 from collections.abc import Callable, Iterator
@@ -22,14 +21,13 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
-from hypothesis.internal.conjecture import providers
-from hypothesis.internal.constants_ast import Constants
 
 from hessdiff.harness.exact import exercised
 from hessdiff.harness.ir import Node, Program, const, op
 from hessdiff.harness.ops import CATALOGUE
 from hessdiff.harness.oracle import OracleResult, OutOfDomain, conventions, evaluate, node_values, piecewise_linear
 from hessdiff.harness.screen import screen
+from hessdiff.harness.seeding import seed_only
 from hessdiff.harness.strategies import Case, cases, probe_program
 
 X = np.array([0.7, -1.3, 2.1])
@@ -50,28 +48,10 @@ def _point(x: np.ndarray, dtype: str) -> np.ndarray:
 # --- what is pinned ------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _no_local_constants() -> Iterator[None]:
-    """Hypothesis draws without the literals of the project's loaded modules.
-
-    Hypothesis sometimes draws a number that appears as a literal in a loaded module of
-    the project (its "local constants", mined from ``sys.modules``), so under one seed
-    it draws other programs as other modules are loaded (another test ran first) or a
-    literal is added anywhere. The pins hold the draws that the seed alone decides."""
-    saved = providers._get_local_constants
-    providers._get_local_constants = Constants
-    providers.CONSTANTS_CACHE.cache.clear()
-    try:
-        yield
-    finally:
-        providers._get_local_constants = saved
-        providers.CONSTANTS_CACHE.cache.clear()
-
-
 def drawn_cases(seed: int, count: int) -> list[Case]:
     """The first ``count`` cases Hypothesis draws under ``seed`` (the campaign's and the
     benchmarks' way of reproducing a workload), both dtypes, MLPs included, without
-    local constants (``_no_local_constants``)."""
+    local constants (``hessdiff.harness.seeding``)."""
     found: list[Case] = []
 
     @settings(max_examples=count, database=None, deadline=None, derandomize=False, phases=(Phase.generate,),
@@ -81,7 +61,7 @@ def drawn_cases(seed: int, count: int) -> list[Case]:
     def collect(case: Case) -> None:
         found.append(case)
 
-    with _no_local_constants():
+    with seed_only():
         collect()
     return found
 
