@@ -64,6 +64,9 @@ LAYERS: Mapping[str, str] = {
     "hessdiff.harness.blame": "checking",
     # --- search: generating, running and shrinking cases (Hypothesis lives here).
     "hessdiff.harness.strategies": "search",
+    "hessdiff.harness.program_builder": "search",  # a program being grown, and its choices
+    "hessdiff.harness.op_args": "search",  # one op and its arguments, drawn
+    "hessdiff.harness.aiming": "search",  # intermediates moved onto special values
     "hessdiff.harness.profiles": "search",
     "hessdiff.harness.minimize": "search",
     "hessdiff.harness.campaign": "search",
