@@ -67,7 +67,7 @@ class Availability:
 
 
 # The relations a probe may declare (``Variant.relation``): what its matrix is, so
-# ``hessdiff.harness.relations`` knows what to compare it with. The relations module has one
+# ``hessdiff.harness.relations`` knows what to compare it with. ``probe_relations`` has one
 # check for each (a test holds the two together); registration rejects any other name.
 PROBE_RELATIONS: tuple[str, ...] = (
     "hvp",  # the Hessian assembled from the framework's Hessian-vector products

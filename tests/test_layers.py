@@ -61,6 +61,9 @@ LAYERS: Mapping[str, str] = {
     "hessdiff.harness.worker": "checking",
     "hessdiff.harness.batch": "checking",
     "hessdiff.harness.relations": "checking",
+    "hessdiff.harness.relation_findings": "checking",  # a relation's result, attributed by the oracle
+    "hessdiff.harness.probe_relations": "checking",  # a probe's matrix against the oracle's target
+    "hessdiff.harness.pair_relations": "checking",  # two of a framework's own results compared
     "hessdiff.harness.blame": "checking",
     # --- search: generating, running and shrinking cases (Hypothesis lives here).
     "hessdiff.harness.strategies": "search",
