@@ -63,6 +63,7 @@ def points(draw: st.DrawFn, n: int, dtype: str) -> np.ndarray:
         coords[j] = coords[i]
     return np.asarray(coords, dtype=dtype).astype(np.float64)
 
+
 @st.composite
 def programs_at(draw: st.DrawFn, n: int, x: np.ndarray, dtype: str, ops: Sequence[str] = DEFAULT_OPS,
                 max_ops: int = 6, aims: Mapping[str, Sequence[int]] | None = None,

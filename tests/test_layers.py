@@ -75,6 +75,8 @@ LAYERS: Mapping[str, str] = {
     "hessdiff.harness.campaign": "search",
     # --- reporting: findings written, rendered, replayed and triaged.
     "hessdiff.harness.repro": "reporting",
+    "hessdiff.harness.repro_check": "reporting",  # a repro.py's comparison rule, prelude and check
+    "hessdiff.harness.repro_issue": "reporting",  # a repro.py's docstring: the issue text
     "hessdiff.harness.report": "reporting",
     "hessdiff.harness.plots": "reporting",
     "hessdiff.harness.html_report": "reporting",
