@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from hessdiff.backends.base import BackendVariant
+from hessdiff.backends.backend_variant import BackendVariant
 from hessdiff.backends.lowering import Src, SourceNamespace
 from hessdiff.harness.findings import Finding, Kind
 from hessdiff.harness.ir import Program

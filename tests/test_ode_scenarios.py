@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from hessdiff.backends import Variant, all_backends, get_backend, get_variant, register
-from hessdiff.backends.base import BackendVariant, constants_read_by
+from hessdiff.backends.backend_variant import BackendVariant, constants_read_by
 from hessdiff.backends.jax_backend import JaxBackend
 from hessdiff.backends.scenarios import ode_problem
 from hessdiff.backends.scenarios.equinox_probes import diffrax_adaptive_hessian
