@@ -3,11 +3,11 @@
 The harness reaches backends only through this package's public names.
 """
 
+from hessdiff.backends.backend_variant import BackendVariant
 from hessdiff.backends.base import (
     Availability,
     Backend,
     BackendUnavailable,
-    BackendVariant,
     DTYPES,
     PROBE_RELATIONS,
     Unsupported,

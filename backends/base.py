@@ -1,31 +1,31 @@
-"""The adapter interface every framework backend implements, and the uniform call.
+"""The adapter interface every framework backend implements: what a backend declares.
 
 A backend module subclasses ``Backend`` once: it says how to import its framework, how
 to lower each catalogue op (its lowering table), and how each of its *variants* computes
 a Hessian (fwd-over-rev, rev-over-rev, jit, ...). The harness only ever talks to
-``BackendVariant``: ``hessian(program, x)``, ``gradient``, ``value`` and ``source``.
+``BackendVariant`` (``hessdiff.backends.backend_variant``): ``hessian(program, x)``,
+``gradient``, ``value`` and ``source``, run through what a backend declares here.
 """
 
 from __future__ import annotations
 
-import ast
 import contextlib
-import dis
 import importlib
 import importlib.metadata
 import inspect
 import re
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
-from types import CodeType
-from typing import Any, ClassVar, final
+from typing import Any, ClassVar
 
 import numpy as np
 
-from hessdiff.backends.lowering import Absent, Lowering, Namespace, SourceNamespace, Src, array_literal, render
+from hessdiff.backends.lowering import (
+    Absent, Lowering, Namespace, SourceNamespace, Src, array_literal, expression_text, render, unparenthesized,
+)
 from hessdiff.harness.ir import Program, integer_array, literal_of, python_number
 
 __all__ = [
@@ -33,7 +33,6 @@ __all__ = [
     "Variant",
     "Backend",
     "BackendUnavailable",
-    "BackendVariant",
     "DTYPES",
     "PROBE_RELATIONS",
     "Unsupported",
@@ -67,7 +66,7 @@ class Availability:
 
 
 # The relations a probe may declare (``Variant.relation``): what its matrix is, so
-# ``hessdiff.harness.relations`` knows what to compare it with. The relations module has one
+# ``hessdiff.harness.relations`` knows what to compare it with. ``probe_relations`` has one
 # check for each (a test holds the two together); registration rejects any other name.
 PROBE_RELATIONS: tuple[str, ...] = (
     "hvp",  # the Hessian assembled from the framework's Hessian-vector products
@@ -326,12 +325,12 @@ class Backend(ABC):
                 names.append(Src(render(python_number(node))))
             elif node.kind == "const":
                 expr = self._const(ns, Src(array_literal(program.constant(i))), node)
-                consts.append(f"c{i} = {_strip(expr.text)}")
+                consts.append(f"c{i} = {unparenthesized(expr.text)}")
                 names.append(Src(f"c{i}"))
             else:
                 args = [names[a] for a in node.args]
                 expr = self.lowerings[node.kind](ns, *args, **node.attr_dict)
-                body.append(f"v{i} = {_strip(_text(expr))}")
+                body.append(f"v{i} = {unparenthesized(expression_text(expr))}")
                 names.append(Src(f"v{i}"))
         body.append(f"return {names[-1].text}")
         return consts, body
@@ -360,178 +359,6 @@ def _takes_integer(lowering: Any) -> bool:
     except (TypeError, ValueError):
         return False
 
-
-def _text(value: Any) -> str:
-    if isinstance(value, Src):
-        return value.text
-    raise TypeError(f"a lowering returned {value!r}, not an expression of its arguments")
-
-
-def _strip(text: str) -> str:
-    """Drop one pair of redundant outer parentheses: ``(a + b)`` -> ``a + b``."""
-    if text.startswith("(") and text.endswith(")"):
-        depth = 0
-        for k, ch in enumerate(text):
-            depth += ch == "("
-            depth -= ch == ")"
-            if depth == 0 and k < len(text) - 1:
-                return text
-        return text[1:-1]
-    return text
-
-
-@final
-@dataclass(frozen=True)
-class BackendVariant:
-    """One named way to get a Hessian from one framework: ``jax:fwdrev``.
-
-    The uniform call of hessdiff: every method takes a program and a NumPy point whose
-    dtype (float32 or float64) selects the precision, and returns NumPy.
-    """
-
-    backend: Backend
-    variant: str
-
-    @property
-    def name(self) -> str:
-        return f"{self.backend.name}:{self.variant}"
-
-    @property
-    def spec(self) -> Variant:
-        if self.variant in self.backend.variants:
-            return self.backend.variants[self.variant]
-        return self.backend.probe(self.variant)
-
-    @property
-    def description(self) -> str:
-        return self.spec.description
-
-    def hessian(self, program: Program, x: np.ndarray) -> np.ndarray:
-        """The Hessian as the framework computes it (its shape is not forced to (n, n))."""
-        return self._run(program, x, self.spec.compose)
-
-    def hessians(self, program: Program, points: np.ndarray) -> np.ndarray:
-        """The Hessians at each row of ``points`` (k, n), in one vectorised call if the
-        backend has one (``Backend.batched``), else one call per point; shape (k, ...).
-
-        The per-call overhead of a framework (tracing, dispatch) dwarfs the arithmetic of
-        a small program, so a batch is much cheaper than k calls. A batched result is a
-        screening result: a fault it shows is confirmed with ``hessian`` before it is
-        reported (vmap has its own bugs).
-        """
-        points = np.asarray(points)
-        if points.ndim != 2 or points.shape[1] != program.n:
-            raise ValueError(f"points has shape {points.shape}, but it must be (k, {program.n}).")
-        if len(points) < 2 or not self.spec.batchable:
-            return np.stack([np.asarray(self.hessian(program, x)) for x in points])
-        compose = self.spec.compose
-        return self._run(program, points, lambda m, f: self.backend.batched(m, compose(m, f)))
-
-    def gradient(self, program: Program, x: np.ndarray) -> np.ndarray:
-        return self._run(program, x, self.backend.gradient)
-
-    def value(self, program: Program, x: np.ndarray) -> np.ndarray:
-        return self._run(program, x, lambda m, f: f)
-
-    def _run(self, program: Program, x: np.ndarray, transform: Callable[[Any, Any], Any]) -> np.ndarray:
-        dtype = _dtype_name(x)
-        self.backend.require()
-        with self.backend.precision(dtype), self._translate_errors():
-            f = self.backend.lower(program, dtype)
-            ns = self.backend.namespace(dtype)
-            ns.__dict__.update({h.__name__: h for h in self.spec.helpers})
-            result = transform(ns, f)(self.backend.asarray(x, dtype))
-            return self.backend.to_numpy(result)
-
-    @contextlib.contextmanager
-    def _translate_errors(self) -> Iterator[None]:
-        try:
-            yield
-        except (Unsupported, BackendUnavailable):
-            raise
-        except Exception as exc:
-            reason = self.backend.unsupported_reason(exc)
-            if reason is not None:
-                raise Unsupported(f"{self.name}: {reason}") from exc
-            raise
-
-    def source(self, program: Program, x: np.ndarray) -> str:
-        """A standalone script that computes and prints this variant's Hessian at ``x``."""
-        dtype = _dtype_name(x)
-        consts, body = self.backend.function_source(program, dtype)
-        names = dict(self.backend.source_names(dtype))
-        names.update({h.__name__: h.__name__ for h in self.spec.helpers})
-        call = self.spec.compose(SourceNamespace(names), Src("f"))
-        helpers = "\n\n\n".join(inspect.getsource(h).strip() for h in self.spec.helpers)
-        constants = [f"{name} = {value!r}" for name, value in constants_read_by(self.spec.helpers).items()]
-        # Helpers are copied with their annotations: postpone them, so an annotation may
-        # name something the script does not import.
-        lines = ["from __future__ import annotations", "", "import numpy as np",
-                 self.backend.source_imports.strip()]
-        setup = self.backend.source_setup(dtype).strip()
-        if setup:
-            lines += ["", setup]
-        lines += ["", ""] + (consts + ["", ""] if consts else []) + ["def f(x):"]
-        lines += [f"    {line}" for line in body]
-        if constants:
-            lines += ["", ""] + constants
-        if helpers.strip():
-            lines += ["", "", helpers.strip()]
-        const_line = self.backend.lowerings["const"](
-            SourceNamespace(names), Src(array_literal(np.asarray(x, dtype=np.float64)))
-        )
-        lines += [
-            "",
-            "",
-            f"x = {_strip(const_line.text)}",
-            f"H = {_text(call)}(x)",
-            f"print('{self.name} hessian:', {self.backend.source_to_numpy('H')}.tolist())",
-        ]
-        return "\n".join(lines) + "\n"
-
-
-def constants_read_by(helpers: tuple[Callable[..., Any], ...]) -> dict[str, Any]:
-    """The module-level constants ``helpers`` read, name -> value (``{"ODE_STEPS": 4}``).
-
-    An emitted script carries a helper's source, which may read a constant its module
-    imports (the Neural-ODE probes read ``scenarios.ode_problem``'s); the script defines
-    it from the value hessdiff ran with, so the two cannot differ. A constant is a global
-    the helper (or a function nested in it) loads whose value is a Python literal: a
-    number, string, or a tuple, list or dict of them. Functions and modules are not (a
-    helper imports its framework inside, and the helpers it calls are carried too).
-    """
-    found: dict[str, Any] = {}
-    for helper in helpers:
-        for name in _globals_loaded(helper.__code__):
-            if name in helper.__globals__ and _is_literal(helper.__globals__[name]):
-                found[name] = helper.__globals__[name]
-    return found
-
-
-def _globals_loaded(code: CodeType) -> Iterator[str]:
-    for instruction in dis.get_instructions(code):
-        if instruction.opname in ("LOAD_GLOBAL", "LOAD_NAME"):
-            yield instruction.argval
-    for const in code.co_consts:
-        if isinstance(const, CodeType):
-            yield from _globals_loaded(const)
-
-
-def _is_literal(value: Any) -> bool:
-    """Whether ``repr(value)`` is Python source that evaluates back to ``value``."""
-    if callable(value):
-        return False
-    try:
-        return bool(ast.literal_eval(repr(value)) == value)
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        return False
-
-
-def _dtype_name(x: np.ndarray) -> str:
-    name = np.asarray(x).dtype.name
-    if name not in DTYPES:
-        raise ValueError(f"x has dtype {name}, but it must be one of {DTYPES}.")
-    return name
 
 
 def _first_line(exc: BaseException) -> str:

@@ -193,3 +193,23 @@ def _tolist(a: np.ndarray) -> Any:
     if a.ndim == 0:
         return float(a)
     return [_tolist(row) for row in a]
+
+
+def expression_text(value: Any) -> str:
+    """The source text of what a lowering returned when called on ``Src`` placeholders."""
+    if isinstance(value, Src):
+        return value.text
+    raise TypeError(f"a lowering returned {value!r}, not an expression of its arguments")
+
+
+def unparenthesized(text: str) -> str:
+    """Drop one pair of redundant outer parentheses: ``(a + b)`` -> ``a + b``."""
+    if text.startswith("(") and text.endswith(")"):
+        depth = 0
+        for k, ch in enumerate(text):
+            depth += ch == "("
+            depth -= ch == ")"
+            if depth == 0 and k < len(text) - 1:
+                return text
+        return text[1:-1]
+    return text

@@ -25,7 +25,8 @@ import inspect
 from dataclasses import dataclass
 from typing import Any
 
-from hessdiff.backends.base import PROBE_RELATIONS, Backend, BackendVariant, Variant
+from hessdiff.backends.backend_variant import BackendVariant
+from hessdiff.backends.base import PROBE_RELATIONS, Backend, Variant
 from hessdiff.backends.lowering import Absent
 from hessdiff.harness.ops import CATALOGUE
 

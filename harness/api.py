@@ -18,7 +18,9 @@ from typing import Any
 import numpy as np
 
 from hessdiff.backends import DTYPES, BackendVariant, all_variants, get_variant
-from hessdiff.harness.engine import CaseResult, Outcome, Verdict, check_case
+from hessdiff.harness.engine import check_case
+from hessdiff.harness.outcomes import Outcome
+from hessdiff.harness.verdicts import CaseResult, Verdict
 from hessdiff.harness.ir import Program, ProgramError
 from hessdiff.harness.parse import parse_program
 from hessdiff.harness.case import Case

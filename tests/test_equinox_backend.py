@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hessdiff.backends.base import BackendUnavailable, BackendVariant
+from hessdiff.backends.backend_variant import BackendVariant
+from hessdiff.backends.base import BackendUnavailable
 from hessdiff.backends.jax_backend import JAX_LOWERINGS
 from hessdiff.backends.registry import check_backend, get_backend, get_variant
 from hessdiff.harness.ir import Node, Program, const, op

@@ -69,9 +69,15 @@ LAYERS: Mapping[str, str] = {
     "hessdiff.harness.worker": "checking",
     "hessdiff.harness.batch": "checking",
     "hessdiff.harness.relations": "checking",
+    "hessdiff.harness.relation_findings": "checking",  # a relation's result, attributed by the oracle
+    "hessdiff.harness.probe_relations": "checking",  # a probe's matrix against the oracle's target
+    "hessdiff.harness.pair_relations": "checking",  # two of a framework's own results compared
     "hessdiff.harness.blame": "checking",
     # --- search: generating, running and shrinking cases (Hypothesis lives here).
     "hessdiff.harness.strategies": "search",
+    "hessdiff.harness.program_builder": "search",  # a program being grown, and its choices
+    "hessdiff.harness.op_args": "search",  # one op and its arguments, drawn
+    "hessdiff.harness.aiming": "search",  # intermediates moved onto special values
     "hessdiff.harness.profiles": "search",
     "hessdiff.harness.seeding": "search",
     "hessdiff.harness.minimize": "search",
@@ -81,6 +87,8 @@ LAYERS: Mapping[str, str] = {
     "hessdiff.harness.steering": "search",
     # --- reporting: findings written, rendered, replayed and triaged.
     "hessdiff.harness.repro": "reporting",
+    "hessdiff.harness.repro_check": "reporting",  # a repro.py's comparison rule, prelude and check
+    "hessdiff.harness.repro_issue": "reporting",  # a repro.py's docstring: the issue text
     "hessdiff.harness.report": "reporting",
     "hessdiff.harness.plots": "reporting",
     "hessdiff.harness.report_rows": "reporting",

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from hessdiff.backends import Unsupported, get_backend, get_variant
-from hessdiff.backends.base import BackendVariant
+from hessdiff.backends.backend_variant import BackendVariant
 from hessdiff.backends.registry import check_backend
 from hessdiff.harness.ir import Node, Program, const, op
 

@@ -1,7 +1,8 @@
 """The Neural-ODE scenario through diffrax (backends/scenarios/equinox_probes.py, the
-``neural_ode`` and ``neural_ode_adaptive`` relations of harness/relations.py): the fixed-step
-diffrax solve is the hand-written Euler loop, the adaptive one is within its tolerance of
-the exact solution, float32 asymmetry is numerical, and a planted fault in each is caught.
+``neural_ode`` and ``neural_ode_adaptive`` relations of harness/probe_relations.py): the
+fixed-step diffrax solve is the hand-written Euler loop, the adaptive one is within its
+tolerance of the exact solution, float32 asymmetry is numerical, and a planted fault in
+each is caught.
 
 Every test that runs a diffrax solve compiles it under jax.hessian (seconds each): those
 are marked slow, and skip without diffrax.
@@ -22,7 +23,7 @@ import numpy as np
 import pytest
 
 from hessdiff.backends import Variant, all_backends, get_backend, get_variant, register
-from hessdiff.backends.base import BackendVariant, constants_read_by
+from hessdiff.backends.backend_variant import BackendVariant, constants_read_by
 from hessdiff.backends.jax_backend import JaxBackend
 from hessdiff.backends.scenarios import ode_problem
 from hessdiff.backends.scenarios.equinox_probes import diffrax_adaptive_hessian
@@ -31,7 +32,8 @@ from hessdiff.harness.findings import Kind
 from hessdiff.harness.ir import Program, op
 from hessdiff.harness.oracle import evaluate
 from hessdiff.harness.outcomes import run_variant
-from hessdiff.harness.relations import ADAPTIVE_ODE_MAX_RATE, check, exact_ode_program, probes_for
+from hessdiff.harness.probe_relations import ADAPTIVE_ODE_MAX_RATE, exact_ode_program
+from hessdiff.harness.relations import check, probes_for
 from hessdiff.harness.report import write_report
 from hessdiff.harness.strategies import Case
 

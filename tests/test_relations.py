@@ -1,5 +1,6 @@
-"""The metamorphic relations (harness/relations.py): each catches its planted fault with
-the right kind and a runnable repro.py, and stays quiet on an honest backend."""
+"""The metamorphic relations (harness/relations.py and the modules it fronts): each catches
+its planted fault with the right kind and a runnable repro.py, and stays quiet on an honest
+backend."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ import pytest
 from hessdiff.backends import PROBE_RELATIONS, all_backends, get_backend, get_variant, register
 from hessdiff.harness.findings import Kind
 from hessdiff.harness.ir import Program, const, op
-from hessdiff.harness import relations
-from hessdiff.harness.relations import ALL_ZERO_NOTE, RELATIONS, check, ode_program, probes_for
+from hessdiff.harness import probe_relations
+from hessdiff.harness.probe_relations import ALL_ZERO_NOTE, ode_program
+from hessdiff.harness.relations import RELATIONS, check, probes_for
 from hessdiff.harness.oracle import evaluate
 from hessdiff.harness.report import write_report
 from hessdiff.harness.baseline import Baseline
@@ -153,7 +155,7 @@ def test_ode_program_is_the_euler_solve() -> None:
 
 def test_every_relation_a_probe_may_declare_has_a_check() -> None:
     """backends.PROBE_RELATIONS (what registration accepts) and the checks here are one set."""
-    assert tuple(relations.PROBE_RELATIONS) == PROBE_RELATIONS
+    assert tuple(probe_relations.PROBE_RELATIONS) == PROBE_RELATIONS
     assert set(PROBE_RELATIONS) <= set(RELATIONS)
 
 

@@ -23,7 +23,8 @@ from hessdiff.backends.lowering import Absent, Lowering, Namespace
 from hessdiff.harness.findings import Finding, Kind
 from hessdiff.harness.ir import Node, Program, op
 from hessdiff.harness.ops import CATALOGUE
-from hessdiff.harness.repro import RTOL, _exception_name, render_env, render_repro, tolerance
+from hessdiff.harness.repro import render_env, render_repro
+from hessdiff.harness.repro_check import RTOL, exception_name, tolerance
 
 # f(x) = sum(relu(x)^2): H = diag(2 [x > 0]).
 PROGRAM = Program(2, (Node("input"), op("relu", 0), op("square", 1), op("sum", 2)))
@@ -258,7 +259,7 @@ def test_docstring_survives_quotes_and_backslashes() -> None:
     ("", ""),
 ])
 def test_recorded_exception_type(error: str, name: str) -> None:
-    assert _exception_name(error) == name
+    assert exception_name(error) == name
 
 
 def test_env_lists_versions_and_backend_report() -> None:

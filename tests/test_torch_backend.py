@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hessdiff.backends.base import BackendUnavailable, BackendVariant, Unsupported
+from hessdiff.backends.backend_variant import BackendVariant
+from hessdiff.backends.base import BackendUnavailable, Unsupported
 from hessdiff.backends.registry import check_backend, get_backend, get_variant
 from hessdiff.harness.ir import Node, Program, const, op
 

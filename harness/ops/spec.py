@@ -133,7 +133,7 @@ class OpSpec:
         recipe: how the generator draws the op's arguments and attrs, where an
             elementwise op's way (each argument from the input, an intermediate or a
             constant) does not fit: ``recipe(kit, name, aim)`` adds the op's nodes through
-            the generator's kit (``hessdiff.harness.strategies._Kit``: its draws and the
+            the generator's kit (``hessdiff.harness.op_args.Kit``: its draws and the
             nodes built so far), ``aim`` being the special value to land on, or None.
     """
 
