@@ -18,13 +18,14 @@ from typing import Any
 import numpy as np
 
 from hessdiff.backends import DTYPES, BackendVariant, all_variants, get_variant
-from hessdiff.harness.engine import check_case
-from hessdiff.harness.outcomes import Outcome
-from hessdiff.harness.verdicts import CaseResult, Verdict
-from hessdiff.harness.ir import Program, ProgramError
-from hessdiff.harness.parse import parse_program
 from hessdiff.harness.case import Case
+from hessdiff.harness.engine import check_case
+from hessdiff.harness.ir import Program, ProgramError
+from hessdiff.harness.outcomes import Outcome
+from hessdiff.harness.parse import parse_program
 from hessdiff.harness.tolerance import tolerance_for
+from hessdiff.harness.verdicts import CaseResult, Verdict
+from hessdiff.harness.worker import isolate
 
 __all__ = ["CheckResult", "InputError", "check", "hessian"]
 
@@ -147,7 +148,7 @@ class CheckResult:
 
 
 def check(program: Program | str, x: Any, dtype: str = "float64",
-          variants: Sequence[str] | None = None) -> CheckResult:
+          variants: Sequence[str] | None = None, isolated: bool = False) -> CheckResult:
     """Every variant's Hessian of ``program`` at ``x`` judged against the oracle's.
 
     Arguments:
@@ -157,6 +158,10 @@ def check(program: Program | str, x: Any, dtype: str = "float64",
         variants: variant or backend names (``["jax:fwdrev", "torch"]``); default every
             registered variant. One whose framework is not installed is listed in
             ``unavailable``, not run.
+        isolated: run each framework in a worker process of its own (one per framework,
+            all at once, as a campaign does), so a framework that crashes, hangs or runs
+            out of memory is that variant's outcome, not the caller's end. Off by default:
+            in-process calls are what a debugger or a profiler wants to step into.
 
     Returns:
         A ``CheckResult``; ``print`` it for the table.
@@ -172,7 +177,16 @@ def check(program: Program | str, x: Any, dtype: str = "float64",
     unavailable = {v.name: status[v.backend.name].reason for v in chosen
                    if not status[v.backend.name].available}
     runnable = [v for v in chosen if v.name not in unavailable]
-    result = check_case(Case(program, point, dtype), runnable)
+    case = Case(program, point, dtype)
+    if isolated:
+        runners = isolate(runnable)
+        try:
+            result = check_case(case, runners)
+        finally:
+            for runner in runners:
+                runner.close()
+    else:
+        result = check_case(case, runnable)
     oracle = None if result.oracle is None else result.oracle.hessian_float()
     unjudged = frozenset() if result.oracle is None else frozenset(
         v.name for v in runnable

@@ -275,7 +275,7 @@ def _cmd_check(args: argparse.Namespace, out: TextIO) -> int:
                           "like 50,0.5.") from None
     names = [v.strip() for v in args.variants.split(",") if v.strip()] if args.variants else None
     try:
-        result = check(args.program, point, dtype=args.dtype, variants=names)
+        result = check(args.program, point, dtype=args.dtype, variants=names, isolated=True)
     except (ProgramError, InputError) as exc:
         raise _UsageError(f"hessdiff check: error: {exc}") from None
     if result.oracle is None:

@@ -147,6 +147,21 @@ def test_check_rounds_the_point_to_the_dtype(planted_jax: None) -> None:
     assert result.point.tolist() == [float(np.float32(0.1))]
 
 
+def test_isolated_check_survives_a_framework_that_kills_its_process(clean_registry: None) -> None:
+    """``hessdiff check`` runs each framework in a worker (``isolated=True``): a segfault
+    or an abort inside a framework is that variant's crash outcome, and the caller, with
+    the other variants' verdicts, lives on."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from hostile import HostileBackend
+
+    register(HostileBackend())
+    result = check("sum(mul(x, x))", [1.0, 2.0], variants=["hostile:segfault", "hostile:abort"], isolated=True)
+    crashes = {name: outcome for name, outcome in result.outcomes.items()}
+    assert {o.status for o in crashes.values()} == {"crash"}, crashes
+    assert "Segmentation fault" in crashes["hostile:segfault"].error
+    assert "hostile:segfault" in result.table()
+
+
 def test_check_refuses_an_empty_or_unknown_variant_list() -> None:
     with pytest.raises(InputError, match="names no variant"):
         check("sum(x)", [1.0], variants=[])
