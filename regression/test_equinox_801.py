@@ -42,8 +42,14 @@ def test_filter_hessian_fault_is_found_shrunk_and_classified(campaign: Campaign)
     findings = _fault_findings(campaign)
     assert findings, f"equinox {EQUINOX}: not found in {ROUNDS}x{EXAMPLES} examples: " + str(
         [f.signature for f in campaign.result()])
+    # The fault is shown by a program of at most two ops. Findings are still told apart by
+    # their op sets (#16), so the same fault also comes back under other signatures, and
+    # one of those may be shrunk less: a chain of matmuls with constants down to a scalar
+    # (seed 0, 4 x 25) keeps three ops, because removing any one changes the shape the
+    # next needs. The shrinker's limit is not equinox's fault; the smallest one is held.
+    smallest = min(findings, key=lambda f: f.program.size)
+    assert smallest.program.size <= 2, smallest.program.pretty()
     for finding in findings:
-        assert finding.program.size <= 2, finding.program.pretty()
         assert piecewise_linear(finding.program), finding.program.pretty()
         expected = np.asarray(finding.expected, dtype=np.float64)
         jax_hessian = np.asarray(finding.others["jax:fwdrev"], dtype=np.float64)
