@@ -16,6 +16,12 @@ not ``maximum``). A run's
 findings split into *new* (not in the baseline: these fail CI), *known* (baselined) and
 the baseline entries the run did not hit (not replayed: a campaign that did not meet a
 fault has not shown it fixed).
+
+An entry may carry its ``repro``: the minimal finding that shows the fault (program,
+point, dtype, variant, the Hessians it returned and the oracle's, the versions).
+``hessdiff baseline record REPORT`` fills it from a run's findings, and
+``hessdiff baseline check`` replays every entry on the installed versions
+(``hessdiff.harness.baseline_replay``): the only way an entry is said to be fixed.
 """
 
 from __future__ import annotations
@@ -23,13 +29,13 @@ from __future__ import annotations
 import fnmatch
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hessdiff.harness.findings import Finding, Kind
+from hessdiff.harness.findings import Finding, FindingError, Kind, finding_from_json
 
-__all__ = ["Baseline", "BaselineEntry", "BaselineError", "load_baseline"]
+__all__ = ["Baseline", "BaselineEntry", "BaselineError", "load_baseline", "write_baseline"]
 
 _WILDCARDS = frozenset("*?[")
 
@@ -48,11 +54,15 @@ class BaselineEntry:
             may hold fnmatch wildcards.
         upstream: the URL of the upstream issue ("" if not filed yet).
         note: a line for humans.
+        repro: the minimal finding that shows the fault (``baseline_replay.REPRO_KEYS``:
+            program, point, dtype, variant, observed and expected Hessians, versions), so
+            ``hessdiff baseline check`` can run it again; None until recorded.
     """
 
     signature: str
     upstream: str = ""
     note: str = ""
+    repro: Mapping[str, Any] | None = field(default=None, compare=False, hash=False)
 
     @property
     def is_pattern(self) -> bool:
@@ -86,8 +96,11 @@ class BaselineEntry:
         """Whether this entry speaks of ``variant`` (its variant part may be ``jax:*``)."""
         return fnmatch.fnmatchcase(variant, self.variant)
 
-    def to_json(self) -> dict[str, str]:
-        return {"signature": self.signature, "upstream": self.upstream, "note": self.note}
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"signature": self.signature, "upstream": self.upstream, "note": self.note}
+        if self.repro is not None:
+            data["repro"] = dict(self.repro)
+        return data
 
 
 @dataclass(frozen=True)
@@ -182,9 +195,9 @@ def _entry(path: Path, i: int, raw: Any) -> BaselineEntry:
     where = f"baseline {path}: entry {i}"
     if not isinstance(raw, Mapping):
         raise BaselineError(f"{where} must be an object with 'signature', 'upstream', 'note'.")
-    unknown = sorted(set(raw) - {"signature", "upstream", "note"})
+    unknown = sorted(set(raw) - {"signature", "upstream", "note", "repro"})
     if unknown:
-        raise BaselineError(f"{where} has unknown keys {unknown}; allowed: signature, upstream, note.")
+        raise BaselineError(f"{where} has unknown keys {unknown}; allowed: signature, upstream, note, repro.")
     signature, upstream, note = raw.get("signature"), raw.get("upstream", ""), raw.get("note", "")
     for name, value in (("signature", signature), ("upstream", upstream), ("note", note)):
         if not isinstance(value, str):
@@ -211,4 +224,15 @@ def _entry(path: Path, i: int, raw: Any) -> BaselineEntry:
         raise BaselineError(f"{where}: dtype {dtype!r}, but it must be 'float32' or 'float64'.")
     if upstream and not upstream.startswith(("https://", "http://")):
         raise BaselineError(f"{where}: upstream={upstream!r}, but it must be an http(s) URL.")
-    return BaselineEntry(signature, upstream, note)
+    repro = raw.get("repro")
+    if repro is not None:
+        try:
+            finding_from_json(repro)
+        except (FindingError, AttributeError, TypeError) as exc:
+            raise BaselineError(f"{where}: its repro is not a finding hessdiff can run: {exc}") from None
+    return BaselineEntry(signature, upstream, note, repro)
+
+
+def write_baseline(baseline: Baseline, path: str | Path) -> None:
+    """Write ``baseline`` as ``load_baseline`` reads it (two-space JSON, one entry per object)."""
+    Path(path).write_text(json.dumps(baseline.to_json(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -8,8 +8,9 @@ Only ``main`` turns outcomes into exit codes; nothing else here or in the librar
   ``bisect``: the table is printed and some release reproduces (1: none does);
   ``merge``: no new failing finding in the merged report (1: there are).
   ``report``: the HTML pages were written again.
+  ``baseline check``: every entry that could run reproduces; ``baseline record``: written.
 - 1: ``run`` found failures not in the baseline; ``replay``: a finding still reproduces;
-  ``check``: some variant is judged wrong.
+  ``check``: some variant is judged wrong; ``baseline check``: some entry is fixed.
 - 2: bad input (unknown command, bad flag, unknown backend, bad budget, unreadable
   finding file or report folder, a folder to write (``--out``, ``--resume``, ``--cache``,
   a report folder) that cannot be written, missing framework, ``report`` without jinja2
@@ -41,7 +42,7 @@ EXIT_INTERNAL = 70  # EX_SOFTWARE
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141
 
-_COMMANDS = ("run", "replay", "backends", "ops", "check", "bisect", "merge", "triage", "report")
+_COMMANDS = ("run", "replay", "backends", "ops", "check", "bisect", "merge", "triage", "report", "baseline")
 
 
 class _UsageError(Exception):
@@ -209,6 +210,16 @@ def _build_parser() -> _Parser:
     report.add_argument("--baseline", default="reports/baseline.json", metavar="FILE",
                         help="known-issues baseline, for each known finding's entry (default reports/baseline.json)")
     report.set_defaults(run=_cmd_report)
+
+    baseline = commands.add_parser("baseline", help="the known-issues baseline: replay its entries, record repros")
+    actions = baseline.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser, required=True)
+    bcheck = actions.add_parser("check", help="replay every entry's repro: reproduces / fixed / cannot run")
+    brecord = actions.add_parser("record", help="give each entry without a repro the smallest finding it matches")
+    brecord.add_argument("reports", nargs="+", metavar="FINDINGS.json", help="findings.json of runs (or report folders)")
+    for sub in (bcheck, brecord):
+        sub.add_argument("--baseline", default="reports/baseline.json", metavar="FILE",
+                         help="known-issues baseline (default reports/baseline.json)")
+    baseline.set_defaults(run=_cmd_baseline)
     return parser
 
 
@@ -253,6 +264,34 @@ def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         )
     except UsageError as exc:
         raise _UsageError(f"hessdiff run: error: {exc}") from None
+
+
+def _cmd_baseline(args: argparse.Namespace, out: TextIO) -> int:
+    from hessdiff.harness.baseline import BaselineError, load_baseline, write_baseline
+    from hessdiff.harness.baseline_replay import print_replays, record_repros, replay_baseline
+    from hessdiff.harness.findings import load_findings
+
+    command = f"hessdiff baseline {args.action}"
+    if args.action == "check" and not Path(args.baseline).is_file():
+        raise _UsageError(f"{command}: error: --baseline {args.baseline} is not a file.")
+    try:
+        baseline = load_baseline(Path(args.baseline))
+        if args.action == "check":
+            return 1 if print_replays(replay_baseline(baseline), out) else EXIT_OK
+        findings = []
+        for report in args.reports:
+            path = Path(report) / "findings.json" if Path(report).is_dir() else Path(report)
+            findings += load_findings(str(path))
+    except (BaselineError, ValueError, OSError) as exc:
+        raise _UsageError(f"{command}: error: {_one_line(str(exc))}") from None
+    recorded, filled = record_repros(baseline, findings)
+    try:
+        write_baseline(recorded, args.baseline)
+    except OSError as exc:
+        raise _UsageError(f"{command}: error: cannot write {args.baseline}: {exc.strerror or exc}") from None
+    missing = sum(e.repro is None for e in recorded.entries)
+    print(f"{len(filled)} entries got a repro; {missing} of {len(recorded.entries)} have none yet", file=out)
+    return EXIT_OK
 
 
 def _cmd_replay(args: argparse.Namespace, out: TextIO) -> int:

@@ -106,6 +106,7 @@ LAYERS: Mapping[str, str] = {
     # --- front door: whole runs, a search and then its reports, for a program or a person.
     "hessdiff.harness.api": "front door",
     "hessdiff.harness.run": "front door",  # ``hessdiff run``/``replay``: campaign, then report
+    "hessdiff.harness.baseline_replay": "front door",  # ``hessdiff baseline check``: every entry replayed
     # --- cli: argument parsing and exit codes.
     "hessdiff.harness.cli": "cli",
     "hessdiff.harness.__main__": "cli",
