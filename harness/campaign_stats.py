@@ -40,6 +40,7 @@ class CampaignStats:
     ill_conditioned: Counter[str] = field(default_factory=Counter)
     started: float = field(default_factory=time.monotonic)
     blame_seconds: float = 0.0  # blaming new failing findings' rules (harness.blame)
+    shrink_seconds: float = 0.0  # checking Hypothesis' shrink steps (``Campaign._shrink_spent``)
     # Checking alone the other nodes of hits put down to a known fault (``Campaign._unmask``):
     # the time, the checks, and the faults found that way.
     unmask_seconds: float = 0.0
@@ -70,6 +71,7 @@ class CampaignStats:
             "hessian_entries_ill_conditioned": sum(self.ill_conditioned.values()),
             "unjudged_frac": round(self.unjudged_fraction(), 6),
             "blame_seconds": round(self.blame_seconds, 3),
+            "shrink_seconds": round(self.shrink_seconds, 3),
             "unmask_seconds": round(self.unmask_seconds, 3),
             "unmask_checks": self.unmask_checks,
             "unmasked": self.unmasked,

@@ -14,7 +14,7 @@ import pytest
 from hessdiff.backends import BackendVariant, register
 from hessdiff.backends.registry import unregister
 from hessdiff.harness.baseline import Baseline, BaselineEntry
-from hessdiff.harness.campaign import Campaign, CampaignConfig
+from hessdiff.harness.campaign import SHRINK_SHARE, Campaign, CampaignConfig
 from hessdiff.harness.campaign_records import NewFinding
 from hessdiff.harness.findings import Finding, Kind, latest_findings
 from hessdiff.harness.ir import Node, Program, op
@@ -239,6 +239,32 @@ class _Sevens(Runner):
 
     def run(self, case: Case) -> Outcome:
         return Outcome(self.name, "ok", np.full((case.program.n,) * 2, 7.0))
+
+
+class _SlowSevens(_Sevens):
+    """Wrong everywhere, and slow: every shrink step costs a call."""
+
+    def run(self, case: Case) -> Outcome:
+        time.sleep(0.15)
+        return super().run(case)
+
+
+@pytest.mark.parametrize("share", [0.05, 100.0])
+def test_shrinking_takes_at_most_its_share_of_a_time_budgeted_campaign(share, monkeypatch) -> None:
+    """With a share of 5% (the first run) shrinking stops there, give or take a step;
+    with no limit (the second) it takes several times that: the test tells them apart.
+    (The campaign's own ``SHRINK_SHARE`` is larger; this fault shrinks too fast for it.)"""
+    assert 0 < SHRINK_SHARE < 1
+    monkeypatch.setattr("hessdiff.harness.campaign.SHRINK_SHARE", share)
+    config = CampaignConfig(budget_seconds=6, seed=0, round_examples=15, dtypes=("float64",), max_ops=4,
+                            ops=OPS, max_n=3, mlps=False)
+    campaign = Campaign([_SlowSevens()], config)
+    start = time.monotonic()
+    campaign.run()
+    wall = time.monotonic() - start
+    assert any(f.kind is Kind.WRONG_VALUE for f in campaign.result())
+    limited = campaign.stats.shrink_seconds <= 0.05 * wall + 0.3
+    assert limited is (share < 1), (campaign.stats.shrink_seconds, wall)
 
 
 def _case(*nodes: Node) -> Case:
