@@ -72,7 +72,8 @@ class BackendVariant:
         if len(points) < 2 or not self.spec.batchable:
             return np.stack([np.asarray(self.hessian(program, x)) for x in points])
         compose = self.spec.compose
-        return self._run(program, points, lambda m, f: self.backend.batched(m, compose(m, f)))
+        batch = self.backend.batched if self.spec.compiled else self.backend.batched_eager
+        return self._run(program, points, lambda m, f: batch(m, compose(m, f)))
 
     def gradient(self, program: Program, x: np.ndarray) -> np.ndarray:
         return self._run(program, x, self.backend.gradient)

@@ -176,6 +176,15 @@ class Backend(ABC):
         """
         raise NotImplementedError(f"{self.name} declares no batched Hessian")
 
+    def batched_eager(self, m: Any, hessian: Any) -> Any:
+        """``batched`` for a variant that is not ``compiled`` (it runs op by op, as a user
+        who never calls the compiler does). Its batch is a screen only: a failing point is
+        confirmed by the variant itself, eagerly, before it is reported
+        (``hessdiff.harness.batch``), so a backend may compile the screen however is fastest
+        (JAX: XLA's classic CPU runtime). By default the same as ``batched``.
+        """
+        return self.batched(m, hessian)
+
     def probes(self) -> Mapping[str, Variant]:
         """Optional capabilities for ``hessdiff.harness.relations``: other ways to reach a Hessian.
 

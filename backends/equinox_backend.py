@@ -22,6 +22,7 @@ from hessdiff.backends.jax_backend import (
     JAX_LOWERINGS,
     jax_namespace,
     jax_precision,
+    screen_jit,
     jax_source_names,
     jax_source_setup,
 )
@@ -74,6 +75,11 @@ class EquinoxBackend(Backend):
 
     def batched(self, m: Any, hessian: Any) -> Any:
         return m.eqx.filter_jit(m.eqx.filter_vmap(hessian))
+
+    def batched_eager(self, m: Any, hessian: Any) -> Any:
+        # The screen of an eager variant (see JaxBackend.batched_eager): the point array is
+        # its one argument, so jax.jit compiles what filter_jit would.
+        return screen_jit(m.jax, m.eqx.filter_vmap(hessian))
 
     def probes(self) -> Mapping[str, Variant]:
         """The relations' probes: ``hessdiff.backends.scenarios.equinox_probes``."""
