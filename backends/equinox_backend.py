@@ -22,9 +22,9 @@ from hessdiff.backends.jax_backend import (
     JAX_LOWERINGS,
     jax_namespace,
     jax_precision,
-    screen_jit,
     jax_source_names,
     jax_source_setup,
+    screen_jit,
 )
 from hessdiff.backends.lowering import Namespace
 from hessdiff.backends.registry import register
