@@ -42,6 +42,7 @@ from hessdiff.harness.exact import exercised
 from hessdiff.harness.findings import Finding, Kind
 from hessdiff.harness.minimize import minimize
 from hessdiff.harness.outcomes import HarnessError, Runner
+from hessdiff.harness.remembered import SavedCases
 from hessdiff.harness.seeding import seed_only
 from hessdiff.harness.steering import Steering, lowered_by
 from hessdiff.harness.strategies import DEFAULT_OPS, cases
@@ -76,7 +77,6 @@ class CampaignConfig:
     # up to this many ops that no check has reached yet or that have a special value none
     # has reached, and aims them at those values (0: no steering).
     steer: int = 9
-
 
 
 def _now() -> str:
@@ -120,6 +120,8 @@ class Campaign:
             such as ``mlx:*|nonfinite|float32|*tanh*`` matching the hit's program) is
             recorded but not shrunk: shrinking re-runs every variant dozens of times, and
             spent on known faults it starves the search of new programs.
+        saved: failing cases earlier runs saved (``hessdiff.harness.remembered``), checked
+            before round 0; the case of every failing finding made is saved there.
 
     ``variants`` may be ``hessdiff.harness.outcomes.Runner`` objects (``hessdiff.harness.worker``): a variant
     run in a worker process whose death or hang is a finding, not the campaign's end.
@@ -136,6 +138,7 @@ class Campaign:
         known: Sequence[Finding] = (),
         baseline: Baseline | None = None,
         coverage: Mapping[str, Mapping[str, Mapping[str, int]]] | None = None,
+        saved: SavedCases | None = None,
     ) -> None:
         if not variants:
             raise ValueError("a campaign needs at least one backend variant.")
@@ -153,6 +156,7 @@ class Campaign:
         self.on_round = on_round or (lambda rounds: None)
         self.stats.rounds = start_round
         self.baseline = baseline or Baseline()
+        self.saved = saved
         for finding in known:
             self.findings[finding.signature] = finding
         for op_name, cells in (coverage or {}).items():  # a resumed campaign's coverage so far
@@ -171,6 +175,10 @@ class Campaign:
         """
         self._deadline = time.monotonic() + self.config.budget_seconds
         try:
+            if self.saved is not None and self.stats.rounds == 0:  # first, unless resumed
+                # Hypothesis draws nothing here: the rounds draw what the seed decides.
+                self.stats.replayed = len(saved_cases := self.saved.take(self.config.dtypes))
+                self.replay(saved_cases)
             while time.monotonic() < self._deadline:
                 if self.config.max_rounds is not None and self.stats.rounds >= self.config.max_rounds:
                     break
@@ -470,6 +478,8 @@ class Campaign:
                 finding.supersedes = _union((), record.provisional - {finding.signature})
                 self.findings[finding.signature] = finding
                 self.on_finding(finding)
+                if self.saved is not None and finding.kind.is_failure:
+                    self.saved.save(Case(finding.program, finding.point, finding.dtype))
                 for op_name in finding.program.op_names:
                     self.stats.coverage[op_name][finding.variant]["findings"] += 1
         self._records.clear()

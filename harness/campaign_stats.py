@@ -46,6 +46,7 @@ class CampaignStats:
     unmask_seconds: float = 0.0
     unmask_checks: int = 0
     unmasked: int = 0
+    replayed: int = 0  # cases earlier runs saved, checked before the first round
 
     def checks_per_variant(self) -> dict[str, int]:
         out: Counter[str] = Counter()
@@ -75,6 +76,7 @@ class CampaignStats:
             "unmask_seconds": round(self.unmask_seconds, 3),
             "unmask_checks": self.unmask_checks,
             "unmasked": self.unmasked,
+            "replayed": self.replayed,
         }
 
     def unjudged_fraction(self) -> float:

@@ -143,6 +143,8 @@ def _build_parser() -> _Parser:
                      help="per-call limit for one backend's Hessian; a hang is a timeout finding (default 120s)")
     run.add_argument("--points", type=int, default=16,
                      help="points checked per generated program, batched in one call per backend (default 16)")
+    run.add_argument("--database", default=os.environ.get("HESSDIFF_DATABASE"), metavar="DIR",
+                     help="replay the failing cases saved in DIR first; save this run's (default $HESSDIFF_DATABASE)")
     run.add_argument("--no-isolate", action="store_true",
                      help="run the frameworks in this process (faster start; a segfault ends the run)")
     run.set_defaults(run=_cmd_run)
@@ -261,6 +263,7 @@ def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
             backends=args.backends, budget=budget, seed=args.seed, dtypes=dtypes,
             out=target, baseline_path=Path(args.baseline), ops=ops, max_ops=args.max_ops, stdout=out,
             isolate=not args.no_isolate, timeout=timeout, resume=bool(args.resume), points=args.points,
+            database=Path(args.database) if args.database else None,
         )
     except UsageError as exc:
         raise _UsageError(f"hessdiff run: error: {exc}") from None

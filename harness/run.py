@@ -12,6 +12,10 @@ round k has the same seed as in an uninterrupted run, the findings already logge
 not reported again, and the round a kill -9 interrupted is run again from its seed.
 A fault is logged at its first hit, before its round ends and minimises it (a
 *provisional* finding), so a kill -9 loses at most the example in flight.
+
+With ``--database DIR`` (a nightly leg sets ``HESSDIFF_DATABASE``) the campaign first
+replays the failing cases saved there and in earlier nights' artifacts, and saves its own
+(``hessdiff.harness.remembered``).
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from hessdiff.harness.engine import check_case
 from hessdiff.harness.findings import Finding, FindingError, latest_findings, load_findings
 from hessdiff.harness.findings_jsonl import append_finding, read_jsonl
 from hessdiff.harness.html_report import html_note
+from hessdiff.harness.remembered import DatabaseError, SavedCases, leg_database
 from hessdiff.harness.report import write_report
 from hessdiff.harness.strategies import DEFAULT_OPS
 
@@ -134,6 +139,7 @@ def run(
     timeout: float = 120.0,
     resume: bool = False,
     points: int = 1,
+    database: Path | None = None,
 ) -> int:
     """Run a campaign, write its report, return the exit code.
 
@@ -141,7 +147,9 @@ def run(
     (seconds); ``points`` points are checked per generated program. With ``resume``,
     ``out`` is the folder of an earlier run: its ``campaign.json`` supplies the seed,
     dtypes, ops, points, backends and the round to continue from (the arguments given for
-    those are ignored), and its logged findings are known.
+    those are ignored), and its logged findings are known. With ``database`` (a folder)
+    the failing cases saved there, and in the artifacts ``HESSDIFF_ARTIFACTS`` names, are
+    checked first, and this run's are saved there.
     """
     known: list[Finding] = []
     start_round = 0
@@ -167,6 +175,7 @@ def run(
     if not Path(baseline_path).is_file():
         print(f"hessdiff: no baseline at {baseline_path}: every finding counts as new "
               "(run from the repository root, or pass --baseline).", file=stderr)
+    saved = None if database is None else _saved_cases(database, variants, stderr)
     out.mkdir(parents=True, exist_ok=True)
     config = CampaignConfig(budget_seconds=budget, seed=seed, dtypes=tuple(dtypes), ops=tuple(ops),
                             max_ops=max_ops, points_per_case=points)
@@ -190,6 +199,7 @@ def run(
         known=known,
         baseline=baseline,
         coverage=coverage,
+        saved=saved,
     )
     started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     interrupted = False
@@ -230,6 +240,9 @@ def run(
         file=stdout,
     )
     print(f"hessdiff: {html}", file=stderr if html.startswith("report problem") else stdout)
+    if database is not None:
+        print(f"hessdiff: {stats.replayed} saved cases replayed first; failing cases saved in {database}",
+              file=stdout)
     for problem in paths.problems:
         print(f"hessdiff: report problem: {problem}", file=stderr)
     for error in stats.harness_errors:
@@ -239,6 +252,17 @@ def run(
     if stats.harness_errors:
         return EXIT_HARNESS
     return EXIT_NEW_FINDINGS if new_failing else EXIT_OK
+
+
+def _saved_cases(database: Path, variants: Sequence[BackendVariant], stderr: TextIO) -> SavedCases:
+    """The campaign's saved cases in ``database`` and earlier nights' artifacts."""
+    try:
+        db, notes = leg_database(database)
+    except DatabaseError as exc:
+        raise UsageError(str(exc)) from None
+    for note in notes:  # a first night has no artifact yet: said, not fatal
+        print(f"hessdiff: earlier nights' examples: {note}", file=stderr)
+    return SavedCases(db, [v.name for v in variants])
 
 
 def load_state(out: Path) -> dict[str, Any]:

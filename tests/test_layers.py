@@ -85,6 +85,7 @@ LAYERS: Mapping[str, str] = {
     "hessdiff.harness.campaign_records": "search",
     "hessdiff.harness.campaign_stats": "search",
     "hessdiff.harness.steering": "search",
+    "hessdiff.harness.remembered": "search",  # a nightly leg's example database, and the cases saved in it
     # --- reporting: findings written, rendered, replayed and triaged.
     "hessdiff.harness.repro": "reporting",
     "hessdiff.harness.repro_check": "reporting",  # a repro.py's comparison rule, prelude and check

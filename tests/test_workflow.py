@@ -75,8 +75,10 @@ def test_schedule_and_manual_dispatch_with_minimal_permissions() -> None:
     triggers = data.get("on", data.get(True))  # YAML 1.1 reads a bare `on` as true
     assert "schedule" in triggers and "workflow_dispatch" in triggers
     assert data["permissions"] == {}
-    for job in data["jobs"].values():
-        assert job["permissions"] == {"contents": "read"}
+    for name, job in data["jobs"].items():
+        # The legs read earlier nights' example databases (artifacts); nothing else may.
+        extra = {"actions": "read"} if name == "campaign" else {}
+        assert job["permissions"] == {"contents": "read", **extra}
     for line in WORKFLOW.read_text().splitlines():
         if "uses:" in line:
             assert re.search(r"@[0-9a-f]{40} # v\d", line), line
@@ -97,7 +99,26 @@ def test_matrix_legs_are_tox_version_envs_with_their_own_seed_and_artifact() -> 
     upload = next(s for s in job["steps"] if "upload-artifact" in s.get("uses", ""))
     assert upload["if"] == "always()"
     assert "${{ matrix.env }}" in upload["with"]["name"] and "${{ matrix.seed }}" in upload["with"]["name"]
-    assert ".hypothesis/" in upload["with"]["path"] and upload["with"]["include-hidden-files"] is True
+    assert "reports/${{ matrix.env }}/" in upload["with"]["path"]
+
+
+def test_each_leg_uploads_its_example_database_and_reads_every_seed_of_its_env() -> None:
+    """Nights remember (harness/remembered.py): a leg uploads its database under a name that is
+    the same every night, and reads back the newest upload of each seed of its env, so a fault
+    found under one seed is replayed under every seed; the token reaches only the tox step."""
+    job = _jobs()["jobs"]["campaign"]
+    uploads = {s["with"]["name"]: s for s in job["steps"] if "upload-artifact" in s.get("uses", "")}
+    database = uploads["examples-${{ matrix.env }}-seed${{ matrix.seed }}"]
+    assert database["if"] == "always()" and database["with"]["path"] == "${{ env.HESSDIFF_DATABASE }}"
+    assert job["env"]["HESSDIFF_DATABASE"].startswith(".hypothesis/") and database["with"]["include-hidden-files"]
+    read = [name.strip() for name in job["env"]["HESSDIFF_ARTIFACTS"].split(",")]
+    assert read == [f"examples-${{{{ matrix.env }}}}-seed{seed}" for seed in job["strategy"]["matrix"]["seed"]]
+    (with_token,) = [s for s in job["steps"] if "GITHUB_TOKEN" in s.get("env", {})]
+    assert with_token["env"]["GITHUB_TOKEN"] == "${{ github.token }}" and "tox -e" in with_token["run"]
+    tox = configparser.ConfigParser(interpolation=None)
+    tox.read(ROOT / "tox.ini")
+    section = next(s for s in tox.sections() if s.startswith("testenv:differential-{"))
+    assert {"GITHUB_REPOSITORY", "GITHUB_TOKEN"} <= set(tox[section]["pass_env"].split())
 
 
 def test_tox_version_envs_share_one_definition_and_their_own_report_folder() -> None:
