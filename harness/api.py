@@ -27,7 +27,7 @@ from hessdiff.harness.tolerance import tolerance_for
 from hessdiff.harness.verdicts import CaseResult, Verdict
 from hessdiff.harness.worker import isolate
 
-__all__ = ["CheckResult", "InputError", "check", "hessian"]
+__all__ = ["CheckResult", "InputError", "case_of", "check", "hessian"]
 
 DEFAULT_VARIANT = "jax:fwdrev"
 # Up to this many inputs a Hessian fits in a table cell; larger ones are listed below it.
@@ -170,14 +170,13 @@ def check(program: Program | str, x: Any, dtype: str = "float64",
         ProgramError: ``program`` is malformed text.
         InputError: ``x``, ``dtype`` or a variant name is not one hessdiff knows.
     """
-    point = _point(x, dtype)
-    program = _program(program, point)
+    case = case_of(program, x, dtype)
+    program, point = case.program, case.point
     chosen = _variants(variants)
     status = {v.backend.name: v.backend.availability() for v in chosen}
     unavailable = {v.name: status[v.backend.name].reason for v in chosen
                    if not status[v.backend.name].available}
     runnable = [v for v in chosen if v.name not in unavailable]
-    case = Case(program, point, dtype)
     if isolated:
         runners = isolate(runnable)
         try:
@@ -194,6 +193,19 @@ def check(program: Program | str, x: Any, dtype: str = "float64",
     )
     return CheckResult(program, point, dtype, oracle, dict(result.outcomes), tuple(result.verdicts),
                        unavailable, unjudged, result.note, tuple(v.name for v in chosen), result)
+
+
+def case_of(program: Program | str, x: Any, dtype: str = "float64") -> Case:
+    """The case ``check`` judges: ``program`` (or its text) at ``x`` rounded to ``dtype``.
+    Public so that a command judging one case its own way (``hessdiff baseline record
+    --entry``) reads a program and a point exactly as ``check`` does.
+
+    Raises:
+        ProgramError: ``program`` is malformed text.
+        InputError: ``x`` or ``dtype`` is not one hessdiff knows.
+    """
+    point = _point(x, dtype)
+    return Case(_program(program, point), point, dtype)
 
 
 def _point(x: Any, dtype: str) -> np.ndarray:

@@ -10,7 +10,9 @@ Only ``main`` turns outcomes into exit codes; nothing else here or in the librar
   ``report``: the HTML pages were written again.
   ``baseline check``: every entry that could run reproduces; ``baseline record``: written.
 - 1: ``run`` found failures not in the baseline; ``replay``: a finding still reproduces;
-  ``check``: some variant is judged wrong; ``baseline check``: some entry is fixed.
+  ``check``: some variant is judged wrong; ``baseline check``: some entry is fixed;
+  ``baseline record --entry``: the case does not show the entry's fault (one line says
+  what the variant did instead; nothing written).
 - 2: bad input (unknown command, bad flag, unknown backend, bad budget, unreadable
   finding file or report folder, a folder to write (``--out``, ``--resume``, ``--cache``,
   a report folder) that cannot be written, missing framework, ``report`` without jinja2
@@ -32,7 +34,10 @@ import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn, TextIO
+from typing import TYPE_CHECKING, NoReturn, TextIO
+
+if TYPE_CHECKING:
+    from hessdiff.harness.baseline import Baseline
 
 __all__ = ["EXIT_INTERNAL", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "main"]
 
@@ -216,8 +221,15 @@ def _build_parser() -> _Parser:
     baseline = commands.add_parser("baseline", help="the known-issues baseline: replay its entries, record repros")
     actions = baseline.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser, required=True)
     bcheck = actions.add_parser("check", help="replay every entry's repro: reproduces / fixed / cannot run")
-    brecord = actions.add_parser("record", help="give each entry without a repro the smallest finding it matches")
-    brecord.add_argument("reports", nargs="+", metavar="FINDINGS.json", help="findings.json of runs (or report folders)")
+    brecord = actions.add_parser("record", help="record repros: each entry without one gets the smallest finding "
+                                 "of runs it matches, or one entry gets one case by hand (--entry)")
+    brecord.add_argument("reports", nargs="*", metavar="FINDINGS.json", help="findings.json of runs (or report folders)")
+    brecord.add_argument("--entry", metavar="SIGNATURE", help="the entry to give a hand repro, its signature as "
+                         "written; with --program and --at, judged in the entry's dtype (replaces its repro)")
+    brecord.add_argument("--program", metavar="TEXT", help="with --entry: the program, as 'hessdiff check' reads it")
+    brecord.add_argument("--at", metavar="X", help="with --entry: the point, comma-separated (--at=-1,2)")
+    brecord.add_argument("--variant", metavar="VARIANT",
+                         help="with --entry: the variant to run (default: the first installed one the entry covers)")
     for sub in (bcheck, brecord):
         sub.add_argument("--baseline", default="reports/baseline.json", metavar="FILE",
                          help="known-issues baseline (default reports/baseline.json)")
@@ -281,6 +293,10 @@ def _cmd_baseline(args: argparse.Namespace, out: TextIO) -> int:
         baseline = load_baseline(Path(args.baseline))
         if args.action == "check":
             return 1 if print_replays(replay_baseline(baseline), out) else EXIT_OK
+        if args.entry is not None or args.program is not None or args.at is not None:
+            return _record_by_hand(args, baseline, out)
+        if not args.reports:
+            raise _UsageError(f"{command}: error: give runs' findings (FINDINGS.json...) or --entry, --program, --at.")
         findings = []
         for report in args.reports:
             path = Path(report) / "findings.json" if Path(report).is_dir() else Path(report)
@@ -297,6 +313,40 @@ def _cmd_baseline(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+def _record_by_hand(args: argparse.Namespace, baseline: Baseline, out: TextIO) -> int:
+    from hessdiff.harness.api import InputError
+    from hessdiff.harness.baseline import write_baseline
+    from hessdiff.harness.baseline_record import ReproError, record_entry
+    from hessdiff.harness.ir import ProgramError
+
+    command = "hessdiff baseline record"
+    if args.reports or None in (args.entry, args.program, args.at):
+        raise _UsageError(f"{command}: error: a hand repro takes --entry, --program and --at together, "
+                          "and no FINDINGS.json.")
+    point = _point_arg(command, args.at)
+    try:
+        recorded, finding = record_entry(baseline, args.entry, args.program, point, args.variant)
+    except ReproError as exc:
+        print(f"not recorded: {_one_line(str(exc))}", file=out)
+        return 1
+    except (InputError, ProgramError) as exc:
+        raise _UsageError(f"{command}: error: {_one_line(str(exc))}") from None
+    try:
+        write_baseline(recorded, args.baseline)
+    except OSError as exc:
+        raise _UsageError(f"{command}: error: cannot write {args.baseline}: {exc.strerror or exc}") from None
+    print(f"recorded: {finding.signature} reproduces {args.entry}", file=out)
+    return EXIT_OK
+
+
+def _point_arg(command: str, text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise _UsageError(f"{command}: error: --at={text!r}, but it must be comma-separated numbers "
+                          "like 50,0.5.") from None
+
+
 def _cmd_replay(args: argparse.Namespace, out: TextIO) -> int:
     from hessdiff.harness.run import UsageError, replay
 
@@ -310,11 +360,7 @@ def _cmd_check(args: argparse.Namespace, out: TextIO) -> int:
     from hessdiff.harness.api import InputError, check
     from hessdiff.harness.ir import ProgramError
 
-    try:
-        point = [float(v) for v in args.at.split(",")]
-    except ValueError:
-        raise _UsageError(f"hessdiff check: error: --at={args.at!r}, but it must be comma-separated numbers "
-                          "like 50,0.5.") from None
+    point = _point_arg("hessdiff check", args.at)
     names = [v.strip() for v in args.variants.split(",") if v.strip()] if args.variants else None
     try:
         result = check(args.program, point, dtype=args.dtype, variants=names, isolated=True)

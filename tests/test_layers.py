@@ -108,6 +108,7 @@ LAYERS: Mapping[str, str] = {
     "hessdiff.harness.api": "front door",
     "hessdiff.harness.run": "front door",  # ``hessdiff run``/``replay``: campaign, then report
     "hessdiff.harness.baseline_replay": "front door",  # ``hessdiff baseline check``: every entry replayed
+    "hessdiff.harness.baseline_record": "front door",  # an entry's repro from one case, by hand
     # --- cli: argument parsing and exit codes.
     "hessdiff.harness.cli": "cli",
     "hessdiff.harness.__main__": "cli",
