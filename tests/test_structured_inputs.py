@@ -14,7 +14,8 @@ import sys
 import numpy as np
 import pytest
 
-from hessdiff.backends import all_backends, all_variants, campaign_variants, get_backend, get_variant, register
+from hessdiff.backends import (all_backends, all_variants, campaign_variants, get_backend, get_variant,
+                               register)
 from hessdiff.harness.findings import Kind
 from hessdiff.harness.ir import Program, const, op
 from hessdiff.harness.oracle import evaluate
@@ -62,7 +63,7 @@ def _params(sizes: tuple[int, ...] = SIZES, dtypes: tuple[str, ...] = ("float64"
     for backend, probe in STRUCTURED.items():
         marks = _available(backend)
         if backend == "equinox" and _equinox_0114():
-            marks.append(pytest.mark.skip(reason="equinox 0.11.4 cannot: test_equinox_0114_fails_on_a_module"))
+            marks.append(pytest.mark.skip(reason="equinox 0.11.4 raises: see test_equinox_0114_fails_on_a_module"))
         out += [pytest.param(backend, probe, n, dtype, marks=marks, id=f"{backend}-n{n}-{dtype}")
                 for n in sizes for dtype in dtypes]
     return out

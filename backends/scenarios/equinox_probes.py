@@ -286,9 +286,10 @@ PROBES = {
                                       filter_hessian_custom_jvp, relation="custom_rules", compiled=True),
     "params-module": Variant.calling("eqx.Module parameters: eqx.partition, ravel_pytree, jax.hessian",
                                      module_parameter_hessian, relation="parameters"),
-    "params-filter-hessian": Variant.calling("eqx.filter_hessian of an eqx.Module (nn.MLP / nn.Linear) itself",
-                                             module_filter_hessian, ravel_leaves, fill_leaves, matrix_of_blocks,
-                                             relation="parameters", batchable=True, campaign=True),
+    "params-filter-hessian": Variant.calling("eqx.filter_hessian of an eqx.Module (nn.MLP / nn.Linear)",
+                                             module_filter_hessian, ravel_leaves, fill_leaves,
+                                             matrix_of_blocks, relation="parameters", batchable=True,
+                                             campaign=True),
     "ode-diffrax-euler": Variant("jax.hessian of diffrax.diffeqsolve: Euler, ConstantStepSize, "
                                  f"{ODE_STEPS} steps",
                                  _needs_diffrax(lambda m, f: m.diffrax_euler_hessian(f)),

@@ -261,6 +261,7 @@ PROBES = {
     "ode-euler": Variant.calling(f"jax.hessian of a {ODE_STEPS}-step Euler Neural-ODE loss (jax.lax.fori_loop)",
                                  hessian_ode_euler, relation="neural_ode"),
     "params-pytree": Variant.calling("jax.hessian in a dict/tuple pytree of parameters, blocks assembled",
-                                     pytree_parameter_hessian, ravel_leaves, fill_leaves, matrix_of_blocks,
-                                     relation="parameters", batchable=True, campaign=True),
+                                     pytree_parameter_hessian, ravel_leaves, fill_leaves,
+                                     matrix_of_blocks, relation="parameters", batchable=True,
+                                     campaign=True),
 }
