@@ -63,7 +63,8 @@ def _params(sizes: tuple[int, ...] = SIZES, dtypes: tuple[str, ...] = ("float64"
     for backend, probe in STRUCTURED.items():
         marks = _available(backend)
         if backend == "equinox" and _equinox_0114():
-            marks.append(pytest.mark.skip(reason="equinox 0.11.4 raises: see test_equinox_0114_fails_on_a_module"))
+            why = "equinox 0.11.4 raises (test_equinox_0114_fails_on_a_module)"
+            marks.append(pytest.mark.skip(reason=why))
         out += [pytest.param(backend, probe, n, dtype, marks=marks, id=f"{backend}-n{n}-{dtype}")
                 for n in sizes for dtype in dtypes]
     return out
