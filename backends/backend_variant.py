@@ -146,11 +146,17 @@ def constants_read_by(helpers: tuple[Callable[..., Any], ...]) -> dict[str, Any]
     it from the value hessdiff ran with, so the two cannot differ. A constant is a global
     the helper (or a function nested in it) loads whose value is a Python literal: a
     number, string, or a tuple, list or dict of them. Functions and modules are not (a
-    helper imports its framework inside, and the helpers it calls are carried too).
+    helper imports its framework inside, and the helpers it calls are carried too), nor
+    the module's own dunders: a class defined in a helper loads ``__name__`` for its
+    ``__module__``, and a script that set ``__name__`` to the helper's module would give
+    the class a module ``sys.modules`` lacks; ``dataclasses`` (so an ``eqx.Module``) looks
+    it up for a postponed annotation without a module prefix (``sign: int``) and fails.
     """
     found: dict[str, Any] = {}
     for helper in helpers:
         for name in _globals_loaded(helper.__code__):
+            if name.startswith("__") and name.endswith("__"):
+                continue
             if name in helper.__globals__ and _is_literal(helper.__globals__[name]):
                 found[name] = helper.__globals__[name]
     return found

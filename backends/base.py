@@ -34,6 +34,7 @@ __all__ = [
     "Backend",
     "BackendUnavailable",
     "DTYPES",
+    "CAMPAIGN_RELATIONS",
     "PROBE_RELATIONS",
     "Unsupported",
 ]
@@ -78,6 +79,10 @@ PROBE_RELATIONS: tuple[str, ...] = (
     "neural_ode_adaptive",  # the same ODE's loss from an adaptive solver
     "compiled",  # the Hessian under the framework's compiler
 )
+# The relations whose probe computes the program's Hessian H itself (no diagonal, no
+# transformed loss): such a probe may also run in the campaign beside the backend's
+# variants (``Variant.campaign``), judged against the oracle's H like any variant.
+CAMPAIGN_RELATIONS: tuple[str, ...] = ("hvp", "vmap", "custom_rules", "parameters", "compiled")
 
 
 @dataclass(frozen=True)
@@ -97,6 +102,10 @@ class Variant:
             (``BackendVariant.hessians``); otherwise the points are looped.
         relation: for a probe (``Backend.probes``), the relation that checks it, one of
             ``PROBE_RELATIONS``; ``None`` for a campaign variant.
+        campaign: for a probe whose relation is one of ``CAMPAIGN_RELATIONS``, that
+            ``hessdiff run`` also runs it beside the backend's variants
+            (``registry.campaign_variants``): a way of reaching H cheap enough to check on
+            every generated program, such as a Hessian in a structured input.
     """
 
     description: str
@@ -106,15 +115,17 @@ class Variant:
     compiled: bool = False
     batchable: bool = False
     relation: str | None = None
+    campaign: bool = False
 
     @classmethod
     def calling(cls, description: str, helper: Callable[..., Any], *more: Callable[..., Any],
-                compiled: bool = False, batchable: bool = False, relation: str | None = None) -> Variant:
+                compiled: bool = False, batchable: bool = False, relation: str | None = None,
+                campaign: bool = False) -> Variant:
         """The variant whose Hessian function is ``helper(f)``: a module-level function
         the backend (and an emitted script) carries, with the helpers it calls in turn."""
         name = helper.__name__
         return cls(description, lambda m, f: getattr(m, name)(f), (*more, helper),
-                   compiled=compiled, batchable=batchable, relation=relation)
+                   compiled=compiled, batchable=batchable, relation=relation, campaign=campaign)
 
 
 class Backend(ABC):

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hessdiff.backends.backend_variant import BackendVariant
-from hessdiff.backends.base import PROBE_RELATIONS, Backend, Variant
+from hessdiff.backends.base import CAMPAIGN_RELATIONS, PROBE_RELATIONS, Backend, Variant
 from hessdiff.backends.lowering import Absent
 from hessdiff.harness.ops import CATALOGUE
 
@@ -38,6 +38,7 @@ __all__ = [
     "all_backends",
     "all_variants",
     "broken_plugins",
+    "campaign_variants",
     "framework_of",
     "get_backend",
     "get_variant",
@@ -151,7 +152,7 @@ def check_backend(backend: Backend) -> None:
                 raise RegistryError(f"{where}: {kind} {variant!r} is not a valid name.")
             if not isinstance(spec, Variant):
                 raise RegistryError(f"{where}: {kind} {variant!r} is {spec!r}, not a Variant.")
-            for flag in ("compiled", "batchable"):
+            for flag in ("compiled", "batchable", "campaign"):
                 if not isinstance(getattr(spec, flag), bool):
                     raise RegistryError(f"{where}: {kind} {variant!r} has {flag}={getattr(spec, flag)!r}, "
                                         "but it must be True or False.")
@@ -162,12 +163,19 @@ def check_backend(backend: Backend) -> None:
         if spec.relation is not None:
             raise RegistryError(f"{where}: variant {variant!r} declares relation={spec.relation!r}, but only "
                                 "a probe (Backend.probes) declares one.")
+        if spec.campaign:
+            raise RegistryError(f"{where}: variant {variant!r} declares campaign=True, but only a probe "
+                                "(Backend.probes) declares it: a variant runs in the campaign anyway.")
     for probe, spec in probes.items():
         if probe in backend.variants:
             raise RegistryError(f"{where}: probe {probe!r} has the name of a variant.")
         if spec.relation not in PROBE_RELATIONS:
             raise RegistryError(f"{where}: backend {name!r}'s probe {probe!r} declares relation="
                                 f"{spec.relation!r}, but it must be one of {PROBE_RELATIONS}.")
+        if spec.campaign and spec.relation not in CAMPAIGN_RELATIONS:
+            raise RegistryError(f"{where}: probe {probe!r} declares campaign=True with relation="
+                                f"{spec.relation!r}, but only a probe of {CAMPAIGN_RELATIONS} computes H "
+                                "itself, as the campaign judges it.")
     if "const" not in backend.lowerings or isinstance(backend.lowerings["const"], Absent):
         raise RegistryError(f"{where}: the lowering table needs a 'const' entry.")
     missing_ops = sorted(set(CATALOGUE) - set(backend.lowerings))
@@ -330,4 +338,19 @@ def all_variants(backends: list[str] | None = None) -> list[BackendVariant]:
             out.append(get_variant(spec))
         else:
             out.extend(BackendVariant(backend, v) for v in backend.variants)
+    return out
+
+
+def campaign_variants(backends: list[str] | None = None) -> list[BackendVariant]:
+    """What ``hessdiff run`` checks: ``all_variants``, and for each backend named whole
+    (``"jax"``, or every backend by default) its probes declared ``campaign=True`` after
+    its variants. A probe named alone (``"jax:params-pytree"``) runs as well."""
+    _load()
+    out: list[BackendVariant] = []
+    for spec in backends if backends is not None else list(_BACKENDS):
+        out.extend(all_variants([spec]))
+        name, _, variant = spec.partition(":")
+        if not variant:
+            backend = get_backend(name)
+            out.extend(BackendVariant(backend, p) for p, probe in backend.probes().items() if probe.campaign)
     return out

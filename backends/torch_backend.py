@@ -305,7 +305,11 @@ class TorchBackend(Backend):
         return None
 
     def batched(self, m: Any, hessian: Any) -> Any:
-        return m.torch.func.vmap(hessian)
+        """``torch.func.vmap(hessian, randomness="same")``. No program draws random numbers,
+        but a probe builds its ``nn.Module`` inside the Hessian function, and the module's
+        random initialisation (replaced by the point through functional_call) is an error
+        under vmap's default randomness="error"."""
+        return m.torch.func.vmap(hessian, randomness="same")
 
     def probes(self) -> Mapping[str, Variant]:
         """The relations' probes: ``hessdiff.backends.scenarios.torch_probes``."""

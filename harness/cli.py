@@ -373,7 +373,7 @@ def _cmd_check(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _cmd_backends(args: argparse.Namespace, out: TextIO) -> int:
-    from hessdiff.backends import all_backends
+    from hessdiff.backends import all_backends, campaign_variants
     from hessdiff.backends.registry import broken_plugins
 
     rows = []
@@ -383,8 +383,9 @@ def _cmd_backends(args: argparse.Namespace, out: TextIO) -> int:
             state = f"available (warned: {status.reason})" if status.reason else "available"
         else:
             state = f"unavailable: {status.reason}"
-        for name, variant in backend.variants.items():
-            rows.append([backend.name, name, variant.description, status.version or "-", state])
+        # The variants, then the probes ``hessdiff run`` checks beside them (campaign=True).
+        for variant in campaign_variants([backend.name]):
+            rows.append([backend.name, variant.variant, variant.description, status.version or "-", state])
     for broken in broken_plugins():  # listed, not fatal: the other backends still work
         source = broken.source
         where = f"plugin from {source.distribution} ({source.value})" if source.distribution else f"plugin ({source.value})"

@@ -34,7 +34,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from hessdiff.backends import BackendVariant, all_backends, all_variants
+from hessdiff.backends import BackendVariant, all_backends, campaign_variants
 from hessdiff.backends.registry import broken_plugins
 from hessdiff.harness.baseline import Baseline, load_baseline
 from hessdiff.harness.bounds import with_bounds
@@ -69,14 +69,16 @@ def parse_budget(text: str) -> float:
 
 
 def select_variants(spec: str | None, *, err: TextIO = sys.stderr) -> list[BackendVariant]:
-    """The variants named by ``--backends`` (all available ones by default).
+    """The variants named by ``--backends`` (all available ones by default), with the
+    probes each whole backend runs in the campaign (``registry.campaign_variants``: the
+    Hessians in structured inputs, ``equinox:params-filter-hessian`` and the like).
 
     A named backend that is not installed, or is a broken plugin, is an error; with no
     ``--backends``, missing frameworks and broken plugins are skipped with one line each.
     """
     names = [s.strip() for s in spec.split(",") if s.strip()] if spec else None
     try:
-        variants = all_variants(names)
+        variants = campaign_variants(names)
     except KeyError as exc:
         raise UsageError(str(exc.args[0])) from None
     if names is None:

@@ -7,7 +7,10 @@ checks them through each backend's probes, backends/scenarios/):
   with None tangents, torch.autograd.Function with jvp, mx.custom_function), also in a
   loop, under jit and with respect to a tuple of arguments;
 - a model's parameter Hessian through its parameter tree (eqx.partition + ravel_pytree,
-  torch.func.functional_call, mlx.nn.Module.update) on an MLP loss in its parameters;
+  torch.func.functional_call, mlx.nn.Module.update) on an MLP loss in its parameters, and
+  in the structured input itself (jax.hessian of a dict/tuple pytree, eqx.filter_hessian
+  of an eqx.Module, torch.func.hessian over a parameter dict, mx.grad over an
+  mlx.nn.Module's parameter tree), its blocks compared with the flattened parameters' H;
 - a Neural ODE: the parameter Hessian of a fixed-step Euler solve (a loop written in each
   framework, and diffrax.Euler with a constant step), against the same solve as a program
   for the oracle; of an adaptive diffrax solve (Tsit5, PID controller), against the exact
@@ -114,7 +117,7 @@ def test_custom_rules(backend: str, case: Case, baseline, report_dir) -> None:
 @given(case=parameter_losses())
 def test_parameter_hessians(backend: str, case: Case, baseline, report_dir) -> None:
     if not probes_for(_backend(backend), "parameters"):
-        pytest.skip(f"{backend} has no parameter-tree probe (jax's is the equinox backend's)")
+        pytest.skip(f"{backend} has no parameter-tree probe")
     result = check("parameters", case, _backend(backend))
     assert_no_new_findings(result.findings, baseline, report_dir / f"params-{backend}")
 

@@ -10,6 +10,7 @@ from typing import final
 
 from hessdiff.backends import Variant
 from hessdiff.backends.jax_backend import JAX_LOWERINGS, JaxBackend
+from hessdiff.backends.scenarios.jax_probes import fill_leaves, ravel_leaves
 
 
 def hessian_or_gradient(f):
@@ -157,6 +158,26 @@ def module_parameter_hessian_combine_swapped(f):
     return hessian
 
 
+def pytree_hessian_in_insertion_order(f):
+    """The block-assembly pitfall of a structured input: jax.hessian in ``{"w", "b"}``
+    (as jax_probes.pytree_parameter_hessian) with the blocks laid out in the dict's
+    insertion order (w, b), while the loss reads the leaves in the tree's order (b, w:
+    keys sorted). The result is P H P^T for a permutation P, right only where H is
+    invariant under it. For n >= 2."""
+    import jax
+    import jax.numpy as jnp
+
+    def hessian(x):
+        n = x.shape[0]
+        params = fill_leaves({"w": jnp.zeros((1, n - 1), x.dtype), "b": (jnp.zeros((), x.dtype),)}, x)
+        blocks = jax.hessian(lambda p: f(ravel_leaves(p)))(params)
+        w, b = blocks["w"], blocks["b"][0]
+        return jnp.block([[w["w"].reshape(n - 1, n - 1), w["b"][0].reshape(n - 1, 1)],
+                          [b["w"].reshape(1, n - 1), b["b"][0].reshape(1, 1)]])
+
+    return hessian
+
+
 def ode_euler_frozen_field(f):
     """A broken Neural-ODE solve: the vector field sees ``stop_gradient(theta)`` after the
     first step, so only one step is differentiated."""
@@ -185,6 +206,9 @@ RELATION_PROBES = {
     "params-combine-swapped": Variant.calling("eqx.combine(model, params): the parameters are ignored",
                                               module_parameter_hessian_combine_swapped,
                                               relation="parameters"),
+    "params-pytree-insertion-order": Variant.calling("jax.hessian in a dict, blocks in insertion order",
+                                                     pytree_hessian_in_insertion_order, ravel_leaves,
+                                                     fill_leaves, relation="parameters"),
     "ode-frozen-field": Variant.calling("an Euler solve differentiated through its first step only",
                                         ode_euler_frozen_field, relation="neural_ode"),
 }

@@ -182,6 +182,15 @@ def test_every_ode_probe_reads_the_problem_from_its_one_definition() -> None:
         assert read and read.items() <= vars(ode_problem).items(), (probe.name, read)
 
 
+def test_a_reproducer_does_not_set_the_module_s_dunders() -> None:
+    """A class defined in a helper reads ``__name__`` (for its ``__module__``); a script
+    that set it to the probe's module would break such a class (an ``eqx.Module`` is a
+    dataclass, which looks its module up for an annotation like ``sign: int``)."""
+    variant = get_variant("equinox:params-module")
+    assert not [name for name in constants_read_by(variant.spec.helpers) if name.startswith("__")]
+    assert "\n__name__ = " not in variant.source(SMOOTH, POINT)
+
+
 @pytest.mark.parametrize("name", ["jax:ode-euler", "equinox:adaptive-ode-tsit5"])
 def test_an_ode_reproducer_defines_the_problem_constants_it_reads(name: str) -> None:
     source = get_variant(name).source(SMOOTH, POINT)

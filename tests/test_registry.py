@@ -183,6 +183,21 @@ def _broken(planted: type[Backend], **overrides: Any) -> Backend:
             id="probe-compiled-not-bool",
         ),
         pytest.param(
+            {"variants": {"v": Variant("x", _IDENTITY, campaign=True)}},
+            r"variant 'v' declares campaign=True, but only a probe \(Backend.probes\) declares it",
+            id="variant-with-campaign",
+        ),
+        pytest.param(
+            {"probes": _probes(p=Variant("x", _IDENTITY, relation="laplacian", campaign=True))},
+            r"probe 'p' declares campaign=True with relation='laplacian', but only a probe of \('hvp', ",
+            id="campaign-probe-not-of-h",
+        ),
+        pytest.param(
+            {"probes": _probes(p=Variant("x", _IDENTITY, relation="hvp", campaign="yes"))},
+            r"probe 'p' has campaign='yes', but it must be True or False",
+            id="probe-campaign-not-bool",
+        ),
+        pytest.param(
             {"probes": _probes(only=Variant("x", _IDENTITY, relation="hvp"))},
             r"probe 'only' has the name of a variant",
             id="probe-named-as-variant",

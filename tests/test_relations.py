@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hessdiff.backends import PROBE_RELATIONS, all_backends, get_backend, get_variant, register
+from hessdiff.backends import CAMPAIGN_RELATIONS, PROBE_RELATIONS, all_backends, get_backend, get_variant, register
 from hessdiff.harness.findings import Kind
 from hessdiff.harness.ir import Program, const, op
 from hessdiff.harness import probe_relations
@@ -157,6 +157,14 @@ def test_every_relation_a_probe_may_declare_has_a_check() -> None:
     """backends.PROBE_RELATIONS (what registration accepts) and the checks here are one set."""
     assert tuple(probe_relations.PROBE_RELATIONS) == PROBE_RELATIONS
     assert set(PROBE_RELATIONS) <= set(RELATIONS)
+
+
+def test_a_probe_the_campaign_may_run_computes_h_itself() -> None:
+    """backends.CAMPAIGN_RELATIONS are exactly the probe relations judged against the
+    oracle's full H of the program untransformed, as the campaign judges a variant."""
+    plain = {name for name, relation in probe_relations.PROBE_RELATIONS.items()
+             if relation.target == "hessian" and relation.transform is None and relation.solver_tolerance is None}
+    assert set(CAMPAIGN_RELATIONS) == plain
 
 
 def test_a_probe_is_checked_by_the_relation_it_declares_whatever_its_name(plantedrel) -> None:

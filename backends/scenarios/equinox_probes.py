@@ -1,6 +1,6 @@
 """Equinox probes (see ``hessdiff.backends.scenarios``): filtered HVPs, the PINN Laplacian with
-filter_vmap, filter_custom_jvp, the parameter Hessian of an ``eqx.Module``, and Neural-ODE
-losses solved by diffrax.
+filter_vmap, filter_custom_jvp, the parameter Hessian of an ``eqx.Module`` (flattened first,
+and eqx.filter_hessian of the Module itself), and Neural-ODE losses solved by diffrax.
 
 diffrax is an Equinox library (its solvers, terms and controllers are ``eqx.Module``s,
 its loops Equinox's), so its solves are probed here, through the equinox backend. It is
@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hessdiff.backends.base import Unsupported, Variant
+from hessdiff.backends.scenarios.jax_probes import fill_leaves, matrix_of_blocks, ravel_leaves
 from hessdiff.backends.scenarios.ode_problem import ADAPTIVE_ODE_MAX_STEPS, ADAPTIVE_ODE_TOLERANCE, ODE_STEPS
 
 __all__ = ["PROBES"]
@@ -157,6 +158,51 @@ def module_parameter_hessian(f):
     return hessian
 
 
+def module_filter_hessian(f):
+    """eqx.filter_hessian applied to an ``eqx.Module`` itself: a pytree of pytrees back.
+
+    The model holds an ``eqx.nn.MLP`` (in_size n - 3, width 1, depth 1, "scalar" out: its
+    two Linear layers' weights and biases, n parameters) for n >= 4, else an
+    ``eqx.nn.Linear`` to a "scalar" (weight (1, n - 1) and bias, or a (1, 1) weight without
+    bias for n = 1), beside non-array fields: an activation function and an int (and the
+    layers' own: activations, sizes, flags). The layer is built as a user builds it
+    (random init), then its arrays are set to ``x`` with eqx.partition / eqx.combine. The
+    loss is f of ``ravel_leaves`` of the model's arrays, in the Module's field order
+    (for the MLP: layers[0].weight, layers[0].bias, layers[1].weight, layers[1].bias).
+
+    filter_hessian must differentiate the floating arrays only, treat the functions and
+    ints as static, and return the model's structure of model-shaped blocks with ``None``
+    at the non-array fields; ``matrix_of_blocks`` assembles it. Equinox 0.11.4 cannot:
+    its filter_jacfwd combines the Jacobian with a ``None`` static output and raises
+    "Custom node type mismatch" for any pytree input (equinox#741; PR #734 fixed it).
+    """
+    import equinox as eqx
+    import jax
+    import jax.numpy as jnp
+
+    class Model(eqx.Module):
+        layer: eqx.Module
+        activation: object
+        sign: int
+
+        def __call__(self):
+            return self.sign * f(ravel_leaves(eqx.filter(self, eqx.is_inexact_array)))
+
+    def hessian(x):
+        n = x.shape[0]
+        key = jax.random.PRNGKey(0)
+        if n >= 4:
+            layer = eqx.nn.MLP(n - 3, "scalar", 1, 1, activation=jnp.tanh, key=key)
+        else:
+            layer = eqx.nn.Linear(max(n - 1, 1), "scalar", use_bias=n > 1, key=key)
+        params, static = eqx.partition(Model(layer, jax.nn.relu, 1), eqx.is_inexact_array)
+        params = fill_leaves(params, x)
+        model = eqx.combine(params, static)
+        return matrix_of_blocks(eqx.filter_hessian(lambda m: m())(model), params)
+
+    return hessian
+
+
 def diffrax_euler_hessian(f):
     """The Euler Neural-ODE loss of ``jax_probes.hessian_ode_euler`` through diffrax:
     dy/dt = -f(theta) y, y(0) = 1, diffrax.Euler with ConstantStepSize dt0 = 1/ODE_STEPS on
@@ -240,6 +286,10 @@ PROBES = {
                                       filter_hessian_custom_jvp, relation="custom_rules", compiled=True),
     "params-module": Variant.calling("eqx.Module parameters: eqx.partition, ravel_pytree, jax.hessian",
                                      module_parameter_hessian, relation="parameters"),
+    "params-filter-hessian": Variant.calling("eqx.filter_hessian of an eqx.Module (nn.MLP / nn.Linear)",
+                                             module_filter_hessian, ravel_leaves, fill_leaves,
+                                             matrix_of_blocks, relation="parameters", batchable=True,
+                                             campaign=True),
     "ode-diffrax-euler": Variant("jax.hessian of diffrax.diffeqsolve: Euler, ConstantStepSize, "
                                  f"{ODE_STEPS} steps",
                                  _needs_diffrax(lambda m, f: m.diffrax_euler_hessian(f)),

@@ -1,5 +1,5 @@
 """JAX probes (see ``hessdiff.backends.scenarios``): HVPs, the PINN Laplacian, vmap, custom_jvp,
-a fixed-step Neural-ODE loss."""
+a fixed-step Neural-ODE loss, the Hessian in a dict/tuple pytree of parameters."""
 
 from __future__ import annotations
 
@@ -158,6 +158,88 @@ def hessian_ode_euler(f):
     return jax.hessian(loss)
 
 
+def ravel_leaves(tree):
+    """The leaves of ``tree`` raveled and concatenated in ``jax.tree_util`` order: dict keys
+    sorted, tuple items and ``eqx.Module`` fields in order, ``None`` no leaf. A structured
+    loss evaluates the program on this vector, and its Hessian's blocks are assembled in
+    the same order (``matrix_of_blocks``), so it is the Hessian of f at that vector."""
+    import jax
+    import jax.numpy as jnp
+
+    return jnp.concatenate([jnp.ravel(leaf) for leaf in jax.tree_util.tree_leaves(tree)])
+
+
+def fill_leaves(tree, x):
+    """``tree`` with its leaves replaced by consecutive slices of the flat ``x``, each shaped
+    like the leaf it replaces: the inverse of ``ravel_leaves``."""
+    import math
+
+    import jax
+
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    filled, start = [], 0
+    for leaf in leaves:
+        size = math.prod(leaf.shape)
+        filled.append(x[start:start + size].reshape(leaf.shape))
+        start += size
+    return jax.tree_util.tree_unflatten(treedef, filled)
+
+
+def matrix_of_blocks(blocks, params):
+    """The (n, n) matrix of a Hessian returned as a pytree of pytrees.
+
+    ``jax.hessian`` (and ``eqx.filter_hessian``) of a loss in the pytree ``params`` returns
+    ``params``' structure whose leaf i holds ``params``' structure again, whose leaf j is
+    the block d2L / dp_i dp_j of shape p_i.shape + p_j.shape. The blocks are laid out in
+    ``params``' leaf order, the order of ``ravel_leaves``. Where ``params`` has ``None``
+    (an Equinox Module's non-array fields, filtered out) the Hessian has ``None`` too; a
+    ``None`` row or block of an array leaf (a symbolic zero) is a zero block.
+    """
+    import math
+
+    import jax
+    import jax.numpy as jnp
+
+    leaves, treedef = jax.tree_util.tree_flatten(params)
+    sizes = [math.prod(leaf.shape) for leaf in leaves]
+    dtype = leaves[0].dtype
+    rows = []
+    for row, rows_i in zip(treedef.flatten_up_to(blocks), sizes):
+        cells = [None] * len(leaves) if row is None else treedef.flatten_up_to(row)
+        rows.append(jnp.concatenate([
+            jnp.zeros((rows_i, cols_j), dtype) if cell is None else jnp.reshape(cell, (rows_i, cols_j))
+            for cell, cols_j in zip(cells, sizes)
+        ], axis=1))
+    return jnp.concatenate(rows, axis=0)
+
+
+def pytree_parameter_hessian(f):
+    """jax.hessian of a loss in a dict/tuple pytree of parameters, not a flat vector.
+
+    The parameters are ``{"w": (1, n - 1) matrix, "b": (scalar,)}`` (for n = 1,
+    ``{"w": (1, 1), "b": ()}``: an empty tuple, a node without leaves); the loss is f
+    of ``ravel_leaves(params)``, whose order is the tree's (``"b"`` before ``"w"``: dict
+    keys are sorted). jax.hessian returns a dict of dicts of blocks, with tuples inside,
+    assembled by ``matrix_of_blocks``. This exercises jax.hessian's own pytree handling
+    (flattening, the per-leaf basis, unflattening into nested trees), which a Hessian
+    in a flat vector (``ravel_pytree`` first) never reaches.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    def loss(params):
+        return f(ravel_leaves(params))
+
+    def hessian(x):
+        n = x.shape[0]
+        layout = {"w": jnp.zeros((1, max(n - 1, 1)), x.dtype),
+                  "b": (jnp.zeros((), x.dtype),) if n > 1 else ()}
+        params = fill_leaves(layout, x)
+        return matrix_of_blocks(jax.hessian(loss)(params), params)
+
+    return hessian
+
+
 PROBES = {
     "hvp-jvp-grad": Variant.calling("jax.jvp(jax.grad(f), (x,), (v,)) for each basis v: HVP columns",
                                     hessian_by_jvp_of_grad, relation="hvp"),
@@ -178,4 +260,8 @@ PROBES = {
                                           hessian_custom_jvp_argnums, custom_jvp_of, relation="custom_rules"),
     "ode-euler": Variant.calling(f"jax.hessian of a {ODE_STEPS}-step Euler Neural-ODE loss (jax.lax.fori_loop)",
                                  hessian_ode_euler, relation="neural_ode"),
+    "params-pytree": Variant.calling("jax.hessian in a dict/tuple pytree of parameters, blocks assembled",
+                                     pytree_parameter_hessian, ravel_leaves, fill_leaves,
+                                     matrix_of_blocks, relation="parameters", batchable=True,
+                                     campaign=True),
 }

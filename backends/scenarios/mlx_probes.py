@@ -1,5 +1,6 @@
 """MLX probes (see ``hessdiff.backends.scenarios``): the PINN Laplacian, vmap, mx.custom_function,
-an mlx.nn.Module's parameter Hessian, a fixed-step Neural-ODE loss.
+an mlx.nn.Module's parameter Hessian (in a flat vector, and in its parameter tree), a
+fixed-step Neural-ODE loss.
 
 MLX's HVPs (``mx.jvp``/``mx.vjp`` of ``mx.grad``) are its campaign variants already.
 """
@@ -108,6 +109,64 @@ def module_parameter_hessian(f):
     return hessian
 
 
+def module_tree_hessian(f):
+    """The Hessian of an mlx.nn.Module's loss in its parameter tree, the MLX way.
+
+    The model holds an ``nn.Linear(n - 1, 1)`` (weight (1, n - 1) and bias; for n = 1,
+    ``nn.Linear(1, 1, bias=False)``), beside non-parameter attributes (an activation
+    function, an int). Its parameters are the nested dict ``model.parameters()``
+    (``{"layer": {"weight": ..., "bias": ...}}``), filled from ``x`` in
+    ``mlx.utils.tree_flatten`` order; the loss is f of them raveled and concatenated in
+    that order. The gradient is ``nn.value_and_grad(model, loss)``, as MLX training code
+    takes it (it differentiates ``model.trainable_parameters()`` after ``model.update``);
+    column j of H is ``mx.grad`` over the parameter tree of <gradient, e_j>, with e_j a
+    tree of the same structure: reverse over reverse, both through MLX's tree handling.
+    """
+    import math
+
+    import mlx.core as mx
+    import mlx.nn as nn
+    from mlx.utils import tree_flatten, tree_unflatten
+
+    class Model(nn.Module):
+        def __init__(self, n):
+            super().__init__()
+            self.layer = nn.Linear(max(n - 1, 1), 1, bias=n > 1)
+            self.activation = nn.tanh
+            self.sign = 1
+
+        def __call__(self):
+            leaves = [p.reshape(-1) for _, p in tree_flatten(self.parameters())]
+            return self.sign * f(mx.concatenate(leaves))
+
+    def tree_of(vector, shapes):
+        """The flat ``vector`` as a parameter tree with the leaves ``shapes`` (name -> shape)."""
+        leaves, start = [], 0
+        for name, shape in shapes.items():
+            leaves.append((name, vector[start:start + math.prod(shape)].reshape(shape)))
+            start += math.prod(shape)
+        return tree_unflatten(leaves)
+
+    def hessian(x):
+        model = Model(x.shape[0])
+        shapes = {name: p.shape for name, p in tree_flatten(model.parameters())}
+        params = tree_of(x, shapes)
+
+        def directional(params, direction):
+            model.update(params)
+            _, grads = nn.value_and_grad(model, model)()
+            return sum((g * d).sum() for (_, g), (_, d) in zip(tree_flatten(grads), tree_flatten(direction)))
+
+        basis = mx.eye(x.shape[0], dtype=x.dtype)
+        columns = []
+        for j in range(x.shape[0]):
+            column = mx.grad(directional)(params, tree_of(basis[j], shapes))
+            columns.append(mx.concatenate([c.reshape(-1) for _, c in tree_flatten(column)]))
+        return mx.stack(columns, axis=1)
+
+    return hessian
+
+
 def hessian_ode_euler(f):
     """A Neural-ODE loss: dy/dt = -f(theta) y, y(0) = 1, ODE_STEPS Euler steps (Python
     loop) on [0, 1]; the reverse-over-reverse Hessian of y(1) in theta."""
@@ -140,6 +199,8 @@ PROBES = {
                                             relation="custom_rules", compiled=True),
     "params-module": Variant.calling("mlx.nn.Module parameters via model.update, reverse-over-reverse",
                                      module_parameter_hessian, hessian_revrev, relation="parameters"),
+    "params-tree": Variant.calling("mlx.nn.Module parameter tree: mx.grad over nn.value_and_grad",
+                                   module_tree_hessian, relation="parameters", batchable=True, campaign=True),
     "ode-euler": Variant.calling(f"reverse-over-reverse Hessian of a {ODE_STEPS}-step Euler Neural-ODE loss",
                                  hessian_ode_euler, hessian_revrev, relation="neural_ode"),
 }

@@ -1,6 +1,6 @@
 """PyTorch probes (see ``hessdiff.backends.scenarios``): torch.func and torch.autograd HVPs, the
-PINN Laplacian on the tape, vmap, torch.compile, torch.autograd.Function, functional_call,
-a fixed-step Neural-ODE loss."""
+PINN Laplacian on the tape, vmap, torch.compile, torch.autograd.Function, functional_call (in
+a flat vector, and in a parameter dict), a fixed-step Neural-ODE loss."""
 
 from __future__ import annotations
 
@@ -219,6 +219,51 @@ def functional_call_parameter_hessian(f):
     return hessian
 
 
+def parameter_dict_hessian(f):
+    """torch.func.hessian over a parameter dict through torch.func.functional_call.
+
+    The model is an ``nn.Module`` holding an ``nn.Linear(n - 1, 1)`` (weight (1, n - 1)
+    and bias; for n = 1, ``nn.Linear(1, 1, bias=False)``), a parameterless submodule
+    (``nn.Tanh``) and an int attribute. ``params`` is the dict
+    ``{"layer.weight": ..., "layer.bias": ...}`` in ``named_parameters()`` order, filled
+    from ``x``; its forward reads ``self.layer.weight`` and ``self.layer.bias`` and returns
+    f of them raveled and concatenated in that order. torch.func.hessian returns a dict of
+    dicts of blocks (d2L / dp_a dp_b of shape p_a.shape + p_b.shape), assembled in the
+    same order. This exercises functional_call's parameter swapping and torch.func's
+    dict-of-tensors handling at second order, which a flat vector split by hand does not.
+    """
+    import math
+
+    import torch
+
+    class Model(torch.nn.Module):
+        def __init__(self, n):
+            super().__init__()
+            self.layer = torch.nn.Linear(max(n - 1, 1), 1, bias=n > 1)
+            self.activation = torch.nn.Tanh()
+            self.sign = 1
+
+        def forward(self):
+            parts = [self.layer.weight.reshape(-1)]
+            if self.layer.bias is not None:
+                parts.append(self.layer.bias.reshape(-1))
+            return self.sign * f(torch.cat(parts))
+
+    def hessian(x):
+        model = Model(x.shape[0])
+        shapes = {name: p.shape for name, p in model.named_parameters()}
+        params, start = {}, 0
+        for name, shape in shapes.items():
+            params[name] = x[start:start + math.prod(shape)].reshape(shape)
+            start += math.prod(shape)
+        blocks = torch.func.hessian(lambda p: torch.func.functional_call(model, p, ()))(params)
+        sizes = {name: math.prod(shape) for name, shape in shapes.items()}
+        return torch.cat([torch.cat([blocks[a][b].reshape(sizes[a], sizes[b]) for b in shapes], dim=1)
+                          for a in shapes], dim=0)
+
+    return hessian
+
+
 def func_hessian_ode_euler(f):
     """A Neural-ODE loss: dy/dt = -f(theta) y, y(0) = 1, ODE_STEPS Euler steps (Python
     loop) on [0, 1]; torch.func.hessian of y(1) in theta."""
@@ -262,6 +307,9 @@ PROBES = {
                                                relation="custom_rules"),
     "params-functional-call": Variant.calling("torch.func.functional_call parameters, torch.func.hessian",
                                               functional_call_parameter_hessian, relation="parameters"),
+    "params-dict": Variant.calling("torch.func.hessian over a functional_call parameter dict of nn.Linear",
+                                   parameter_dict_hessian, relation="parameters", batchable=True,
+                                   campaign=True),
     "ode-euler": Variant.calling(f"torch.func.hessian of a {ODE_STEPS}-step Euler Neural-ODE loss (Python loop)",
                                  func_hessian_ode_euler, relation="neural_ode"),
 }
