@@ -203,7 +203,8 @@ def _entry(path: Path, i: int, raw: Any) -> BaselineEntry:
         if not isinstance(value, str):
             raise BaselineError(f"{where}: {name}={value!r}, but it must be a string.")
     parts = signature.split("|")
-    if len(parts) not in (4, 5) or not all(parts):
+    # Every part but the ops may not be empty: a program whose output is a constant has none.
+    if len(parts) not in (4, 5) or not all(parts[:3] + parts[4:]):
         raise BaselineError(
             f"{where}: signature={signature!r}, but it must be 'variant|kind|dtype|ops' or "
             "'variant|kind|dtype|ops|rule @ region' (copy it from findings.json)."

@@ -124,6 +124,7 @@ def test_load_round_trips(tmp_path: Path) -> None:
     ({"entries": ["x"]}, "entry 0 must be an object"),
     ({"entries": [{"signature": 3}]}, "signature=3"),
     ({"entries": [{"signature": "jax:fwdrev|wrong_value|float64"}]}, "variant|kind|dtype|ops"),
+    ({"entries": [{"signature": "jax:fwdrev||float64|relu"}]}, "variant|kind|dtype|ops"),
     ({"entries": [{"signature": "*:fwdrev|wrong_value|float64|relu"}]}, "only in the variant name"),
     ({"entries": [{"signature": "jax:fwdrev|wrong_*|float64|relu"}]}, "only in the variant name"),
     ({"entries": [{"signature": "jax:fwdrev|wrong|float64|relu"}]}, "kind 'wrong'"),
@@ -143,6 +144,14 @@ def test_malformed_baseline_is_one_clear_line(tmp_path: Path, data: Any, message
     assert message in text
     assert str(path) in text
     assert "\n" not in text
+
+
+def test_a_program_without_ops_has_an_empty_ops_part_and_an_entry_may_name_it(tmp_path: Path) -> None:
+    """f(x) = 0.0 has no op: its finding's signature is ``variant|crash|float32||composition``."""
+    path = _write(tmp_path, {"entries": [{"signature": "equinox:*|crash|float32||composition"}]})
+    baseline = load_baseline(path)
+    assert baseline.entry_for("equinox:filter_hessian|crash|float32||composition") is not None
+    assert baseline.entry_for("equinox:filter_hessian|crash|float32|sum|composition") is None
 
 
 def test_a_variant_pattern_covers_every_variant_of_a_backend() -> None:
