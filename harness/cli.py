@@ -321,7 +321,7 @@ def _cmd_ops(args: argparse.Namespace, out: TextIO) -> int:
     for spec in CATALOGUE.values():
         row = [spec.name, spec.group]
         for backend in backends:
-            lowering = backend.lowerings.get(spec.name)
+            lowering = backend.installed_lowerings().get(spec.name)
             if lowering is None:
                 row.append("missing")
             elif isinstance(lowering, Absent):
