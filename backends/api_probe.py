@@ -25,7 +25,8 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-__all__ = ["Chain", "Roots", "api_roots", "first_missing", "helper_chains", "lacking", "lowering_chains", "release_of"]
+__all__ = ["Chain", "Roots", "api_roots", "apis_of_ops", "first_missing", "helper_chains", "lacking",
+           "lowering_chains", "release_of"]
 
 # A dotted attribute chain: its root (a namespace name, or a module path) and the
 # attributes read off it in turn.
@@ -133,6 +134,32 @@ def lacking(backend: Any, chains: set[Chain], roots: Roots | None, *, imported: 
             api, module = missing
             return f"{release_of(module, f'{backend.distribution} {backend.version()}')} has no {api}"
     return None
+
+
+def apis_of_ops(backend: Any, op_names: Iterable[str]) -> dict[str, str]:
+    """Each framework API the ops' lowerings call (every spelling), as an AttributeError
+    names it on a release that lacks it (``mlx.core.flip``, ``mlx.core.linalg.det``) -> the
+    op: a finding's repro.py, run by ``hessdiff bisect`` on another release, says which op
+    that release lacks. Empty if the framework does not import here."""
+    roots = api_roots(backend)
+    if roots is None:
+        return {}
+    found: dict[str, str] = {}
+    for op_name in op_names:
+        entry = backend.lowerings.get(op_name)
+        for spelling in getattr(entry, "spellings", (entry,)):
+            for chain in lowering_chains(spelling) if callable(spelling) else ():
+                if chain[0] not in roots:
+                    continue
+                current = roots[chain[0]][0]
+                for attribute in chain[1:]:
+                    if not isinstance(current, types.ModuleType):
+                        break
+                    found.setdefault(f"{current.__name__}.{attribute}", op_name)
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        current = getattr(current, attribute, None)
+    return found
 
 
 def _chains(code: types.CodeType, roots: Mapping[str, tuple[str, ...]]) -> Iterator[Chain]:
