@@ -115,10 +115,14 @@ def parse_range(text: str) -> tuple[str, str]:
 def pypi_versions(package: str, *, python: str = sys.executable) -> list[str]:
     """The releases of ``package`` on the package index, oldest first (pre-releases left out).
 
-    Asks pip itself (``pip index versions``), so the machine's index settings apply.
+    Asks pip itself (``pip index versions``), so the machine's index settings apply. The
+    package may name extras (``mlx[cpu]``: MLX's CPU build on Linux from 0.27 on); the
+    releases are the package's own.
     """
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", package):
+    found = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)(\[[A-Za-z0-9._-]+(,[A-Za-z0-9._-]+)*\])?", package)
+    if found is None:
         raise BisectError(f"--package={package!r} is not a package name.")
+    package = found.group(1)
     proc = subprocess.run(
         [python, "-m", "pip", "index", "versions", package, "--disable-pip-version-check"],
         capture_output=True, text=True, timeout=300,

@@ -61,6 +61,11 @@ def test_pypi_versions_reads_pips_listing_and_drops_prereleases(tmp_path: Path) 
         b.pypi_versions("nope", python=str(failing))
     with pytest.raises(b.BisectError, match="not a package name"):
         b.pypi_versions("equinox; rm -rf /", python=str(fake))
+    asked = _script(tmp_path / "asked", f'echo "$5" > {tmp_path}/name; echo "Available versions: 0.31.2, 0.21.1"')
+    assert b.pypi_versions("mlx[cpu]", python=str(asked)) == ["0.21.1", "0.31.2"]
+    assert (tmp_path / "name").read_text().strip() == "mlx"  # the index is asked for the package's releases
+    with pytest.raises(b.BisectError, match="not a package name"):
+        b.pypi_versions("mlx[cpu", python=str(fake))
 
 
 @pytest.mark.parametrize("code, outcome", [(1, b.REPRODUCES), (0, b.FIXED), (2, b.INCONCLUSIVE),
