@@ -47,7 +47,7 @@ DTYPES = ("float32", "float64")
 _MISSING_ATTRIBUTE = re.compile(r"module '([\w.]+)' has no attribute '(\w+)'")
 _BACKENDS_DIR = Path(__file__).resolve().parent
 # Where a backend keeps what the installed release has (``installed_lowerings``,
-# ``variant_gap``), per version: never pickled.
+# ``variant_gap``), once per process: never pickled.
 _PROBE_CACHES = ("_installed_lowerings", "_variant_gaps")
 
 
@@ -267,11 +267,11 @@ class Backend(ABC):
         the release does not have instead of an AttributeError mid-Hessian; a
         ``Spellings`` entry becomes the first spelling the release can run. The APIs are
         read from the lowerings' bytecode (``hessdiff.backends.api_probe``), once per
-        installed version. A framework that is not installed keeps the declared table
+        process (which has one installed release; a worker reads its own). A framework that is not installed keeps the declared table
         (each ``Spellings`` as its newest spelling): nothing can be checked against it.
         """
         cache = self.__dict__.setdefault(_PROBE_CACHES[0], {})
-        key = (self.version(), id(self.lowerings))
+        key = id(self.lowerings)  # one installed release per process: no version lookup per call
         if key not in cache:
             roots = api_roots(self)
             table: dict[str, Lowering | Absent] = {}
@@ -296,7 +296,7 @@ class Backend(ABC):
         """"mlx 0.21.1 has no mlx.core.vmap" if the variant (or probe) ``name`` calls an API
         the installed release lacks, in its composition or its helpers; else None."""
         cache = self.__dict__.setdefault(_PROBE_CACHES[1], {})
-        key = (self.version(), name, id(spec))
+        key = (name, id(spec))
         if key not in cache:
             roots = api_roots(self)
             gap = lacking(self, lowering_chains(spec.compose), roots)
