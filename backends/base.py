@@ -267,8 +267,9 @@ class Backend(ABC):
         the release does not have instead of an AttributeError mid-Hessian; a
         ``Spellings`` entry becomes the first spelling the release can run. The APIs are
         read from the lowerings' bytecode (``hessdiff.backends.api_probe``), once per
-        process (which has one installed release; a worker reads its own). A framework that is not installed keeps the declared table
-        (each ``Spellings`` as its newest spelling): nothing can be checked against it.
+        process (which has one installed release; a worker reads its own). A framework
+        that is not installed keeps the declared table (each ``Spellings`` as its newest
+        spelling): nothing can be checked against it.
         """
         cache = self.__dict__.setdefault(_PROBE_CACHES[0], {})
         key = id(self.lowerings)  # one installed release per process: no version lookup per call

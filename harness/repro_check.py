@@ -66,7 +66,8 @@ def _absent_api(kind, value):
         return ""
     module, _, attribute = text[len("module '"):].partition("' has no attribute '")
     api, root = f"{module}.{attribute.split(chr(39))[0]}", module.split(".")[0]
-    version = getattr(sys.modules.get(root), "__version__", "") or getattr(sys.modules.get(module), "__version__", "")
+    version = getattr(sys.modules.get(root), "__version__", "") \\
+        or getattr(sys.modules.get(module), "__version__", "")
     release = f"{root} {version}".strip()
     op = OPS_BY_API.get(api)
     return f"{release} has no {api}" + (f" (op {op})" if op else "")

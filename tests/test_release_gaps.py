@@ -44,7 +44,8 @@ class ReleaseGapBackend(JaxBackend):
     lowerings = {
         **JAX_LOWERINGS,
         "sin": _new_sin,
-        "cos": Spellings(lambda m, a: m.jax.lax.no_such_cosine(a), lambda m, a: m.jnp.sin(a + 1.5707963267948966)),
+        "cos": Spellings(lambda m, a: m.jax.lax.no_such_cosine(a),
+                         lambda m, a: m.jnp.sin(a + 1.5707963267948966)),
     }
 
 
@@ -81,7 +82,8 @@ def test_an_api_the_release_lacks_makes_the_op_absent_for_that_release(gap_backe
     assert gap_backend.lowerings["sin"] is _new_sin
     assert table["exp"] is JAX_LOWERINGS["exp"]
     assert declared_absent("gapjax:fwdrev", "sin") and not declared_absent("gapjax:fwdrev", "cos")
-    outcome = run_variant(BackendVariant(gap_backend, "fwdrev"), Case(SIN_SUM, np.array([0.3, -0.2]), "float64"))
+    case = Case(SIN_SUM, np.array([0.3, -0.2]), "float64")
+    outcome = run_variant(BackendVariant(gap_backend, "fwdrev"), case)
     assert outcome.status == "unsupported"
     assert outcome.error.endswith(f"{JAX_RELEASE} has no jnp.no_such_sine")
 
@@ -103,10 +105,12 @@ def test_an_older_spelling_runs_where_the_newest_api_is_missing_and_the_repro_sh
     assert "jnp.sin(" in source and "no_such_cosine" not in source
 
 
-def test_a_spelling_none_of_whose_apis_the_release_has_is_absent_naming_the_newest(clean_registry: None) -> None:
+def test_a_spelling_none_of_whose_apis_the_release_has_is_absent_naming_the_newest(
+        clean_registry: None) -> None:
     class NoSpelling(ReleaseGapBackend):
         name = "nospelling"
-        lowerings = {**JAX_LOWERINGS, "cos": Spellings(lambda m, a: m.jnp.no_such_a(a), lambda m, a: m.jnp.no_such_b(a))}
+        lowerings = {**JAX_LOWERINGS,
+                     "cos": Spellings(lambda m, a: m.jnp.no_such_a(a), lambda m, a: m.jnp.no_such_b(a))}
 
     backend = registry.register(NoSpelling())
     assert backend.installed_lowerings()["cos"] == Absent(f"{JAX_RELEASE} has no jnp.no_such_a")
@@ -168,7 +172,8 @@ def test_the_framework_saying_it_cannot_differentiate_from_inside_a_helper_is_un
     implemented" or "[gather_axis] Cannot calculate JVP", raised inside hessian_fwdrev."""
     backend = _mlx()
     program = Program(3, (Node("input"), op("gather", 0, idx=(2, 0)), op("square", 1), op("sum", 2)))
-    outcome = run_variant(BackendVariant(backend, "fwdrev"), Case(program, np.array([0.3, -0.2, 0.7]), "float32"))
+    case = Case(program, np.array([0.3, -0.2, 0.7]), "float32")
+    outcome = run_variant(BackendVariant(backend, "fwdrev"), case)
     assert outcome.status == "unsupported", outcome
 
 
