@@ -84,6 +84,9 @@ class BackendVariant:
     def _run(self, program: Program, x: np.ndarray, transform: Callable[[Any, Any], Any]) -> np.ndarray:
         dtype = _dtype_name(x)
         self.backend.require()
+        gap = self.backend.variant_gap(self.variant, self.spec)
+        if gap is not None:
+            raise Unsupported(f"{self.name}: {gap}")
         with self.backend.precision(dtype), self._translate_errors():
             f = self.backend.lower(program, dtype)
             ns = self.backend.namespace(dtype)
@@ -125,7 +128,7 @@ class BackendVariant:
             lines += ["", ""] + constants
         if helpers.strip():
             lines += ["", "", helpers.strip()]
-        const_line = self.backend.lowerings["const"](
+        const_line = self.backend.installed_lowerings()["const"](
             SourceNamespace(names), Src(array_literal(np.asarray(x, dtype=np.float64)))
         )
         lines += [

@@ -23,8 +23,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from hessdiff.backends.api_probe import api_roots, helper_chains, lacking, lowering_chains
 from hessdiff.backends.lowering import (
-    Absent, Lowering, Namespace, SourceNamespace, Src, array_literal, expression_text, render, unparenthesized,
+    Absent, Lowering, Namespace, SourceNamespace, Spellings, Src, array_literal, expression_text, render,
+    unparenthesized,
 )
 from hessdiff.harness.ir import Program, integer_array, literal_of, python_number
 
@@ -45,6 +47,9 @@ DTYPES = ("float32", "float64")
 # "module 'jax.nn' has no attribute 'mish'": an API the installed release lacks.
 _MISSING_ATTRIBUTE = re.compile(r"module '([\w.]+)' has no attribute '(\w+)'")
 _BACKENDS_DIR = Path(__file__).resolve().parent
+# Where a backend keeps what the installed release has (``installed_lowerings``,
+# ``variant_gap``), once per process: never pickled.
+_PROBE_CACHES = ("_installed_lowerings", "_variant_gaps")
 
 
 class Unsupported(Exception):
@@ -138,7 +143,9 @@ class Backend(ABC):
         modules: the modules it imports; any missing makes the backend unavailable.
         variants: variant name -> ``Variant`` (the campaign's; none declares a relation).
         gradient: ``gradient(m, f)``, the framework's gradient of ``f``.
-        lowerings: catalogue op name -> lowering, or ``Absent(reason)``.
+        lowerings: catalogue op name -> lowering, ``Spellings(newest, *older)`` for an op
+            older releases write differently, or ``Absent(reason)``; what the installed
+            release runs is ``installed_lowerings()``.
         source_imports: the import lines of an emitted script.
     """
 
@@ -153,7 +160,7 @@ class Backend(ABC):
     modules: ClassVar[tuple[str, ...]]
     variants: ClassVar[Mapping[str, Variant]]
     gradient: ClassVar[Callable[[Any, Any], Any]]
-    lowerings: ClassVar[Mapping[str, Lowering | Absent]]
+    lowerings: ClassVar[Mapping[str, Lowering | Spellings | Absent]]
     source_imports: ClassVar[str]
 
     # --- what a backend implements ---------------------------------------------------
@@ -253,6 +260,8 @@ class Backend(ABC):
         while frames and frames[-1].co_name in ("__getattr__", "getattr"):
             frames.pop()  # a module's attribute hook: the lookup was made by the frame before
         lowerings = {getattr(fn, "__code__", None) for fn in self.lowerings.values()}
+        lowerings |= {fn.__code__ for entry in self.lowerings.values() if isinstance(entry, Spellings)
+                      for fn in entry.spellings}
         if not frames or not (frames[-1] in lowerings
                               or Path(frames[-1].co_filename).resolve().parent == _BACKENDS_DIR):
             return None
@@ -266,6 +275,59 @@ class Backend(ABC):
         except importlib.metadata.PackageNotFoundError:
             release = f"{self.distribution} {self.version()}"
         return f"{release} has no {module}.{attribute}"
+
+    # --- what the installed release has ---------------------------------------------
+
+    def installed_lowerings(self) -> Mapping[str, Lowering | Absent]:
+        """The lowering table as the installed release runs it.
+
+        Regression triage runs old and new releases, which lack APIs the table calls: an
+        op whose lowering calls one is ``Absent`` for that version, with the reason ("mlx
+        0.21.1 has no mx.flip"), so ``hessdiff ops``, the coverage and the search see an op
+        the release does not have instead of an AttributeError mid-Hessian; a
+        ``Spellings`` entry becomes the first spelling the release can run. The APIs are
+        read from the lowerings' bytecode (``hessdiff.backends.api_probe``), once per
+        process (which has one installed release; a worker reads its own). A framework
+        that is not installed keeps the declared table (each ``Spellings`` as its newest
+        spelling): nothing can be checked against it.
+        """
+        cache = self.__dict__.setdefault(_PROBE_CACHES[0], {})
+        key = id(self.lowerings)  # one installed release per process: no version lookup per call
+        if key not in cache:
+            roots = api_roots(self)
+            table: dict[str, Lowering | Absent] = {}
+            for op_name, entry in self.lowerings.items():
+                if isinstance(entry, Absent):
+                    table[op_name] = entry
+                    continue
+                spellings = entry.spellings if isinstance(entry, Spellings) else (entry,)
+                gaps = [lacking(self, lowering_chains(s), roots) for s in spellings]
+                chosen = next((s for s, gap in zip(spellings, gaps) if gap is None), None)
+                table[op_name] = chosen if chosen is not None else Absent(str(gaps[0]))
+            cache[key] = table
+        return cache[key]
+
+    def __getstate__(self) -> dict[str, Any]:
+        """A backend pickled for a worker process (``hessdiff.harness.worker``) leaves its
+        probe caches behind: they hold lowerings (lambdas), and the worker, with the same
+        framework installed, reads its own."""
+        return {k: v for k, v in self.__dict__.items() if k not in _PROBE_CACHES}
+
+    def variant_gap(self, name: str, spec: Variant) -> str | None:
+        """"mlx 0.21.1 has no mlx.core.vmap" if the variant (or probe) ``name`` calls an API
+        the installed release lacks, in its composition or its helpers; else None."""
+        cache = self.__dict__.setdefault(_PROBE_CACHES[1], {})
+        key = (name, id(spec))
+        if key not in cache:
+            roots = api_roots(self)
+            gap = lacking(self, lowering_chains(spec.compose), roots)
+            if gap is None and roots is not None:
+                frameworks = {module.split(".", 1)[0] for module in self.modules}
+                frameworks |= {getattr(obj, "__name__", "").split(".", 1)[0] for obj, _ in roots.values()}
+                for helper in spec.helpers:
+                    gap = gap or lacking(self, helper_chains(helper, frameworks), roots, imported=True)
+            cache[key] = gap
+        return cache[key]
 
     # --- shared machinery ------------------------------------------------------------
 
@@ -307,6 +369,7 @@ class Backend(ABC):
     def lower(self, program: Program, dtype: str) -> Callable[[Any], Any]:
         """The program as a function of a framework array, built from the lowering table."""
         self._check_lowerable(program)
+        table = self.installed_lowerings()
         ns = self.namespace(dtype)
         consts = {
             i: python_number(node) if literal_of(node) else self._const(ns, program.constant(i), node)
@@ -322,14 +385,14 @@ class Backend(ABC):
                     values.append(consts[i])
                 else:
                     args = [values[a] for a in node.args]
-                    values.append(self.lowerings[node.kind](ns, *args, **node.attr_dict))
+                    values.append(table[node.kind](ns, *args, **node.attr_dict))
             return values[-1]
 
         return f
 
     def asarray(self, x: np.ndarray, dtype: str) -> Any:
         """``x`` as a framework array of ``dtype``, through the table's ``const`` lowering."""
-        return self.lowerings["const"](self.namespace(dtype), np.asarray(x, dtype=np.float64))
+        return self.installed_lowerings()["const"](self.namespace(dtype), np.asarray(x, dtype=np.float64))
 
     def function_source(self, program: Program, dtype: str) -> tuple[list[str], list[str]]:
         """(constant definitions, body lines of ``def f(x)``) for the program."""
@@ -349,7 +412,7 @@ class Backend(ABC):
                 names.append(Src(f"c{i}"))
             else:
                 args = [names[a] for a in node.args]
-                expr = self.lowerings[node.kind](ns, *args, **node.attr_dict)
+                expr = self.installed_lowerings()[node.kind](ns, *args, **node.attr_dict)
                 body.append(f"v{i} = {unparenthesized(expression_text(expr))}")
                 names.append(Src(f"v{i}"))
         body.append(f"return {names[-1].text}")
@@ -358,15 +421,15 @@ class Backend(ABC):
     def _const(self, ns: Any, value: Any, node: Any) -> Any:
         """A constant through the table's ``const`` lowering; an int32 array one
         (``hessdiff.harness.ir.integer_array``) with ``integer=True``."""
-        if integer_array(node):
-            return self.lowerings["const"](ns, value, integer=True)
-        return self.lowerings["const"](ns, value)
+        const = self.installed_lowerings()["const"]
+        return const(ns, value, integer=True) if integer_array(node) else const(ns, value)
 
     def _check_lowerable(self, program: Program) -> None:
-        if any(integer_array(node) for node in program.nodes) and not _takes_integer(self.lowerings["const"]):
+        table = self.installed_lowerings()
+        if any(integer_array(node) for node in program.nodes) and not _takes_integer(table["const"]):
             raise Unsupported(f"{self.name}'s const lowering takes no integer=True: no int32 arrays")
         for kind in sorted(program.op_names):
-            lowering = self.lowerings.get(kind)
+            lowering = table.get(kind)
             if lowering is None:
                 raise Unsupported(f"{self.name} has no lowering for op {kind!r}")
             if isinstance(lowering, Absent):

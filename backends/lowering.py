@@ -16,7 +16,7 @@ import numbers
 
 import numpy as np
 
-__all__ = ["Absent", "Lowering", "Namespace", "SourceNamespace", "Src", "render"]
+__all__ = ["Absent", "Lowering", "Namespace", "SourceNamespace", "Spellings", "Src", "render"]
 
 Lowering = Callable[..., Any]
 
@@ -26,6 +26,24 @@ class Absent:
     """A catalogue op that a framework does not have, with the reason."""
 
     reason: str
+
+
+@dataclass(frozen=True)
+class Spellings:
+    """One op written for several releases, newest API first: ``Spellings(flip, reversed_slice)``.
+
+    The installed release runs the first spelling whose framework APIs it has
+    (``Backend.installed_lowerings``), so an older release that spells the op differently
+    still has it, and an emitted reproducer prints the spelling that ran; a release with
+    none of them lacks the op (``Absent``, naming what the newest spelling needs).
+    """
+
+    spellings: tuple[Lowering, ...]
+
+    def __init__(self, *spellings: Lowering) -> None:
+        if not spellings or not all(callable(s) for s in spellings):
+            raise TypeError("Spellings takes one or more lowerings, newest first")
+        object.__setattr__(self, "spellings", spellings)
 
 
 class Namespace:

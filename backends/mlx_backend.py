@@ -34,7 +34,7 @@ from typing import Any, final
 import numpy as np
 
 from hessdiff.backends.base import Backend, Variant
-from hessdiff.backends.lowering import Absent, Lowering, Namespace
+from hessdiff.backends.lowering import Absent, Lowering, Namespace, Spellings
 from hessdiff.backends.mlx_hessians import (hessian_fwdrev, hessian_fwdrev_vmap, hessian_revrev,
                                             hessian_revrev_vmap)
 from hessdiff.backends.registry import register
@@ -42,11 +42,19 @@ from hessdiff.backends.registry import register
 __all__ = ["MLX_LOWERINGS", "MlxBackend"]
 
 
+def _reversed_along(axis: int) -> tuple[slice | type[Ellipsis], ...]:
+    """The index that reverses an array along ``axis`` (``a[:, ::-1]`` for axis 1, ``a[..., ::-1]``
+    for -1): flip for a release without ``mx.flip``."""
+    if axis >= 0:
+        return (*(slice(None),) * axis, slice(None, None, -1))
+    return (Ellipsis, slice(None, None, -1), *(slice(None),) * (-1 - axis))
+
+
 # Core ``mx`` ops rather than ``mlx.nn`` activations: ``mlx.nn.relu/softplus/leaky_relu``
 # are wrapped in ``mx.compile``, which would make every "eager" variant a compiled one,
 # and ``mlx.nn.leaky_relu`` is ``maximum(alpha * a, a)``, which is the catalogue's op only
 # for 0 <= alpha <= 1.
-MLX_LOWERINGS: dict[str, Lowering | Absent] = {
+MLX_LOWERINGS: dict[str, Lowering | Spellings | Absent] = {
     "const": lambda m, value, integer=False: m.mx.array(value, dtype=m.mx.int32 if integer else m.dtype),
     "neg": lambda m, a: -a,
     "square": lambda m, a: m.mx.square(a),
@@ -172,7 +180,8 @@ MLX_LOWERINGS: dict[str, Lowering | Absent] = {
     # Shape and data movement.
     "reshape": lambda m, a, shape: m.mx.reshape(a, shape),
     "transpose": lambda m, a: m.mx.transpose(a),
-    "flip": lambda m, a, axis: m.mx.flip(a, axis=axis),
+    # mx.flip is new in mlx 0.32; older releases reverse with a negative-step slice.
+    "flip": Spellings(lambda m, a, axis: m.mx.flip(a, axis=axis), lambda m, a, axis: a[_reversed_along(axis)]),
     "slice": lambda m, a, start, stop, step: a[start:stop:step],
     "roll": lambda m, a, shift, axis: m.mx.roll(a, shift, axis),
     "tile": lambda m, a, reps: m.mx.tile(a, reps),

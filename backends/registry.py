@@ -27,7 +27,7 @@ from typing import Any
 
 from hessdiff.backends.backend_variant import BackendVariant
 from hessdiff.backends.base import CAMPAIGN_RELATIONS, PROBE_RELATIONS, Backend, Variant
-from hessdiff.backends.lowering import Absent
+from hessdiff.backends.lowering import Absent, Spellings
 from hessdiff.harness.ops import CATALOGUE
 
 __all__ = [
@@ -191,7 +191,7 @@ def check_backend(backend: Backend) -> None:
         if isinstance(lowering, Absent):
             if not lowering.reason.strip():
                 raise RegistryError(f"{where}: Absent for {op_name!r} gives no reason.")
-        elif not callable(lowering):
+        elif not callable(lowering) and not isinstance(lowering, Spellings):
             raise RegistryError(f"{where}: lowering for {op_name!r} is not callable.")
 
 

@@ -33,7 +33,7 @@ from hessdiff.harness.case import Case
 from hessdiff.harness.engine import judge
 from hessdiff.harness.ir import Program
 from hessdiff.harness.oracle import OutOfDomain, busy_seconds, evaluate
-from hessdiff.harness.outcomes import Outcome, Runner, run_points, run_variant
+from hessdiff.harness.outcomes import Outcome, Runner, collect_all, run_points, run_variant
 from hessdiff.harness.screen import NEAR, agree, screen
 from hessdiff.harness.verdicts import CaseResult
 from hessdiff.harness.worker import IsolatedVariant
@@ -63,25 +63,26 @@ def check_program(program: Program, points: Sequence[np.ndarray], dtype: str,
     """Check ``program`` at every point with every variant; judge what needs judging."""
     points = [np.asarray(p, dtype=np.float64) for p in points]
     result = BatchResult()
-    for v in variants:
-        if isinstance(v, IsolatedVariant):
-            v.submit_points(program, points, dtype)
+    isolated = [v for v in variants if isinstance(v, IsolatedVariant)]
+    for v in isolated:
+        v.submit_points(program, points, dtype)
     start = time.perf_counter()
-    distance = screen(program, points, dtype)
-    result.oracle_seconds += time.perf_counter() - start
-    oracle_clock = busy_seconds()  # the judge's one-sided Hessians are the oracle's time too
     try:
-        first = evaluate(program, points[0], dtype)
-    except OutOfDomain:
-        first = None
-    outcomes: dict[str, list[Outcome]] = {}
-    for v in variants:
+        distance = screen(program, points, dtype)
+        result.oracle_seconds += time.perf_counter() - start
+        oracle_clock = busy_seconds()  # the judge's one-sided Hessians are the oracle's time too
+        try:
+            first = evaluate(program, points[0], dtype)
+        except OutOfDomain:
+            first = None
+        outcomes: dict[str, list[Outcome]] = {v.name: run_points(v, program, points, dtype)
+                                              for v in variants if not isinstance(v, IsolatedVariant)}
+    finally:  # collected whatever happens: a worker left with a result would hand it to the next call
         start = time.perf_counter()
-        if isinstance(v, IsolatedVariant):
-            outcomes[v.name] = v.collect_points()
-            result.wait_seconds += time.perf_counter() - start
-        else:
-            outcomes[v.name] = run_points(v, program, points, dtype)
+        collected = collect_all(isolated, lambda v: v.collect_points())
+        result.wait_seconds += time.perf_counter() - start
+    outcomes.update(collected)
+    for v in variants:
         result.backend_seconds[v.name] += sum(o.seconds for o in outcomes[v.name])
     by_name = {v.name: v for v in variants}
     for j, point in enumerate(points):

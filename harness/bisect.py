@@ -46,7 +46,10 @@ __all__ = [
 ]
 
 REPRODUCES, FIXED, INCONCLUSIVE, INSTALL_FAILED = "reproduces", "fixed", "inconclusive", "install-failed"
-Outcome = str  # one of the four above
+# The release lacks an API the repro calls ("ABSENT: mlx 0.21.1 has no mlx.core.flip (op flip)"):
+# it cannot run the program, which says nothing of the fault.
+ABSENT = "absent"
+Outcome = str  # one of the five above
 
 REPLAY_TIMEOUT = 600.0
 INSTALL_TIMEOUT = 1800.0
@@ -112,10 +115,14 @@ def parse_range(text: str) -> tuple[str, str]:
 def pypi_versions(package: str, *, python: str = sys.executable) -> list[str]:
     """The releases of ``package`` on the package index, oldest first (pre-releases left out).
 
-    Asks pip itself (``pip index versions``), so the machine's index settings apply.
+    Asks pip itself (``pip index versions``), so the machine's index settings apply. The
+    package may name extras (``mlx[cpu]``: MLX's CPU build on Linux from 0.27 on); the
+    releases are the package's own.
     """
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", package):
+    found = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)(\[[A-Za-z0-9._-]+(,[A-Za-z0-9._-]+)*\])?", package)
+    if found is None:
         raise BisectError(f"--package={package!r} is not a package name.")
+    package = found.group(1)
     proc = subprocess.run(
         [python, "-m", "pip", "index", "versions", package, "--disable-pip-version-check"],
         capture_output=True, text=True, timeout=300,
@@ -184,6 +191,8 @@ def replay_script(python: Path, script: Path, *, timeout: float = REPLAY_TIMEOUT
     lines = (proc.stdout.strip() or proc.stderr.strip()).splitlines()
     last = lines[-1][:200] if lines else ""
     outcome = {EXIT_REPRODUCED: REPRODUCES, EXIT_NOT_REPRODUCED: FIXED}.get(proc.returncode, INCONCLUSIVE)
+    if outcome == INCONCLUSIVE and proc.returncode == EXIT_INCONCLUSIVE and last.startswith("ABSENT:"):
+        return ABSENT, last.removeprefix("ABSENT:").split(";")[0].strip()
     if outcome == INCONCLUSIVE and proc.returncode != EXIT_INCONCLUSIVE:
         last = f"exit {proc.returncode}: {last}"
     return outcome, last
@@ -246,6 +255,9 @@ def render_table(result: BisectResult) -> str:
     else:
         good = result.first_good or "none in the range (it still reproduces at the end)"
     lines += ["", f"first bad:  {result.package} {bad}", f"first good: {result.package} {good}"]
+    absent = [row for row in result.rows if row.outcome == ABSENT]
+    if absent:
+        lines.append(f"lacking:    {'; '.join(row.detail for row in absent)}")
     return "\n".join(lines) + "\n"
 
 

@@ -188,7 +188,7 @@ def _build_parser() -> _Parser:
         "bisect", help="replay a finding in one environment per release: which broke it, which fixed it"
     )
     bisect.add_argument("finding", metavar="FINDING.json", help="a finding.json (or a findings.json with --index)")
-    bisect.add_argument("--package", required=True, help="the PyPI package to bisect (equinox)")
+    bisect.add_argument("--package", required=True, help="the PyPI package to bisect (equinox; mlx[cpu] for MLX's CPU build)")
     bisect.add_argument("--versions", required=True, metavar="A..B",
                         help="the releases to try, both ends included (0.11.0..0.11.6)")
     bisect.add_argument("--with", dest="pins", action="append", default=[], metavar="REQ",
@@ -410,7 +410,7 @@ def _cmd_ops(args: argparse.Namespace, out: TextIO) -> int:
     for spec in CATALOGUE.values():
         row = [spec.name, spec.group]
         for backend in backends:
-            lowering = backend.lowerings.get(spec.name)
+            lowering = backend.installed_lowerings().get(spec.name)
             if lowering is None:
                 row.append("missing")
             elif isinstance(lowering, Absent):

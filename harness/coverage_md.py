@@ -61,7 +61,7 @@ def declared_absent(variant: str, op_name: str) -> bool:
     from hessdiff.backends import Absent, get_variant
 
     try:
-        lowering = get_variant(variant).backend.lowerings.get(op_name)
+        lowering = get_variant(variant).backend.installed_lowerings().get(op_name)
     except (KeyError, ValueError, AttributeError):
         return False
     return isinstance(lowering, Absent)

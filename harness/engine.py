@@ -28,7 +28,7 @@ from hessdiff.harness.case import Case
 from hessdiff.harness.findings import Kind
 from hessdiff.harness.kink_judge import SideValues
 from hessdiff.harness.oracle import OracleResult, OutOfDomain, evaluate, piecewise_linear
-from hessdiff.harness.outcomes import Outcome, Runner, run_variant
+from hessdiff.harness.outcomes import Outcome, Runner, collect_all, run_variant
 from hessdiff.harness.tolerance import tolerance_for
 from hessdiff.harness.underflow import floored, underflow_floors, underflow_rows
 from hessdiff.harness.verdicts import CaseResult, Verdict
@@ -51,7 +51,7 @@ def check_case(case: Case, variants: Sequence[BackendVariant | Runner]) -> CaseR
     except OutOfDomain as exc:
         oracle, note = None, str(exc)
     finally:  # collected whatever happens: a worker left with a result would hand it to the next call
-        ran = {runner.name: runner.collect() for runner in runners}
+        ran = collect_all(runners, lambda runner: runner.collect())
     if oracle is None:
         return CaseResult(case, None, "out_of_domain", {}, note=note)
     outcomes = {v.name: ran[v.name] if isinstance(v, Runner) else run_variant(v, case) for v in variants}

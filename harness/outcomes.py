@@ -8,13 +8,14 @@ framework's fault. ``Runner`` is the seam for a variant run in another process
 
 from __future__ import annotations
 
+import dis
 import os
 import time
 import traceback
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -22,12 +23,17 @@ from hessdiff.backends import BackendVariant, Unsupported
 from hessdiff.harness.ir import Program
 from hessdiff.harness.case import Case
 
-__all__ = ["HarnessError", "Outcome", "Runner", "run_points", "run_variant"]
+__all__ = ["HarnessError", "Outcome", "Runner", "collect_all", "run_points", "run_variant"]
 
+_BACKENDS_DIR = os.path.dirname(os.path.abspath(__import__("hessdiff.backends", fromlist=["_"]).__file__))
 _OWN_DIRS = tuple(
     os.path.dirname(os.path.abspath(p))
     for p in (__file__, __import__("hessdiff.backends", fromlist=["_"]).__file__)
 )
+
+
+R = TypeVar("R", bound="Runner")
+T = TypeVar("T")
 
 
 class HarnessError(RuntimeError):
@@ -82,6 +88,22 @@ class Runner(ABC):
         return self.run(case)
 
 
+def collect_all(runners: Sequence[R], collect: Callable[[R], T]) -> dict[str, T]:
+    """``collect(runner)`` for every runner, by name, even when one raises ``HarnessError``
+    (the first is raised once all are collected): a runner left with a submitted call
+    refuses its next submit, and its worker would hand the unread reply to another call."""
+    collected: dict[str, T] = {}
+    failure: HarnessError | None = None
+    for runner in runners:
+        try:
+            collected[runner.name] = collect(runner)
+        except HarnessError as exc:
+            failure = failure or exc
+    if failure is not None:
+        raise failure
+    return collected
+
+
 def _ours(filename: str) -> bool:
     path = os.path.abspath(filename)
     return any(path.startswith(d + os.sep) for d in _OWN_DIRS)
@@ -94,11 +116,26 @@ def _framework_class(exc: BaseException) -> bool:
     return root not in ("builtins", "hessdiff", "numpy", "__main__")
 
 
-def _from_c_extension(exc: BaseException, filename: str) -> bool:
-    """Whether ``exc``, raised with a frame of ``backends`` last, came from a framework
-    call written in C on that line (see ``run_variant``)."""
-    backends_dir = os.path.dirname(os.path.abspath(__import__("hessdiff.backends", fromlist=["_"]).__file__))
-    return type(exc) is RuntimeError and os.path.abspath(filename).startswith(backends_dir + os.sep)
+def _from_c_extension(exc: BaseException) -> bool:
+    """Whether ``exc``, a ValueError or RuntimeError whose last Python frame is a line of
+    ``backends`` (a lowering, or a Hessian helper that calls the framework), was raised by
+    a framework function written in C called on that line: MLX's "[gather_axis] Cannot
+    calculate JVP with respect to indices" or a shape error from ``mx.vjp``,
+    ``torch.linalg.inv`` on a singular matrix. Such a call leaves no frame of its own;
+    what tells it from hessdiff's own ``raise`` there is the instruction the frame
+    stopped at: a call or an operator, not a raise (see ``run_variant``)."""
+    if not isinstance(exc, (RuntimeError, ValueError)) or isinstance(exc, HarnessError):
+        return False
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    code = tb.tb_frame.f_code
+    if not os.path.abspath(code.co_filename).startswith(_BACKENDS_DIR + os.sep):
+        return False
+    stopped = next((i.opname for i in dis.get_instructions(code) if i.offset == tb.tb_lasti), "")
+    return stopped not in ("RAISE_VARARGS", "RERAISE")
 
 
 def run_variant(variant: BackendVariant, case: Case) -> Outcome:
@@ -112,12 +149,10 @@ def run_variant(variant: BackendVariant, case: Case) -> Outcome:
     except Exception as exc:  # noqa: BLE001 - every framework error is data
         frames = traceback.extract_tb(exc.__traceback__)
         # Our own frame last means our bug, unless the exception is a framework's own
-        # class, or a RuntimeError from a backend's code: a framework function written in
-        # C (torch.linalg.inv on a singular matrix, MLX's vmap: "Pad vmap is NYI")
-        # raises with no Python frame of its own, from our lowering's or helper's line,
-        # and hessdiff's backends never raise RuntimeError themselves.
-        if frames and _ours(frames[-1].filename) and not _framework_class(exc) \
-                and not _from_c_extension(exc, frames[-1].filename):
+        # class, or a ValueError or RuntimeError that a framework function written in C
+        # raised from a backend's line (torch.linalg.inv on a singular matrix, MLX's
+        # vmap: "Pad vmap is NYI"): such a call has no Python frame of its own.
+        if frames and _ours(frames[-1].filename) and not _framework_class(exc) and not _from_c_extension(exc):
             raise HarnessError(
                 f"{variant.name} failed inside hessdiff ({frames[-1].filename}:{frames[-1].lineno}): "
                 f"{type(exc).__name__}: {exc}"

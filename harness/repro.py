@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from hessdiff.backends.api_probe import apis_of_ops
 from hessdiff.backends.base import Backend
 from hessdiff.backends.registry import get_backend, get_variant
 from hessdiff.harness.findings import Finding
@@ -58,7 +59,7 @@ def render_repro(finding: Finding) -> str:
     parts = [
         '"""' + docstring_escape(issue_text(finding, variant)) + '"""',
         *([future] if future else []),
-        prelude(finding),
+        prelude(finding, apis_of_ops(variant.backend, finding.program.op_names)),
         body.strip("\n"),
         "",
         check_tail(finding, to_numpy),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import re
 import string
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -52,9 +53,33 @@ _PRELUDE = string.Template('''\
 import os
 import sys
 
+# The framework APIs the program's ops call (an older or newer release may lack one).
+OPS_BY_API = $OPS_BY_API
+
+
+def _absent_api(kind, value):
+    """"mlx 0.21.1 has no mlx.core.flip (op flip)" if the script met an API this release
+    lacks: the release cannot run the finding's program, which says nothing of the fault."""
+    text = str(value)
+    if not issubclass(kind, AttributeError) or not text.startswith("module '") \\
+            or "' has no attribute '" not in text:
+        return ""
+    module, _, attribute = text[len("module '"):].partition("' has no attribute '")
+    api, root = f"{module}.{attribute.split(chr(39))[0]}", module.split(".")[0]
+    version = getattr(sys.modules.get(root), "__version__", "") \\
+        or getattr(sys.modules.get(module), "__version__", "")
+    release = f"{root} {version}".strip()
+    op = OPS_BY_API.get(api)
+    return f"{release} has no {api}" + (f" (op {op})" if op else "")
+
 
 def _on_exception(kind, value, tb):
     sys.__excepthook__(kind, value, tb)
+    absent = _absent_api(kind, value)
+    if absent:
+        print(f"ABSENT: {absent}; this release cannot run the program, so the finding is not judged")
+        sys.stdout.flush()
+        os._exit(2)
 $BODY
     sys.stdout.flush()
     sys.stderr.flush()
@@ -126,14 +151,16 @@ def _worker_death(error: str) -> str:
     return match.group(1) if match else ""
 
 
-def prelude(finding: Finding) -> str:
+def prelude(finding: Finding, ops_by_api: Mapping[str, str] | None = None) -> str:
     """The script's head: an exception hook giving the exit status, and for a worker
-    death a supervisor, for a timeout a watchdog."""
+    death a supervisor, for a timeout a watchdog. ``ops_by_api`` (``mlx.core.flip`` ->
+    ``flip``, ``api_probe.apis_of_ops``) lets a release that lacks an API say which op."""
+    ops_by_api = dict(sorted((ops_by_api or {}).items()))
     if finding.kind is Kind.CRASH:
         body = _ON_CRASH.substitute(RECORDED=repr(exception_name(finding.error)))
     else:
         body = _ON_OTHER.substitute(KIND=finding.kind.value)
-    text = _PRELUDE.substitute(BODY=body)
+    text = _PRELUDE.substitute(BODY=body, OPS_BY_API=repr(ops_by_api))
     death = _worker_death(finding.error) if finding.kind is Kind.CRASH else ""
     if death:
         text += _SUPERVISOR.substitute(DEATH=death)

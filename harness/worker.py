@@ -199,6 +199,7 @@ class _Worker:
         self._proc: subprocess.Popen[bytes] | None = None
         self._stderr: Any = None
         self._buffer = b""
+        self._serial = 0  # of the last request sent: a reply to an earlier one is stale
 
     def request(self, message: tuple[str, Any], timeout: float) -> Any:
         self.send(message)
@@ -266,13 +267,21 @@ class _Worker:
     def _send(self, message: tuple[str, Any]) -> None:
         proc = self._proc
         assert proc is not None and proc.stdin is not None
+        self._serial += 1
         try:
-            _write(proc.stdin, message)
+            _write(proc.stdin, (self._serial, *message))
         except (BrokenPipeError, OSError):
             raise self._died() from None
 
     def _receive(self, timeout: float) -> Any:
-        status, payload = self._read(timeout)
+        """The reply to the last request sent. A reply to an earlier request is skipped: a
+        call abandoned when hessdiff's own error interrupted its collection (its reply was
+        never read) must not be taken for the next call's (a list of outcomes where one
+        was expected, or the other way round)."""
+        while True:
+            serial, status, payload = self._read(timeout)
+            if serial == self._serial:
+                break
         if status == "harness_error":
             raise HarnessError(payload)
         return payload
@@ -290,7 +299,7 @@ class _Worker:
             pass
         return 0.0
 
-    def _read(self, timeout: float) -> tuple[str, Any]:
+    def _read(self, timeout: float) -> tuple[int, str, Any]:
         proc = self._proc
         assert proc is not None and proc.stdout is not None
         fd = proc.stdout.fileno()
@@ -446,7 +455,7 @@ def _serve() -> None:
         body = _read_exact(requests, _HEADER.unpack(header)[0])
         if body is None:
             return
-        kind, payload = pickle.loads(body)
+        serial, kind, payload = pickle.loads(body)
         try:
             if kind == "load":
                 payload.require()
@@ -462,12 +471,12 @@ def _serve() -> None:
             else:
                 raise HarnessError(f"worker request {kind!r} is not one of load, check, points.")
         except HarnessError as exc:
-            _write(replies, ("harness_error", str(exc)))
+            _write(replies, (serial, "harness_error", str(exc)))
             continue
         except Exception as exc:  # noqa: BLE001 - anything else is also ours: say so
-            _write(replies, ("harness_error", f"worker: {type(exc).__name__}: {exc}"))
+            _write(replies, (serial, "harness_error", f"worker: {type(exc).__name__}: {exc}"))
             continue
-        _write(replies, ("ok", reply))
+        _write(replies, (serial, "ok", reply))
 
 
 if __name__ == "__main__":

@@ -61,6 +61,11 @@ def test_pypi_versions_reads_pips_listing_and_drops_prereleases(tmp_path: Path) 
         b.pypi_versions("nope", python=str(failing))
     with pytest.raises(b.BisectError, match="not a package name"):
         b.pypi_versions("equinox; rm -rf /", python=str(fake))
+    asked = _script(tmp_path / "asked", f'echo "$5" > {tmp_path}/name; echo "Available versions: 0.31.2, 0.21.1"')
+    assert b.pypi_versions("mlx[cpu]", python=str(asked)) == ["0.21.1", "0.31.2"]
+    assert (tmp_path / "name").read_text().strip() == "mlx"  # the index is asked for the package's releases
+    with pytest.raises(b.BisectError, match="not a package name"):
+        b.pypi_versions("mlx[cpu", python=str(fake))
 
 
 @pytest.mark.parametrize("code, outcome", [(1, b.REPRODUCES), (0, b.FIXED), (2, b.INCONCLUSIVE),
@@ -162,3 +167,48 @@ def test_an_uninstallable_version_is_install_failed_and_cached(tmp_path: Path) -
     again, why_again = b.ensure_env(tmp_path, "equinox", "0.0.0", [])
     assert again is None and "cached" in why_again
 
+
+
+FLIP = Program(2, (Node("input"), op("flip", 0, axis=0), op("square", 1), op("sum", 2)))
+
+
+def _mlx_flip_finding() -> Finding:
+    from hessdiff.backends import get_backend
+
+    if not get_backend("mlx").availability().available:
+        pytest.skip("mlx is not installed")
+    return Finding(kind=Kind.WRONG_VALUE, variant="mlx:revrev", versions={"mlx": "0.test"}, dtype="float32",
+                   program=FLIP, point=np.array([1.5, -0.25]), observed=np.zeros((2, 2)),
+                   expected=2 * np.eye(2), explanation="planted for a test", max_error=2.0)
+
+
+def test_a_release_without_an_api_the_repro_calls_is_absent_naming_the_op(tmp_path: Path) -> None:
+    """The repro of a flip finding, run where ``mx.flip`` is missing (as in mlx < 0.32: a
+    sitecustomize removes it from the installed MLX), says which API and op the release
+    lacks, and bisect reads that row as ``absent``, not as the finding's verdict."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text("import mlx.core\ndel mlx.core.flip\n")
+    import sys
+
+    python = _script(tmp_path / "old-mlx" / "python", f'PYTHONPATH={site} exec {sys.executable} "$@"')
+    script = tmp_path / "repro.py"
+    script.write_text(b.render_repro(_mlx_flip_finding()))
+    outcome, detail = b.replay_script(python, script)
+    assert outcome == b.ABSENT, detail
+    assert detail.startswith("mlx ") and detail.endswith("has no mlx.core.flip (op flip)")
+    result = b.BisectResult("mlx", (b.VersionRow("0.31.2", outcome, detail), b.VersionRow("0.32.0", b.FIXED)),
+                            None, None)
+    assert f"lacking:    {detail}" in b.render_table(result)
+
+
+def test_bisect_reads_absent_rows_apart_from_reproduces_and_fixed(tmp_path: Path) -> None:
+    for version, body in {"1.0": 'echo "ABSENT: pkg 1.0 has no pkg.core.flip (op flip); not judged"; exit 2',
+                          "1.1": "exit 1", "1.2": "exit 0"}.items():
+        folder = b._env_dir(tmp_path, "pkg", version, [])
+        _script(folder / "bin" / "python", body)
+        (folder / b._READY).write_text("")
+    result = b.bisect(FINDING, tmp_path / "s", package="pkg", versions=["1.0", "1.1", "1.2"], cache=tmp_path)
+    assert [r.outcome for r in result.rows] == [b.ABSENT, b.REPRODUCES, b.FIXED]
+    assert result.rows[0].detail == "pkg 1.0 has no pkg.core.flip (op flip)"
+    assert (result.first_bad, result.first_good) == ("1.1", "1.2")

@@ -339,18 +339,39 @@ def test_an_api_the_installed_release_lacks_makes_the_op_unsupported_not_a_crash
         unregister(backend.name)
 
 
-def test_a_runtime_error_from_a_backends_line_is_the_framework_in_c_not_hessdiff() -> None:
-    """MLX's vmap raises "Pad vmap is NYI" from C, so the last Python frame is the
-    backend's helper that called it: the framework's outcome, not an internal error.
-    hessdiff's backends never raise RuntimeError; any other exception type with our
-    frame last, or a RuntimeError from harness/, stays hessdiff's bug."""
+def _raised_on_a_backends_line(source: str, exc_type: type[BaseException] = Exception) -> BaseException:
+    """Run ``source`` (a function ``call()``) as if it were a line of ``backends/``: its
+    code object carries a backends file name, as a lowering's or helper's does."""
     import hessdiff.backends as backends_package
+
+    namespace: dict[str, object] = {}
+    helper = str(Path(backends_package.__file__).parent / "mlx_hessians.py")
+    exec(compile(source, helper, "exec"), namespace)  # noqa: S102 - a test's own literal
+    with pytest.raises(exc_type) as caught:
+        namespace["call"]()  # type: ignore[operator]
+    return caught.value
+
+
+def test_an_error_a_c_function_raises_on_a_backends_line_is_the_frameworks_not_hessdiffs() -> None:
+    """MLX's "[gather_axis] Cannot calculate JVP" (a ValueError) and its vmap's "Pad vmap is
+    NYI" (a RuntimeError) come from C, so the last Python frame is the backend's helper
+    that called it: the framework's outcome. What tells it from hessdiff's own ``raise``
+    on that line is the instruction the frame stopped at; a RuntimeError from harness/
+    stays hessdiff's bug."""
     from hessdiff.harness import outcomes
 
-    helper = str(Path(backends_package.__file__).parent / "mlx_backend.py")
-    assert outcomes._from_c_extension(RuntimeError("Pad vmap is NYI."), helper)
-    assert not outcomes._from_c_extension(ValueError("shape"), helper)
-    assert not outcomes._from_c_extension(RuntimeError("ours"), outcomes.__file__)
+    called = _raised_on_a_backends_line("def call():\n    return int('a C function refuses this')\n")
+    assert isinstance(called, ValueError) and outcomes._from_c_extension(called)
+    runtime = _raised_on_a_backends_line("def call():\n    d = {1: 1}\n    for k in d:\n        d[k + 1] = 1\n")
+    assert isinstance(runtime, RuntimeError) and outcomes._from_c_extension(runtime)
+    for ours in ("def call():\n    raise ValueError('hessdiff checked an argument')\n",
+                 "def call():\n    try:\n        int('x')\n    except ValueError as exc:\n"
+                 "        raise RuntimeError('hessdiff wraps it') from exc\n"):
+        assert not outcomes._from_c_extension(_raised_on_a_backends_line(ours))
+    try:
+        raise RuntimeError("ours")
+    except RuntimeError as exc:  # raised in tests/, not backends/
+        assert not outcomes._from_c_extension(exc)
 
 
 def test_an_exception_class_of_hessdiff_is_never_the_frameworks() -> None:
