@@ -291,6 +291,46 @@ def test_a_warning_at_import_is_not_absence(tmp_path, monkeypatch, planted: type
     assert "DeprecationWarning importing warns_at_import" in status.reason
 
 
+def warns_then_hessian(f):
+    """jax.hessian, after warning as an old release's solver does (diffrax 0.7.0 under jax 0.5.3)."""
+    import warnings
+
+    import jax
+
+    warnings.warn("shape requires ndarray or scalar arguments", DeprecationWarning)
+    return jax.hessian(f)
+
+
+def test_a_warning_during_a_framework_call_is_not_a_crash() -> None:
+    """A framework that warns while it computes still computes: with warnings as errors
+    (this suite's settings) the variant's outcome is its Hessian, not a crash, and the
+    warning is shown."""
+    import warnings
+
+    from hessdiff.backends import BackendVariant
+    from hessdiff.backends.jax_backend import JaxBackend
+    from hessdiff.backends.registry import register, unregister
+    from hessdiff.harness.ir import Node, Program, op
+    from hessdiff.harness.outcomes import run_variant
+    from hessdiff.harness.strategies import Case
+
+    class WarningJax(JaxBackend):
+        name = "warningjax"
+        variants = {"fwdrev": Variant.calling("jax.hessian after a warning", warns_then_hessian)}
+
+    backend = register(WarningJax())
+    try:
+        program = Program(1, (Node("input"), op("square", 0), op("sum", 1)))
+        with warnings.catch_warnings(record=True) as shown:
+            warnings.simplefilter("error")
+            outcome = run_variant(BackendVariant(backend, "fwdrev"), Case(program, np.array([0.5]), "float64"))
+        assert outcome.status == "ok", outcome
+        assert outcome.hessian.tolist() == [[2.0]]
+        assert [str(w.message) for w in shown] == ["shape requires ndarray or scalar arguments"]
+    finally:
+        unregister(backend.name)
+
+
 def test_an_api_the_installed_release_lacks_makes_the_op_unsupported_not_a_crash() -> None:
     """A lowering that calls ``jax.nn.mish`` on jax 0.4.26 (which has none) is the op
     missing from that release: "unsupported", naming the release and the API. An
