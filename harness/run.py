@@ -43,6 +43,7 @@ from hessdiff.harness.findings_jsonl import append_finding, read_jsonl
 from hessdiff.harness.html_report import html_note
 from hessdiff.harness.report import write_report
 from hessdiff.harness.strategies import DEFAULT_OPS
+from hessdiff.harness.summary_md import silent_variants
 
 __all__ = ["STATE_FILE", "UsageError", "load_state", "parse_budget", "replay", "run", "select_variants"]
 
@@ -232,6 +233,9 @@ def run(
     print(f"hessdiff: {html}", file=stderr if html.startswith("report problem") else stdout)
     for problem in paths.problems:
         print(f"hessdiff: report problem: {problem}", file=stderr)
+    for variant, what in silent_variants(run_info, stats.checks_per_variant()).items():
+        print(f"hessdiff: {variant} computed no Hessian in this run ({what}); see {paths.summary_md}",
+              file=stderr)
     for error in stats.harness_errors:
         print(f"hessdiff: internal error (a hessdiff bug, not a framework's): {error}", file=stderr)
     if interrupted:
