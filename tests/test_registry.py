@@ -391,3 +391,23 @@ def test_an_exception_class_of_hessdiff_is_never_the_frameworks() -> None:
         assert not outcomes._framework_class(ours), type(ours)
     framework_error = type("XlaRuntimeError", (RuntimeError,), {"__module__": "jaxlib.xla_extension"})
     assert outcomes._framework_class(framework_error("x"))
+
+
+def test_an_api_missing_from_a_probe_helper_is_the_release_lacking_it() -> None:
+    """A probe's helper in ``backends/scenarios`` looking up an API the release lacks (an
+    equinox 0.11.0 probe calling eqx.filter_hessian) is the release lacking it, as in a
+    backend module's own helper: "unsupported", naming the release, not an internal error."""
+    import importlib.metadata
+
+    import hessdiff.backends as backends_package
+    from hessdiff.backends import get_backend
+
+    helper_file = Path(backends_package.__file__).parent / "scenarios" / "some_probe.py"
+    namespace: dict = {}
+    exec(compile("import jax\ndef helper():\n    return jax.nn.no_such_activation\n", str(helper_file), "exec"),
+         namespace)
+    try:
+        namespace["helper"]()
+    except AttributeError as exc:
+        reason = get_backend("jax").missing_api(exc)
+    assert reason == f"jax {importlib.metadata.version('jax')} has no jax.nn.no_such_activation"
