@@ -13,6 +13,7 @@ import ast
 import contextlib
 import dis
 import inspect
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import CodeType
@@ -87,7 +88,7 @@ class BackendVariant:
         gap = self.backend.variant_gap(self.variant, self.spec)
         if gap is not None:
             raise Unsupported(f"{self.name}: {gap}")
-        with self.backend.precision(dtype), self._translate_errors():
+        with _warnings_shown_not_raised(), self.backend.precision(dtype), self._translate_errors():
             f = self.backend.lower(program, dtype)
             ns = self.backend.namespace(dtype)
             ns.__dict__.update({h.__name__: h for h in self.spec.helpers})
@@ -139,6 +140,20 @@ class BackendVariant:
             f"print('{self.name} hessian:', {self.backend.source_to_numpy('H')}.tolist())",
         ]
         return "\n".join(lines) + "\n"
+
+
+@contextlib.contextmanager
+def _warnings_shown_not_raised() -> Iterator[None]:
+    """A framework's warning during a call is shown (once per place), never raised.
+
+    A warning is not a crash: diffrax 0.7.0 under jax 0.5.3 warns that ``jnp.shape`` of a
+    ``ShapeDtypeStruct`` is deprecated on every solve, and where warnings are errors (this
+    project's pytest settings, ``python -W error``) that warning became the probe's
+    "crash" while the same solve computes its Hessian everywhere else.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        yield
 
 
 def constants_read_by(helpers: tuple[Callable[..., Any], ...]) -> dict[str, Any]:

@@ -262,8 +262,10 @@ class Backend(ABC):
         lowerings = {getattr(fn, "__code__", None) for fn in self.lowerings.values()}
         lowerings |= {fn.__code__ for entry in self.lowerings.values() if isinstance(entry, Spellings)
                       for fn in entry.spellings}
+        # A helper of a probe (``backends/scenarios``) is hessdiff's code as much as one of
+        # ``backends`` itself: equinox 0.11.0's missing eqx.filter_hessian there is no bug.
         if not frames or not (frames[-1] in lowerings
-                              or Path(frames[-1].co_filename).resolve().parent == _BACKENDS_DIR):
+                              or _BACKENDS_DIR in Path(frames[-1].co_filename).resolve().parents):
             return None
         module, attribute = found.groups()
         root = module.split(".", 1)[0]

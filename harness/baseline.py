@@ -115,6 +115,14 @@ class Baseline:
         # every entry made it raise a HypothesisWarning in place of the failure itself.
         return f"Baseline({len(self.entries)} entries from {self.path or 'nowhere'!r})"
 
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        """The short repr in Hypothesis' printer too, which prints a dataclass field by
+        field and ignores ``__repr__``: with every entry, a failing property's call was
+        40 kB, Hypothesis warned about it, the suite's warnings-as-errors raised the
+        warning during one replay of the example and not another, and the failure was
+        reported as FlakyStrategyDefinition instead of the framework's exception."""
+        printer.text(repr(self))
+
     def entry_for(self, finding: Finding | str) -> BaselineEntry | None:
         """The entry covering ``finding`` (or a signature): an exact entry before a pattern."""
         signature = finding if isinstance(finding, str) else finding.signature

@@ -48,6 +48,7 @@ from hessdiff.harness.html_report import html_note
 from hessdiff.harness.remembered import DatabaseError, SavedCases, leg_database
 from hessdiff.harness.report import write_report
 from hessdiff.harness.strategies import DEFAULT_OPS
+from hessdiff.harness.summary_md import silent_variants
 
 __all__ = ["STATE_FILE", "UsageError", "load_state", "parse_budget", "replay", "run", "select_variants"]
 
@@ -247,6 +248,9 @@ def run(
               file=stdout)
     for problem in paths.problems:
         print(f"hessdiff: report problem: {problem}", file=stderr)
+    for variant, what in silent_variants(run_info, stats.checks_per_variant()).items():
+        print(f"hessdiff: {variant} computed no Hessian in this run ({what}); see {paths.summary_md}",
+              file=stderr)
     for error in stats.harness_errors:
         print(f"hessdiff: internal error (a hessdiff bug, not a framework's): {error}", file=stderr)
     if interrupted:

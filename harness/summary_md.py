@@ -19,7 +19,8 @@ from hessdiff.harness.findings import Kind
 from hessdiff.harness.json_safe import json_safe
 from hessdiff.harness.report_rows import Row
 
-__all__ = ["STEP_SUMMARY_LIMIT", "append_step_summary", "first_sentence", "md", "render_summary"]
+__all__ = [
+    "STEP_SUMMARY_LIMIT", "append_step_summary", "first_sentence", "md", "render_summary", "silent_variants"]
 
 # GitHub refuses a job summary larger than 1 MiB.
 STEP_SUMMARY_LIMIT = 1024 * 1024
@@ -57,6 +58,7 @@ def render_summary(
         ]
     lines += _root_causes(rows)
     lines += _variant_table(rows, checks)
+    lines += _silent_variants(run_info, checks)
     lines += _top_findings(rows)
     lines += _baseline_section(new_failures, known, fixed)
     lines += _run_section(run_info, rows)
@@ -128,6 +130,29 @@ def _variant_table(rows: list[Row], checks: Mapping[str, int]) -> list[str]:
         checked = str(checks[variant]) if variant in checks else "?"
         lines.append(f"| `{variant}` | {checked} | " + " | ".join(cells) + " |")
     return lines + [""]
+
+
+def silent_variants(run_info: Mapping[str, Any], checks: Mapping[str, int]) -> dict[str, str]:
+    """The variants a run was asked to check that computed no Hessian at all, each with
+    its outcomes ("512 unsupported"): an older release lacking the variant's API
+    (equinox 0.11.0 has no eqx.filter_hessian) must not leave a run silently checking
+    nothing of a framework."""
+    outcomes: dict[str, list[str]] = {}
+    for key, count in dict(run_info.get("outcomes", {})).items():
+        variant, _, status = str(key).rpartition("|")
+        if status != "ok":
+            outcomes.setdefault(variant, []).append(f"{count} {status}")
+    return {str(v): ", ".join(outcomes.get(str(v), [])) or "never run"
+            for v in run_info.get("variants", []) if not checks.get(str(v))}
+
+
+def _silent_variants(run_info: Mapping[str, Any], checks: Mapping[str, int]) -> list[str]:
+    silent = silent_variants(run_info, checks)
+    if not silent:
+        return []
+    listed = "; ".join(f"`{v}` ({what})" for v, what in silent.items())
+    return [f"**Variants that computed no Hessian in this run**: {listed}. `hessdiff check` on one of "
+            "the programs shows why (an API the installed release lacks is named).", ""]
 
 
 def _top_findings(rows: list[Row]) -> list[str]:

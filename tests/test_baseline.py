@@ -177,3 +177,14 @@ def test_a_baselines_repr_is_one_short_line() -> None:
     """A failing property prints its fixtures: the repr must not be the whole file."""
     baseline = load_baseline(Path(__file__).resolve().parent.parent / "reports" / "baseline.json")
     assert len(repr(baseline)) < 200 and str(len(baseline.entries)) in repr(baseline)
+
+
+def test_hypothesis_prints_a_baseline_in_one_short_line_too() -> None:
+    """Hypothesis prints a failing example's call with its own printer, which shows a
+    dataclass field by field: the committed baseline made that call 40 kB, Hypothesis warned,
+    and under the suite's warnings-as-errors a failing property (a framework's exception)
+    was reported as FlakyStrategyDefinition instead."""
+    from hypothesis.vendor.pretty import pretty
+
+    baseline = load_baseline(Path(__file__).resolve().parent.parent / "reports" / "baseline.json")
+    assert pretty(baseline) == repr(baseline)

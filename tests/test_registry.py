@@ -306,6 +306,46 @@ def test_a_warning_at_import_is_not_absence(tmp_path, monkeypatch, planted: type
     assert "DeprecationWarning importing warns_at_import" in status.reason
 
 
+def warns_then_hessian(f):
+    """jax.hessian, after warning as an old release's solver does (diffrax 0.7.0 under jax 0.5.3)."""
+    import warnings
+
+    import jax
+
+    warnings.warn("shape requires ndarray or scalar arguments", DeprecationWarning)
+    return jax.hessian(f)
+
+
+def test_a_warning_during_a_framework_call_is_not_a_crash() -> None:
+    """A framework that warns while it computes still computes: with warnings as errors
+    (this suite's settings) the variant's outcome is its Hessian, not a crash, and the
+    warning is shown."""
+    import warnings
+
+    from hessdiff.backends import BackendVariant
+    from hessdiff.backends.jax_backend import JaxBackend
+    from hessdiff.backends.registry import register, unregister
+    from hessdiff.harness.ir import Node, Program, op
+    from hessdiff.harness.outcomes import run_variant
+    from hessdiff.harness.strategies import Case
+
+    class WarningJax(JaxBackend):
+        name = "warningjax"
+        variants = {"fwdrev": Variant.calling("jax.hessian after a warning", warns_then_hessian)}
+
+    backend = register(WarningJax())
+    try:
+        program = Program(1, (Node("input"), op("square", 0), op("sum", 1)))
+        with warnings.catch_warnings(record=True) as shown:
+            warnings.simplefilter("error")
+            outcome = run_variant(BackendVariant(backend, "fwdrev"), Case(program, np.array([0.5]), "float64"))
+        assert outcome.status == "ok", outcome
+        assert outcome.hessian.tolist() == [[2.0]]
+        assert [str(w.message) for w in shown] == ["shape requires ndarray or scalar arguments"]
+    finally:
+        unregister(backend.name)
+
+
 def test_an_api_the_installed_release_lacks_makes_the_op_unsupported_not_a_crash() -> None:
     """A lowering that calls ``jax.nn.mish`` on jax 0.4.26 (which has none) is the op
     missing from that release: "unsupported", naming the release and the API. An
@@ -387,3 +427,23 @@ def test_an_exception_class_of_hessdiff_is_never_the_frameworks() -> None:
         assert not outcomes._framework_class(ours), type(ours)
     framework_error = type("XlaRuntimeError", (RuntimeError,), {"__module__": "jaxlib.xla_extension"})
     assert outcomes._framework_class(framework_error("x"))
+
+
+def test_an_api_missing_from_a_probe_helper_is_the_release_lacking_it() -> None:
+    """A probe's helper in ``backends/scenarios`` looking up an API the release lacks (an
+    equinox 0.11.0 probe calling eqx.filter_hessian) is the release lacking it, as in a
+    backend module's own helper: "unsupported", naming the release, not an internal error."""
+    import importlib.metadata
+
+    import hessdiff.backends as backends_package
+    from hessdiff.backends import get_backend
+
+    helper_file = Path(backends_package.__file__).parent / "scenarios" / "some_probe.py"
+    namespace: dict = {}
+    exec(compile("import jax\ndef helper():\n    return jax.nn.no_such_activation\n", str(helper_file), "exec"),
+         namespace)
+    try:
+        namespace["helper"]()
+    except AttributeError as exc:
+        reason = get_backend("jax").missing_api(exc)
+    assert reason == f"jax {importlib.metadata.version('jax')} has no jax.nn.no_such_activation"

@@ -235,3 +235,17 @@ def test_coverage_marks_absent_pairs_and_lists_lowered_pairs_never_reached(tmp_p
     never = [item.strip() for item in pairs.split("never:")[1].split(",")]
     assert not [p for p in never if p.startswith(("sin on", "solve on"))], never
     assert "cos on `mlx:revrev`" in never and "cos on `jax:fwdrev`" in never
+
+
+def test_a_variant_that_computed_no_hessian_is_named_in_the_summary(tmp_path: Path) -> None:
+    """equinox 0.11.0 has no eqx.filter_hessian: every case of that variant is unsupported.
+    The run must say so, not list the variants that did check and stay silent on it."""
+    run_info = {
+        "variants": ["jax:fwdrev", "equinox:filter_hessian"],
+        "checks_per_variant": {"jax:fwdrev": 48},
+        "outcomes": {"jax:fwdrev|ok": 48, "equinox:filter_hessian|unsupported": 48},
+    }
+    paths = write_report(tmp_path / "run", [], baseline=Baseline(), run_info=run_info)
+    summary = paths.summary_md.read_text()
+    assert "**Variants that computed no Hessian in this run**: `equinox:filter_hessian` (48 unsupported)" in summary
+    assert "`jax:fwdrev` (" not in summary

@@ -132,12 +132,13 @@ def test_tox_version_envs_share_one_definition_and_their_own_report_folder() -> 
     assert {e.strip() for e in regression["extras"].split()} == {"equinox", "test"}
 
 
-def test_the_pinned_baseline_keeps_every_entry_of_the_main_one() -> None:
+@pytest.mark.parametrize("name", ["baseline-eqx0114.json", "baseline-jax053.json"])
+def test_the_pinned_baseline_keeps_every_entry_of_the_main_one(name: str) -> None:
     import json
 
     main = json.loads((ROOT / "reports" / "baseline.json").read_text())["entries"]
-    pinned = json.loads((ROOT / "regression" / "baseline-eqx0114.json").read_text())["entries"]
+    pinned = json.loads((ROOT / "regression" / name).read_text())["entries"]
     assert {e["signature"] for e in main} <= {e["signature"] for e in pinned}
     from hessdiff.harness.baseline import load_baseline
 
-    load_baseline(ROOT / "regression" / "baseline-eqx0114.json")  # raises if malformed
+    load_baseline(ROOT / "regression" / name)  # raises if malformed
