@@ -294,7 +294,9 @@ class Backend(ABC):
         spelling): nothing can be checked against it.
         """
         cache = self.__dict__.setdefault(_PROBE_CACHES[0], {})
-        key = id(self.lowerings)  # one installed release per process: no version lookup per call
+        # One installed release per process: no version lookup per call. The entries' ids
+        # are in the key, so a table changed in place (a test's monkeypatch) is read again.
+        key = (id(self.lowerings), tuple(map(id, self.lowerings.values())))
         if key not in cache:
             roots = api_roots(self)
             table: dict[str, Lowering | Absent] = {}
