@@ -264,7 +264,8 @@ def test_a_plugin_installed_with_pip_runs_in_backends_ops_and_a_campaign(tmp_pat
 
     listed = hessdiff("backends")
     assert listed.returncode == 0, listed.stderr
-    [row] = [line for line in listed.stdout.splitlines() if line.startswith("jaxplug ")]
+    # JaxBackend's structured-input probe is listed beside the plugin's own variant.
+    [row] = [line for line in listed.stdout.splitlines() if line.split()[:2] == ["jaxplug", "hessian"]]
     assert "hessian" in row and "jax.hessian, from a plugin" in row and "available" in row, row
     assert listed.stderr == ""
 
@@ -278,7 +279,8 @@ def test_a_plugin_installed_with_pip_runs_in_backends_ops_and_a_campaign(tmp_pat
                         "--baseline", str(tmp_path / "no-baseline.json"))
     assert campaign.returncode in (0, 1), campaign.stderr
     run = json.loads((out / "findings.json").read_text())["run"]
-    assert run["variants"] == ["jax:fwdrev", "jaxplug:hessian"]
+    # Named whole, the plugin brings its campaign probes too (JaxBackend's structured-input one).
+    assert sorted(run["variants"]) == ["jax:fwdrev", "jaxplug:hessian", "jaxplug:params-pytree"]
     assert run["harness_errors"] == []
     # The plugin's variant ran (in its worker process) and agreed with the oracle.
     assert run["outcomes"].get("jaxplug:hessian|ok", 0) > 0, run["outcomes"]
