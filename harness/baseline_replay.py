@@ -17,6 +17,7 @@ command.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TextIO
@@ -94,7 +95,7 @@ def replay_baseline(baseline: Baseline, *, timeout: float = 120.0) -> list[Repla
     variants = {}
     for name in sorted({f.variant for f in findings.values()}):
         try:
-            variants[name] = select_variants(name, err=_Discard())[0]
+            variants[name] = select_variants(name, err=io.StringIO())[0]
         except UsageError as exc:
             variants[name] = str(exc)
     runnable = [v for v in variants.values() if not isinstance(v, str)]
@@ -143,12 +144,3 @@ def print_replays(replays: Sequence[Replay], out: TextIO) -> int:
           f"{counts[CANNOT_RUN]} cannot run", file=out)
     return counts[FIXED]
 
-
-class _Discard:
-    """A text stream that drops what ``select_variants`` would warn about."""
-
-    def write(self, text: str) -> int:
-        return len(text)
-
-    def flush(self) -> None:
-        pass
