@@ -85,15 +85,16 @@ def test_the_tests_env_installs_the_report_extra_and_the_wheel_ships_its_templat
 
 
 def test_the_torch_pin_is_the_projects_not_the_users() -> None:
-    # The machines' CPU wheel is pinned in constraints.txt; the extras name frameworks
-    # without a version, so a user's own torch (or jax, mlx) satisfies them.
+    # The machines' CPU wheel is pinned in constraints.txt; the extras name each framework
+    # with its oldest supported release only (issue #15: a declared support range), so a
+    # user's own torch (or jax, mlx) of any later release satisfies them.
     pins = (ROOT / "constraints.txt").read_text().split()
     assert "torch==2.13.0" in pins
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
-    assert extras["torch"] == ["torch"]
+    assert extras["torch"] == ["torch>=2.0"]
     for extra in ("jax", "equinox", "mlx", "torch", "diffrax"):
         for requirement in extras[extra]:
-            assert not re.search(r"[=<>~!]", requirement.split(";")[0]), (extra, requirement)
+            assert re.fullmatch(r"[\w.\[\]-]+>=[\d.]+", requirement.split(";")[0].strip()), (extra, requirement)
 
 
 def test_pyproject_packages_and_entry_point() -> None:
@@ -165,7 +166,7 @@ def test_the_wheel_installs_one_top_level_package_and_names_frameworks_unpinned(
             "hessdiff/backends/scenarios/__init__.py"} <= set(names)
     assert any(n.startswith("hessdiff/harness/templates/") for n in names)
     torch = [line for line in metadata.splitlines() if line.startswith("Requires-Dist: torch")]
-    assert torch and all(re.fullmatch(r"Requires-Dist: torch ?; .*extra == \"(torch|all)\".*", t) for t in torch), torch
+    assert torch and all(re.fullmatch(r"Requires-Dist: torch ?(>=[\d.]+)? ?; .*extra == \"(torch|all)\".*", t) for t in torch), torch
 
 
 def test_the_readme_layout_table_matches_the_tree() -> None:
