@@ -17,6 +17,16 @@ findings split into *new* (not in the baseline: these fail CI), *known* (baselin
 the baseline entries the run did not hit (not replayed: a campaign that did not meet a
 fault has not shown it fixed).
 
+A baseline for pinned framework versions (``regression/baseline-eqx0114.json``) holds only
+what differs there and names the main one it builds on::
+
+    {"extends": "../reports/baseline.json", "entries": [...]}
+
+Its entries come first and replace an inherited entry of the same signature (a repro
+recorded on the pinned versions); every other entry of the extended file is inherited, so
+an entry added to or dropped from the main baseline is added or dropped in every pinned
+one (copies went stale: one kept 16 entries the main baseline had dropped).
+
 An entry may carry its ``repro``: the minimal finding that shows the fault (program,
 point, dtype, variant, the Hessians it returned and the oracle's, the versions).
 ``hessdiff baseline record REPORT`` fills it from a run's findings, and
@@ -109,6 +119,10 @@ class Baseline:
 
     entries: tuple[BaselineEntry, ...] = ()
     path: str = ""
+    extends: str = ""
+    """The file this one builds on, as written in it (relative to this file's folder)."""
+    inherited: tuple[BaselineEntry, ...] = field(default=(), compare=False, repr=False)
+    """The entries that came from ``extends`` unchanged (``write_baseline`` leaves them out)."""
 
     def __repr__(self) -> str:
         # Short: Hypothesis prints a failing property's fixtures, and a 40 kB repr of
@@ -164,13 +178,19 @@ class Baseline:
         return new, known, fixed
 
     def to_json(self) -> dict[str, Any]:
-        return {"entries": [e.to_json() for e in self.entries]}
+        """The file's content: with ``extends``, the entries of its own only (an inherited
+        entry given a repro here is its own now, and replaces the inherited one)."""
+        if not self.extends:
+            return {"entries": [e.to_json() for e in self.entries]}
+        inherited = {id(e) for e in self.inherited}
+        return {"extends": self.extends, "entries": [e.to_json() for e in self.entries if id(e) not in inherited]}
 
 
-def load_baseline(path: str | Path) -> Baseline:
+def load_baseline(path: str | Path, _seen: tuple[Path, ...] = ()) -> Baseline:
     """Read a baseline file; a missing file is an empty baseline.
 
-    Raises ``BaselineError`` (one line naming the file and the entry) if it is malformed.
+    Raises ``BaselineError`` (one line naming the file and the entry) if it is malformed,
+    or if the file it extends is missing, malformed or extends it back.
     """
     path = Path(path)
     try:
@@ -185,6 +205,9 @@ def load_baseline(path: str | Path) -> Baseline:
         raise BaselineError(f"baseline {path} is not valid JSON: {exc}") from None
     if not isinstance(data, Mapping) or not isinstance(data.get("entries"), list):
         raise BaselineError(f'baseline {path} must be an object {{"entries": [...]}}.')
+    unknown = sorted(set(data) - {"entries", "extends"})
+    if unknown:
+        raise BaselineError(f"baseline {path} has unknown keys {unknown}; allowed: entries, extends.")
     entries: list[BaselineEntry] = []
     seen: dict[str, int] = {}
     for i, raw in enumerate(data["entries"]):
@@ -196,7 +219,26 @@ def load_baseline(path: str | Path) -> Baseline:
             )
         seen[entry.signature] = i
         entries.append(entry)
-    return Baseline(tuple(entries), str(path))
+    extends = data.get("extends", "")
+    if not extends:
+        return Baseline(tuple(entries), str(path))
+    return _extend(path, extends, entries, _seen)
+
+
+def _extend(path: Path, extends: Any, entries: list[BaselineEntry], seen: tuple[Path, ...]) -> Baseline:
+    """``entries`` of the baseline at ``path`` on top of the one it extends."""
+    if not isinstance(extends, str):
+        raise BaselineError(f"baseline {path}: extends={extends!r}, but it must be a path (relative to {path.parent}).")
+    base_path = (path.parent / extends).resolve()
+    chain = (*seen, path.resolve())
+    if base_path in chain:
+        raise BaselineError(f"baseline {path} extends {extends}, which extends it back.")
+    if not base_path.is_file():
+        raise BaselineError(f"baseline {path} extends {extends}, which is not a file.")
+    base = load_baseline(base_path, chain)
+    own = {e.signature for e in entries}
+    inherited = tuple(e for e in base.entries if e.signature not in own)
+    return Baseline((*entries, *inherited), str(path), extends, inherited)
 
 
 def _entry(path: Path, i: int, raw: Any) -> BaselineEntry:

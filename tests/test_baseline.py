@@ -188,3 +188,63 @@ def test_hypothesis_prints_a_baseline_in_one_short_line_too() -> None:
 
     baseline = load_baseline(Path(__file__).resolve().parent.parent / "reports" / "baseline.json")
     assert pretty(baseline) == repr(baseline)
+
+
+def _entry(signature: str, note: str = "") -> dict[str, str]:
+    return {"signature": signature, "upstream": "", "note": note}
+
+
+def test_a_pinned_baseline_extends_the_main_one_and_its_own_entries_replace_inherited_ones(tmp_path: Path) -> None:
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "pinned").mkdir()
+    main = tmp_path / "reports" / "baseline.json"
+    main.write_text(json.dumps({"entries": [_entry(RELU.signature, "main"), _entry(SIN.signature, "main")]}))
+    pinned = tmp_path / "pinned" / "baseline.json"
+    pinned.write_text(json.dumps({"extends": "../reports/baseline.json",
+                                  "entries": [_entry(RELU.signature, "pinned"), _entry(RELU_F32.signature)]}))
+    loaded = load_baseline(pinned)
+    assert {e.signature: e.note for e in loaded.entries} == {
+        RELU.signature: "pinned", SIN.signature: "main", RELU_F32.signature: ""}
+    new, known, _ = loaded.split([RELU, SIN, RELU_F32, RELU_TANH])
+    assert new == [RELU_TANH] and len(known) == 3
+    # An entry dropped from the main baseline is gone from the pinned one: nothing was copied.
+    main.write_text(json.dumps({"entries": [_entry(RELU.signature, "main")]}))
+    assert SIN.signature not in {e.signature for e in load_baseline(pinned).entries}
+
+
+def test_writing_a_pinned_baseline_keeps_only_its_own_entries(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from hessdiff.harness.baseline import write_baseline
+
+    main = tmp_path / "main.json"
+    main.write_text(json.dumps({"entries": [_entry(RELU.signature), _entry(SIN.signature)]}))
+    pinned = tmp_path / "pinned.json"
+    pinned.write_text(json.dumps({"extends": "main.json", "entries": [_entry(RELU_F32.signature)]}))
+    loaded = load_baseline(pinned)
+    # A note changed on an inherited entry (as `baseline record` fills a repro) makes it the pinned file's own.
+    changed = tuple(replace(e, note="seen here") if e.signature == SIN.signature else e for e in loaded.entries)
+    write_baseline(replace(loaded, entries=changed), pinned)
+    written = json.loads(pinned.read_text())
+    assert written["extends"] == "main.json"
+    assert [e["signature"] for e in written["entries"]] == [RELU_F32.signature, SIN.signature]
+    assert {e.signature for e in load_baseline(pinned).entries} == {RELU.signature, SIN.signature, RELU_F32.signature}
+
+
+@pytest.mark.parametrize(
+    ("extends", "message"),
+    [
+        ("missing.json", "extends missing.json, which is not a file"),
+        ("baseline.json", "which extends it back"),
+        (3, "must be a path"),
+    ],
+)
+def test_a_bad_extends_is_one_clear_line(tmp_path: Path, extends: Any, message: str) -> None:
+    path = _write(tmp_path, {"extends": extends, "entries": []})
+    with pytest.raises(BaselineError, match=message):
+        load_baseline(path)
+
+
+def test_unknown_top_level_keys_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(BaselineError, match=r"unknown keys \['include'\]"):
+        load_baseline(_write(tmp_path, {"include": "x.json", "entries": []}))
