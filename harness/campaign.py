@@ -217,6 +217,7 @@ class Campaign:
             max_ops=self.config.max_ops, mlps=self.config.mlps,
             aims={name: aim for name, aim in self.steering.missing().items() if aim} if steer else None,
             patterns=self.steering.patterns_wanted() if steer else None,
+            require=self.steering.unreached(ops) if steer else (),
         )
 
         @settings(

@@ -82,8 +82,28 @@ class Steering:
         starved = [name for name in self.missing() if name not in window]
         if cycle == 0 or not starved or not self.steer:
             return window
-        start = (round_index * self.steer) % len(starved)
-        return window + tuple((starved[start:] + starved[:start])[:self.steer])
+        # The least-checked first: an op no check has reached at all before one a single
+        # variant lacks (a variant that computes nothing on this release, an old Equinox
+        # without filter_hessian, makes every op "missing"), before special values. Half
+        # the slots go to the head of that order, the rest rotate through the others, so
+        # an op no variant can differentiate here does not hold a slot for ever.
+        starved.sort(key=self._checks)
+        head = math.ceil(self.steer / 2)
+        rest = starved[head:]
+        start = (round_index * self.steer) % len(rest) if rest else 0
+        return window + tuple(starved[:head] + (rest[start:] + rest[:start])[:self.steer - head])
+
+    def _checks(self, name: str) -> int:
+        """How many checks ``name`` has had, over every variant."""
+        cells = self.coverage[name].values() if name in self.coverage else ()
+        return sum(int(c.get("checks", 0)) for c in cells)
+
+    def unreached(self, ops: Sequence[str]) -> tuple[str, ...]:
+        """The ops of ``ops`` some variant lowers and no check has reached yet, in any
+        variant: a round makes programs around them first (``programs_at``'s
+        ``require``), so a round that meets a fault early, and ends in shrinking after a
+        handful of programs, has still spent them on what was never checked."""
+        return tuple(name for name in ops if self.lowering.get(name) and not self._checks(name))
 
     def missing(self) -> dict[str, tuple[int, ...]]:
         """Per op some variant lowers that coverage lacks: the indices of its special

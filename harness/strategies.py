@@ -67,17 +67,28 @@ def points(draw: st.DrawFn, n: int, dtype: str) -> np.ndarray:
 @st.composite
 def programs_at(draw: st.DrawFn, n: int, x: np.ndarray, dtype: str, ops: Sequence[str] = DEFAULT_OPS,
                 max_ops: int = 6, aims: Mapping[str, Sequence[int]] | None = None,
-                patterns: Mapping[str, Sequence[str]] | None = None) -> Program:
+                patterns: Mapping[str, Sequence[str]] | None = None, require: Sequence[str] = ()) -> Program:
     """A random program in ``n`` inputs built knowing the point ``x`` (for aiming).
 
     ``aims``: per op, the special values (indices) to aim at when it aims at all -- a
     campaign passes the ones no check has hit exactly yet; an op not in it aims at any.
     ``patterns``: per elementwise op, traced/constant argument patterns ("TC") to favour.
+    ``require``: ops no check has reached yet; when given, three programs in four apply
+    one of them first (on the input, so a derivative flows through it), the rest of the
+    program drawn as usual. Left to the uniform draw, an op of a window of 30 is missed
+    by a round cut short by a fault (a round shrinks after its first failing example).
     """
     b = Builder(n, x, dtype)
     b.patterns = patterns or {}
     ch = Chooser(draw)
-    for _ in range(draw(st.integers(1, max_ops))):
+    count = draw(st.integers(1, max_ops))
+    if require and draw(st.integers(0, 3)) < 3:  # shrinks to 0: keeps the required op
+        name = draw(st.sampled_from(tuple(require)))
+        specials = CATALOGUE[name].special_names
+        aim = draw(st.integers(0, len(specials) - 1)) if specials and draw(st.booleans()) else None
+        apply_op_or_skip(ch, b, name, aim)
+        count -= 1
+    for _ in range(count):
         name = draw(st.sampled_from(tuple(ops)))
         specials = CATALOGUE[name].special_names
         aim = None
@@ -154,16 +165,16 @@ def mlp_programs_at(draw: st.DrawFn, n: int, x: np.ndarray, dtype: str) -> Progr
 def cases(draw: st.DrawFn, dtypes: Sequence[str] = ("float64", "float32"), max_n: int = 8,
           ops: Sequence[str] = DEFAULT_OPS, max_ops: int = 6, mlps: bool = True,
           aims: Mapping[str, Sequence[int]] | None = None,
-          patterns: Mapping[str, Sequence[str]] | None = None) -> Case:
+          patterns: Mapping[str, Sequence[str]] | None = None, require: Sequence[str] = ()) -> Case:
     """A whole check: dtype, a point, and a program built around that point (``aims``,
-    ``patterns``: see ``programs_at``)."""
+    ``patterns``, ``require``: see ``programs_at``)."""
     dtype = draw(st.sampled_from(tuple(dtypes)))
     n = draw(st.integers(1, max_n))
     x = draw(points(n, dtype))
-    if mlps and draw(st.integers(0, 4)) == 4:
+    if mlps and not require and draw(st.integers(0, 4)) == 4:
         program = draw(mlp_programs_at(n, x, dtype))
     else:
-        program = draw(programs_at(n, x, dtype, ops, max_ops, aims, patterns))
+        program = draw(programs_at(n, x, dtype, ops, max_ops, aims, patterns, require))
     return Case(program, x, dtype)
 
 

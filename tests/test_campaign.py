@@ -347,3 +347,38 @@ def test_a_seed_draws_the_same_cases_whatever_else_is_loaded(planted, tmp_path: 
     local.__file__ = str(source)
     monkeypatch.setitem(sys.modules, "hessdiff_seed_probe", local)
     assert before and drawn() == before
+
+
+def test_steering_puts_the_ops_no_check_reached_first() -> None:
+    """An op never checked by any variant goes before ops that only miss a special value,
+    whatever the rotation; ``unreached`` names it for the round's programs to start with."""
+    seen = {"checks": 5, "special": 1}
+    coverage = {name: {"jax:fwdrev": {**seen}} for name in ("sin", "relu", "log10", "square", "mul")}
+    config = CampaignConfig(seed=3, ops=("sin", "relu", "log10", "arctan", "square", "mul"), focus=2,
+                            steer=2, dtypes=("float64",))
+    from hessdiff.backends import get_variant
+
+    campaign = Campaign([get_variant("jax:fwdrev")], config, coverage=coverage)
+    assert campaign.steering.unreached(config.ops) == ("arctan",)
+    for r in range(3, 12):  # from the second cycle on, arctan is in every round
+        ops = campaign.steering.round_ops(r)
+        assert "arctan" in ops, (r, ops)
+
+
+def test_a_round_with_unreached_ops_builds_most_programs_around_them() -> None:
+    from hypothesis import given, settings
+
+    from hessdiff.harness.strategies import cases
+
+    from hessdiff.harness.strategies import DEFAULT_OPS
+
+    ops = tuple(sorted(DEFAULT_OPS))[:30]
+    seen = []
+
+    @settings(max_examples=40, database=None, deadline=None, derandomize=True)
+    @given(cases(dtypes=("float64",), ops=ops, max_ops=4, require=("arctan2",)))
+    def collect(case) -> None:
+        seen.append("arctan2" in case.program.op_names)
+
+    collect()
+    assert sum(seen) >= len(seen) / 2, (sum(seen), len(seen))
