@@ -47,6 +47,7 @@ class CampaignStats:
     unmask_checks: int = 0
     unmasked: int = 0
     replayed: int = 0  # cases earlier runs saved, checked before the first round
+    swept: int = 0  # probe cases of ops no round had reached (``Campaign._sweep``)
 
     def checks_per_variant(self) -> dict[str, int]:
         out: Counter[str] = Counter()
@@ -77,6 +78,7 @@ class CampaignStats:
             "unmask_checks": self.unmask_checks,
             "unmasked": self.unmasked,
             "replayed": self.replayed,
+            "swept": self.swept,
         }
 
     def unjudged_fraction(self) -> float:

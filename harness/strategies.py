@@ -29,7 +29,7 @@ from hessdiff.harness.ops import CATALOGUE
 from hessdiff.harness.program_builder import Builder, Chooser, dtype_floats
 
 # Case is the case module's: the type cases() draws, importable with it.
-__all__ = ["Case", "cases", "mlp_programs", "points", "programs", "DEFAULT_OPS"]
+__all__ = ["Case", "cases", "mlp_programs", "points", "probe_case", "programs", "DEFAULT_OPS"]
 
 
 # Ordered simplest first: Hypothesis shrinks a sampled_from towards the front. Every
@@ -120,6 +120,48 @@ def probe_program(name: str, n: int, x: np.ndarray, dtype: str, seed: int, aim: 
     if len(b.nodes) == 1:
         raise ValueError(f"no program for {name} with seed {seed}")
     return b.finish(Chooser(rng=np.random.default_rng(seed)))
+
+
+def probe_case(name: str, seed: int, dtypes: Sequence[str] = ("float64", "float32"), max_n: int = 8,
+               tries: int = 4) -> Case | None:
+    """A case around op ``name`` made from ``seed`` alone, without Hypothesis: a point of
+    the generator's magnitudes (small, simple, up to 1e3, tiny), then ``probe_program``,
+    aimed at one of the op's special values half the time. None when ``tries`` seeds make
+    no program (an op whose arguments the point's shape cannot give).
+
+    A campaign's sweep (``Campaign._sweep``) checks one for each op no round has reached:
+    what a random draw missed is reached by construction."""
+    rng = np.random.default_rng(seed)
+    for attempt in range(tries):
+        dtype = str(rng.choice(list(dtypes)))
+        n = int(rng.integers(1, max_n + 1))
+        x = _probe_point(rng, n, dtype)
+        specials = CATALOGUE[name].special_names
+        aim = int(rng.integers(len(specials))) if specials and rng.random() < 0.5 else None
+        try:
+            program = probe_program(name, n, x, dtype, seed=seed * 31 + attempt, aim=aim)
+        except ValueError:
+            continue
+        return Case(program, x, dtype)
+    return None
+
+
+def _probe_point(rng: np.random.Generator, n: int, dtype: str) -> np.ndarray:
+    """A point like ``points`` draws, from ``rng``: each coordinate simple, ordinary
+    (|x| < 3), large (|x| < 1e3) or tiny, exactly representable in ``dtype``."""
+    tiny = float(np.finfo(dtype).tiny)
+    coords = []
+    for _ in range(n):
+        kind = int(rng.integers(4))
+        if kind == 0:
+            coords.append(float(rng.choice(_SIMPLE)))
+        elif kind == 1:
+            coords.append(float(rng.uniform(-3.0, 3.0)))
+        elif kind == 2:
+            coords.append(float(rng.uniform(-1e3, 1e3)))
+        else:
+            coords.append(float(rng.choice((tiny, -tiny, 1e-30, -1e-30))))
+    return np.asarray(coords, dtype=dtype).astype(np.float64)
 
 
 # How far from 0 a fitted MLP layer's pre-activations reach (``mlp_programs_at``).

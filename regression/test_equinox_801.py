@@ -50,8 +50,10 @@ def test_filter_hessian_fault_is_found_shrunk_and_classified(campaign: Campaign)
     smallest = min(findings, key=lambda f: f.program.size)
     assert smallest.program.size <= 2, smallest.program.pretty()
     for finding in findings:
-        assert piecewise_linear(finding.program), finding.program.pretty()
+        # The class of equinox#801: a program whose true Hessian is zero (piecewise linear,
+        # or linear only at its shapes: det of a 1x1 matrix is its one entry).
         expected = np.asarray(finding.expected, dtype=np.float64)
+        assert piecewise_linear(finding.program) or not np.any(expected), finding.program.pretty()
         jax_hessian = np.asarray(finding.others["jax:fwdrev"], dtype=np.float64)
         n = finding.program.n
         # jax.hessian agrees with the oracle (zero Hessian), equinox does not: it returns

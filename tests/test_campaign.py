@@ -382,3 +382,38 @@ def test_a_round_with_unreached_ops_builds_most_programs_around_them() -> None:
 
     collect()
     assert sum(seen) >= len(seen) / 2, (sum(seen), len(seen))
+
+
+def test_the_sweep_reaches_every_op_a_round_left_unreached() -> None:
+    """Rounds of one example from windows of one op reach one op per round; after the
+    first round the sweep checks a probe case of each other op, so all three are
+    reached however few rounds the budget allows, each op probed at most ``sweep`` times."""
+    from hessdiff.backends import get_variant
+
+    ops = ("sin", "arctan", "log10")
+    config = CampaignConfig(seed=4, ops=ops, focus=1, round_examples=1, dtypes=("float64",),
+                            budget_seconds=20.0, sweep=1)
+    campaign = Campaign([get_variant("jax:fwdrev")], config)
+    rounds_when_reached: list[int] = []
+
+    def on_round(rounds: int) -> None:
+        if all(campaign.stats.coverage[name]["jax:fwdrev"]["checks"] for name in ops):
+            rounds_when_reached.append(rounds)
+
+    campaign.on_round = on_round
+    campaign.run()
+    assert all(campaign.stats.coverage[name]["jax:fwdrev"]["checks"] for name in ops)
+    assert 1 <= campaign.stats.swept <= 2 and max(campaign._swept.values()) == 1
+    # Round 1 drew from one window of one op; on_round(2) already sees all three: the sweep
+    # after round 1 reached the two no window had offered yet.
+    assert rounds_when_reached and rounds_when_reached[0] <= 2, (rounds_when_reached, campaign.stats.rounds)
+
+
+def test_a_probe_case_is_a_function_of_its_seed() -> None:
+    from hessdiff.harness.strategies import probe_case
+
+    for name in ("arctan2", "matmul", "cumprod", "relu"):
+        a, b = probe_case(name, 11), probe_case(name, 11)
+        assert a is not None and a.program == b.program and a.dtype == b.dtype
+        np.testing.assert_array_equal(a.point, b.point)
+        assert name in a.program.op_names
