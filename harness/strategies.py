@@ -100,7 +100,7 @@ def programs_at(draw: st.DrawFn, n: int, x: np.ndarray, dtype: str, ops: Sequenc
 
 
 def probe_program(name: str, n: int, x: np.ndarray, dtype: str, seed: int, aim: int | None = None,
-                  patterns: Sequence[str] = ()) -> Program:
+                  patterns: Sequence[str] = (), more: Sequence[tuple[str, int | None]] = ()) -> Program:
     """One program around op ``name`` at ``x``, chosen by a seeded RNG (for per-op tests).
 
     With ``aim`` = i, the op's argument lands on (or a few ulps beside) its i-th special
@@ -119,31 +119,40 @@ def probe_program(name: str, n: int, x: np.ndarray, dtype: str, seed: int, aim: 
     apply_op(ch, b, name, aim)
     if len(b.nodes) == 1:
         raise ValueError(f"no program for {name} with seed {seed}")
+    for other, other_aim in more:  # further ops (``probe_case``), after the first
+        apply_op_or_skip(ch, b, other, other_aim)
     return b.finish(Chooser(rng=np.random.default_rng(seed)))
 
 
-def probe_case(name: str, seed: int, dtypes: Sequence[str] = ("float64", "float32"), max_n: int = 8,
-               tries: int = 4) -> Case | None:
-    """A case around op ``name`` made from ``seed`` alone, without Hypothesis: a point of
-    the generator's magnitudes (small, simple, up to 1e3, tiny), then ``probe_program``,
-    aimed at one of the op's special values half the time. None when ``tries`` seeds make
-    no program (an op whose arguments the point's shape cannot give).
+def probe_case(names: str | Sequence[str], seed: int, dtypes: Sequence[str] = ("float64", "float32"),
+               max_n: int = 8, tries: int = 4) -> Case | None:
+    """A case around the op(s) ``names`` made from ``seed`` alone, without Hypothesis: a
+    point of the generator's magnitudes (simple, ordinary, up to 1e3, tiny), then
+    ``probe_program`` for the first op, aimed at one of its special values half the time,
+    and each further op applied after it (skipped when the drawn arguments do not fit).
+    None when ``tries`` seeds make no program for the first op.
 
-    A campaign's sweep (``Campaign._sweep``) checks one for each op no round has reached:
-    what a random draw missed is reached by construction."""
+    A campaign's sweep (``Campaign._sweep``) checks these for the ops no round has
+    reached: what a random draw missed is reached by construction, a few ops a case (a
+    check costs seconds on an old JAX, so one op a case reached only 46 ops in 5 minutes)."""
+    names = (names,) if isinstance(names, str) else tuple(names)
     rng = np.random.default_rng(seed)
     for attempt in range(tries):
         dtype = str(rng.choice(list(dtypes)))
         n = int(rng.integers(1, max_n + 1))
         x = _probe_point(rng, n, dtype)
-        specials = CATALOGUE[name].special_names
-        aim = int(rng.integers(len(specials))) if specials and rng.random() < 0.5 else None
         try:
-            program = probe_program(name, n, x, dtype, seed=seed * 31 + attempt, aim=aim)
+            program = probe_program(names[0], n, x, dtype, seed=seed * 31 + attempt, aim=_probe_aim(rng, names[0]),
+                                    more=[(name, _probe_aim(rng, name)) for name in names[1:]])
         except ValueError:
             continue
         return Case(program, x, dtype)
     return None
+
+
+def _probe_aim(rng: np.random.Generator, name: str) -> int | None:
+    specials = CATALOGUE[name].special_names
+    return int(rng.integers(len(specials))) if specials and rng.random() < 0.5 else None
 
 
 def _probe_point(rng: np.random.Generator, n: int, dtype: str) -> np.ndarray:
