@@ -49,4 +49,16 @@ def fault_findings(campaign: Campaign) -> list[Finding]:
     """Findings of the class of equinox#801: equinox's Hessian is wrong (value or shape)
     where ``jax.hessian`` of the same function is right."""
     return [f for f in campaign.result()
-            if f.backend == "equinox" and f.kind in FAULT_KINDS and jax_is_right(f)]
+            if f.backend == "equinox" and f.kind in FAULT_KINDS and jax_is_right(f) and not same_as_jax(f)]
+
+
+def same_as_jax(finding: Finding) -> bool:
+    """Whether equinox returned exactly what ``jax.hessian`` did: then the fault is JAX's,
+    even where ``jax_is_right``'s tolerance lets JAX's value pass (JAX 0.10.2's ldexp at
+    x = -2.2e-308 gives 32.00000000000176 where the truth is 32, 1.9x the judge's bound, and
+    equinox, calling it, the same; the jax:fwdrev hit was counted under an older finding)."""
+    jax_hessian = finding.others.get("jax:fwdrev")
+    if jax_hessian is None or finding.observed is None:
+        return False
+    ours, theirs = np.asarray(finding.observed, dtype=np.float64), np.asarray(jax_hessian, dtype=np.float64)
+    return ours.shape == theirs.shape and bool(np.array_equal(ours, theirs, equal_nan=True))
