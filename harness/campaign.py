@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as _dt
 import time
 import zlib
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -228,10 +229,9 @@ class Campaign:
         checked = 0
         due = [name for name in self.steering.unreached(self.config.ops)
                if self._swept.get(name, 0) < self.config.sweep]
-        for start in range(0, len(due), SWEEP_OPS):
-            if time.monotonic() > self._deadline:
-                break
-            names = due[start:start + SWEEP_OPS]
+        chunks = deque(tuple(due[i:i + SWEEP_OPS]) for i in range(0, len(due), SWEEP_OPS))
+        while chunks and time.monotonic() < self._deadline:
+            names = chunks.popleft()
             for name in names:
                 self._swept[name] = self._swept.get(name, 0) + 1
             key = "+".join(names).encode("utf-8")
@@ -239,6 +239,12 @@ class Campaign:
             case = probe_case(names, seed, self.config.dtypes, self.config.max_n)
             if case is None:
                 continue
+            # An op after the first is skipped where its drawn arguments do not fit (pow's
+            # base <= 0): it gets a case of its own, where it comes first and must fit.
+            for name in names[1:]:
+                if name not in case.program.op_names:
+                    self._swept[name] -= 1
+                    chunks.append((name,))
             checked += 1
             try:
                 self._check(case)
