@@ -555,9 +555,11 @@ _SEVERITY_ORDER = {"high": 3, "medium": 2, "low": 1, "info": 0}
 # The most of a campaign's time so far that checking alone the nodes of hits put down to
 # known faults may take (``Campaign._unmask``).
 UNMASK_SHARE = 0.1
-# Ops per probe case of the sweep (``Campaign._sweep``): a check costs seconds on an old
-# JAX, and a 5-minute campaign sweeping one op a case reached 46 of the ops left.
-SWEEP_OPS = 3
+# Ops per probe case of the sweep (``Campaign._sweep``): a check of all nine JAX and
+# Equinox variants costs 3-5 s on the pinned old releases. In 5-minute campaigns, one op
+# a case reached 46 of the ops left (JAX 0.4.26) and three a case left 12 unreached
+# (JAX 0.7.1, 27 cases after 2 rounds).
+SWEEP_OPS = 5
 
 # The most of a time-budgeted campaign's time so far that shrinking may take
 # (``Campaign._shrink_spent``): at least half goes to drawing new programs.
