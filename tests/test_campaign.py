@@ -385,14 +385,14 @@ def test_a_round_with_unreached_ops_builds_most_programs_around_them() -> None:
 
 
 def test_the_sweep_reaches_every_op_a_round_left_unreached() -> None:
-    """Rounds of one example from windows of one op reach one op per round; after the
-    first round the sweep checks a probe case of each other op, so all three are
-    reached however few rounds the budget allows, each op probed at most ``sweep`` times."""
+    """Rounds of one example from windows of one op reach one op per round; the sweep
+    before round 0 checks a probe case of all three ops, so all are reached however few
+    rounds the budget allows, each op probed at most ``sweep`` times."""
     from hessdiff.backends import get_variant
 
     ops = ("sin", "arctan", "log10")
     config = CampaignConfig(seed=4, ops=ops, focus=1, round_examples=1, dtypes=("float64",),
-                            budget_seconds=20.0, sweep=1)
+                            budget_seconds=20.0, sweep=3)
     campaign = Campaign([get_variant("jax:fwdrev")], config)
     rounds_when_reached: list[int] = []
 
@@ -403,10 +403,10 @@ def test_the_sweep_reaches_every_op_a_round_left_unreached() -> None:
     campaign.on_round = on_round
     campaign.run()
     assert all(campaign.stats.coverage[name]["jax:fwdrev"]["checks"] for name in ops)
-    assert campaign.stats.swept == 1 and max(campaign._swept.values()) == 1  # both in one probe case
-    # Round 1 drew from one window of one op; on_round(2) already sees all three: the sweep
-    # after round 1 reached the two no window had offered yet.
-    assert rounds_when_reached and rounds_when_reached[0] <= 2, (rounds_when_reached, campaign.stats.rounds)
+    assert campaign.stats.swept >= 1 and max(campaign._swept.values()) <= 3
+    # Round 1 drew from one window of one op; on_round(1) already sees all three: the sweep
+    # before it reached the ops no window had offered yet.
+    assert rounds_when_reached and rounds_when_reached[0] == 1, (rounds_when_reached, campaign.stats.rounds)
 
 
 def test_a_probe_case_is_a_function_of_its_seed() -> None:
