@@ -256,8 +256,10 @@ def test_shrinking_takes_at_most_its_share_of_a_time_budgeted_campaign(share, mo
     (The campaign's own ``SHRINK_SHARE`` is larger; this fault shrinks too fast for it.)"""
     assert 0 < SHRINK_SHARE < 1
     monkeypatch.setattr("hessdiff.harness.campaign.SHRINK_SHARE", share)
+    # No sweep: its probe cases, every one a finding of this variant, would spend the
+    # budget before the first round shrinks anything.
     config = CampaignConfig(budget_seconds=6, seed=0, round_examples=15, dtypes=("float64",), max_ops=4,
-                            ops=OPS, max_n=3, mlps=False)
+                            ops=OPS, max_n=3, mlps=False, sweep=0)
     campaign = Campaign([_SlowSevens()], config)
     start = time.monotonic()
     campaign.run()
