@@ -194,9 +194,12 @@ MLX_LOWERINGS: dict[str, Lowering | Spellings | Absent] = {
 
 
 # MLX says "[scatter] JVP not yet implemented", "[Primitive::jvp] Not implemented for X",
-# "JVP is not implemented for cumulative prod/min/max", "[Pad::vmap] ... is not supported".
+# "JVP is not implemented for cumulative prod/min/max", "[Pad::vmap] ... is not supported";
+# mx.compile before float64 support (mlx 0.25.2): "Unsupported compilation type float64",
+# "Unsupported constant type".
 _NOT_IMPLEMENTED = re.compile(
-    r"not (yet )?implemented|\bNYI\b|\b(jvp|vjp|vmap)\b.*not supported|cannot calculate (jvp|vjp)", re.IGNORECASE
+    r"not (yet )?implemented|\bNYI\b|\b(jvp|vjp|vmap)\b.*not supported|cannot calculate (jvp|vjp)"
+    r"|unsupported (compilation|constant) type", re.IGNORECASE
 )
 
 
