@@ -166,11 +166,13 @@ def _judge_values(name: str, h: np.ndarray, expected: np.ndarray, judged: np.nda
             float("inf"),
         )
     if bad.any():
-        i, j = np.unravel_index(np.argmax(np.where(bad, err / bound, 0.0)), err.shape)
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):  # a bound of 1e-306 and less
+            ratio = np.where(bad, err / bound, 0.0)
+        i, j = np.unravel_index(np.argmax(ratio), err.shape)
         text = (
             f"{name} returns H[{i},{j}] = {float(h[i, j])!r}; the oracle (50-digit multi-precision, "
             f"independent of every framework) gives {float(expected[i, j])!r}. |difference| = "
-            f"{err[i, j]:.3g}, {err[i, j] / bound[i, j]:.3g}x the {tol.factor:g}-ulp error bound "
+            f"{err[i, j]:.3g}, {ratio[i, j]:.3g}x the {tol.factor:g}-ulp error bound "
             f"{bound[i, j]:.3g} for this entry."
         )
         if result.note:

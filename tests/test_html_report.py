@@ -227,3 +227,18 @@ def test_report_command_without_the_extra_is_one_line_and_exit_2(
     assert cli.main(["report", str(report)]) == 2
     err = capsys.readouterr().err
     assert err == "hessdiff report: error: the HTML report needs jinja2: pip install 'hessdiff[report]'\n"
+
+
+def test_the_templates_load_outside_the_source_tree(tmp_path: Path) -> None:
+    """Run from another folder, with only the installed package importable: the templates
+    are hessdiff.harness's (a loader naming the source tree's ``harness`` wrote no HTML
+    report for any campaign run outside the repository)."""
+    import subprocess
+
+    pytest.importorskip("jinja2")
+    code = ("import sys; sys.path = [p for p in sys.path if p not in ('', '.')]; "
+            "from hessdiff.harness.html_report import _environment; "
+            "print(_environment().get_template('index.html.j2').name)")
+    run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=120, env={"PATH": "/usr/bin:/bin"})
+    assert run.returncode == 0 and run.stdout.strip() == "index.html.j2", run.stderr[-2000:]
