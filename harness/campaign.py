@@ -78,9 +78,10 @@ class CampaignConfig:
     # up to this many ops that no check has reached yet or that have a special value none
     # has reached, and aims them at those values (0: no steering).
     steer: int = 9
-    # The sweep: after each round, every op no check has reached yet gets a probe case
-    # of its own (``strategies.probe_case``), up to this many per op and campaign (0:
-    # none). Only in a time-budgeted campaign: one of fixed rounds checks what they draw.
+    # The sweep: before round 0 and after each round, every op no check has reached yet
+    # is checked in probe cases (``strategies.probe_case``, ``SWEEP_OPS`` ops a case), up
+    # to this many per op and campaign (0: none). Only in a time-budgeted campaign: one of
+    # fixed rounds checks what its rounds draw.
     sweep: int = 2
 
 

@@ -75,8 +75,8 @@ def programs_at(draw: st.DrawFn, n: int, x: np.ndarray, dtype: str, ops: Sequenc
     campaign passes the ones no check has hit exactly yet; an op not in it aims at any.
     ``patterns``: per elementwise op, traced/constant argument patterns ("TC") to favour.
     ``require``: ops no check has reached yet; when given, three programs in four apply
-    one of them first (on the input, so a derivative flows through it), the rest of the
-    program drawn as usual. Left to the uniform draw, an op of a window of 30 is missed
+    one of them first (its arguments drawn from the input alone, or constants), the rest
+    of the program drawn as usual. Left to the uniform draw, an op of a window of 30 is missed
     by a round cut short by a fault (a round shrinks after its first failing example).
     """
     b = Builder(n, x, dtype)
@@ -85,19 +85,22 @@ def programs_at(draw: st.DrawFn, n: int, x: np.ndarray, dtype: str, ops: Sequenc
     count = draw(st.integers(1, max_ops))
     if require and draw(st.integers(0, 3)) < 3:  # shrinks to 0: keeps the required op
         name = draw(st.sampled_from(tuple(require)))
-        specials = CATALOGUE[name].special_names
-        aim = draw(st.integers(0, len(specials) - 1)) if specials and draw(st.booleans()) else None
-        apply_op_or_skip(ch, b, name, aim)
+        apply_op_or_skip(ch, b, name, _aim(draw, name, None))
         count -= 1
     for _ in range(count):
         name = draw(st.sampled_from(tuple(ops)))
-        specials = CATALOGUE[name].special_names
-        aim = None
-        if specials and draw(st.booleans()):
-            preferred = tuple((aims or {}).get(name, ()))
-            aim = draw(st.sampled_from(preferred)) if preferred else draw(st.integers(0, len(specials) - 1))
-        apply_op_or_skip(ch, b, name, aim)
+        apply_op_or_skip(ch, b, name, _aim(draw, name, aims))
     return b.finish(ch)
+
+
+def _aim(draw: st.DrawFn, name: str, aims: Mapping[str, Sequence[int]] | None) -> int | None:
+    """Half the time, the index of a special value of op ``name`` to aim at (one of
+    ``aims[name]`` when given); None for an op without special values."""
+    specials = CATALOGUE[name].special_names
+    if not specials or not draw(st.booleans()):
+        return None
+    preferred = tuple((aims or {}).get(name, ()))
+    return draw(st.sampled_from(preferred)) if preferred else draw(st.integers(0, len(specials) - 1))
 
 
 def probe_program(name: str, n: int, x: np.ndarray, dtype: str, seed: int, aim: int | None = None,
