@@ -692,3 +692,43 @@ def test_a_framework_exception_where_the_true_intermediates_overflow_is_not_a_fi
         case = Case(det, np.array(x), "float32")
         result = judge(case, evaluate(det, case.point, "float32"), {"torch:func": crash})
         assert [v.kind for v in result.verdicts] == expected, result.verdicts
+
+
+# --- a product of two erring derivatives -------------------------------------------------
+
+SQUARED_CUMSUM_TANH = Program(7, (Node("input"), op("tanh", 0), op("cumsum", 1, axis=0), op("square", 2),
+                                  op("mean", 3, axis=None, keepdims=False)))
+SATURATED = [-2.2250738585072014e-308, -42.78045566158028, 1.0, -826.6146381235185,
+             -2.2250738585072014e-308, 829.8073351114447, -0.9789920451902359]
+
+
+def test_a_product_of_two_derivatives_errs_by_the_product_of_their_errors() -> None:
+    """JAX 0.7.1's float64 tanh is one ulp short of +-1 at |x| ~ 830, so its 1 - y*y is
+    2.2e-16 where tanh' is e**-1660, and every JAX and Equinox variant gave H[3, 5] =
+    1.38e-30 (a 5-minute campaign there): the product of the two derivatives' errors,
+    which the first-order bound (the smallest normal) left out. A value beyond that
+    product is still wrong."""
+    truth = evaluate(SQUARED_CUMSUM_TANH, np.array(SATURATED), "float64").hessian_float()
+    assert truth[3, 5] == 0.0
+    seen = truth.copy()
+    seen[3, 5] = seen[5, 3] = 1.3805065841367707e-30
+    result, _ = _judged(SQUARED_CUMSUM_TANH, SATURATED, "float64", {"jax:fwdrev": seen})
+    assert not _failures(result)
+    for wrong in (1e-20, 1e-26):
+        bad = truth.copy()
+        bad[3, 5] = bad[5, 3] = wrong
+        result, _ = _judged(SQUARED_CUMSUM_TANH, SATURATED, "float64", {"jax:fwdrev": bad})
+        assert _kinds(result) == {"jax:fwdrev": Kind.WRONG_VALUE}, (wrong, result.verdicts)
+    _honest(SQUARED_CUMSUM_TANH, SATURATED, "float64")
+
+
+def test_the_oracles_second_order_unit_covers_every_backends_tolerance() -> None:
+    """The oracle (core) cannot read ``tolerance`` (checking), so it keeps its own copy of
+    how large a derivative's error may be; it must never be smaller than the judge's."""
+    from hessdiff.harness.oracle.jets import second_order_unit
+    from hessdiff.harness.tolerance import tolerance_for
+
+    for framework in ("jax", "equinox", "mlx", "torch"):
+        for dtype in ("float32", "float64"):
+            tol = tolerance_for(framework, dtype)
+            assert second_order_unit(dtype, framework) >= tol.factor * tol.eps, (framework, dtype)

@@ -71,7 +71,8 @@ def elementwise(ev: _Evaluator, node: int, spec: OpSpec, attrs: dict[str, Any], 
             # derivatives there can cost minutes: lgamma's third, psi(2, a), at a =
             # -3e38, within rounding of a pole, held the oracle to its 20 s timeout).
             results = [_apply_rule(rule, point, bargs, idx, [False] * len(derivs) if edge else derivs,
-                                   ev.framework, float(np.finfo(ev.dtype).eps), ev.limits, node)]
+                                   ev.framework, float(np.finfo(ev.dtype).eps), ev.limits, node,
+                                   ev.second_order)]
             _squares_underflow(ev, rule, vals, bargs, idx)
             undefined_switch = False
         else:
@@ -148,7 +149,7 @@ def _pieces(ev: _Evaluator, node: int, spec: OpSpec, int_key: tuple[tuple[str, A
         ev.kinks.append(Kink(node, spec.name, idx))
     combos = list(itertools.product(*choices))
     results = [_apply_rule(_piece_rule(spec.name, int_key, signs), point, bargs, idx, derivs, ev.framework,
-                           0.0, ev.limits, node)
+                           0.0, ev.limits, node, ev.second_order)
                for signs in combos]
     own = tuple(1 if s > 0 else -1 for s in switches)
     if len(results) > 1 and all(s != 0 for s in switches) and not any(undefined) and own in combos:

@@ -15,7 +15,8 @@ import numpy as np
 from hessdiff.harness.ir import Program
 from hessdiff.harness.oracle import state
 from hessdiff.harness.oracle.elementwise import SPECIAL_ULPS
-from hessdiff.harness.oracle.jets import _abs_float, _absolutes, _depends, _Jet, _nonzero, _zeros_obj
+from hessdiff.harness.oracle.jets import (LESS_ACCURATE, _abs_float, _absolutes, _depends, _Jet, _nonzero, _zeros_obj,
+                                          second_order_unit)
 from hessdiff.harness.oracle.kinds import kind_of
 from hessdiff.harness.oracle.resolutions import Resolution, resolutions
 from hessdiff.harness.oracle.result import (DIGITS, ORACLE_SECONDS, Kink, OracleResult, OutOfDomain, _time_limit,
@@ -47,6 +48,7 @@ class _Evaluator:
         # keeps (the dtype's, or a wider one: ``evaluate``'s ``range_tiny``), over eps.
         self.switch_floor = max(float(finfo.tiny), range_tiny) / float(finfo.eps)
         self.limits = (float(finfo.eps) / 2, float(finfo.tiny))  # unit roundoff, smallest normal
+        self.second_order = second_order_unit(dtype, framework)  # a derivative's own error per scale unit
         self.kink_gap = float("inf")
         self.framework = framework
         self.resolution = resolution
@@ -195,9 +197,11 @@ def evaluate(program: Program, x: np.ndarray, dtype: str = "float64", digits: in
             raise OutOfDomain(f"the program's exact values outgrow exact arithmetic here ({exc})") from None
 
 
-def _specific_frameworks(program: Program) -> list[str]:
-    """The frameworks some op of ``program`` has a rule scale of its own for."""
-    names: set[str] = set()
+def _specific_frameworks(program: Program, dtype: str) -> list[str]:
+    """The frameworks some op of ``program`` has a rule scale of its own for, and those
+    less accurate in ``dtype`` than the dtype itself (``jets.LESS_ACCURATE``: their
+    derivatives' own errors, and so the products of two, are larger)."""
+    names: set[str] = {framework for framework, less in LESS_ACCURATE if less == dtype}
     for node in program.nodes:
         if node.kind not in ("input", "const"):
             spec = get_op(node.kind)
@@ -212,7 +216,7 @@ def _with_framework_scales(program: Program, x: np.ndarray, dtype: str, kink_fuz
     memo: dict[tuple[int, tuple[Any, ...]], Any] = {} if state.MEMO is None else state.MEMO
     with state.memo(memo):
         result = _Evaluator(program, x, dtype, kink_fuzz, resolution, range_tiny=range_tiny).run()
-    names = tuple(_specific_frameworks(program))
+    names = tuple(_specific_frameworks(program, dtype))
     if not names:
         return result
 

@@ -16,6 +16,32 @@ from hessdiff.harness.oracle.result import DIGITS
 _NAN = mpmath.mpf("nan")
 _ZERO = mpmath.mpf(0)
 
+# The chain rule's error scales are first order: a product of two derivatives errs by
+# each one's error times the other's size, which leaves out the product of the two
+# errors. That term is all there is where both derivatives are (nearly) 0 and their
+# errors are not: tanh' = 1 - y*y at |a| ~ 830 is e**-1660, but 2.2e-16 from a y one ulp
+# below 1 (XLA's float64 tanh in JAX 0.7.1), so square(cumsum(tanh(x)))'s H[i, j] is
+# 1e-30 where the first-order bound was the smallest normal. A derivative's own error is
+# at most its error scale times the judge's factor (64) times the backend's unit
+# roundoff (``hessdiff.harness.tolerance``; a test keeps the two in step).
+ERROR_FACTOR = 64.0
+# Backends whose arithmetic in a dtype is only as accurate as a narrower one: MLX's
+# float64 transcendentals are float32-accurate (benchmarks/mlx_accuracy.py).
+LESS_ACCURATE = {("mlx", "float64"): "float32"}
+
+
+def second_order_unit(dtype: str, framework: str | None = None) -> float:
+    """How large a derivative's own error may be, in units of its error scale, for
+    ``framework`` (None: a backend as accurate as ``dtype``) computing in ``dtype``."""
+    accurate_as = LESS_ACCURATE.get((framework or "", dtype), dtype)
+    return ERROR_FACTOR * float(np.finfo(accurate_as).eps) / 2
+
+
+def _with_error(magnitude: np.ndarray, scale: np.ndarray, unit: float) -> np.ndarray:
+    """|d| widened by its own possible error (``unit`` times its error scale,
+    ``second_order_unit``), for the factor a product's other error multiplies."""
+    return magnitude + unit * np.asarray(scale, dtype=np.float64)
+
 
 @dataclass
 class _Jet:

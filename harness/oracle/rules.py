@@ -15,7 +15,7 @@ import numpy as np
 
 from hessdiff.harness.oracle import state
 from hessdiff.harness.oracle.jets import (_ZERO, _add_outer, _add_scaled, _err_abs, _fabs, _Jet, _support,
-                                          _times, _zeros_obj)
+                                          _times, _with_error, _zeros_obj)
 from hessdiff.harness.oracle.result import OutOfDomain
 from hessdiff.harness.ops import Elementwise, OpSpec, Piecewise, fixed_integer, get_op
 
@@ -217,12 +217,15 @@ def _agrees_to(a: Any, b: Any, digits: int) -> bool:
 
 def _apply_rule(rule: _Rule, point: list[Any], args: list[_Jet], idx: tuple[int, ...],
                 derivs: list[bool], framework: str | None = None, eps: float = 0.0,
-                limits: tuple[float, float] = (0.0, 0.0), node: int | None = None) -> tuple[Any, ...]:
+                limits: tuple[float, float] = (0.0, 0.0), node: int | None = None,
+                unit: float = 0.0) -> tuple[Any, ...]:
     """One element of y = f(args): value, gradient, Hessian and their error scales.
 
     ``eps``: below it, a rule scale ``above_eps`` does not apply. ``limits``: the dtype's
     unit roundoff and smallest normal, where the framework's formula may leave its range
-    (0: not modelled); ``node``: the node, noted in ``state.UNDERFLOWS`` where it does."""
+    (0: not modelled); ``node``: the node, noted in ``state.UNDERFLOWS`` where it does.
+    ``unit``: an argument derivative's own error per unit of its error scale
+    (``jets.second_order_unit``; 0: first-order scales only)."""
     k = len(args)
     if rule.exponential and any(abs(v) > EXPONENT_LIMIT for v in point):
         raise OutOfDomain("an exponential of an argument beyond every float format's range "
@@ -281,6 +284,10 @@ def _apply_rule(rule: _Rule, point: list[Any], args: list[_Jet], idx: tuple[int,
         for i in active for j in active
     }
     x = _times
+    # The magnitudes an error multiplies carry their own error too (``unit``):
+    # d1 g errs by err(d1) (|g| + err(g)) + |d1| err(g).
+    gabs = {i: _with_error(gabs[i], gm[i], unit) for i in active}
+    habs = {i: _with_error(habs[i], hm[i], unit) for i in active}
     grad_scale = sum(x(d1m[i], gabs[i]) + x(_fabs(d1[i]), gm[i]) for i in active)
     hess_scale = sum(x(d1m[i], habs[i]) + x(_fabs(d1[i]), hm[i]) for i in active)
     for i in active:

@@ -12,7 +12,7 @@ import mpmath
 import numpy as np
 
 from hessdiff.harness.oracle import state
-from hessdiff.harness.oracle.jets import (_NAN, _abs_float, _add_outer, _add_scaled, _fabs, _Jet, _mean_obj,
+from hessdiff.harness.oracle.jets import (_NAN, _abs_float, _with_error, second_order_unit, _add_outer, _add_scaled, _fabs, _Jet, _mean_obj,
                                           _merge_into, _support, _zeros_obj)
 from hessdiff.harness.oracle.local import _einsum_up, _JetFunctions, _LocalJet, _log2_abs, _rounding, _Ties
 from hessdiff.harness.oracle.result import Kink, OutOfDomain, _to_float
@@ -196,7 +196,10 @@ def _vector(node: int, spec: OpSpec, attrs: dict[str, Any], args: list[_Jet], n:
 
     G, H = stacked("g", (n,), object), stacked("h", (n, n), object)
     gm_in, hm_in = stacked("gm", (n,), np.float64), stacked("hm", (n, n), np.float64)
-    Ga, Ha = _abs_float(G), _abs_float(H)
+    # Each magnitude with its own possible error (``second_order_unit``): a product of
+    # two erring factors errs by the product of their errors as well.
+    unit = second_order_unit(dtype, framework)
+    Ga, Ha = _with_error(_abs_float(G), gm_in, unit), _with_error(_abs_float(H), hm_in, unit)
     g, h = _vector_chain(J, K, G, H)
     # Error scales: each term of the chain rule with its own error (Jerr, Kerr) and its
     # inputs' (gm_in, hm_in).
