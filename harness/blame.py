@@ -5,7 +5,7 @@ broken. Each differentiated node is checked alone: a one-op program whose input 
 the node's traced arguments at the very values the framework saw (every node computed
 and rounded in the dtype, ``hessdiff.harness.exact.rounded_values``), whose constant arguments
 are the same constants (same kind: framework array, Python number, int32 array), read
-out as ``sum(y + y*y)`` so that a wrong first derivative shows in the Hessian as well
+out as ``sum(y + y*y)`` (or ``y - y*y``, ``_readout``) so that a wrong first derivative shows in the Hessian as well
 as a wrong second one. The variant computes its Hessian, the oracle judges it. The first
 node (in program order) whose local check fails is blamed; when none fails, the fault
 lives in how the rules compose (0 * NaN through a zero cotangent, say), and the blame
@@ -84,6 +84,20 @@ class Blame:
         }
 
 
+def _readout(y_value: np.ndarray, y: int) -> Node:
+    """``y + y*y``, or ``y - y*y`` where that is further from cancelling: its Hessian is
+    (1 +- 2y) y'' +- 2 y'y'^T, and 1 + 2y = 0 at y = -1/2 would hide a wrong y'' (elu
+    with alpha 1/2 far below 0 sits there, where MLX 0.21.1's float32 exp(x < -55) is
+    2**-80 instead of ~0, and such a blame said 'composition'). 1 + 2y and 1 - 2y
+    cannot both be small: y - y*y where 1 + 2y comes within 1/4 of 0 and 1 - 2y does not."""
+    with np.errstate(invalid="ignore"):
+        values = np.asarray(y_value, dtype=np.float64).reshape(-1)
+        plus = float(np.nanmin(np.abs(1 + 2 * values), initial=np.inf))
+        minus = float(np.nanmin(np.abs(1 - 2 * values), initial=np.inf))
+    # y + y*y unless it cancels to a quarter or less somewhere (and y - y*y less so)
+    return op("sub", y, y + 1) if plus < 0.25 and minus > plus else op("add", y, y + 1)
+
+
 def local_case(program: Program, index: int, values: Sequence[np.ndarray], dtype: str) -> Case | None:
     """Node ``index`` of ``program`` alone (see the module), or None if it has no traced
     argument or the one-op program cannot be built."""
@@ -122,7 +136,7 @@ def local_case(program: Program, index: int, values: Sequence[np.ndarray], dtype
         args.append(len(nodes) - 1)
     nodes.append(Node(node.kind, tuple(args), node.attrs))
     y = len(nodes) - 1
-    nodes += [op("mul", y, y), op("add", y, y + 1)]
+    nodes += [op("mul", y, y), _readout(values[index], y)]
     if program.shapes[index] != ():
         nodes.append(op("sum", y + 2))
     point = np.concatenate([np.asarray(values[a], dtype=np.float64).reshape(-1) for a in sources])
@@ -195,7 +209,7 @@ def local_faults(case: Case, variant: Any, skip: Callable[[Rule], bool]) -> tupl
         if local is None or result is None:
             continue
         if failing:
-            # the node is the local program's own: the op before its readout (y, y*y, y + y*y[, sum])
+            # the node is the local program's own: the op before its readout (y, y*y, y +- y*y[, sum])
             y = len(local.program.nodes) - (3 if case.program.shapes[index] == () else 4)
             found = Blame(y, rule[0], rule[1], failing[0].kind.value, failing[0].explanation, local.program,
                           tuple(float(v) for v in local.point), (), rule[2])

@@ -157,3 +157,16 @@ def test_two_faults_of_one_framework_and_dtype_come_out_as_two_findings_each_on_
     assert {"exp(T)", "sin(T)"} <= set(by_rule), [(f.signature, f.blame and f.blame["rule"]) for f in failing]
     assert "sin" not in by_rule["exp(T)"].program.op_names
     assert "exp" not in by_rule["sin(T)"].program.op_names
+
+
+def test_a_node_whose_value_cancels_the_readout_is_still_blamed(twofaults) -> None:
+    """The local readout y + y*y has the Hessian (1 + 2y) y'' + 2 y'y'^T: at y = -1/2 a
+    wrong y'' vanishes from it (elu with alpha 1/2 far below 0, where MLX 0.21.1's float32
+    exp is 2**-80, was blamed on 'composition'). There the readout is y - y*y."""
+    program = Program(1, (Node("input"), op("sin", 0), op("sum", 1)))
+    case = Case(program, np.array([-np.pi / 6]), "float64")  # sin = -0.5
+    assert any(v.kind.is_failure for v in check_case(case, [twofaults]).verdicts)
+    local = local_case(program, 1, rounded_values(program, case.point, "float64"), "float64")
+    assert local.program.nodes[-2].kind == "sub"
+    found = blame(case, twofaults)
+    assert (found.node, found.rule) == (1, "sin(T)"), found
