@@ -137,6 +137,16 @@ class Baseline:
         reported as FlakyStrategyDefinition instead of the framework's exception."""
         printer.text(repr(self))
 
+    def names_rules(self, variant: str, kind: str, dtype: str) -> bool:
+        """Whether an entry that names a rule (``...|exp(T) @ *``) may cover a fault of
+        ``variant``, ``kind`` and ``dtype``: only a blamed finding can match one, so a
+        hit such an entry may know is blamed before it is looked up (unshrunk)."""
+        for entry in self.entries:
+            parts = entry.signature.split("|", 4)
+            if len(parts) == 5 and parts[1:3] == [kind, dtype] and fnmatch.fnmatchcase(variant, parts[0]):
+                return True
+        return False
+
     def entry_for(self, finding: Finding | str) -> BaselineEntry | None:
         """The entry covering ``finding`` (or a signature): an exact entry before a pattern."""
         signature = finding if isinstance(finding, str) else finding.signature

@@ -387,7 +387,9 @@ class Campaign:
                 # a fault the baseline already knows (but its other nodes are checked alone).
                 if record.baselined:
                     if verdict.kind.is_failure and verdict.kind is not Kind.TIMEOUT:
-                        self._unmask(verdict.variant, result.case, None)
+                        b = record.blame if record.blame and record.blame.get("node") is not None else None
+                        self._unmask(verdict.variant, result.case,
+                                     None if b is None else (b["op"], b["pattern"], b.get("region", "")))
                     continue
                 # While shrinking, a fault met for the first time is recorded (and minimised
                 # with the round's findings) but not raised: Hypothesis would shrink it as
@@ -429,9 +431,11 @@ class Campaign:
             if explaining(self.findings.values(), key, fault.case, frozenset({fault.rule})) is not None:
                 continue
             self.stats.unmasked += 1
-            record = self._remember((*key, fault.case.program.op_names), fault.case, fault.result, fault.verdict)
+            blamed = fault.blame.to_json()
+            record = self._remember((*key, fault.case.program.op_names), fault.case, fault.result, fault.verdict,
+                                    blamed)
             if record.case is fault.case:
-                record.blame = fault.blame.to_json()
+                record.blame = blamed
 
     def _record_key(self, key: Key, result: CaseResult, verdict: Verdict) -> RecordKey:
         """The record of this round a failing hit of ``key`` belongs to: one whose first
@@ -453,24 +457,47 @@ class Campaign:
         if not key[1].is_failure:  # a convention or noise: one record a round, counting the rest
             return same[0]
         known = [k for k in same if self._records[k].baselined]
-        if known and self._covered(case, result, verdict):
-            return known[0]
-        return own
+        covering = self._covering(case, result, verdict, known) if known else None
+        return own if covering is None else covering
 
-    def _covered(self, case: Case, result: CaseResult, verdict: Verdict) -> bool:
-        """Whether the baseline covers this hit as it stands (unshrunk)."""
+    def _covering(self, case: Case, result: CaseResult, verdict: Verdict,
+                  known: list[RecordKey]) -> RecordKey | None:
+        """The record of a baselined fault this hit is another hit of: the baseline covers
+        it as it stands (unshrunk), or the hit exercised the rule a baselined record was
+        blamed on (an entry naming a rule is matched by blame, which a hit is not
+        given again for every program that carries the rule)."""
         hit = Record(case, result, verdict, case.program.size)
-        return self.baseline.entry_for(hit.finding(self._versions, provisional=True)) is not None
+        if self.baseline.entry_for(hit.finding(self._versions, provisional=True)) is not None:
+            return known[0]
+        blamed = [(k, self._records[k].blame) for k in known]
+        blamed = [(k, b) for k, b in blamed if b and b.get("node") is not None]
+        if not blamed:
+            return None
+        rules = exercised(case.program, case.point, case.dtype).rules
+        for k, b in blamed:
+            if any(same_rule(rule, (b["op"], b["pattern"], b.get("region", ""))) for rule in rules):
+                return k
+        return None
 
-    def _remember(self, key: RecordKey, case: Case, result: CaseResult, verdict: Verdict) -> Record:
+    def _remember(self, key: RecordKey, case: Case, result: CaseResult, verdict: Verdict,
+                  blamed: dict[str, Any] | None = None) -> Record:
+        """The record ``key`` counts this hit in, made at its first hit (``blamed``: its
+        blame when already known, as for a node checked alone)."""
         record = self._records.get(key)
         now = _now()
         if record is None:
-            record = Record(case, result, verdict, case.program.size, first_seen=now, last_seen=now)
+            record = Record(case, result, verdict, case.program.size, first_seen=now, last_seen=now, blame=blamed)
             self._records[key] = record
             early = record.finding(self._versions, provisional=True)
-            record.provisional.add(early.signature)
+            early.blame = blamed
             record.baselined = self.baseline.entry_for(early) is not None
+            if not record.baselined and blamed is None and verdict.kind.is_failure and verdict.kind is not Kind.TIMEOUT \
+                    and self.baseline.names_rules(verdict.variant, verdict.kind.value, case.dtype):
+                # An entry names the rule a known fault breaks (``...|tanh(T) @ *``), never
+                # the ops around it: the hit is blamed as it stands to be looked up.
+                record.blame = early.blame = self._blame(key, record)
+                record.baselined = self.baseline.entry_for(early) is not None
+            record.provisional.add(early.signature)
             self.on_finding(early)
             return record
         record.count += 1

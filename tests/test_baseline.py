@@ -248,3 +248,33 @@ def test_a_bad_extends_is_one_clear_line(tmp_path: Path, extends: Any, message: 
 def test_unknown_top_level_keys_are_refused(tmp_path: Path) -> None:
     with pytest.raises(BaselineError, match=r"unknown keys \['include'\]"):
         load_baseline(_write(tmp_path, {"include": "x.json", "entries": []}))
+
+
+@pytest.mark.parametrize("path", [ROOT / "reports" / "baseline.json",
+                                  *sorted((ROOT / "regression").glob("baseline-*.json"))],
+                         ids=lambda p: p.name if p.parent.name == "regression" else "main")
+def test_committed_entries_name_the_broken_rule_never_the_ops_around_it(path: Path) -> None:
+    """An op-set glob (``mlx:*|nonfinite|float32|*tanh*``) covered every fault of its
+    variant, kind and dtype in any program with a tanh, arctanh or gelu_tanh in it: a new
+    fault there was never reported. An entry names the rule its repro is blamed on
+    (``...|*|tanh(T) @ *``); only a composition (an op set by nature) keeps its ops, and
+    a fault of the Hessian helper itself covers every program (``...|*``)."""
+    for entry in load_baseline(path).entries:
+        parts = entry.signature.split("|")
+        if len(parts) == 4:
+            assert parts[3] == "*", entry.signature  # the whole variant
+        else:
+            assert len(parts) == 5, entry.signature
+            assert parts[3] == "*" or parts[4].startswith("composition"), entry.signature
+
+
+def test_a_rule_named_entry_covers_the_rule_in_any_program_and_nothing_else() -> None:
+    entry = BaselineEntry("mlx:*|nonfinite|float32|*|tanh(T) @ *")
+    assert entry.matches("mlx:fwdrev|nonfinite|float32|add+sum+tanh|tanh(T) @ huge")
+    assert entry.matches("mlx:revrev|nonfinite|float32|arctanh+sum+tanh|tanh(T) @ ordinary")
+    assert not entry.matches("mlx:revrev|nonfinite|float32|arctanh+sum+tanh|arctanh(T) @ ordinary")
+    assert not entry.matches("mlx:revrev|nonfinite|float32|gelu_tanh+sum")  # not blamed: unknown
+    baseline = Baseline((entry,))
+    assert baseline.names_rules("mlx:fwdrev", "nonfinite", "float32")
+    assert not baseline.names_rules("mlx:fwdrev", "nonfinite", "float64")
+    assert not baseline.names_rules("jax:fwdrev", "nonfinite", "float32")

@@ -131,6 +131,28 @@ def test_a_new_fault_beside_a_baselined_one_is_reported_and_shrunk_to_its_own_ru
     assert known == [(4, "twofaults|exp(T) @ ordinary|wrong_value|float64"), (6, None)]  # found alone: blamed
 
 
+def test_an_entry_naming_the_rule_knows_its_fault_unshrunk_and_only_it(twofaults, monkeypatch) -> None:
+    """``...|*|exp(T) @ *`` names the broken rule, not ops: the first hit is blamed as it
+    stands and found known (not shrunk), and the sin fault in the same program is new."""
+    from hessdiff.harness import campaign as campaign_module
+    from hessdiff.harness.baseline import Baseline, BaselineEntry
+    from hessdiff.harness.campaign import Campaign
+
+    # two replays of one case each: no time to speak of for the 10% share of node checks
+    monkeypatch.setattr(campaign_module, "UNMASK_SHARE", 1.0)
+
+    baseline = Baseline((BaselineEntry("twofaults:*|wrong_value|float64|*|exp(T) @ *", "", "exp is known"),))
+    exp_only = Program(2, (Node("input"), op("exp", 0), op("mul", 1, 1), op("sum", 2)))
+    campaign = Campaign([twofaults], _config(), baseline=baseline)
+    known = campaign.replay([Case(exp_only, X, "float64")])
+    assert [f.root_cause for f in known if f.kind.is_failure] == ["twofaults|exp(T) @ ordinary|wrong_value|float64"]
+    assert all(baseline.entry_for(f) is not None and "baseline already covers it" in f.minimised
+               for f in known if f.kind.is_failure)
+    both = campaign.replay([Case(PROGRAM, X, "float64")])
+    new = [f for f in both if f.kind.is_failure and baseline.entry_for(f) is None]
+    assert [f.blame["rule"] for f in new] == ["sin(T)"], [(f.signature, f.blame) for f in both]
+
+
 def test_a_new_fault_beside_a_found_one_is_reported_not_counted_as_it(twofaults) -> None:
     from hessdiff.harness.campaign import Campaign
 
