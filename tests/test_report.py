@@ -249,3 +249,24 @@ def test_a_variant_that_computed_no_hessian_is_named_in_the_summary(tmp_path: Pa
     summary = paths.summary_md.read_text()
     assert "**Variants that computed no Hessian in this run**: `equinox:filter_hessian` (48 unsupported)" in summary
     assert "`jax:fwdrev` (" not in summary
+
+
+def test_ops_a_release_lacks_are_listed_apart_from_the_ops_never_reached() -> None:
+    """'Ops never reached: none' must mean every op the installed releases have was
+    checked: an op every variant's release lacks (jax 0.4.13 has no jax.nn.mish) is named
+    apart, not as a gap of the search."""
+    from hessdiff.backends import Absent
+    from hessdiff.backends.registry import register, unregister
+    from hessdiff.harness.coverage_md import coverage_section
+    from planted import OldJaxBackend
+
+    backend = register(OldJaxBackend())
+    try:
+        assert isinstance(backend.installed_lowerings()["sin"], Absent)
+        coverage = {"exp": {"oldjax:fwdrev": {"checks": 3}}}
+        never = next(line for line in coverage_section(coverage) if line.startswith("**Ops never reached**"))
+        unreached, _, absent = never.partition(" (absent in every variant's release, so never tried: ")
+        assert "sin" not in unreached.split(": ", 1)[1].split(", ") and "cos" in unreached
+        assert absent.rstrip(")").split(", ") == ["sin"]
+    finally:
+        unregister(backend.name)
