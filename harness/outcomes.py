@@ -117,14 +117,14 @@ def _framework_class(exc: BaseException) -> bool:
 
 
 def _from_c_extension(exc: BaseException) -> bool:
-    """Whether ``exc``, a ValueError or RuntimeError whose last Python frame is a line of
+    """Whether ``exc``, a ValueError or RuntimeError (or, from a call, ``_CALL_ONLY``) whose last Python frame is a line of
     ``backends`` (a lowering, or a Hessian helper that calls the framework), was raised by
     a framework function written in C called on that line: MLX's "[gather_axis] Cannot
     calculate JVP with respect to indices" or a shape error from ``mx.vjp``,
     ``torch.linalg.inv`` on a singular matrix. Such a call leaves no frame of its own;
     what tells it from hessdiff's own ``raise`` there is the instruction the frame
     stopped at: a call or an operator, not a raise (see ``run_variant``)."""
-    if not isinstance(exc, (RuntimeError, ValueError)) or isinstance(exc, HarnessError):
+    if not isinstance(exc, (RuntimeError, ValueError, *_CALL_ONLY)) or isinstance(exc, HarnessError):
         return False
     tb = exc.__traceback__
     if tb is None:
@@ -135,7 +135,17 @@ def _from_c_extension(exc: BaseException) -> bool:
     if not os.path.abspath(code.co_filename).startswith(_BACKENDS_DIR + os.sep):
         return False
     stopped = next((i.opname for i in dis.get_instructions(code) if i.offset == tb.tb_lasti), "")
+    if isinstance(exc, _CALL_ONLY):  # only from inside a call: x[5] on a short tuple is ours
+        return stopped.startswith("CALL") or stopped == "PRECALL"
     return stopped not in ("RAISE_VARARGS", "RERAISE")
+
+
+# The exceptions a C++ framework's bindings turn std::out_of_range, std::overflow_error
+# and std::bad_alloc into (nanobind, pybind11): MLX 0.21.1's vmap of a JVP raised
+# "IndexError: vector::_M_range_check: __n (which is 22059) >= this->size() (which is 2)"
+# from the call on a helper's line. Unlike a ValueError they are also what hessdiff's own
+# subscripts and arithmetic raise, so they count only when the line stopped in a call.
+_CALL_ONLY = (IndexError, OverflowError, MemoryError)
 
 
 def run_variant(variant: BackendVariant, case: Case) -> Outcome:

@@ -411,6 +411,31 @@ def test_the_sweep_reaches_every_op_a_round_left_unreached() -> None:
     assert rounds_when_reached and rounds_when_reached[0] == 1, (rounds_when_reached, campaign.stats.rounds)
 
 
+def test_hessdiffs_own_error_on_a_probe_is_noted_and_the_campaign_goes_on(monkeypatch) -> None:
+    """An internal error on one sweep case used to end the whole campaign (exit 70 after
+    211 s of a 5-minute run on MLX 0.21.1): it is counted, and the search goes on."""
+    from hessdiff.backends import get_variant
+    from hessdiff.harness.outcomes import HarnessError
+
+    ops = ("sin", "arctan", "log10")
+    config = CampaignConfig(seed=4, ops=ops, focus=1, round_examples=1, dtypes=("float64",),
+                            budget_seconds=10.0, sweep=1, max_ops=1)
+    campaign = Campaign([get_variant("jax:fwdrev")], config)
+    check, calls = campaign._check, []
+
+    def failing_once(case: Case) -> None:
+        calls.append(case)
+        if len(calls) == 1:
+            raise HarnessError("jax:fwdrev failed inside hessdiff (backends/x.py:1): IndexError: ours")
+        check(case)
+
+    monkeypatch.setattr(campaign, "_check", failing_once)
+    campaign.run()
+    assert campaign.stats.harness_errors == ["HarnessError: jax:fwdrev failed inside hessdiff "
+                                             "(backends/x.py:1): IndexError: ours"]
+    assert campaign.stats.rounds >= 1 and len(calls) > 1
+
+
 def test_a_probe_case_is_a_function_of_its_seed() -> None:
     from hessdiff.harness.strategies import probe_case
 

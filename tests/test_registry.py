@@ -414,6 +414,22 @@ def test_an_error_a_c_function_raises_on_a_backends_line_is_the_frameworks_not_h
         assert not outcomes._from_c_extension(exc)
 
 
+def test_an_index_error_from_a_c_call_on_a_backends_line_is_the_frameworks_a_subscript_is_ours() -> None:
+    """C++ bindings turn std::out_of_range into IndexError: MLX 0.21.1's vmap of a JVP
+    raised "vector::_M_range_check" from a helper's call, and a 5-minute campaign there
+    stopped on it as an internal error. From a call on a backend's line it is the
+    framework's; from a subscript there (``shape[3]`` of a short tuple) it stays ours."""
+    from hessdiff.harness import outcomes
+
+    called = _raised_on_a_backends_line("def call():\n    return [].pop()\n", IndexError)
+    assert outcomes._from_c_extension(called)
+    overflow = _raised_on_a_backends_line("def call():\n    import math\n    return math.exp(1000.0)\n",
+                                          OverflowError)
+    assert outcomes._from_c_extension(overflow)
+    subscript = _raised_on_a_backends_line("def call():\n    shape = (2,)\n    return shape[3]\n", IndexError)
+    assert not outcomes._from_c_extension(subscript)
+
+
 def test_an_exception_class_of_hessdiff_is_never_the_frameworks() -> None:
     """Classes of hessdiff itself (every module under the one ``hessdiff`` name) are ours:
     raised from a backend's line they are an internal error, not a framework crash; a
