@@ -213,7 +213,7 @@ class Campaign:
                 self._check(case)
             except NewFinding:
                 pass
-            except HarnessError as exc:  # hessdiff's own failure on one case: noted, and on
+            except HarnessError as exc:  # hessdiff's own failure on one case: counted, next case
                 self._harness_error(exc)
             self._raised.clear()
         self._collect()
@@ -251,8 +251,8 @@ class Campaign:
                 self._check(case)
             except NewFinding:
                 pass
-            except HarnessError as exc:  # hessdiff's own failure on one probe: noted, and on
-                self._harness_error(exc)  # (it ended a 5-minute campaign on MLX 0.21.1 at 211 s)
+            except HarnessError as exc:  # hessdiff's own failure on one probe: counted, next probe
+                self._harness_error(exc)  # (one ended a 5-minute campaign on MLX 0.21.1 at 211 s)
             self._raised.clear()
             # An op may not have been reached: skipped where its drawn arguments did not fit
             # (pow's base <= 0), applied to constants only, or out of its domain. From a
