@@ -19,6 +19,8 @@ its counters ``hessdiff.harness.campaign_stats``, and which ops a round draws fr
 from __future__ import annotations
 
 import datetime as _dt
+import signal
+import threading
 import time
 import zlib
 from collections import deque
@@ -156,6 +158,7 @@ class Campaign:
         self.findings: dict[str, Finding] = {}
         self._records: dict[RecordKey, Record] = {}
         self._unmasked: dict[tuple[str, str], set[tuple[str, str, str]]] = {}  # rules checked alone
+        self._interrupted = False  # a Ctrl-C came (``_sticky_interrupt``)
         self._raised: set[RecordKey] = set()
         self._swept: dict[str, int] = {}  # probes the sweep made, per op
         self._versions = {v.backend.name: v.backend.version() for v in self.variants}
@@ -181,6 +184,7 @@ class Campaign:
         then propagates, so the caller can write the partial report.
         """
         self._deadline = time.monotonic() + self.config.budget_seconds
+        restore = self._sticky_interrupt()
         try:
             if self.saved is not None and self.stats.rounds == 0:  # first, unless resumed
                 # Hypothesis draws nothing here: the rounds draw what the seed decides.
@@ -200,8 +204,25 @@ class Campaign:
             self._collect(reduce=False)  # no shrinking after a Ctrl-C: report and go
             raise
         finally:
+            restore()
             self._collect()
         return self.result()
+
+    def _sticky_interrupt(self) -> Callable[[], None]:
+        """Remember a Ctrl-C even where the KeyboardInterrupt it raises is swallowed (a
+        framework's C code that turns it into its own error, which a check then records
+        as an outcome or an internal error and goes on): ``_check`` raises it again.
+        Returns what puts the previous handler back (nothing off the main thread)."""
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        previous = signal.getsignal(signal.SIGINT)
+
+        def interrupted(signum: int, frame: Any) -> None:
+            self._interrupted = True
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGINT, interrupted)
+        return lambda: signal.signal(signal.SIGINT, previous)
 
     def replay(self, replayed: Sequence[Case]) -> list[Finding]:
         """Check ``replayed`` cases as if the search had drawn them, then make the
@@ -322,6 +343,8 @@ class Campaign:
             self.stats.harness_errors.append(text)
 
     def _check(self, case: Case) -> None:
+        if self._interrupted:  # a Ctrl-C something swallowed (``_sticky_interrupt``)
+            raise KeyboardInterrupt
         if time.monotonic() > self._deadline + 30.0:
             return  # out of budget (with grace for shrinking): stop doing work
         shrinking = bool(self._raised)
