@@ -5,9 +5,9 @@ broken. Each differentiated node is checked alone: a one-op program whose input 
 the node's traced arguments at the very values the framework saw (every node computed
 and rounded in the dtype, ``hessdiff.harness.exact.rounded_values``), whose constant arguments
 are the same constants (same kind: framework array, Python number, int32 array), read
-out as ``sum(y + y*y)`` (or ``y - y*y``, ``_readout``) so that a wrong first derivative shows in the Hessian as well
-as a wrong second one. The variant computes its Hessian, the oracle judges it. The first
-node (in program order) whose local check fails is blamed; when none fails, the fault
+out as ``sum(y + y*y)`` (or ``y - y*y``, ``_readout``) so that a wrong first derivative
+shows in the Hessian as well as a wrong second one. The variant computes its Hessian,
+the oracle judges it. The first node (in program order) whose local check fails is blamed; when none fails, the fault
 lives in how the rules compose (0 * NaN through a zero cotangent, say), and the blame
 says so.
 

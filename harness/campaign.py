@@ -19,6 +19,7 @@ its counters ``hessdiff.harness.campaign_stats``, and which ops a round draws fr
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import signal
 import threading
 import time
@@ -36,8 +37,8 @@ from hessdiff.backends import BackendVariant
 from hessdiff.harness.baseline import Baseline
 from hessdiff.harness.batch import check_program
 from hessdiff.harness.blame import blame, local_faults
-from hessdiff.harness.campaign_records import (Key, NewFinding, Record, RecordKey, exception_for, explaining,
-                                               same_rule)
+from hessdiff.harness.campaign_records import (Key, NewFinding, Record, RecordKey, blamed_rule, exception_for,
+                                               explaining, same_rule)
 from hessdiff.harness.campaign_stats import CampaignStats
 from hessdiff.harness.case import Case
 from hessdiff.harness.engine import check_case
@@ -393,30 +394,30 @@ class Campaign:
         did = exercised(case.program, case.point, case.dtype)
         for result in results:
             self.stats.count(result, did, exact=result is results[0])
-            rules: frozenset[tuple[str, str, str]] | None = None  # this point's, when a blamed finding asks
+            # The rules this point exercised, computed once, when a blamed finding or
+            # baselined record asks.
+            rules_here = functools.cache(
+                lambda result=result: did.rules if result is results[0]
+                else exercised(case.program, result.case.point, case.dtype).rules)
             for verdict in result.verdicts:
                 key = (verdict.variant, verdict.kind, case.dtype)
                 self.stats.kinds[verdict.variant, verdict.kind.value] += 1
-                if rules is None and any(f.blame for f in self.findings.values()):
-                    rules = did.rules if result is results[0] else \
-                        exercised(case.program, result.case.point, case.dtype).rules
-                known = explaining(self.findings.values(), key, result.case, rules or frozenset())
+                rules = rules_here() if any(f.blame for f in self.findings.values()) else frozenset()
+                known = explaining(self.findings.values(), key, result.case, rules)
                 if known is not None:
                     known.count += 1
                     known.last_seen = _now()
-                    if verdict.kind.is_failure and known.blame and known.blame.get("node") is not None:
-                        b = known.blame
-                        self._unmask(verdict.variant, result.case, (b["op"], b["pattern"], b.get("region", "")))
+                    rule = blamed_rule(known.blame)
+                    if verdict.kind.is_failure and rule is not None:
+                        self._unmask(verdict.variant, result.case, rule)
                     continue
-                record_key = self._record_key(key, result, verdict)
+                record_key = self._record_key(key, result, verdict, rules_here)
                 record = self._remember(record_key, result.case, result, verdict)
                 # A hang is not shrunk: every shrink step would wait out the timeout; nor is
                 # a fault the baseline already knows (but its other nodes are checked alone).
                 if record.baselined:
                     if verdict.kind.is_failure and verdict.kind is not Kind.TIMEOUT:
-                        b = record.blame if record.blame and record.blame.get("node") is not None else None
-                        self._unmask(verdict.variant, result.case,
-                                     None if b is None else (b["op"], b["pattern"], b.get("region", "")))
+                        self._unmask(verdict.variant, result.case, blamed_rule(record.blame))
                     continue
                 # While shrinking, a fault met for the first time is recorded (and minimised
                 # with the round's findings) but not raised: Hypothesis would shrink it as
@@ -464,7 +465,8 @@ class Campaign:
             if record.case is fault.case:
                 record.blame = blamed
 
-    def _record_key(self, key: Key, result: CaseResult, verdict: Verdict) -> RecordKey:
+    def _record_key(self, key: Key, result: CaseResult, verdict: Verdict,
+                    rules_here: Callable[[], frozenset[tuple[str, str, str]]]) -> RecordKey:
         """The record of this round a failing hit of ``key`` belongs to: one whose first
         case's ops include the hit's (the one being shrunk first); else another hit of a
         fault the baseline knows, counted with that one; else a record of its own (a
@@ -484,25 +486,22 @@ class Campaign:
         if not key[1].is_failure:  # a convention or noise: one record a round, counting the rest
             return same[0]
         known = [k for k in same if self._records[k].baselined]
-        covering = self._covering(case, result, verdict, known) if known else None
+        covering = self._covering(case, result, verdict, known, rules_here) if known else None
         return own if covering is None else covering
 
-    def _covering(self, case: Case, result: CaseResult, verdict: Verdict,
-                  known: list[RecordKey]) -> RecordKey | None:
+    def _covering(self, case: Case, result: CaseResult, verdict: Verdict, known: list[RecordKey],
+                  rules_here: Callable[[], frozenset[tuple[str, str, str]]]) -> RecordKey | None:
         """The record of a baselined fault this hit is another hit of: the baseline covers
-        it as it stands (unshrunk), or the hit exercised the rule a baselined record was
-        blamed on (an entry naming a rule is matched by blame, which a hit is not
-        given again for every program that carries the rule)."""
+        it as it stands (unshrunk), or the hit exercised (``rules_here()``) the rule a
+        baselined record was blamed on (an entry naming a rule is matched by blame, which
+        a hit is not given again for every program that carries the rule)."""
         hit = Record(case, result, verdict, case.program.size)
         if self.baseline.entry_for(hit.finding(self._versions, provisional=True)) is not None:
             return known[0]
-        blamed = [(k, self._records[k].blame) for k in known]
-        blamed = [(k, b) for k, b in blamed if b and b.get("node") is not None]
-        if not blamed:
-            return None
-        rules = exercised(case.program, case.point, case.dtype).rules
-        for k, b in blamed:
-            if any(same_rule(rule, (b["op"], b["pattern"], b.get("region", ""))) for rule in rules):
+        blamed = [(k, blamed_rule(self._records[k].blame)) for k in known]
+        blamed = [(k, rule) for k, rule in blamed if rule is not None]
+        for k, known_rule in blamed:
+            if any(same_rule(rule, known_rule) for rule in rules_here()):
                 return k
         return None
 
@@ -518,7 +517,8 @@ class Campaign:
             early = record.finding(self._versions, provisional=True)
             early.blame = blamed
             record.baselined = self.baseline.entry_for(early) is not None
-            if not record.baselined and blamed is None and verdict.kind.is_failure and verdict.kind is not Kind.TIMEOUT \
+            failing = verdict.kind.is_failure and verdict.kind is not Kind.TIMEOUT
+            if not record.baselined and blamed is None and failing \
                     and self.baseline.names_rules(verdict.variant, verdict.kind.value, case.dtype):
                 # An entry names the rule a known fault breaks (``...|tanh(T) @ *``), never
                 # the ops around it: the hit is blamed as it stands to be looked up.

@@ -46,6 +46,14 @@ def same_rule(rule: tuple[str, str, str], known: tuple[str, str, str]) -> bool:
     return rule[:2] == known[:2] and (not known[2] or rule[2] == known[2])
 
 
+def blamed_rule(blame: Mapping[str, Any] | None) -> tuple[str, str, str] | None:
+    """The rule (op, argument pattern, region) a finding's or record's blame names; None
+    where it names none (not blamed, or a composition)."""
+    if not blame or blame.get("node") is None:
+        return None
+    return blame.get("op", ""), blame.get("pattern", ""), blame.get("region", "")
+
+
 @dataclass
 class Record:
     """The smallest case seen so far for one key, with how big the first one was."""
@@ -125,9 +133,8 @@ def explaining(findings: Iterable[Finding], key: Key, case: Case,
     for finding in findings:
         if (finding.variant, finding.kind, finding.dtype) != key:
             continue
-        blamed = finding.blame if finding.blame and finding.blame.get("node") is not None else None
-        if blamed is not None:
-            known = (blamed.get("op", ""), blamed.get("pattern", ""), blamed.get("region", ""))
+        known = blamed_rule(finding.blame)
+        if known is not None:
             explains = any(same_rule(rule, known) for rule in rules)
         else:
             explains = finding.program.op_names <= ops

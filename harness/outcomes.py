@@ -117,8 +117,9 @@ def _framework_class(exc: BaseException) -> bool:
 
 
 def _from_c_extension(exc: BaseException) -> bool:
-    """Whether ``exc``, a ValueError or RuntimeError (or, from a call, ``_CALL_ONLY``) whose last Python frame is a line of
-    ``backends`` (a lowering, or a Hessian helper that calls the framework), was raised by
+    """Whether ``exc``, a ValueError or RuntimeError (or, raised in a call, one of
+    ``_CALL_ONLY``) whose last Python frame is a line of ``backends`` (a lowering, or a
+    Hessian helper that calls the framework), was raised by
     a framework function written in C called on that line: MLX's "[gather_axis] Cannot
     calculate JVP with respect to indices" or a shape error from ``mx.vjp``,
     ``torch.linalg.inv`` on a singular matrix. Such a call leaves no frame of its own;

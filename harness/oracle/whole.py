@@ -12,8 +12,8 @@ import mpmath
 import numpy as np
 
 from hessdiff.harness.oracle import state
-from hessdiff.harness.oracle.jets import (_NAN, _abs_float, _with_error, second_order_unit, _add_outer, _add_scaled, _fabs, _Jet, _mean_obj,
-                                          _merge_into, _support, _zeros_obj)
+from hessdiff.harness.oracle.jets import (_NAN, _abs_float, _add_outer, _add_scaled, _fabs, _Jet, _mean_obj,
+                                          _merge_into, _support, _with_error, _zeros_obj, second_order_unit)
 from hessdiff.harness.oracle.local import _einsum_up, _JetFunctions, _LocalJet, _log2_abs, _rounding, _Ties
 from hessdiff.harness.oracle.result import Kink, OutOfDomain, _to_float
 from hessdiff.harness.ops import OpSpec, Vector
