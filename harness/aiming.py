@@ -40,7 +40,7 @@ def guard(ch: Chooser, b: Builder, a: int, domain: str | None) -> int:
 def aim_at(ch: Chooser, b: Builder, a: int, target: float, element: int | None = None,
          inside: Callable[[float], bool] | None = None) -> int:
     """A node equal to ``a`` except at one element (``element``, flat, or a chosen one),
-    where it is ``target`` (or a few ulps off).
+    where it is ``target`` (or a few ulps off, unless the builder's ``exact_aims``).
 
     ``(a - c1) + c2`` with ``c1 = value(a)`` there (so the difference is exactly 0, or a
     few ulps of ``value(a)`` when c1 is nudged) and ``c2 = target``: the intermediate lands
@@ -57,7 +57,7 @@ def aim_at(ch: Chooser, b: Builder, a: int, target: float, element: int | None =
     v = value.reshape(-1)[element] if size else 0.0
     if not np.isfinite(v):
         return a
-    ulps = ch.choice((0, 0, 1, -1, 2, -2))
+    ulps = 0 if b.exact_aims else ch.choice((0, 0, 1, -1, 2, -2))
     with np.errstate(over="ignore"):  # beyond float32's range: not aimed (below)
         c1v = np.asarray(v, dtype=b.dtype)
     if not np.isfinite(c1v):

@@ -77,13 +77,13 @@ def declared_absent(variant: str, op_name: str) -> bool:
 
 def special_coverage(coverage: Mapping[str, Mapping[str, Mapping[str, int]]]) -> list[str]:
     """How many catalogued special values some check reached (within rounding distance)
-    and hit exactly (a traced argument exactly at it, as the framework computes it), the
-    ones none did, and the traced/constant argument patterns of elementwise ops no check
+    and hit exactly (a traced argument exactly at it, as the framework computes it; of
+    the ones an argument can sit on, ``attainable``), the ones none did, and the traced/constant argument patterns of elementwise ops no check
     differentiated."""
-    from hessdiff.harness.exact import argument_kinds, argument_patterns
+    from hessdiff.harness.exact import argument_kinds, argument_patterns, attainable
     from hessdiff.harness.ops import CATALOGUE
 
-    total, missed, inexact = 0, [], []
+    total, missed, inexact, edges = 0, [], [], []
     patterns, unpatterned = 0, []
     kinds, unkinded = 0, []
     for op_name, spec in CATALOGUE.items():
@@ -92,7 +92,9 @@ def special_coverage(coverage: Mapping[str, Mapping[str, Mapping[str, int]]]) ->
             total += 1
             if not any(int(c.get(f"special:{index}", 0)) for c in cells):
                 missed.append(f"{op_name} at {label}")
-            if not any(int(c.get(f"exact:{index}", 0)) for c in cells):
+            if not attainable(op_name, index):
+                edges.append(f"{op_name} at {label}")
+            elif not any(int(c.get(f"exact:{index}", 0)) for c in cells):
                 inexact.append(f"{op_name} at {label}")
         for pattern in argument_patterns(op_name):
             patterns += 1
@@ -103,18 +105,22 @@ def special_coverage(coverage: Mapping[str, Mapping[str, Mapping[str, int]]]) ->
             if not any(int(c.get(f"kind:{kind}", 0)) for c in cells):
                 position, name = kind.split(":")
                 unkinded.append(f"{op_name}(arg {position} as {name})")
-    reached, exact = total - len(missed), total - len(inexact)
+    reached, attainables = total - len(missed), total - len(edges)
+    exact = attainables - len(inexact)
 
     def share(k: int, of: int) -> str:
         return f" ({100.0 * k / of:.0f}%)" if of else ""
 
     return [
         f"**Special values reached**: {reached} of {total}{share(reached, total)}; "
-        f"**hit exactly**: {exact} of {total}{share(exact, total)}",
+        f"**hit exactly**: {exact} of the {attainables} an argument can sit on{share(exact, attainables)}",
         "",
         f"**Special values never reached**: {', '.join(missed) if missed else 'none'}",
         "",
         f"**Special values never hit exactly**: {', '.join(inexact) if inexact else 'none'}",
+        "",
+        f"**Domain edges, reached from inside only** (the op or its derivatives are undefined exactly "
+        f"there, or its value is beyond the dtype's range): {', '.join(edges) if edges else 'none'}",
         "",
         f"**Argument patterns differentiated** (T traced, C constant): {patterns - len(unpatterned)} of "
         f"{patterns}; never: {', '.join(unpatterned) if unpatterned else 'none'}",

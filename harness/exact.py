@@ -14,6 +14,7 @@ Coverage (``hessdiff.harness.campaign``) counts by these, and steering aims at w
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,8 +25,8 @@ import numpy as np
 from hessdiff.harness.ir import LITERALS, PYTHON_NUMBER_OPS, Node, Program, const, integer_array, literal_of, op
 from hessdiff.harness.ops import CATALOGUE
 
-__all__ = ["REGIONS", "Exercised", "argument_kinds", "argument_patterns", "exercised", "kind_of", "node_region",
-           "pattern_of", "rounded_values", "traced_nodes"]
+__all__ = ["REGIONS", "Exercised", "argument_kinds", "argument_patterns", "attainable", "carrying_nodes", "exercised",
+           "kind_of", "node_region", "pattern_of", "rounded_values", "traced_nodes"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,23 @@ def traced_nodes(program: Program) -> tuple[bool, ...]:
     return tuple(traced)
 
 
+# Ops whose derivative is 0 wherever it exists: what depends on the input only through
+# them carries no derivative, so an op there is not differentiated and an exact hit there
+# checks nothing (a 60-second campaign counted log10's argument exactly 1 behind a sign,
+# twice, and stopped aiming at it while the rule at 1 went unchecked).
+STEP_OPS = frozenset({"sign", "floor", "ceil", "round"})
+
+
+def carrying_nodes(program: Program) -> tuple[bool, ...]:
+    """Per node, whether a derivative with respect to the input flows into it: traced
+    (``traced_nodes``) through some path that avoids ``STEP_OPS``."""
+    carries: list[bool] = []
+    for node in program.nodes:
+        carries.append(node.kind == "input" or (node.kind not in ("const", *STEP_OPS)
+                                                and any(carries[a] for a in node.args)))
+    return tuple(carries)
+
+
 def pattern_of(node: Node, traced: Sequence[bool]) -> str:
     return "".join("T" if traced[a] else "C" for a in node.args)
 
@@ -89,6 +107,47 @@ def argument_kinds(name: str) -> tuple[str, ...]:
         if p in spec.integer_args:
             kinds.append(f"{p}:int32")
     return tuple(kinds)
+
+
+@functools.cache
+def attainable(name: str, index: int, dtypes: tuple[str, ...] = ("float64", "float32")) -> bool:
+    """Whether a traced argument of op ``name`` can sit *exactly* on its ``index``-th
+    special value with the op finite and twice differentiable there, in one of ``dtypes``.
+
+    Not so at a domain edge (log at 0, arcsin at 1, lgamma's poles: the op or its
+    derivatives are undefined there, so only a near hit, from inside, is checked), nor
+    beyond a dtype's range (exp2 at 1023 in float32). Coverage counts exact hits against
+    the attainable special values, steering asks for exact hits of these alone, and the
+    campaign's sweep aims at them exactly (``hessdiff.harness.campaign``).
+    """
+    from hessdiff.harness.oracle import node_values
+
+    spec = CATALOGUE[name]
+    if spec.choosing or not spec.elementwise:
+        return True  # a tie or a zero entry: inside every such op's domain
+    try:
+        target = spec.special(spec.full_attrs({}))[index]
+    except KeyError:  # set by a drawn attr (clip's lo and hi), inside the domain with it
+        return True
+    position = spec.special_arg if name != "copysign" else index
+    # A constant integer in an integer argument (pow's exponent 2) widens the others'.
+    fixed = tuple(2.0 if p in spec.integer_args and p != position else float("nan") for p in range(spec.arity))
+    domains = spec.domains_at(fixed, tuple(p not in spec.integer_args for p in range(spec.arity)))
+    if not spec.arg_in_domain(position, target, domains):
+        return False
+    for dtype in dtypes:
+        with np.errstate(over="ignore"):
+            rounded = np.asarray(target, dtype=dtype)
+        if not np.isfinite(rounded) or float(rounded) != target:
+            continue
+        if spec.arity > 1 or len(spec.full_attrs({})) < len(spec.attrs):
+            return True  # finite at a special value of the others (leaky_relu's alpha is drawn)
+        nodes = [Node("input"), op(name, 0, **spec.full_attrs({}))]
+        value = node_values(1, nodes, np.asarray([float(rounded)]), dtype, digits=20)[-1]
+        with np.errstate(over="ignore", invalid="ignore"):
+            if np.all(np.isfinite(np.asarray(value, dtype=np.float64).astype(dtype))):
+                return True
+    return False
 
 
 def kind_of(node: Node) -> str:
@@ -189,8 +248,9 @@ def node_region(node: Node, args: Sequence[np.ndarray], traced: Sequence[bool], 
 def exercised(program: Program, point: np.ndarray, dtype: str) -> Exercised:
     """What a check of ``program`` at ``point`` in ``dtype`` differentiated (see the module)."""
     traced = traced_nodes(program)
+    carries = carrying_nodes(program)
     differentiated = [node for i, node in enumerate(program.nodes)
-                      if node.kind not in ("input", "const") and traced[i]]
+                      if node.kind not in ("input", "const") and any(carries[a] for a in node.args)]
     ops = {node.kind for node in differentiated}
     patterns = {(node.kind, pattern_of(node, traced)) for node in differentiated if len(node.args) > 1}
     kinds = {(node.kind, f"{p}:{kind_of(program.nodes[a])}") for node in differentiated if len(node.args) > 1
@@ -199,7 +259,7 @@ def exercised(program: Program, point: np.ndarray, dtype: str) -> Exercised:
     values = rounded_values(program, point, dtype) if differentiated else None
     for node in differentiated if values is not None and any(CATALOGUE[n.kind].special_names
                                                              for n in differentiated) else ():
-        exact.update((node.kind, k) for k in _exact_hits(node, [values[a] for a in node.args], traced, dtype))
+        exact.update((node.kind, k) for k in _exact_hits(node, [values[a] for a in node.args], carries, dtype))
     rules = {(node.kind, pattern_of(node, traced),
               node_region(node, [values[a] for a in node.args], traced, dtype) if values is not None else "")
              for node in differentiated}

@@ -44,6 +44,9 @@ class Builder:
         # Per op, argument patterns (harness.exact.pattern_of) steering asks for.
         self.patterns: Mapping[str, Sequence[str]] = {}
         self.read_out = False  # the next node gets y + y**2 (``op_args._read_out``)
+        # Aims land exactly on the special value, never a few ulps off (the campaign's
+        # sweep of special values no check has hit exactly: ``probe_case``'s ``aims``).
+        self.exact_aims = False
 
     def add(self, node: Node) -> int:
         if node.kind != "const":  # the IR's own check, now rather than at the end

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from hessdiff.backends import Absent, BackendVariant
-from hessdiff.harness.exact import argument_patterns
+from hessdiff.harness.exact import argument_patterns, attainable
 from hessdiff.harness.ops import CATALOGUE
 from hessdiff.harness.outcomes import Runner
 
@@ -108,7 +108,8 @@ class Steering:
     def missing(self) -> dict[str, tuple[int, ...]]:
         """Per op some variant lowers that coverage lacks: the indices of its special
         values no check has hit *exactly* with a traced argument (a derivative rule's
-        special case tests an exact value; a near hit is not enough), or empty when only
+        special case tests an exact value; a near hit is not enough; ``attainable``: at
+        a domain edge, none reached within rounding distance), or empty when only
         the op itself, or one of its argument patterns, is unreached."""
         out: dict[str, tuple[int, ...]] = {}
         for name in self.ops:
@@ -116,9 +117,11 @@ class Steering:
                 continue
             per_variant = self.coverage[name] if name in self.coverage else {}
             cells = list(per_variant.values())
+            # An edge of the op's domain (log at 0) is never hit exactly: reached within
+            # rounding distance (from inside) is all it can have.
             special = tuple(
                 i for i in range(len(CATALOGUE[name].special_names))
-                if not any(int(c.get(f"exact:{i}", 0)) for c in cells)
+                if not any(int(c.get(f"{'exact' if attainable(name, i) else 'special'}:{i}", 0)) for c in cells)
             )
             unreached = any(not int(per_variant.get(v, {}).get("checks", 0)) for v in self.lowering[name])
             if special or unreached or self._missing_patterns(name):

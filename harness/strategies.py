@@ -23,7 +23,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from hessdiff.harness.case import Case
-from hessdiff.harness.exact import traced_nodes
+from hessdiff.harness.exact import attainable, exercised, traced_nodes
 from hessdiff.harness.ir import Program, op
 from hessdiff.harness.op_args import Kit, apply_op, apply_op_or_skip
 from hessdiff.harness.ops import CATALOGUE
@@ -104,18 +104,24 @@ def _aim(draw: st.DrawFn, name: str, aims: Mapping[str, Sequence[int]] | None) -
 
 
 def probe_program(name: str, n: int, x: np.ndarray, dtype: str, seed: int, aim: int | None = None,
-                  patterns: Sequence[str] = (), more: Sequence[tuple[str, int | None]] = ()) -> Program:
+                  patterns: Sequence[str] = (), more: Sequence[tuple[str, int | None]] = (),
+                  exact: bool = False) -> Program:
     """One program around op ``name`` at ``x``, chosen by a seeded RNG (for per-op tests).
 
-    With ``aim`` = i, the op's argument lands on (or a few ulps beside) its i-th special
-    value at one element; ``patterns`` are the traced/constant argument patterns steering
-    asks for (see ``programs_at``). Raises ``ValueError`` when the seed's choices make no
-    program.
+    With ``aim`` = i, the op's argument lands on (or a few ulps beside; ``exact``: on) its
+    i-th special value at one element; ``patterns`` are the traced/constant argument
+    patterns steering asks for (see ``programs_at``). Raises ``ValueError`` when the
+    seed's choices make no program.
     """
     b = Builder(n, x, dtype)
+    b.exact_aims = exact
     b.patterns = {name: tuple(patterns)} if patterns else {}
     ch = Chooser(rng=np.random.default_rng(seed))
-    warmup = ch.choice((None, "sin", "tanh", "square"))
+    # Exact aims take the input itself: every framework computes x - c + s to the same
+    # bits (a transcendental warm-up is not correctly rounded in torch), and its derivative
+    # is 1 (square(square(x)) at x = 0, aimed at log10's 1, has none: a mutant wrong only
+    # there survived its two exact hits).
+    warmup = None if exact else ch.choice((None, "sin", "tanh", "square"))
     if warmup is not None:  # an intermediate for the op's arguments to come from
         b.add(op(warmup, 0))
     if name in ("sum", "mean", "sum_where", "mean_where") and ch.boolean():
@@ -129,7 +135,7 @@ def probe_program(name: str, n: int, x: np.ndarray, dtype: str, seed: int, aim: 
 
 
 def probe_case(names: str | Sequence[str], seed: int, dtypes: Sequence[str] = ("float64", "float32"),
-               max_n: int = 8, tries: int = 8) -> Case | None:
+               max_n: int = 8, tries: int = 8, aims: Sequence[int] | None = None) -> Case | None:
     """A case around the op(s) ``names`` made from ``seed`` alone, without Hypothesis: a
     point of the generator's magnitudes (simple, ordinary, up to 1e3, tiny), then
     ``probe_program`` for the first op, aimed at one of its special values half the time,
@@ -138,24 +144,42 @@ def probe_case(names: str | Sequence[str], seed: int, dtypes: Sequence[str] = ("
 
     A campaign's sweep (``Campaign._sweep``) checks these for the ops no round has
     reached: what a random draw missed is reached by construction, a few ops a case (a
-    check costs seconds on an old JAX, so one op a case reached only 46 ops in 5 minutes)."""
+    check costs seconds on an old JAX, so one op a case reached only 46 ops in 5 minutes).
+
+    ``aims``: per op, the special value (index) it lands on *exactly* (every aim of the
+    program exact), in a dtype where that value is attainable; a case whose first op sits
+    on it exactly (``hessdiff.harness.exact.exercised``) is preferred to one that only
+    reaches the op. The sweep of special values no check has hit exactly asks for these:
+    left to the generator's few-ulps aims in random programs, a 5-minute campaign hit a
+    quarter of them, and a mutant wrong only at relu6's 6 survived its five near hits."""
     names = (names,) if isinstance(names, str) else tuple(names)
     rng = np.random.default_rng(seed)
+    choices = list(dtypes)
+    if aims is not None:
+        choices = [d for d in dtypes if attainable(names[0], aims[0], (d,))] or choices
+    reached: Case | None = None
     for attempt in range(tries):
-        dtype = str(rng.choice(list(dtypes)))
+        dtype = str(rng.choice(choices))
         n = int(rng.integers(1, max_n + 1))
-        x = _probe_point(rng, n, dtype)
+        x = _probe_point(rng, n, dtype, ordinary=aims is not None)
         try:
-            program = probe_program(names[0], n, x, dtype, seed=seed * 31 + attempt, aim=_probe_aim(rng, names[0]),
-                                    more=[(name, _probe_aim(rng, name)) for name in names[1:]])
+            if aims is None:
+                program = probe_program(names[0], n, x, dtype, seed=seed * 31 + attempt,
+                                        aim=_probe_aim(rng, names[0]),
+                                        more=[(name, _probe_aim(rng, name)) for name in names[1:]])
+            else:
+                program = probe_program(names[0], n, x, dtype, seed=seed * 31 + attempt, aim=aims[0],
+                                        more=list(zip(names[1:], aims[1:])), exact=True)
         except ValueError:
             continue
         # The first op on constants alone checks nothing (probe_program draws a constant
         # argument a third of the time): a 5-minute sweep left cos and erf unreached so.
         traced = traced_nodes(program)
         if any(node.kind == names[0] and traced[i] for i, node in enumerate(program.nodes)):
-            return Case(program, x, dtype)
-    return None
+            if aims is None or (names[0], aims[0]) in exercised(program, x, dtype).exact:
+                return Case(program, x, dtype)
+            reached = reached or Case(program, x, dtype)
+    return reached
 
 
 def _probe_aim(rng: np.random.Generator, name: str) -> int | None:
@@ -163,13 +187,18 @@ def _probe_aim(rng: np.random.Generator, name: str) -> int | None:
     return int(rng.integers(len(specials))) if specials and rng.random() < 0.5 else None
 
 
-def _probe_point(rng: np.random.Generator, n: int, dtype: str) -> np.ndarray:
+def _probe_point(rng: np.random.Generator, n: int, dtype: str, ordinary: bool = False) -> np.ndarray:
     """A point like ``points`` draws, from ``rng``: each coordinate simple, ordinary
-    (|x| < 3), large (|x| < 1e3) or tiny, exactly representable in ``dtype``."""
+    (|x| < 3), large (|x| < 1e3) or tiny, exactly representable in ``dtype``.
+
+    ``ordinary``: every coordinate ordinary, for an exact aim: a large one puts the aimed
+    argument at the end of a cancellation (square(377) + c - 142102.23 + 1 is exactly 1
+    in float32, and ill-conditioned: unjudged), a 0 under a guard's square gives it no
+    derivative."""
     tiny = float(np.finfo(dtype).tiny)
     coords = []
     for _ in range(n):
-        kind = int(rng.integers(4))
+        kind = 1 if ordinary else int(rng.integers(4))
         if kind == 0:
             coords.append(float(rng.choice(_SIMPLE)))
         elif kind == 1:

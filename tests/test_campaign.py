@@ -146,15 +146,18 @@ def test_steering_names_the_ops_and_special_values_coverage_lacks() -> None:
     coverage = {
         "sin": {"jax:fwdrev": {**seen}},  # no special values: covered
         "relu": {"jax:fwdrev": {**seen, "special:0": 1, "exact:0": 1}},  # its kink hit exactly: covered
-        "log10": {"jax:fwdrev": {**seen, "special:0": 3, "exact:1": 2}},  # exactly at 1, only near 0
+        "log10": {"jax:fwdrev": {**seen, "special:1": 3}},  # near 1 only; its edge at 0 never reached
         "square": {"jax:fwdrev": {**seen}},
         "mul": {"jax:fwdrev": {**seen, **every_pattern}},
     }
     campaign = _steered(coverage)
-    assert campaign.stats.coverage["log10"]["jax:fwdrev"]["exact:1"] == 2  # restored
-    assert campaign.steering.missing() == {"log10": (0,), "arctan": (0,)}  # arctan: never checked
+    assert campaign.stats.coverage["log10"]["jax:fwdrev"]["special:1"] == 3  # restored
+    assert campaign.steering.missing() == {"log10": (0, 1), "arctan": (0,)}  # arctan: never checked
+    # log10's 0 is an edge of its domain: reached from inside is all it can have.
+    covered = {**coverage, "log10": {"jax:fwdrev": {**seen, "special:0": 2, "special:1": 3, "exact:1": 1}}}
+    assert _steered(covered).steering.missing() == {"arctan": (0,)}
     del coverage["mul"]["jax:fwdrev"]["pattern:CT"]
-    assert _steered(coverage).steering.missing() == {"log10": (0,), "arctan": (0,), "mul": ()}
+    assert _steered(coverage).steering.missing() == {"log10": (0, 1), "arctan": (0,), "mul": ()}
     assert _steered(coverage).steering.patterns_wanted() == {"mul": ("CT",)}
     first_cycle = [campaign.steering.round_ops(r) for r in range(3)]
     assert sorted(op for window in first_cycle for op in window) == sorted(campaign.config.ops)
@@ -451,3 +454,21 @@ def test_a_probe_case_is_a_function_of_its_seed() -> None:
         assert case is not None and "sin" in case.program.op_names
         reached |= case.program.op_names
     assert {"arctan", "log1p"} <= reached
+
+
+def test_the_sweep_puts_a_probe_exactly_on_each_special_value_no_round_hit() -> None:
+    """After a round, each attainable special value no check has hit exactly gets a probe
+    case aimed exactly at it (relu6 at 6, log10 at 1), at most ``sweep`` times."""
+    from hessdiff.backends import get_variant
+    from hessdiff.harness.ops import CATALOGUE
+
+    ops = ("relu6", "log10", "sin")
+    config = CampaignConfig(seed=2, ops=ops, focus=1, round_examples=1, dtypes=("float64",),
+                            budget_seconds=20.0, sweep=2, max_ops=1)
+    campaign = Campaign([get_variant("jax:fwdrev")], config)
+    campaign.run()
+    for name, label in (("relu6", "6"), ("log10", "1")):
+        k = CATALOGUE[name].special_names.index(label)
+        assert campaign.stats.coverage[name]["jax:fwdrev"].get(f"exact:{k}", 0), (name, label)
+        assert k not in campaign.steering.missing().get(name, ()), (name, label)
+    assert any("@" in key for key in campaign._swept) and max(campaign._swept.values()) <= 2

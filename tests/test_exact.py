@@ -115,3 +115,39 @@ def test_a_rule_is_exercised_in_the_region_its_traced_arguments_sit_in(dtype: st
                               ((2 / eps, 3.0), "huge", "ordinary"), ((0.5, 3.0), "ordinary", "ordinary")]:
         rules = exercised(sin, np.array(x), dtype).rules
         assert ("sin", "T", region) in rules and ("mul", "TC", of_mul) in rules, (x, rules)
+
+
+def test_the_special_values_no_argument_can_sit_on_are_the_domain_edges() -> None:
+    """Exact hits are asked for (steering, the sweep) and counted (summary.md) only where
+    the op is finite and twice differentiable exactly at the value."""
+    from hessdiff.harness.exact import attainable
+    from hessdiff.harness.ops import CATALOGUE
+
+    def index(name: str, label: str) -> int:
+        return CATALOGUE[name].special_names.index(label)
+
+    for name, label in (("log", "0"), ("sqrt", "0"), ("arcsin", "1"), ("log1p", "-1"), ("lgamma", "-1")):
+        assert not attainable(name, index(name, label)), (name, label)
+    for name, label in (("relu", "0"), ("relu6", "6"), ("log10", "1"), ("arcsin", "0"), ("lgamma", "1"),
+                        ("pow", "0"), ("max", "tie"), ("clip", "lo")):  # pow's base 0 beside b = 2
+        assert attainable(name, index(name, label)), (name, label)
+    # Beyond float32's range, inside float64's.
+    assert not attainable("exp2", index("exp2", "1023"), ("float32",))
+    assert attainable("exp2", index("exp2", "1023"), ("float64",))
+
+
+def test_a_probe_aimed_exactly_sits_on_every_special_value_an_argument_can() -> None:
+    """The campaign's sweep of special values (``probe_case``'s ``aims``) reaches each
+    attainable one exactly within a few seeds, as the framework computes the argument."""
+    from hessdiff.harness.exact import attainable
+    from hessdiff.harness.ops import CATALOGUE
+    from hessdiff.harness.strategies import probe_case
+
+    missed = []
+    for name, spec in CATALOGUE.items():
+        for k, label in enumerate(spec.special_names):
+            if attainable(name, k) and not any(
+                    (case := probe_case((name,), seed, aims=(k,))) is not None
+                    and (name, k) in exercised(case.program, case.point, case.dtype).exact for seed in range(4)):
+                missed.append(f"{name} at {label}")
+    assert not missed
