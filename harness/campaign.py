@@ -161,7 +161,7 @@ class Campaign:
         self._unmasked: dict[tuple[str, str], set[tuple[str, str, str]]] = {}  # rules checked alone
         self._interrupted = False  # a Ctrl-C came (``_sticky_interrupt``)
         self._raised: set[RecordKey] = set()
-        self._swept: dict[str, int] = {}  # probes the sweep made, per op (and "op@k", special value k)
+        self._swept: dict[str, int] = {}  # probes the sweep made, per op and per want (Steering.unswept)
         self._versions = {v.backend.name: v.backend.version() for v in self.variants}
         self._deadline = 0.0
         self.on_round = on_round or (lambda rounds: None)
@@ -285,17 +285,18 @@ class Campaign:
                     self._swept[name] -= 1
                 if self._swept[name] < self.config.sweep:
                     chunks.append((name,))
-        if self.stats.rounds:  # after a round: the special values it left unhit
-            checked += self._sweep_specials()
+        if self.stats.rounds:  # after a round: the special values, patterns and kinds it left
+            checked += self._sweep_wanted()
         if checked:
             self.stats.swept += checked
             self._collect()
 
-    def _sweep_specials(self) -> int:
-        """Check probe cases aimed *exactly* at special values no check has hit exactly
-        (``Steering.missing``, the attainable ones): one value a case, at most
-        ``SWEEP_OPS`` cases after each round, each value tried ``CampaignConfig.sweep``
-        times in all; return how many were checked.
+    def _sweep_wanted(self) -> int:
+        """Check probe cases of what coverage lacks and one op's probe reaches by
+        construction (``Steering.unswept``): a special value hit *exactly*, a
+        traced/constant argument pattern, a constant argument kind. One want a case, at
+        most ``SWEEP_OPS`` cases after each round, each want tried
+        ``CampaignConfig.sweep`` times in all; return how many were checked.
 
         A derivative rule's special case tests an exact value (``x == 0``), and the
         rounds reach one only where a random program's aim lands there with nothing
@@ -304,17 +305,17 @@ class Campaign:
         each unjudged or excused by another op of its program. A probe case puts the op
         first, in a small program of its own, exactly on the value: several aimed ops
         in one program mask each other (torch's log10 at 1 beside log2 near its edge,
-        H[0, 0] = 5e16, where log10''(1) changes it by 0.04)."""
-        due = [(name, index) for name, indices in self.steering.missing().items() for index in indices
-               if self._swept.get(f"{name}@{index}", 0) < self.config.sweep]
+        H[0, 0] = 5e16, where log10''(1) changes it by 0.04). Likewise argument kinds: a
+        5-minute campaign differentiated 30 of the 50 (no Python int beside add, sub,
+        mul, div or pow), each of which takes its own path in the frameworks' rules."""
         checked = 0
-        for name, index in due[:SWEEP_OPS]:
+        for key, name, wanted in [w for w in self.steering.unswept()
+                                  if self._swept.get(w[0], 0) < self.config.sweep][:SWEEP_OPS]:
             if time.monotonic() >= self._deadline:
                 break
-            key = f"{name}@{index}"
             self._swept[key] = self._swept.get(key, 0) + 1
             seed = (self.config.seed * 1_000_003 + zlib.crc32(key.encode("utf-8"))) * 8 + self._swept[key]
-            case = probe_case((name,), seed, self.config.dtypes, self.config.max_n, aims=(index,))
+            case = probe_case((name,), seed, self.config.dtypes, self.config.max_n, **wanted)  # type: ignore[arg-type]
             if case is None:
                 continue
             checked += 1

@@ -166,6 +166,10 @@ def _elementwise_args(ch: Chooser, b: Builder, spec: Any, aim: int | None) -> li
         pattern = ch.choice(with_constant or tuple(wanted))
         b.read_out = "C" in pattern  # see _read_out
         sources = [("const" if c == "C" else ch.choice(("node", "input"))) for c in pattern]
+    wanted_kind = _wanted_kind(b, spec)
+    if wanted_kind is not None:  # that argument constant, the others traced
+        sources = [("const" if p == wanted_kind[0] else ch.choice(("node", "input"))) for p in range(k)]
+        steered = b.read_out = True
     target = aim if spec.name == "copysign" and aim is not None else (0 if spec.name == "where" else spec.special_arg)
     if aim is not None and sources[target] == "const":
         # An aimed argument is traced (a constant at a special value checks nothing),
@@ -191,14 +195,19 @@ def _elementwise_args(ch: Chooser, b: Builder, spec: Any, aim: int | None) -> li
     for p in range(k):  # constants before guards: a constant integer exponent widens the base's domain
         if args[p] is None:
             lo, hi = UNRESTRICTED_CONSTANTS if domains[p] is None else DOMAINS[domains[p]].constants
-            literal = _literal(ch, spec.name, args)
+            as_kind = wanted_kind[1] if wanted_kind is not None and wanted_kind[0] == p else None
+            literal = _literal(ch, spec.name, args) if as_kind is None else \
+                (as_kind if as_kind in LITERALS else None)
             const_shape = shape if (literal is None and shape is not None and ch.boolean()) else ()
             size = int(np.prod(const_shape, dtype=np.int64))
             values = np.reshape(ch.reals(b.dtype, lo, hi, size), const_shape)
             if literal == "int":  # the nearest integer inside the argument's range
                 values = np.asarray(float(min(max(round(float(values)), int(np.ceil(lo))), int(np.floor(hi)))))
             integer = False
-            if literal != "int" and p in spec.integer_args and ch.boolean():
+            if as_kind == "int32":
+                values = np.full(const_shape, float(ch.integer(-2, 4)))
+                integer = True
+            elif as_kind is None and literal != "int" and p in spec.integer_args and ch.boolean():
                 # an integer-valued float (x ** 3.0, array or Python float), or an int32 array
                 values = np.full(const_shape, float(ch.integer(-2, 4)))
                 integer = literal is None and ch.boolean()
@@ -222,6 +231,19 @@ def _elementwise_args(ch: Chooser, b: Builder, spec: Any, aim: int | None) -> li
             args[target] = aim_at(ch, b, args[target], specials[aim],
                                 inside=lambda value: spec.arg_in_domain(target, value, domains))
     return [int(a) for a in args]
+
+
+def _wanted_kind(b: Builder, spec: Any) -> tuple[int, str] | None:
+    """(position, kind) of the constant argument kind ``b.kind`` asks op ``spec`` for, or
+    None (no kind asked, or one this op cannot take there)."""
+    if b.kind is None:
+        return None
+    from hessdiff.harness.exact import argument_kinds
+
+    if b.kind not in argument_kinds(spec.name):
+        return None
+    position, kind = b.kind.split(":")
+    return int(position), kind
 
 
 def _one_value(b: Builder, a: int | None) -> float:

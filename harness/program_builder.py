@@ -47,6 +47,9 @@ class Builder:
         # Aims land exactly on the special value, never a few ulps off (the campaign's
         # sweep of special values no check has hit exactly: ``probe_case``'s ``aims``).
         self.exact_aims = False
+        # A constant argument kind the next elementwise op must take, "p:kind" as
+        # ``harness.exact.argument_kinds`` names it (the sweep of kinds no check has had).
+        self.kind: str | None = None
 
     def add(self, node: Node) -> int:
         if node.kind != "const":  # the IR's own check, now rather than at the end

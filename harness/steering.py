@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from hessdiff.backends import Absent, BackendVariant
-from hessdiff.harness.exact import argument_patterns, attainable
+from hessdiff.harness.exact import argument_kinds, argument_patterns, attainable
 from hessdiff.harness.ops import CATALOGUE
 from hessdiff.harness.outcomes import Runner
 
@@ -147,6 +147,23 @@ class Steering:
                 wanted = self._missing_patterns(name) or self._scarce_patterns(name)
                 if wanted:
                     out[name] = wanted
+        return out
+
+    def unswept(self) -> list[tuple[str, str, dict[str, object]]]:
+        """What coverage lacks that a probe case of one op can reach by construction, as
+        (key, op, ``probe_case`` arguments): each attainable special value no check hit
+        exactly, then each traced/constant argument pattern and each constant argument
+        kind no check differentiated (``Campaign._sweep_wanted``)."""
+        out: list[tuple[str, str, dict[str, object]]] = []
+        for name, indices in self.missing().items():
+            out += [(f"{name}@{index}", name, {"aims": (index,)}) for index in indices if attainable(name, index)]
+        for name in self.ops:
+            if not self.lowering[name]:
+                continue
+            cells = list(self.coverage[name].values()) if name in self.coverage else []
+            out += [(f"{name}/{pattern}", name, {"pattern": pattern}) for pattern in self._missing_patterns(name)]
+            out += [(f"{name}:{kind}", name, {"kind": kind}) for kind in argument_kinds(name)
+                    if not any(int(c.get(f"kind:{kind}", 0)) for c in cells)]
         return out
 
     def _scarce_patterns(self, name: str) -> tuple[str, ...]:

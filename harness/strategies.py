@@ -105,13 +105,14 @@ def _aim(draw: st.DrawFn, name: str, aims: Mapping[str, Sequence[int]] | None) -
 
 def probe_program(name: str, n: int, x: np.ndarray, dtype: str, seed: int, aim: int | None = None,
                   patterns: Sequence[str] = (), more: Sequence[tuple[str, int | None]] = (),
-                  exact: bool = False) -> Program:
+                  exact: bool = False, kind: str | None = None) -> Program:
     """One program around op ``name`` at ``x``, chosen by a seeded RNG (for per-op tests).
 
     With ``aim`` = i, the op's argument lands on (or a few ulps beside; ``exact``: on) its
     i-th special value at one element; ``patterns`` are the traced/constant argument
     patterns steering asks for (see ``programs_at``). Raises ``ValueError`` when the
-    seed's choices make no program.
+    seed's choices make no program. ``kind``: the op takes a constant argument of that
+    kind ("1:int", ``harness.exact.argument_kinds``), the others traced.
     """
     b = Builder(n, x, dtype)
     b.exact_aims = exact
@@ -126,7 +127,9 @@ def probe_program(name: str, n: int, x: np.ndarray, dtype: str, seed: int, aim: 
         b.add(op(warmup, 0))
     if name in ("sum", "mean", "sum_where", "mean_where") and ch.boolean():
         Kit(ch, b).matrix()  # a matrix to reduce along either axis
+    b.kind = kind
     apply_op(ch, b, name, aim)
+    b.kind = None
     if len(b.nodes) == 1:
         raise ValueError(f"no program for {name} with seed {seed}")
     for other, other_aim in more:  # further ops (``probe_case``), after the first
@@ -135,7 +138,8 @@ def probe_program(name: str, n: int, x: np.ndarray, dtype: str, seed: int, aim: 
 
 
 def probe_case(names: str | Sequence[str], seed: int, dtypes: Sequence[str] = ("float64", "float32"),
-               max_n: int = 8, tries: int = 8, aims: Sequence[int] | None = None) -> Case | None:
+               max_n: int = 8, tries: int = 8, aims: Sequence[int] | None = None,
+               kind: str | None = None, pattern: str | None = None) -> Case | None:
     """A case around the op(s) ``names`` made from ``seed`` alone, without Hypothesis: a
     point of the generator's magnitudes (simple, ordinary, up to 1e3, tiny), then
     ``probe_program`` for the first op, aimed at one of its special values half the time,
@@ -151,7 +155,10 @@ def probe_case(names: str | Sequence[str], seed: int, dtypes: Sequence[str] = ("
     on it exactly (``hessdiff.harness.exact.exercised``) is preferred to one that only
     reaches the op. The sweep of special values no check has hit exactly asks for these:
     left to the generator's few-ulps aims in random programs, a 5-minute campaign hit a
-    quarter of them, and a mutant wrong only at relu6's 6 survived its five near hits."""
+    quarter of them, and a mutant wrong only at relu6's 6 survived its five near hits.
+    ``kind``: the first op takes a constant argument of that kind ("1:int"), and a case
+    whose check differentiates it so is preferred (the sweep of argument kinds); likewise
+    ``pattern``, a traced/constant argument pattern ("CT")."""
     names = (names,) if isinstance(names, str) else tuple(names)
     rng = np.random.default_rng(seed)
     choices = list(dtypes)
@@ -163,7 +170,10 @@ def probe_case(names: str | Sequence[str], seed: int, dtypes: Sequence[str] = ("
         n = int(rng.integers(1, max_n + 1))
         x = _probe_point(rng, n, dtype, ordinary=aims is not None)
         try:
-            if aims is None:
+            if kind is not None or pattern is not None:
+                program = probe_program(names[0], n, x, dtype, seed=seed * 31 + attempt, kind=kind,
+                                        patterns=(pattern,) if pattern else ())
+            elif aims is None:
                 program = probe_program(names[0], n, x, dtype, seed=seed * 31 + attempt,
                                         aim=_probe_aim(rng, names[0]),
                                         more=[(name, _probe_aim(rng, name)) for name in names[1:]])
@@ -176,7 +186,13 @@ def probe_case(names: str | Sequence[str], seed: int, dtypes: Sequence[str] = ("
         # argument a third of the time): a 5-minute sweep left cos and erf unreached so.
         traced = traced_nodes(program)
         if any(node.kind == names[0] and traced[i] for i, node in enumerate(program.nodes)):
-            if aims is None or (names[0], aims[0]) in exercised(program, x, dtype).exact:
+            if kind is not None:
+                hit = (names[0], kind) in exercised(program, x, dtype).kinds
+            elif pattern is not None:
+                hit = (names[0], pattern) in exercised(program, x, dtype).patterns
+            else:
+                hit = aims is None or (names[0], aims[0]) in exercised(program, x, dtype).exact
+            if hit:
                 return Case(program, x, dtype)
             reached = reached or Case(program, x, dtype)
     return reached

@@ -458,17 +458,27 @@ def test_a_probe_case_is_a_function_of_its_seed() -> None:
 
 def test_the_sweep_puts_a_probe_exactly_on_each_special_value_no_round_hit() -> None:
     """After a round, each attainable special value no check has hit exactly gets a probe
-    case aimed exactly at it (relu6 at 6, log10 at 1), at most ``sweep`` times."""
+    case aimed exactly at it (relu6 at 6, log10 at 1), and each argument kind no check has
+    differentiated one that takes it (pow's exponent as a Python float), at most ``sweep``
+    times each, ``SWEEP_OPS`` cases a round."""
     from hessdiff.backends import get_variant
+    from hessdiff.harness.campaign import SWEEP_OPS
     from hessdiff.harness.ops import CATALOGUE
 
-    ops = ("relu6", "log10", "sin")
-    config = CampaignConfig(seed=2, ops=ops, focus=1, round_examples=1, dtypes=("float64",),
-                            budget_seconds=20.0, sweep=2, max_ops=1)
-    campaign = Campaign([get_variant("jax:fwdrev")], config)
-    campaign.run()
+    ops = ("relu6", "log10", "pow")
+    config = CampaignConfig(seed=2, ops=ops, dtypes=("float64",), sweep=2, max_ops=1)
+    # Every op reached, no special value hit, the exponent only ever an array.
+    seen = {"jax:fwdrev": {"checks": 1, "pattern:TT": 1, "pattern:TC": 1, "pattern:CT": 1, "kind:1:array": 1}}
+    campaign = Campaign([get_variant("jax:fwdrev")], config, coverage={name: seen for name in ops})
+    campaign._deadline = time.monotonic() + 3600  # by construction, not by the clock
+    rounds = 0
+    while (checked := campaign._sweep_wanted()) and rounds < 40:
+        assert checked <= SWEEP_OPS
+        rounds += 1
     for name, label in (("relu6", "6"), ("log10", "1")):
         k = CATALOGUE[name].special_names.index(label)
         assert campaign.stats.coverage[name]["jax:fwdrev"].get(f"exact:{k}", 0), (name, label)
         assert k not in campaign.steering.missing().get(name, ()), (name, label)
-    assert any("@" in key for key in campaign._swept) and max(campaign._swept.values()) <= 2
+    assert campaign.stats.coverage["pow"]["jax:fwdrev"].get("kind:1:float", 0)
+    assert "log10@0" not in campaign._swept  # an edge: no exact probe
+    assert max(campaign._swept.values()) <= 2

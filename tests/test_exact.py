@@ -151,3 +151,25 @@ def test_a_probe_aimed_exactly_sits_on_every_special_value_an_argument_can() -> 
                     and (name, k) in exercised(case.program, case.point, case.dtype).exact for seed in range(4)):
                 missed.append(f"{name} at {label}")
     assert not missed
+
+
+def test_a_probe_asked_for_an_argument_kind_or_pattern_differentiates_it() -> None:
+    """The campaign's sweep of argument kinds and patterns (``probe_case``'s ``kind`` and
+    ``pattern``) reaches every one the catalogue lists within a few seeds."""
+    from hessdiff.harness.exact import argument_kinds, argument_patterns
+    from hessdiff.harness.ops import CATALOGUE
+    from hessdiff.harness.strategies import probe_case
+
+    missed = []
+    for name in CATALOGUE:
+        for kind in argument_kinds(name):
+            if not any((case := probe_case((name,), seed, kind=kind)) is not None
+                       and (name, kind) in exercised(case.program, case.point, case.dtype).kinds
+                       for seed in range(4)):
+                missed.append(f"{name} {kind}")
+        for pattern in argument_patterns(name):
+            if not any((case := probe_case((name,), seed, pattern=pattern)) is not None
+                       and (name, pattern) in exercised(case.program, case.point, case.dtype).patterns
+                       for seed in range(4)):
+                missed.append(f"{name}({pattern})")
+    assert not missed
