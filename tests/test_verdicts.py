@@ -732,3 +732,24 @@ def test_the_oracles_second_order_unit_covers_every_backends_tolerance() -> None
         for dtype in ("float32", "float64"):
             tol = tolerance_for(framework, dtype)
             assert second_order_unit(dtype, framework) >= tol.factor * tol.eps, (framework, dtype)
+
+
+def test_a_switch_behind_a_near_tie_keeps_its_own_side_in_each_convention_of_the_tie() -> None:
+    """hard_sigmoid(max(softsign(x) + c) - c' + 3): the max is a near tie (0.24 ulp), so
+    its value is undefined and hard_sigmoid's switch with it; each convention of the tie
+    puts the switch 1e-16 inside hard_sigmoid's kink at 3. JAX's jit splits the tie
+    (H[7, 7] = -1/6); it was called wrong while every convention took hard_sigmoid's flat
+    side (the +1 default for a switch the resolution does not name)."""
+    program = Program(8, (
+        _I, op("softsign", 0), const([0.0] * 7 + [0.9988490233194506]), op("add", 1, 2),
+        op("max", 3, axis=None, keepdims=False), const(0.9988490233194507), op("sub", 4, 5), const(3.0),
+        op("add", 6, 7), op("hard_sigmoid", 8)))
+    x = [0.0, -821.2614765077519, 1.0, 507.37531821071707, 867.827333254653, 1.0, 0.0, 1e-30]
+    split = np.zeros((8, 8))
+    split[4, 4], split[7, 7] = -2.5412554533052585e-10, -1 / 6
+    result, _ = _judged(program, x, "float64", {"jax:jit": split, "jax:fwdrev": np.zeros((8, 8))})
+    assert not _failures(result), _failures(result)
+    wrong = split.copy()
+    wrong[7, 7] = -0.5
+    result, _ = _judged(program, x, "float64", {"jax:jit": wrong})
+    assert _kinds(result)["jax:jit"] is Kind.WRONG_VALUE

@@ -141,7 +141,11 @@ def _pieces(ev: _Evaluator, node: int, spec: OpSpec, int_key: tuple[tuple[str, A
         elif on_kink[k]:
             key = (spec.name, k) if s == 0 else (spec.name, k, node, idx)
             ev.sides[key] = 2
-            choice = (-1, 1) if res is None or res.mid else res.choice(key, 1)
+            # A near kink the resolution does not name (its switch was undefined where the
+            # sides were listed: downstream of a tie within rounding) keeps the point's
+            # own side; +1 put hard_sigmoid(max(...) - c + 3) on its flat side at
+            # 3 - 1e-16 in every convention of the tie, and JAX's split was called wrong.
+            choice = (-1, 1) if res is None or res.mid else res.choice(key, 1 if s >= 0 else -1)
             choices.append(choice if isinstance(choice, tuple) else (choice,))
         else:
             choices.append((1,) if s > 0 else (-1,))
