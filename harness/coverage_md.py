@@ -78,8 +78,8 @@ def declared_absent(variant: str, op_name: str) -> bool:
 def special_coverage(coverage: Mapping[str, Mapping[str, Mapping[str, int]]]) -> list[str]:
     """How many catalogued special values some check reached (within rounding distance)
     and hit exactly (a traced argument exactly at it, as the framework computes it; of
-    the ones an argument can sit on, ``attainable``), the ones none did, and the traced/constant argument patterns of elementwise ops no check
-    differentiated."""
+    the ones an argument can sit on, ``attainable``), the ones none did, and the
+    traced/constant argument patterns of elementwise ops no check differentiated."""
     from hessdiff.harness.exact import argument_kinds, argument_patterns, attainable
     from hessdiff.harness.ops import CATALOGUE
 

@@ -161,15 +161,15 @@ def _elementwise_args(ch: Chooser, b: Builder, spec: Any, aim: int | None) -> li
     # traced): steering spends its draws on the patterns with a constant, the only ones
     # that reach a rule's constant-argument path, unless all-traced is all it lacks.
     with_constant = tuple(p for p in wanted if "C" in p)
-    steered = bool(wanted) and ch.boolean()  # steering: a traced/constant pattern no check has had
+    wanted_kind = _wanted_kind(b, spec)
+    if wanted_kind is not None:  # a constant argument kind asked for: that argument constant, the others traced
+        steered, pattern = True, "".join("C" if p == wanted_kind[0] else "T" for p in range(k))
+    else:
+        steered = bool(wanted) and ch.boolean()  # steering: a traced/constant pattern no check has had
+        pattern = ch.choice(with_constant or tuple(wanted)) if steered else ""
     if steered:
-        pattern = ch.choice(with_constant or tuple(wanted))
         b.read_out = "C" in pattern  # see _read_out
         sources = [("const" if c == "C" else ch.choice(("node", "input"))) for c in pattern]
-    wanted_kind = _wanted_kind(b, spec)
-    if wanted_kind is not None:  # that argument constant, the others traced
-        sources = [("const" if p == wanted_kind[0] else ch.choice(("node", "input"))) for p in range(k)]
-        steered = b.read_out = True
     target = aim if spec.name == "copysign" and aim is not None else (0 if spec.name == "where" else spec.special_arg)
     if aim is not None and sources[target] == "const":
         # An aimed argument is traced (a constant at a special value checks nothing),
@@ -204,13 +204,11 @@ def _elementwise_args(ch: Chooser, b: Builder, spec: Any, aim: int | None) -> li
             if literal == "int":  # the nearest integer inside the argument's range
                 values = np.asarray(float(min(max(round(float(values)), int(np.ceil(lo))), int(np.floor(hi)))))
             integer = False
-            if as_kind == "int32":
-                values = np.full(const_shape, float(ch.integer(-2, 4)))
-                integer = True
-            elif as_kind is None and literal != "int" and p in spec.integer_args and ch.boolean():
+            if as_kind == "int32" or (as_kind is None and literal != "int" and p in spec.integer_args
+                                      and ch.boolean()):
                 # an integer-valued float (x ** 3.0, array or Python float), or an int32 array
                 values = np.full(const_shape, float(ch.integer(-2, 4)))
-                integer = literal is None and ch.boolean()
+                integer = as_kind == "int32" or (literal is None and ch.boolean())
             args[p] = b.constant(values, literal, integer)
     domains = spec.domains_at(tuple(_one_value(b, a) for a in args), tuple(not c for c in constant))
     for p in range(k):
