@@ -385,9 +385,12 @@ class Campaign:
     def _check(self, case: Case) -> None:
         if self._interrupted:  # a Ctrl-C something swallowed (``_sticky_interrupt``)
             raise KeyboardInterrupt
-        if time.monotonic() > self._deadline + 30.0:
-            return  # out of budget (with grace for shrinking): stop doing work
         shrinking = bool(self._raised)
+        grace = min(SHRINK_GRACE, SHRINK_SHARE * self.config.budget_seconds) if shrinking else 0.0
+        if time.monotonic() > self._deadline + grace:
+            # Out of budget: a round's remaining examples pass unchecked (a 6-second run
+            # took 12-23 s checking them); a fault already raised may still shrink a while.
+            return
         if shrinking and self._shrink_spent():
             return  # the smallest case so far stands; the rest of the budget searches
         start = time.perf_counter()
@@ -665,3 +668,7 @@ SWEEP_OPS = 5
 # The most of a time-budgeted campaign's time so far that shrinking may take
 # (``Campaign._shrink_spent``): at least half goes to drawing new programs.
 SHRINK_SHARE = 0.5
+# How long past the budget (at most ``SHRINK_SHARE`` of it) Hypothesis may go on shrinking
+# a fault raised before it ran out (``Campaign._check``); drawing new programs stops at the
+# budget itself.
+SHRINK_GRACE = 30.0

@@ -133,6 +133,9 @@ def _build_parser() -> _Parser:
     run.add_argument("--backends", default=None, metavar="LIST",
                      help="comma-separated backends or variants (jax,torch:func); default: all available")
     run.add_argument("--budget", default="60s", help="how long to search: 60s, 5m, 1h (default 60s)")
+    run.add_argument("--rounds", type=int, default=None, metavar="N",
+                     help="stop after N rounds (or at the budget): the same seed then finds the same "
+                          "faults on a slow or loaded machine")
     run.add_argument("--seed", type=int, default=0, help="campaign seed; the same seed finds the same faults")
     run.add_argument("--dtype", default="float64,float32",
                      help="float64, float32 or both comma-separated (default both)")
@@ -258,6 +261,8 @@ def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
                 raise UsageError(f"--ops: unknown ops {unknown}; see 'hessdiff ops'.")
         if args.points < 1:
             raise UsageError(f"--points={args.points}, but it must be at least 1.")
+        if args.rounds is not None and args.rounds < 1:
+            raise UsageError(f"--rounds={args.rounds}, but it must be at least 1.")
         if args.max_ops < 1:
             raise UsageError(f"--max-ops={args.max_ops}, but it must be at least 1.")
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -275,7 +280,7 @@ def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
             backends=args.backends, budget=budget, seed=args.seed, dtypes=dtypes,
             out=target, baseline_path=Path(args.baseline), ops=ops, max_ops=args.max_ops, stdout=out,
             isolate=not args.no_isolate, timeout=timeout, resume=bool(args.resume), points=args.points,
-            database=Path(args.database) if args.database else None,
+            database=Path(args.database) if args.database else None, rounds=args.rounds,
         )
     except UsageError as exc:
         raise _UsageError(f"hessdiff run: error: {exc}") from None

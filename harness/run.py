@@ -143,6 +143,7 @@ def run(
     resume: bool = False,
     points: int = 1,
     database: Path | None = None,
+    rounds: int | None = None,
 ) -> int:
     """Run a campaign, write its report, return the exit code.
 
@@ -152,7 +153,9 @@ def run(
     dtypes, ops, points, backends and the round to continue from (the arguments given for
     those are ignored), and its logged findings are known. With ``database`` (a folder)
     the failing cases saved there, and in the artifacts ``HESSDIFF_ARTIFACTS`` names, are
-    checked first, and this run's are saved there.
+    checked first, and this run's are saved there. With ``rounds`` the campaign stops after
+    that many rounds (or at the budget, whichever comes first) and neither sweeps nor cuts
+    shrinking short, so what it finds does not depend on the machine's speed or load.
     """
     known: list[Finding] = []
     start_round = 0
@@ -163,6 +166,7 @@ def run(
         points = int(state.get("points", points))
         backends = ",".join(state["variants"])
         start_round = int(state["rounds_done"])
+        rounds = state.get("rounds", rounds)
         coverage = state.get("coverage") or {}
         try:
             # A provisional finding (its round was killed) is not known: the resumed
@@ -181,9 +185,9 @@ def run(
     saved = None if database is None else _saved_cases(database, variants, stderr)
     out.mkdir(parents=True, exist_ok=True)
     config = CampaignConfig(budget_seconds=budget, seed=seed, dtypes=tuple(dtypes), ops=tuple(ops),
-                            max_ops=max_ops, points_per_case=points)
+                            max_ops=max_ops, points_per_case=points, max_rounds=rounds)
     state = {"seed": seed, "dtypes": list(dtypes), "ops": list(ops), "max_ops": max_ops, "points": points,
-             "variants": [v.name for v in variants], "rounds_done": start_round}
+             "variants": [v.name for v in variants], "rounds_done": start_round, "rounds": rounds}
     _save_state(out, state)
     runners: list[BackendVariant] | list[Any] = variants
     if isolate:

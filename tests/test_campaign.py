@@ -302,6 +302,28 @@ def test_a_shrink_step_that_brings_in_another_op_is_not_the_same_fault() -> None
     assert _records_of(campaign)[first.program.op_names].case is smaller
 
 
+def test_past_the_budget_no_new_case_is_checked_but_a_raised_fault_still_shrinks() -> None:
+    """A round that runs out of budget used to check its remaining examples (a 6-second
+    run took 12-23 s); past the deadline only shrink steps of a fault already raised run,
+    and those only within the grace (at most ``SHRINK_SHARE`` of the budget)."""
+    first = _case(op("arctan", 0), op("square", 1), op("sum", 2))
+    smaller = _case(op("arctan", 0), op("sum", 1))
+    config = CampaignConfig(seed=1, ops=("arctan", "sin"), dtypes=("float64",), budget_seconds=60.0)
+    campaign = Campaign([_Sevens()], config)
+    campaign._deadline = time.monotonic() - 1.0
+    campaign._check(first)  # a new case past the budget: not checked
+    assert campaign.stats.examples == 0 and not campaign._records
+    campaign._deadline = time.monotonic() + 60.0
+    with pytest.raises(NewFinding):
+        campaign._check(first)
+    campaign._deadline = time.monotonic() - 1.0  # within the grace of 30 s
+    with pytest.raises(NewFinding):
+        campaign._check(smaller)
+    campaign._deadline = time.monotonic() - 31.0  # beyond it
+    campaign._check(first)
+    assert campaign.stats.examples == 2
+
+
 def test_a_baselined_first_hit_does_not_absorb_a_new_fault_of_the_same_key(monkeypatch) -> None:
     """The baseline knows the fault on programs with arctan; a first hit there is
     recorded, not raised. A later hit on a program without arctan is a fault the

@@ -115,6 +115,7 @@ def test_help_and_version(capsys: pytest.CaptureFixture[str]) -> None:
         pytest.param(["run", "--backends", "nope"], "unknown backend 'nope'", id="run-unknown-backend"),
         pytest.param(["run", "--backends", "jax:nope"], "unknown variant 'jax:nope'", id="run-unknown-variant"),
         pytest.param(["run", "--budget", "soon"], "--budget='soon', but it must be", id="run-bad-budget"),
+        pytest.param(["run", "--rounds", "0"], "--rounds=0, but it must be at least 1", id="run-bad-rounds"),
         pytest.param(["run", "--dtype", "float16"], "--dtype='float16'", id="run-bad-dtype"),
         pytest.param(["run", "--ops", "frobnicate"], "unknown ops ['frobnicate']", id="run-unknown-op"),
         pytest.param(["run", "--seed", "x"], "invalid int value: 'x'", id="run-bad-seed"),

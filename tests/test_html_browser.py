@@ -83,7 +83,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("campaign") / "run"
     try:
         stdout, stderr = io.StringIO(), io.StringIO()
-        code = run(backends="planted:honest,planted:pl_gradient,planted:no_cross", budget=8.0, seed=3,
+        code = run(backends="planted:honest,planted:pl_gradient,planted:no_cross", budget=600.0, rounds=1, seed=3,
                    dtypes=["float64"], out=out, baseline_path=out.parent / "no-baseline.json",
                    ops=("relu", "add", "mul", "sum", "square", "abs", "sin"), max_ops=3, stdout=stdout,
                    stderr=stderr, isolate=False)

@@ -251,9 +251,11 @@ def test_a_database_folder_that_cannot_be_used_is_a_usage_error(tmp_path: Path, 
 @pytest.mark.slow  # two whole runs, reports included
 def test_hessdiff_run_with_a_database_replays_the_last_runs_failures(planted, tmp_path: Path) -> None:
     """``hessdiff run --database DIR`` end to end: the second run starts from what the first
-    saved (its findings.json says how many cases were replayed) and finds those faults again."""
+    saved (its findings.json says how many cases were replayed) and finds those faults again.
+    One round each, not a time budget: a 6-second budget found nothing in CI, where the
+    sweep before round 0 took all of it."""
     def once(name: str) -> dict:
-        code = run(backends="planted:pl_gradient", budget=6.0, seed=3, dtypes=["float64"], out=tmp_path / name,
+        code = run(backends="planted:pl_gradient", budget=600.0, rounds=1, seed=3, dtypes=["float64"], out=tmp_path / name,
                    baseline_path=tmp_path / "no-baseline.json", ops=("relu", "add", "sum", "square"), max_ops=3,
                    stdout=io.StringIO(), stderr=io.StringIO(), isolate=False, database=tmp_path / "db")
         assert code == 1

@@ -26,7 +26,7 @@ def planted():
 def _run(out: Path, baseline: Path) -> tuple[int, str]:
     stdout, stderr = io.StringIO(), io.StringIO()
     code = run(
-        backends="planted:pl_gradient", budget=8.0, seed=3, dtypes=["float64"], out=out,
+        backends="planted:pl_gradient", budget=600.0, rounds=1, seed=3, dtypes=["float64"], out=out,
         baseline_path=baseline, ops=("relu", "add", "sum", "square"), max_ops=3,
         stdout=stdout, stderr=stderr,
     )
