@@ -8,7 +8,7 @@ import pytest
 
 from hessdiff.harness.fdcheck import fd_hessian
 from hessdiff.harness.ir import Node, Program, const, op
-from hessdiff.harness.oracle import OutOfDomain, all_resolved, evaluate, resolutions
+from hessdiff.harness.oracle import OutOfDomain, Resolution, all_resolved, evaluate, mixed_modes, resolutions
 
 
 def _program(n: int, *nodes: Node) -> Program:
@@ -183,6 +183,33 @@ def test_rules_that_cancel_still_give_every_digit(a: float) -> None:
 
 # --- selections (max, min, sort, the 1- and inf-norms), reductions along an axis, masks,
 # --- solve and cholesky: against closed forms and the rule "undefined at a tie"
+
+
+@pytest.mark.parametrize("square", [
+    (op("square", 1),),  # an elementwise rule
+    (op("mul", 1, 1),),  # a binary elementwise rule
+    (op("dot", 1, 1),),  # a bilinear op
+    (op("tile", 1, reps=2), op("prod", 2, axis=None, keepdims=False)),  # a whole-array op
+], ids=["square", "mul", "dot", "prod"])
+def test_a_mixed_mode_convention_takes_rows_from_reverse_and_columns_from_forward(square) -> None:
+    """m = min of three tied entries, m**2 by three kinds of op: with the reverse rule
+    splitting (w_R = 1/3 each) and the forward rule picking the first (w_F = e0), the
+    Hessian of fwd-over-rev is 2 w_R w_F^T (MLX); the same two rules the other way round
+    give its transpose."""
+    reduced = len(square) > 1 or square[0].kind == "dot"
+    p = _program(3, op("min", 0, axis=None, keepdims=True), *square, *(() if reduced else (op("sum", 2),)))
+    x = np.zeros(3)
+    sides = evaluate(p, x).sides
+    split, first = ((("min", -1), (0, 1, 2)),), ((("min", -1), 0),)
+    w_r, w_f = np.full(3, 1 / 3), np.eye(3)[0]
+    rows_split = evaluate(p, x, resolution=Resolution(split, columns=first)).hessian_float()
+    assert rows_split == pytest.approx(2 * np.outer(w_r, w_f), abs=1e-30)
+    rows_first = evaluate(p, x, resolution=Resolution(first, columns=split)).hessian_float()
+    assert rows_first == pytest.approx(2 * np.outer(w_f, w_r), abs=1e-30)
+    mixed = mixed_modes(sides, resolutions(sides))
+    assert Resolution(split, columns=first) in mixed and Resolution(first, columns=split) in mixed
+    # two different picks are no documented rule: not offered
+    assert Resolution(first, columns=((("min", -1), 1),)) not in mixed
 
 
 def test_max_is_a_selection_and_a_tie_of_the_two_largest_is_a_kink() -> None:

@@ -154,9 +154,29 @@ def test_a_ties_split_and_a_ties_pick_are_conventions_and_nothing_else_is() -> N
     assert _kinds(result) == {"jax:fwdrev": Kind.WRONG_VALUE}
 
 
+MIN_TIE = Program(3, (Node("input"), op("min", 0, axis=-1, keepdims=False), op("square", 1)))
+
+
+def test_a_forward_pick_beside_a_reverse_split_is_a_convention_and_two_picks_are_not() -> None:
+    """min of three tied entries, squared: a framework whose JVP rule picks the first tied
+    entry (w_F = e0) and whose VJP rule splits (w_R = 1/3 each) returns H = 2 w_R w_F^T
+    (fwd-over-rev, MLX) or its transpose: an asymmetric matrix no single convention gives,
+    whose symmetric part no convention gives either (H[0, 1] = 1/3 against 0 or 2/9).
+    Forward and reverse picking two different entries (H = 2 e0 e1^T), or a gradient of 1
+    on every tied entry, is no rule."""
+    w_r, w_f = np.full(3, 1 / 3), np.eye(3)[0]
+    mlx = 2 * np.outer(w_r, w_f)
+    result, _ = _judged(MIN_TIE, [0.0, 0.0, 0.0], "float32", {"mlx:fwdrev": mlx, "torch:func": mlx.T})
+    assert _kinds(result) == {"mlx:fwdrev": Kind.CONVENTION, "torch:func": Kind.CONVENTION}
+    for bad in (2 * np.outer(np.eye(3)[0], np.eye(3)[1]), np.full((3, 3), 2.0), 1.01 * mlx):
+        result, _ = _judged(MIN_TIE, [0.0, 0.0, 0.0], "float32", {"mlx:fwdrev": bad})
+        assert _kinds(result) == {"mlx:fwdrev": Kind.WRONG_VALUE}, bad
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("program,x", [(RELU_SQUARED, [0.0, 1.0]), (NEAR_KINK, NEAR_POINT), (TIE, [1.0, 1.0])],
-                         ids=["at-relu-kink", "near-relu-kink", "max-tie"])
+@pytest.mark.parametrize("program,x", [(RELU_SQUARED, [0.0, 1.0]), (NEAR_KINK, NEAR_POINT), (TIE, [1.0, 1.0]),
+                                       (MIN_TIE, [0.0, 0.0, 0.0])],
+                         ids=["at-relu-kink", "near-relu-kink", "max-tie", "min-tie"])
 def test_frameworks_pass_at_and_near_kinks(program: Program, x: list[float]) -> None:
     _honest(program, x, "float64")
 

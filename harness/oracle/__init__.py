@@ -31,11 +31,11 @@ program and the entry points), ``resolutions`` (conventions at kinks) and ``resu
 from __future__ import annotations
 
 from hessdiff.harness.oracle.evaluator import conventions, evaluate, node_values, piecewise_linear
-from hessdiff.harness.oracle.resolutions import Resolution, all_resolved, resolutions
+from hessdiff.harness.oracle.resolutions import Resolution, all_resolved, mixed_modes, resolutions
 from hessdiff.harness.oracle.result import (DIGITS, ORACLE_SECONDS, Kink, OracleResult, OracleTimeout,
                                             OutOfDomain)
 from hessdiff.harness.oracle.state import busy_seconds
 
 __all__ = ["DIGITS", "ORACLE_SECONDS", "Kink", "OracleResult", "OracleTimeout", "OutOfDomain", "Resolution",
-           "all_resolved", "busy_seconds", "conventions", "evaluate", "node_values", "piecewise_linear",
-           "resolutions"]
+           "all_resolved", "busy_seconds", "conventions", "evaluate", "mixed_modes", "node_values",
+           "piecewise_linear", "resolutions"]

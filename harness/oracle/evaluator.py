@@ -43,6 +43,7 @@ class _Evaluator:
                  resolution: Resolution | None = None, framework: str | None = None,
                  range_tiny: float = 0.0) -> None:
         self.program = program
+        self.range_tiny = range_tiny
         finfo = np.finfo(dtype)
         # A switch's error unit beyond its error scale: the smallest normal the framework
         # keeps (the dtype's, or a wider one: ``evaluate``'s ``range_tiny``), over eps.
@@ -71,11 +72,12 @@ class _Evaluator:
     # Each op kind builds its result jet from its argument jets.
 
     def run(self) -> OracleResult:
+        columns = self._column_gradients()
         outer, state.UNDERFLOWS = state.UNDERFLOWS, []
         outer_peak = state.LOCAL_PEAK[0]
         state.LOCAL_PEAK[0] = 0.0
         try:
-            result = self._run()
+            result = self._run(columns)
             factor = max(self.max_value, self.max_derivative, state.LOCAL_PEAK[0])
             with np.errstate(over="ignore"):
                 product = float(np.float64(self.max_derivative) * np.float64(factor))
@@ -85,7 +87,41 @@ class _Evaluator:
             state.UNDERFLOWS = outer
             state.LOCAL_PEAK[0] = outer_peak
 
-    def _run(self) -> OracleResult:
+    def _column_gradients(self) -> list[np.ndarray | None] | None:
+        """Every node's gradient under the forward-mode rules' convention
+        (``Resolution.columns``), for a Hessian whose columns follow them; None where the
+        two modes resolve the kinks alike."""
+        if self.resolution is None or self.resolution.columns is None:
+            return None
+        forward = self.resolution.forward()
+        known = state.MEMO.get(self._gradients_key(forward)) if state.MEMO is not None else None
+        if known is not None:  # that convention was evaluated already (``_keep_gradients``)
+            return known
+        evaluator = _Evaluator(self.program, self.x, self.dtype, self.kink_fuzz, forward, self.framework,
+                               self.range_tiny)
+        outer, state.UNDERFLOWS = state.UNDERFLOWS, []
+        outer_peak = state.LOCAL_PEAK[0]
+        try:
+            return [jet.g for jet in evaluator._walk()]
+        finally:
+            state.UNDERFLOWS = outer
+            state.LOCAL_PEAK[0] = outer_peak
+
+    def _gradients_key(self, resolution: Resolution) -> tuple[int, tuple[Any, ...]]:
+        """Where ``state.MEMO`` keeps every node's gradient under ``resolution`` (node -1:
+        the whole program), for the mixed-mode conventions that take their columns from it."""
+        return -1, ("gradients", resolution, self.kink_fuzz, self.range_tiny)
+
+    def _keep_gradients(self, jets: list[_Jet]) -> None:
+        """Keep every node's gradient under this evaluation's convention for the
+        mixed-mode conventions evaluated after it (``_column_gradients``): one
+        evaluation each instead of two."""
+        if self.resolution is not None and self.resolution.columns is None and state.MEMO is not None:
+            state.MEMO[self._gradients_key(self.resolution)] = [jet.g for jet in jets]
+
+    def _walk(self, columns: list[np.ndarray | None] | None = None) -> list[_Jet]:
+        """Every node's jet, in order; with ``columns``, each jet's column gradient
+        (``_Jet.gc``) is that node's from the forward-mode convention."""
         n = self.n
         eye = np.empty((n, n), dtype=object)
         for i, j in itertools.product(range(n), repeat=2):
@@ -108,7 +144,15 @@ class _Evaluator:
             if state.UNDERFLOWS and state.UNDERFLOWS[-1] == i:  # its formula underflowed: every input it reads
                 self.underflow_vars |= np.any([_depends(a) for a in args if a.g is not None] or [False], axis=0)
             self._track(jet)
+            if columns is not None and jet.g is not None:
+                jet.gc = columns[i]
             jets.append(jet)
+        return jets
+
+    def _run(self, columns: list[np.ndarray | None] | None = None) -> OracleResult:
+        n = self.n
+        jets = self._walk(columns)
+        self._keep_gradients(jets)
         out = jets[-1]
         g = out.g if out.g is not None else _zeros_obj((n,))
         h = out.h if out.h is not None else _zeros_obj((n, n))

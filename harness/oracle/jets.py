@@ -61,6 +61,16 @@ class _Jet:
     # the chain rule's error scales read them for every element of every node it feeds.
     ga: np.ndarray | None = None
     ha: np.ndarray | None = None
+    # The gradient under the forward-mode rules' convention where it differs from the
+    # reverse-mode rules' (``Resolution.columns``): a Hessian's second index follows it
+    # (``column``). None: the same as ``g``.
+    gc: np.ndarray | None = None
+
+
+def column(jet: _Jet) -> np.ndarray | None:
+    """The gradient a Hessian's second index (its column, the forward-mode direction)
+    takes from this jet: ``gc`` under a mixed-mode convention, else ``g``."""
+    return jet.g if jet.gc is None else jet.gc
 
 
 def _absolutes(jet: _Jet) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -174,7 +184,7 @@ def _broadcast(jet: _Jet, shape: tuple[int, ...], n: int) -> _Jet:
 
     ga, ha = _absolutes(jet)
     return _Jet(b(jet.v, ()), b(jet.g, (n,)), b(jet.h, (n, n)), b(jet.vm, ()), b(jet.gm, (n,)),
-                b(jet.hm, (n, n)), ga=b(ga, (n,)), ha=b(ha, (n, n)))
+                b(jet.hm, (n, n)), ga=b(ga, (n,)), ha=b(ha, (n, n)), gc=b(jet.gc, (n,)))
 
 
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hessdiff.harness.oracle.jets import _abs_float, _Jet, _mul0, _zeros_obj
+from hessdiff.harness.oracle.jets import _abs_float, _Jet, _mul0, _zeros_obj, column
 from hessdiff.harness.ops import OpSpec
 
 if TYPE_CHECKING:
@@ -71,6 +71,7 @@ def _bilinear(apply: Callable[..., Any], a: _Jet, b: _Jet, n: int) -> _Jet:
     if a.g is None and b.g is None:
         return _Jet(v, None, None, vm, None, None)
     g_slices, h_slices, gm_slices, hm_slices = {}, {}, {}, {}
+    ac, bc = column(a), column(b)
     zero_g = lambda jet, k: jet.g is None  # noqa: E731
     for k in range(n):
         terms, scales = [], []
@@ -91,12 +92,12 @@ def _bilinear(apply: Callable[..., Any], a: _Jet, b: _Jet, n: int) -> _Jet:
             terms.append(mul(a.v, b.h[..., k, l]))
             scales.append(mul(a_abs, b.hm[..., k, l], False) + mul(a.vm, _abs_float(b.h[..., k, l]), False))
         if a.g is not None and b.g is not None:
-            for p, q in ((k, l), (l, k)):
-                terms.append(mul(a.g[..., p], b.g[..., q]))
-                scales.append(
-                    mul(a.gm[..., p], _abs_float(b.g[..., q]), False)
-                    + mul(_abs_float(a.g[..., p]), b.gm[..., q], False)
-                )
+            # h[k, l] = a_k b_l + a_l b_k, the row's factor from g and the column's from the
+            # forward-mode rules' gradient (``jets.column``): the same unless they differ.
+            for left, right, left_m, right_m in ((a.g[..., k], bc[..., l], a.gm[..., k], b.gm[..., l]),
+                                                 (ac[..., l], b.g[..., k], a.gm[..., l], b.gm[..., k])):
+                terms.append(mul(left, right))
+                scales.append(mul(left_m, _abs_float(right), False) + mul(_abs_float(left), right_m, False))
         h_slices[k, l] = sum(terms[1:], terms[0])
         hm_slices[k, l] = sum(scales[1:], scales[0])
     g = np.stack([g_slices[k] for k in range(n)], axis=-1)

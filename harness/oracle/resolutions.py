@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ['MAX_MIXED', 'MAX_RESOLUTIONS', 'MAX_SPLIT_TIE', 'Choice', 'Resolution', 'all_resolved', 'resolutions']
+__all__ = ['MAX_MIXED', 'MAX_MIXED_MODES', 'MAX_RESOLUTIONS', 'MAX_SPLIT_TIE', 'Choice', 'Resolution',
+           'all_resolved', 'mixed_modes', 'resolutions']
 
 
 # One kink's resolution: a side (-1/+1) or a tie-breaking rotation, or a tuple of those
@@ -28,10 +29,22 @@ class Resolution:
     tie rules). A framework applies one rule per op, so a choice at a kink is per op
     (key ``(op, k)``); near a kink the framework's rounding puts each element on a side
     of its own, so a choice there is per element (key ``(op, k, node, element)``).
+
+    ``columns``: where not None, the choices of a framework's *forward-mode* rules, when
+    they differ from its reverse-mode rules' (``choices``). A Hessian composed of both
+    modes (jacfwd of jacrev) differentiates the reverse gradient g_R in forward mode, so
+    its rows follow ``choices`` and its columns ``columns``: H[i, j] = d(g_R)_i / dx_j,
+    with dx_j carried through the forward rules (MLX's min at a tie: the JVP picks the
+    first tied entry, the VJP splits, so H of min(x)**2 is 2 w_R w_F^T, not symmetric).
     """
 
     choices: tuple[tuple[tuple[Any, ...], Choice], ...] = ()
     mid: bool = False
+    columns: tuple[tuple[tuple[Any, ...], Choice], ...] | None = None
+
+    def forward(self) -> Resolution:
+        """The convention the forward-mode rules apply (``columns``), as a resolution of its own."""
+        return Resolution(self.choices if self.columns is None else self.columns, self.mid)
 
     def choice(self, key: tuple[Any, ...], default: int) -> Choice:
         """The side (or tie-breaking rotation) chosen at ``key``, or the tuple of those
@@ -44,6 +57,9 @@ class Resolution:
 # combination of sides and averages when fewer still (``MAX_MIXED``).
 MAX_RESOLUTIONS = 8
 MAX_MIXED = 16
+# At most this many conventions whose forward and reverse rules differ (``mixed_modes``):
+# each costs an evaluation, and a wrong value is only called wrong after all of them.
+MAX_MIXED_MODES = 32
 # A tie of up to this many entries also offers the average over each smaller group of
 # them: rounding (or a compiler that folds constants in another order) can leave only
 # some of the exactly tied entries equal, and the framework splits among those.
@@ -84,6 +100,29 @@ def resolutions(sides: Sequence[tuple[tuple[Any, ...], int]]) -> list[Resolution
             for k, opts in enumerate(options):
                 combos += [background[:k] + (o,) + background[k + 1:] for o in opts]
     return [Resolution(tuple(zip(keys, combo))) for combo in dict.fromkeys(combos)]
+
+
+def mixed_modes(sides: Sequence[tuple[tuple[Any, ...], int]],
+                conventions: Sequence[Resolution]) -> list[Resolution]:
+    """The conventions of a framework whose forward-mode and reverse-mode rules resolve
+    the kinks differently (``Resolution.columns``), from pairs of ``conventions``: at
+    every kink either the two modes agree, or one of them averages (splits a tie
+    equally, abs'(0) = 0) and the other picks a side or a tied entry, as a framework
+    whose JVP rule selects one entry and whose VJP rule splits (MLX's max and min) does.
+    Two modes picking two different single entries is no documented rule and would
+    excuse any off-diagonal value, so it is not offered. Both orders: rows may follow
+    either mode's rule (jacfwd(jacrev) or jacrev(jacfwd))."""
+    averages = {key: _options(key, count)[count if key[1] < 0 else 2] for key, count in sides}
+    out: list[Resolution] = []
+    for rows, cols in itertools.permutations(conventions, 2):
+        if len(out) == MAX_MIXED_MODES:
+            break
+        if rows.mid or cols.mid:
+            continue
+        r, c = dict(rows.choices), dict(cols.choices)
+        if all(r.get(k) == c.get(k) or averages.get(k) in (r.get(k), c.get(k)) for k in r.keys() | c.keys()):
+            out.append(Resolution(rows.choices, columns=cols.choices))
+    return out
 
 
 def all_resolved(sides: Sequence[tuple[tuple[Any, ...], int]]) -> bool:

@@ -14,8 +14,8 @@ import mpmath
 import numpy as np
 
 from hessdiff.harness.oracle import state
-from hessdiff.harness.oracle.jets import (_ZERO, _add_outer, _add_scaled, _err_abs, _fabs, _Jet, _support,
-                                          _times, _with_error, _zeros_obj)
+from hessdiff.harness.oracle.jets import (_ZERO, _abs_float, _add_outer, _add_scaled, _err_abs, _fabs, _Jet,
+                                          _support, _times, _with_error, _zeros_obj, column)
 from hessdiff.harness.oracle.result import OutOfDomain
 from hessdiff.harness.ops import Elementwise, OpSpec, Piecewise, fixed_integer, get_op
 
@@ -260,9 +260,13 @@ def _apply_rule(rule: _Rule, point: list[Any], args: list[_Jet], idx: tuple[int,
     for i in active:
         _add_scaled(grad, d1[i], g[i], support[i])
         _add_scaled(hess, d1[i], h[i])
+    # The second index follows the forward-mode rules' gradients (``jets.column``): the
+    # same as g unless the modes resolve a kink differently.
+    gc = {i: column(args[i])[idx] for i in active}
+    support_c = {i: support[i] if args[i].gc is None else _support(gc[i]) for i in active}
     for i in active:
         for j in active:
-            _add_outer(hess, d2[i, j], g[i], g[j], support[i], support[j])
+            _add_outer(hess, d2[i, j], g[i], gc[j], support[i], support_c[j])
     # Error scales: |d| grows by the second derivative times the argument's own error.
     # The error of a derivative rule: its own rounding (or, for rules computed from the
     # op's output, the terms that formula adds) plus the argument's error times the next
@@ -286,14 +290,15 @@ def _apply_rule(rule: _Rule, point: list[Any], args: list[_Jet], idx: tuple[int,
     x = _times
     # The magnitudes an error multiplies carry their own error too (``unit``):
     # d1 g errs by err(d1) (|g| + err(g)) + |d1| err(g).
+    gcabs = {i: _with_error(gabs[i] if args[i].gc is None else _abs_float(gc[i]), gm[i], unit) for i in active}
     gabs = {i: _with_error(gabs[i], gm[i], unit) for i in active}
     habs = {i: _with_error(habs[i], hm[i], unit) for i in active}
     grad_scale = sum(x(d1m[i], gabs[i]) + x(_fabs(d1[i]), gm[i]) for i in active)
     hess_scale = sum(x(d1m[i], habs[i]) + x(_fabs(d1[i]), hm[i]) for i in active)
     for i in active:
         for j in active:
-            hess_scale = hess_scale + x(d2m[i, j], np.outer(gabs[i], gabs[j])) + x(_fabs(d2[i, j]), (
-                x(gm[i][:, None], gabs[j][None, :]) + x(gabs[i][:, None], gm[j][None, :])))
+            hess_scale = hess_scale + x(d2m[i, j], np.outer(gabs[i], gcabs[j])) + x(_fabs(d2[i, j]), (
+                x(gm[i][:, None], gcabs[j][None, :]) + x(gabs[i][:, None], gm[j][None, :])))
     return value, grad, hess, value_scale, grad_scale, hess_scale
 
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from hessdiff.harness.oracle import state
 from hessdiff.harness.oracle.jets import (_NAN, _abs_float, _add_outer, _add_scaled, _fabs, _Jet, _mean_obj,
-                                          _merge_into, _support, _with_error, _zeros_obj, second_order_unit)
+                                          _merge_into, _support, _with_error, _zeros_obj, column, second_order_unit)
 from hessdiff.harness.oracle.local import _einsum_up, _JetFunctions, _LocalJet, _log2_abs, _rounding, _Ties
 from hessdiff.harness.oracle.result import Kink, OutOfDomain, _to_float
 from hessdiff.harness.ops import OpSpec, Vector
@@ -188,7 +188,7 @@ def _vector(node: int, spec: OpSpec, attrs: dict[str, Any], args: list[_Jet], n:
     def stacked(part: str, extra: tuple[int, ...], dtype: Any) -> np.ndarray:
         blocks = []
         for a in args:
-            p = getattr(a, part)
+            p = column(a) if part == "gc" else getattr(a, part)
             if p is None:
                 p = _zeros_obj(a.v.shape + extra) if dtype is object else np.zeros(a.v.shape + extra)
             blocks.append(np.reshape(p, (a.v.size,) + extra))
@@ -200,27 +200,35 @@ def _vector(node: int, spec: OpSpec, attrs: dict[str, Any], args: list[_Jet], n:
     # two erring factors errs by the product of their errors as well.
     unit = second_order_unit(dtype, framework)
     Ga, Ha = _with_error(_abs_float(G), gm_in, unit), _with_error(_abs_float(H), hm_in, unit)
-    g, h = _vector_chain(J, K, G, H)
+    # The second index follows the forward-mode rules' gradients (``jets.column``).
+    mixed = any(a.gc is not None for a in args)
+    Gc = stacked("gc", (n,), object) if mixed else G
+    Gca = _with_error(_abs_float(Gc), gm_in, unit) if mixed else Ga
+    g, h = _vector_chain(J, K, G, H, Gc)
     # Error scales: each term of the chain rule with its own error (Jerr, Kerr) and its
     # inputs' (gm_in, hm_in).
     gm = _einsum_up("pk,kn->pn", Jerr, Ga) + _einsum_up("pk,kn->pn", Ja, gm_in)
     hm = (_einsum_up("pk,kij->pij", Jerr, Ha) + _einsum_up("pk,kij->pij", Ja, hm_in)
-          + _einsum_up("pkl,ki,lj->pij", Ka + Kerr, Ga, Ga)
-          + _einsum_up("pkl,ki,lj->pij", Ka, gm_in, Ga) + _einsum_up("pkl,ki,lj->pij", Ka, Ga, gm_in))
+          + _einsum_up("pkl,ki,lj->pij", Ka + Kerr, Ga, Gca)
+          + _einsum_up("pkl,ki,lj->pij", Ka, gm_in, Gca) + _einsum_up("pkl,ki,lj->pij", Ka, Ga, gm_in))
     return _Jet(v, g.reshape(out_shape + (n,)), h.reshape(out_shape + (n, n)), vm,
                 gm.reshape(out_shape + (n,)), hm.reshape(out_shape + (n, n)), peak)
 
 
-def _vector_chain(J: np.ndarray, K: np.ndarray, G: np.ndarray, H: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _vector_chain(J: np.ndarray, K: np.ndarray, G: np.ndarray, H: np.ndarray,
+                  Gc: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The chain rule of a whole-array op, exactly: g[p] = sum_k J[p, k] G[k] and
-    h[p] = sum_k J[p, k] H[k] + sum_kl K[p, k, l] outer(G[k], G[l]), over the (p, m) local
+    h[p] = sum_k J[p, k] H[k] + sum_kl K[p, k, l] outer(G[k], Gc[l]), over the (p, m) local
     Jacobian J, (p, m, m) local Hessian K and the (m, n) gradients G and (m, n, n) Hessians
-    H of its m argument entries, with 0 * anything = 0 (``_mul0``). Only the nonzero
-    terms are formed: the arguments' derivatives are mostly sparse."""
+    H of its m argument entries, with 0 * anything = 0 (``_mul0``). ``Gc``: the gradients
+    the second index follows (``jets.column``; None: G). Only the nonzero terms are
+    formed: the arguments' derivatives are mostly sparse."""
     p, m = J.shape
     n = G.shape[-1]
     g, h = _zeros_obj((p, n)), _zeros_obj((p, n, n))
     g_support = [_support(G[k]) for k in range(m)]
+    gc_support = g_support if Gc is None or Gc is G else [_support(Gc[k]) for k in range(m)]
+    Gc = G if Gc is None else Gc
     h_support = [_support(H[k]) for k in range(m)]
     J_nonzero, K_nonzero = J.astype(bool), K.astype(bool)
     for q in range(p):
@@ -228,7 +236,7 @@ def _vector_chain(J: np.ndarray, K: np.ndarray, G: np.ndarray, H: np.ndarray) ->
             _add_scaled(g[q], J[q, k], G[k], g_support[k])
             _add_scaled(h[q], J[q, k], H[k], h_support[k])
         for k, l in zip(*np.nonzero(K_nonzero[q])):
-            _add_outer(h[q], K[q, k, l], G[k], G[l], g_support[k], g_support[l])
+            _add_outer(h[q], K[q, k, l], G[k], Gc[l], g_support[k], gc_support[l])
     return g, h
 
 
