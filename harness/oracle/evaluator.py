@@ -73,19 +73,13 @@ class _Evaluator:
 
     def run(self) -> OracleResult:
         columns = self._column_gradients()
-        outer, state.UNDERFLOWS = state.UNDERFLOWS, []
-        outer_peak = state.LOCAL_PEAK[0]
-        state.LOCAL_PEAK[0] = 0.0
-        try:
+        with state.evaluation():
             result = self._run(columns)
             factor = max(self.max_value, self.max_derivative, state.LOCAL_PEAK[0])
             with np.errstate(over="ignore"):
                 product = float(np.float64(self.max_derivative) * np.float64(factor))
             return dataclasses.replace(result, max_magnitude=max(result.max_magnitude, state.LOCAL_PEAK[0]),
                                        product_peak=product)
-        finally:
-            state.UNDERFLOWS = outer
-            state.LOCAL_PEAK[0] = outer_peak
 
     def _column_gradients(self) -> list[np.ndarray | None] | None:
         """Every node's gradient under the forward-mode rules' convention
@@ -99,13 +93,8 @@ class _Evaluator:
             return known
         evaluator = _Evaluator(self.program, self.x, self.dtype, self.kink_fuzz, forward, self.framework,
                                self.range_tiny)
-        outer, state.UNDERFLOWS = state.UNDERFLOWS, []
-        outer_peak = state.LOCAL_PEAK[0]
-        try:
+        with state.evaluation():
             return [jet.g for jet in evaluator._walk()]
-        finally:
-            state.UNDERFLOWS = outer
-            state.LOCAL_PEAK[0] = outer_peak
 
     def _gradients_key(self, resolution: Resolution) -> tuple[int, tuple[Any, ...]]:
         """Where ``state.MEMO`` keeps every node's gradient under ``resolution`` (node -1:
