@@ -50,6 +50,9 @@ class Builder:
         # A constant argument kind the next elementwise op must take, "p:kind" as
         # ``harness.exact.argument_kinds`` names it (the sweep of kinds no check has had).
         self.kind: str | None = None
+        # Every sink read out as f + f**2, never sum(f) alone (``finish``): a probe's one
+        # op must show a wrong first derivative too.
+        self.curved_readout = False
 
     def add(self, node: Node) -> int:
         if node.kind != "const":  # the IR's own check, now rather than at the end
@@ -113,6 +116,13 @@ class Builder:
             flat[element] = float(v) if np.isfinite(v) else 0.0
         return self.constant(offsets)
 
+    def _squares_in_range(self, i: int) -> bool:
+        """Whether node ``i``'s square stays within the dtype's range: an aim at an
+        overflow threshold (exp2 at 127 in float32) must not be read out as inf."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            largest = np.max(np.abs(np.asarray(self.values[i], dtype=np.float64)), initial=0.0)
+            return bool(largest * largest < np.finfo(self.dtype).max)
+
     def finish(self, ch: Chooser) -> Program:
         """Reduce every unused node to a scalar and add them: every op feeds the output."""
         sinks = [i for i in range(1, len(self.nodes)) if i not in self.used]
@@ -124,7 +134,7 @@ class Builder:
             # sum(f + f**2) it is 2 J^T J + sum((1 + 2 f) f''), so a wrong gradient (a wrong
             # forward-mode rule, a wrong rule for a constant argument) shows as well, and
             # f'' still shows where f = 0 (under f**2 alone it would vanish there).
-            if ch.boolean():
+            if self._squares_in_range(i) if self.curved_readout else ch.boolean():
                 i = self.add(op("add", i, self.add(op("square", i))))
             if self.shapes[i] != ():
                 reduce = ch.choice(("sum", "mean"))

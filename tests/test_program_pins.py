@@ -241,8 +241,8 @@ PROBES = 332
 DIGESTS = {
     "drawn_programs": "1a995db58254788e33df512e4f2b9806",
     "drawn": "4888ca002ec4d505eec074269ff46a6f",
-    "probe_programs": "1db21048e802ec94c2d0dc66e99585b9",
-    "probes": "00bd84e216431540f041546a6c0fa7b2",
+    "probe_programs": "b7158e3a523e1af56e166a5ce2ae71f6",
+    "probes": "f221e9907c83493d0dcc911f719d1fc3",
 }
 
 FIXED_DIGESTS = {
