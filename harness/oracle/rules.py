@@ -290,8 +290,8 @@ def _apply_rule(rule: _Rule, point: list[Any], args: list[_Jet], idx: tuple[int,
     x = _times
     # The magnitudes an error multiplies carry their own error too (``unit``):
     # d1 g errs by err(d1) (|g| + err(g)) + |d1| err(g).
-    gcabs = {i: _with_error(gabs[i] if args[i].gc is None else _abs_float(gc[i]), gm[i], unit) for i in active}
     gabs = {i: _with_error(gabs[i], gm[i], unit) for i in active}
+    gcabs = {i: gabs[i] if args[i].gc is None else _with_error(_abs_float(gc[i]), gm[i], unit) for i in active}
     habs = {i: _with_error(habs[i], hm[i], unit) for i in active}
     grad_scale = sum(x(d1m[i], gabs[i]) + x(_fabs(d1[i]), gm[i]) for i in active)
     hess_scale = sum(x(d1m[i], habs[i]) + x(_fabs(d1[i]), hm[i]) for i in active)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import mpmath
@@ -185,24 +186,24 @@ def _vector(node: int, spec: OpSpec, attrs: dict[str, Any], args: list[_Jet], n:
     if all(a.g is None for a in args):
         return _Jet(v, None, None, vm, None, None, peak)
 
-    def stacked(part: str, extra: tuple[int, ...], dtype: Any) -> np.ndarray:
+    def stacked(part: Callable[[_Jet], np.ndarray | None], extra: tuple[int, ...], dtype: Any) -> np.ndarray:
         blocks = []
         for a in args:
-            p = column(a) if part == "gc" else getattr(a, part)
+            p = part(a)
             if p is None:
                 p = _zeros_obj(a.v.shape + extra) if dtype is object else np.zeros(a.v.shape + extra)
             blocks.append(np.reshape(p, (a.v.size,) + extra))
         return np.concatenate(blocks).astype(dtype, copy=False)
 
-    G, H = stacked("g", (n,), object), stacked("h", (n, n), object)
-    gm_in, hm_in = stacked("gm", (n,), np.float64), stacked("hm", (n, n), np.float64)
+    G, H = stacked(lambda a: a.g, (n,), object), stacked(lambda a: a.h, (n, n), object)
+    gm_in, hm_in = stacked(lambda a: a.gm, (n,), np.float64), stacked(lambda a: a.hm, (n, n), np.float64)
     # Each magnitude with its own possible error (``second_order_unit``): a product of
     # two erring factors errs by the product of their errors as well.
     unit = second_order_unit(dtype, framework)
     Ga, Ha = _with_error(_abs_float(G), gm_in, unit), _with_error(_abs_float(H), hm_in, unit)
     # The second index follows the forward-mode rules' gradients (``jets.column``).
     mixed = any(a.gc is not None for a in args)
-    Gc = stacked("gc", (n,), object) if mixed else G
+    Gc = stacked(column, (n,), object) if mixed else G
     Gca = _with_error(_abs_float(Gc), gm_in, unit) if mixed else Ga
     g, h = _vector_chain(J, K, G, H, Gc)
     # Error scales: each term of the chain rule with its own error (Jerr, Kerr) and its
