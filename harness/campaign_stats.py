@@ -90,7 +90,8 @@ class CampaignStats:
         """Coverage of one judged point: only the ops ``did`` differentiated count (an op
         on constants alone checks nothing), with the argument patterns they had, the
         special values the oracle saw within rounding distance (``special:i``) and those
-        hit exactly (``exact:i``; at the case's own point, the one generation aimed)."""
+        hit exactly where the op's first derivative reaches the Hessian too (``exact:i``;
+        at the case's own point, the one generation aimed)."""
         self.statuses[result.status] += 1
         near = result.oracle is not None and result.oracle.kink_distance < 1e-6
         # Which special values (OpSpec.special, by index) each op's argument reached.
@@ -99,8 +100,9 @@ class CampaignStats:
             hits[op_name].add(index)
         exact_hits: dict[str, set[int]] = defaultdict(set)
         for op_name, index in (did.exact if exact else ()):
-            exact_hits[op_name].add(index)
             hits[op_name].add(index)
+        for op_name, index in (did.exact_curved if exact else ()):  # both derivative rules judged there
+            exact_hits[op_name].add(index)
         patterns: dict[str, set[str]] = defaultdict(set)
         for op_name, pattern in did.patterns:
             patterns[op_name].add(pattern)

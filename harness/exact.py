@@ -25,7 +25,7 @@ import numpy as np
 from hessdiff.harness.ir import LITERALS, PYTHON_NUMBER_OPS, Node, Program, const, integer_array, literal_of, op
 from hessdiff.harness.ops import CATALOGUE
 
-__all__ = ["REGIONS", "Exercised", "argument_kinds", "argument_patterns", "attainable", "carrying_nodes", "exercised",
+__all__ = ["REGIONS", "Exercised", "argument_kinds", "argument_patterns", "attainable", "carrying_nodes", "curved_after", "exercised",
            "kind_of", "node_region", "pattern_of", "rounded_values", "traced_nodes"]
 
 
@@ -42,7 +42,10 @@ class Exercised:
     of a multi-argument op, by how the framework receives it (``argument_kinds``).
     ``rules``: ``(op, pattern, region)`` per differentiated node (``pattern_of``,
     ``node_region``; "" for a node whose inputs are not all finite): the rules this
-    check exercised, in the terms a blame names one.
+    check exercised, in the terms a blame names one. ``exact_curved``: the ``exact``
+    hits of nodes whose first derivative reaches the Hessian too (``curved_after``):
+    coverage counts only these, so the sweep probes (read out curved) what a linear
+    readout hit (a tie rule shows in no Hessian of sum(maximum(x, x))).
     """
 
     ops: frozenset[str]
@@ -50,6 +53,7 @@ class Exercised:
     exact: frozenset[tuple[str, int]]
     kinds: frozenset[tuple[str, str]] = frozenset()
     rules: frozenset[tuple[str, str, str]] = frozenset()
+    exact_curved: frozenset[tuple[str, int]] = frozenset()
 
 
 def traced_nodes(program: Program) -> tuple[bool, ...]:
@@ -75,6 +79,27 @@ def carrying_nodes(program: Program) -> tuple[bool, ...]:
         carries.append(node.kind == "input" or (node.kind not in ("const", *STEP_OPS)
                                                 and any(carries[a] for a in node.args)))
     return tuple(carries)
+
+
+def curved_after(program: Program) -> tuple[bool, ...]:
+    """Per node, whether an op curved in it lies on some path from it to the output:
+    only then does its *first* derivative reach the Hessian (d2/dx2 of sum(f(x)) is
+    sum(f''(x)); of f + f**2 it is 2 f' f'^T + ...). Under linear and piecewise-linear
+    ops alone a rule's first derivative, a tie's convention among them, is invisible."""
+    from hessdiff.harness.oracle.kinds import kind_of
+
+    traced = traced_nodes(program)
+    after = [False] * len(program.nodes)
+    for j in range(len(program.nodes) - 1, 0, -1):
+        node = program.nodes[j]
+        if node.kind == "const" or node.kind in STEP_OPS or not traced[j]:
+            continue
+        spec = CATALOGUE[node.kind]
+        curved = kind_of(spec).curved(spec, spec.full_attrs(node.attr_dict), [traced[a] for a in node.args])
+        if curved or after[j]:
+            for a in node.args:
+                after[a] = after[a] or traced[a]
+    return tuple(after)
 
 
 def pattern_of(node: Node, traced: Sequence[bool]) -> str:
@@ -257,10 +282,20 @@ def exercised(program: Program, point: np.ndarray, dtype: str) -> Exercised:
              for p, a in enumerate(node.args) if not traced[a]}
     exact: set[tuple[str, int]] = set()
     values = rounded_values(program, point, dtype) if differentiated else None
-    for node in differentiated if values is not None and any(CATALOGUE[n.kind].special_names
-                                                             for n in differentiated) else ():
-        exact.update((node.kind, k) for k in _exact_hits(node, [values[a] for a in node.args], carries, dtype))
+    # Hits where both of the op's derivative rules reach the Hessian: one read out
+    # linearly tests the second derivative only.
+    read_out: set[tuple[str, int]] = set()
+    curved = curved_after(program)
+    for i, node in enumerate(program.nodes) if values is not None and any(
+            CATALOGUE[n.kind].special_names for n in differentiated) else ():
+        if node.kind in ("input", "const") or not any(carries[a] for a in node.args):
+            continue
+        hits = {(node.kind, k) for k in _exact_hits(node, [values[a] for a in node.args], carries, dtype)}
+        exact |= hits
+        if curved[i]:
+            read_out |= hits
     rules = {(node.kind, pattern_of(node, traced),
               node_region(node, [values[a] for a in node.args], traced, dtype) if values is not None else "")
              for node in differentiated}
-    return Exercised(frozenset(ops), frozenset(patterns), frozenset(exact), frozenset(kinds), frozenset(rules))
+    return Exercised(frozenset(ops), frozenset(patterns), frozenset(exact), frozenset(kinds), frozenset(rules),
+                     frozenset(read_out))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from hessdiff.harness.exact import exercised, traced_nodes
+from hessdiff.harness.exact import curved_after, exercised, traced_nodes
 from hessdiff.harness.ir import Node, Program, const, op
 from hessdiff.harness.strategies import cases
 
@@ -173,3 +173,24 @@ def test_a_probe_asked_for_an_argument_kind_or_pattern_differentiates_it() -> No
                        for seed in range(4)):
                 missed.append(f"{name}({pattern})")
     assert not missed
+
+
+def test_a_special_value_read_out_linearly_is_hit_but_not_curved() -> None:
+    # sum(maximum(x, x)) at an exact tie: H = 0 whatever maximum's tie rule says, so
+    # coverage leaves the tie to the sweep's curved probe; under f + f**2 the rule shows
+    # (2 g g^T), and under x * maximum(x, x) through the bilinear cross term.
+    x = np.zeros(1)
+
+    def program(*nodes: Node) -> Program:
+        return Program(1, (Node("input"), op("maximum", 0, 0)) + nodes)
+
+    linear = program(op("relu", 1), op("sum", 2))
+    scaled = program(const(2.0), op("mul", 1, 2), op("sum", 3))  # a constant factor is linear
+    curved = program(op("square", 1), op("add", 1, 2), op("sum", 3))
+    crossed = program(op("mul", 1, 0), op("sum", 2))
+    assert curved_after(linear) == (False,) * 4
+    for flat in (linear, scaled):
+        did = exercised(flat, x, "float64")
+        assert ("maximum", 0) in did.exact and did.exact_curved == frozenset()
+    for seen in (curved, crossed):
+        assert exercised(seen, x, "float64").exact_curved == {("maximum", 0)}
