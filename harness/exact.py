@@ -274,8 +274,9 @@ def exercised(program: Program, point: np.ndarray, dtype: str) -> Exercised:
     """What a check of ``program`` at ``point`` in ``dtype`` differentiated (see the module)."""
     traced = traced_nodes(program)
     carries = carrying_nodes(program)
-    differentiated = [node for i, node in enumerate(program.nodes)
-                      if node.kind not in ("input", "const") and any(carries[a] for a in node.args)]
+    where = [i for i, node in enumerate(program.nodes)
+             if node.kind not in ("input", "const") and any(carries[a] for a in node.args)]
+    differentiated = [program.nodes[i] for i in where]
     ops = {node.kind for node in differentiated}
     patterns = {(node.kind, pattern_of(node, traced)) for node in differentiated if len(node.args) > 1}
     kinds = {(node.kind, f"{p}:{kind_of(program.nodes[a])}") for node in differentiated if len(node.args) > 1
@@ -285,15 +286,14 @@ def exercised(program: Program, point: np.ndarray, dtype: str) -> Exercised:
     # Hits where both of the op's derivative rules reach the Hessian: one read out
     # linearly tests the second derivative only.
     read_out: set[tuple[str, int]] = set()
-    curved = curved_after(program)
-    for i, node in enumerate(program.nodes) if values is not None and any(
-            CATALOGUE[n.kind].special_names for n in differentiated) else ():
-        if node.kind in ("input", "const") or not any(carries[a] for a in node.args):
-            continue
-        hits = {(node.kind, k) for k in _exact_hits(node, [values[a] for a in node.args], carries, dtype)}
-        exact |= hits
-        if curved[i]:
-            read_out |= hits
+    if values is not None and any(CATALOGUE[n.kind].special_names for n in differentiated):
+        curved = curved_after(program)
+        for i in where:
+            node = program.nodes[i]
+            hits = {(node.kind, k) for k in _exact_hits(node, [values[a] for a in node.args], carries, dtype)}
+            exact |= hits
+            if curved[i]:
+                read_out |= hits
     rules = {(node.kind, pattern_of(node, traced),
               node_region(node, [values[a] for a in node.args], traced, dtype) if values is not None else "")
              for node in differentiated}
