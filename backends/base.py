@@ -28,7 +28,7 @@ from hessdiff.backends.lowering import (
     Absent, Lowering, Namespace, SourceNamespace, Spellings, Src, array_literal, expression_text, render,
     unparenthesized,
 )
-from hessdiff.harness.ir import Program, integer_array, literal_of, python_number
+from hessdiff.harness.ir import Program, integer_array, integer_dtype, literal_of, python_number
 
 __all__ = [
     "Availability",
@@ -423,15 +423,16 @@ class Backend(ABC):
         return consts, body
 
     def _const(self, ns: Any, value: Any, node: Any) -> Any:
-        """A constant through the table's ``const`` lowering; an int32 array one
-        (``hessdiff.harness.ir.integer_array``) with ``integer=True``."""
+        """A constant through the table's ``const`` lowering; an integer array one
+        (``hessdiff.harness.ir.integer_dtype``) with ``integer="int32"`` or ``"int64"``."""
         const = self.installed_lowerings()["const"]
-        return const(ns, value, integer=True) if integer_array(node) else const(ns, value)
+        integer = integer_dtype(node)
+        return const(ns, value, integer=integer) if integer else const(ns, value)
 
     def _check_lowerable(self, program: Program) -> None:
         table = self.installed_lowerings()
         if any(integer_array(node) for node in program.nodes) and not _takes_integer(table["const"]):
-            raise Unsupported(f"{self.name}'s const lowering takes no integer=True: no int32 arrays")
+            raise Unsupported(f"{self.name}'s const lowering takes no integer=...: no integer arrays")
         for kind in sorted(program.op_names):
             lowering = table.get(kind)
             if lowering is None:

@@ -20,7 +20,8 @@ __all__ = ["JAX_LOWERINGS", "JaxBackend", "jax_precision"]
 
 
 JAX_LOWERINGS: dict[str, Lowering | Absent] = {
-    "const": lambda m, value, integer=False: m.jnp.asarray(value, dtype=m.jnp.int32 if integer else m.dtype),
+    "const": lambda m, value, integer=False: m.jnp.asarray(
+        value, dtype=(m.jnp.int64 if integer == "int64" else m.jnp.int32) if integer else m.dtype),
     "neg": lambda m, a: -a,
     "square": lambda m, a: m.jnp.square(a),
     "powi": lambda m, a, p: a**p,

@@ -55,7 +55,8 @@ def _reversed_along(axis: int) -> tuple[slice | type[Ellipsis], ...]:
 # and ``mlx.nn.leaky_relu`` is ``maximum(alpha * a, a)``, which is the catalogue's op only
 # for 0 <= alpha <= 1.
 MLX_LOWERINGS: dict[str, Lowering | Spellings | Absent] = {
-    "const": lambda m, value, integer=False: m.mx.array(value, dtype=m.mx.int32 if integer else m.dtype),
+    "const": lambda m, value, integer=False: m.mx.array(
+        value, dtype=(m.mx.int64 if integer == "int64" else m.mx.int32) if integer else m.dtype),
     "neg": lambda m, a: -a,
     "square": lambda m, a: m.mx.square(a),
     "powi": lambda m, a, p: a**p,

@@ -30,7 +30,8 @@ __all__ = ["TORCH_LOWERINGS", "TorchBackend", "autograd_hessian"]
 
 
 TORCH_LOWERINGS: dict[str, Lowering | Absent] = {
-    "const": lambda m, value, integer=False: m.torch.as_tensor(value, dtype=m.torch.int32 if integer else m.dtype),
+    "const": lambda m, value, integer=False: m.torch.as_tensor(
+        value, dtype=(m.torch.int64 if integer == "int64" else m.torch.int32) if integer else m.dtype),
     "neg": lambda m, a: -a,
     "square": lambda m, a: m.torch.square(a),
     "powi": lambda m, a, p: a**p,

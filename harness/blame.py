@@ -4,7 +4,7 @@ A finding's program may hold several ops; a maintainer wants the one rule that i
 broken. Each differentiated node is checked alone: a one-op program whose input feeds
 the node's traced arguments at the very values the framework saw (every node computed
 and rounded in the dtype, ``hessdiff.harness.exact.rounded_values``), whose constant arguments
-are the same constants (same kind: framework array, Python number, int32 array), read
+are the same constants (same kind: framework array, Python number, int32 or int64 array), read
 out as ``sum(y + y*y)`` (or ``y - y*y``, ``_readout``) so that a wrong first derivative
 shows in the Hessian as well as a wrong second one. The variant computes its Hessian,
 the oracle judges it. The first node (in program order) whose local check fails is blamed; when none fails, the fault
@@ -29,7 +29,7 @@ import numpy as np
 from hessdiff.harness.case import Case
 from hessdiff.harness.engine import check_case
 from hessdiff.harness.exact import node_region, pattern_of, rounded_values, traced_nodes
-from hessdiff.harness.ir import Node, Program, ProgramError, const, integer_array, literal_of, op
+from hessdiff.harness.ir import Node, Program, ProgramError, const, integer_dtype, literal_of, op
 from hessdiff.harness.outcomes import HarnessError
 from hessdiff.harness.verdicts import CaseResult, Verdict
 
@@ -132,7 +132,7 @@ def local_case(program: Program, index: int, values: Sequence[np.ndarray], dtype
             continue
         source = program.nodes[a]
         literal = literal_of(source)
-        nodes.append(const(np.asarray(values[a]), literal, integer_array(source)))
+        nodes.append(const(np.asarray(values[a]), literal, integer_dtype(source) or False))
         args.append(len(nodes) - 1)
     nodes.append(Node(node.kind, tuple(args), node.attrs))
     y = len(nodes) - 1

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 import mpmath
 import numpy as np
 
-from hessdiff.harness.ir import LITERALS, PYTHON_NUMBER_OPS, Node, Program, const, integer_array, literal_of, op
+from hessdiff.harness.ir import (INTEGER_DTYPES, LITERALS, PYTHON_NUMBER_OPS, Node, Program, const, integer_dtype,
+                                 literal_of, op)
 from hessdiff.harness.ops import CATALOGUE
 
 __all__ = ["REGIONS", "Exercised", "argument_kinds", "argument_patterns", "attainable", "carrying_nodes", "curved_after", "exercised",
@@ -119,8 +120,8 @@ def argument_kinds(name: str) -> tuple[str, ...]:
     """The ways a constant argument of op ``name`` reaches a framework, as ``"p:kind"``
     (position, kind), for an elementwise op of two or more arguments: a framework
     array of the dtype ("array"), a Python float and int (the ops that take a Python
-    number), a framework int32 array (its ``integer_args``). Each takes its own path in
-    the frameworks' derivative rules (JAX's pow has one for an integer exponent)."""
+    number), a framework int32 and int64 array (its ``integer_args``). Each takes its own
+    path in the frameworks' derivative rules (JAX's pow has one for an integer exponent)."""
     spec = CATALOGUE[name]
     if spec.arity < 2 or not spec.elementwise:
         return ()
@@ -130,7 +131,7 @@ def argument_kinds(name: str) -> tuple[str, ...]:
         if name in PYTHON_NUMBER_OPS:
             kinds += [f"{p}:{literal}" for literal in LITERALS]
         if p in spec.integer_args:
-            kinds.append(f"{p}:int32")
+            kinds += [f"{p}:{width}" for width in INTEGER_DTYPES]
     return tuple(kinds)
 
 
@@ -177,9 +178,7 @@ def attainable(name: str, index: int, dtypes: tuple[str, ...] = ("float64", "flo
 
 def kind_of(node: Node) -> str:
     """How a constant argument node reaches the framework (see ``argument_kinds``)."""
-    if integer_array(node):
-        return "int32"
-    return literal_of(node) or "array"
+    return integer_dtype(node) or literal_of(node) or "array"
 
 
 def rounded_values(program: Program, point: np.ndarray, dtype: str) -> list[np.ndarray] | None:

@@ -21,7 +21,7 @@ import numpy as np
 
 from hessdiff.harness.ops import Shape, get_op
 
-__all__ = ["LITERALS", "Node", "PYTHON_NUMBER_OPS", "Program", "ProgramError", "const", "integer_array", "literal_of", "op",
+__all__ = ["INTEGER_DTYPES", "LITERALS", "Node", "PYTHON_NUMBER_OPS", "Program", "ProgramError", "const", "integer_array", "literal_of", "op",
            "program_from_json", "python_number"]
 
 MAX_INPUTS = 64
@@ -55,33 +55,41 @@ def op(kind: str, *args: int, **attrs: Any) -> Node:
     return Node(kind, tuple(args), tuple(sorted(attrs.items())))
 
 
-def const(value: Any, literal: str | None = None, integer: bool = False) -> Node:
+def const(value: Any, literal: str | None = None, integer: bool | str = False) -> Node:
     """Build a constant node from a float or nested sequence of floats.
 
     By default a constant is a framework array of the program's dtype. With ``literal``
     ("float" or "int") a scalar constant is a plain Python number instead (``x * 0.5``,
     ``x ** 2``): frameworks take another code path for it (weak types, scalar overloads),
     and users write it all the time. Only ``PYTHON_NUMBER_OPS`` may take one, beside a
-    framework array. With ``integer`` it is a framework int32 array (``x ** jnp.array(3)``),
-    which the frameworks promote inside the op, and whose derivative rules branch on its
-    dtype (JAX's pow takes an integer exponent as its own case); only an op's
-    ``integer_args`` may take one.
+    framework array. With ``integer`` ("int32" or "int64"; True is "int32") it is a
+    framework integer array (``x ** jnp.array(3)``), which the frameworks promote inside
+    the op, and whose derivative rules branch on its dtype (JAX's pow takes an integer
+    exponent as its own case); only an op's ``integer_args`` may take one.
     """
     attrs: tuple[tuple[str, Any], ...] = (("literal", literal),) if literal is not None else ()
     if integer:
-        attrs += (("integer", "int32"),)
+        attrs += (("integer", "int32" if integer is True else integer),)
     return Node("const", attrs=attrs, value=_freeze(np.asarray(value, dtype=np.float64).tolist()))
 
 
 def integer_array(node: Node) -> bool:
     """Whether ``node`` is a framework integer-array constant."""
-    return node.kind == "const" and node.attr_dict.get("integer") == "int32"
+    return integer_dtype(node) is not None
+
+
+def integer_dtype(node: Node) -> str | None:
+    """"int32"/"int64" if ``node`` is a framework integer-array constant, else None."""
+    return node.attr_dict.get("integer") if node.kind == "const" else None
 
 
 # The ops that every backend's lowering applies with Python operators or with a function
 # documented to take a Python number on either side (torch.pow, mx.power, jnp.power).
 PYTHON_NUMBER_OPS = frozenset({"add", "sub", "mul", "div", "pow"})
 LITERALS = ("float", "int")
+# The framework integer arrays a constant may be (``const(..., integer=...)``): every
+# framework takes both, and a rule may branch on the width as well as on "integer".
+INTEGER_DTYPES = ("int32", "int64")
 
 
 def literal_of(node: Node) -> str | None:
@@ -170,7 +178,7 @@ class Program:
                 if literal_of(node):
                     rhs += f" (a Python {literal_of(node)})"
                 elif integer_array(node):
-                    rhs += " (a framework int32 array)"
+                    rhs += f" (a framework {integer_dtype(node)} array)"
             else:
                 parts = [f"v{a}" for a in node.args] + [f"{k}={v!r}" for k, v in node.attrs]
                 rhs = f"{node.kind}({', '.join(parts)})"
@@ -224,10 +232,11 @@ def _check_literal(i: int, node: Node, value: np.ndarray) -> None:
     literal = literal_of(node)
     kind = node.attr_dict.get("integer")
     if kind is not None:
-        if kind != "int32" or literal is not None:
-            raise ProgramError(f"node {i}: const integer={kind!r}, but it must be 'int32', without a literal.")
-        if not (np.all(value == np.round(value)) and np.all(np.abs(value) < 2**31)):
-            raise ProgramError(f"node {i}: an int32 const needs integer values, not {value.tolist()!r}.")
+        if kind not in INTEGER_DTYPES or literal is not None:
+            raise ProgramError(f"node {i}: const integer={kind!r}, but it must be one of {INTEGER_DTYPES}, "
+                               "without a literal.")
+        if not (np.all(value == np.round(value)) and np.all(np.abs(value) < 2.0 ** (int(kind[3:]) - 1))):
+            raise ProgramError(f"node {i}: an {kind} const needs integer values, not {value.tolist()!r}.")
     if literal is None:
         return
     if literal not in LITERALS:
@@ -282,7 +291,8 @@ def _validate(n: int, nodes: tuple[Node, ...]) -> tuple[tuple[Node, ...], tuple[
             if not isinstance(a, int) or isinstance(a, bool) or not 0 <= a < i:
                 raise ProgramError(f"node {i}: arg {a} must refer to an earlier node (0..{i - 1}).")
             if integer_array(nodes[a]) and p not in spec.integer_args:
-                raise ProgramError(f"node {i}: {node.kind} cannot take an int32 array as argument {p}.")
+                raise ProgramError(f"node {i}: {node.kind} cannot take an {integer_dtype(nodes[a])} array "
+                                   f"as argument {p}.")
         try:
             attrs = spec.check_attrs(node.attr_dict)
             shapes.append(tuple(spec.shape(tuple(shapes[a] for a in node.args), attrs)))

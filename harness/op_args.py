@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from hessdiff.harness.aiming import aim_at, aimed_selection, clip_aimed, guard
-from hessdiff.harness.ir import LITERALS, PYTHON_NUMBER_OPS, op
+from hessdiff.harness.ir import INTEGER_DTYPES, LITERALS, PYTHON_NUMBER_OPS, op
 from hessdiff.harness.ops import CATALOGUE
 from hessdiff.harness.ops.domains import DOMAINS, UNRESTRICTED_CONSTANTS
 from hessdiff.harness.program_builder import Builder, Chooser
@@ -203,12 +203,16 @@ def _elementwise_args(ch: Chooser, b: Builder, spec: Any, aim: int | None) -> li
             values = np.reshape(ch.reals(b.dtype, lo, hi, size), const_shape)
             if literal == "int":  # the nearest integer inside the argument's range
                 values = np.asarray(float(min(max(round(float(values)), int(np.ceil(lo))), int(np.floor(hi)))))
-            integer = False
-            if as_kind == "int32" or (as_kind is None and literal != "int" and p in spec.integer_args
-                                      and ch.boolean()):
-                # an integer-valued float (x ** 3.0, array or Python float), or an int32 array
+            integer: bool | str = False
+            if as_kind in INTEGER_DTYPES or (as_kind is None and literal != "int" and p in spec.integer_args
+                                             and ch.boolean()):
+                # an integer-valued float (x ** 3.0, array or Python float), or an int32 or
+                # int64 array
                 values = np.full(const_shape, float(ch.integer(-2, 4)))
-                integer = as_kind == "int32" or (literal is None and ch.boolean())
+                if as_kind in INTEGER_DTYPES:
+                    integer = as_kind
+                elif literal is None and ch.boolean():
+                    integer = INTEGER_DTYPES[ch.integer(0, len(INTEGER_DTYPES) - 1)]
             args[p] = b.constant(values, literal, integer)
     domains = spec.domains_at(tuple(_one_value(b, a) for a in args), tuple(not c for c in constant))
     for p in range(k):

@@ -10,7 +10,7 @@ comment::
     expression := OP '(' [expression, ...] [NAME '=' attr, ...] ')'   # attrs as keywords
                 | NAME                                              # x, or an earlier statement
                 | value                                             # a framework array constant
-                | 'const' value ['(a Python float)' | '(a Python int)' | '(a framework int32 array)']
+                | 'const' value ['(a Python float)' | '(a Python int)' | '(a framework int32 array)' | '(a framework int64 array)']
     value      := number | '[' value, ... ']'
     attr       := number | 'inf' | None | True | False | '(' attr, ... ')' | '[' attr, ... ']'
 
@@ -42,7 +42,8 @@ _OPERATORS = ("**", "*", "/", "@")
 _ANNOTATIONS = {
     "a Python float": {"literal": "float"},
     "a Python int": {"literal": "int"},
-    "a framework int32 array": {"integer": True},
+    "a framework int32 array": {"integer": "int32"},
+    "a framework int64 array": {"integer": "int64"},
 }
 _ATTR_NAMES = {"None": None, "True": True, "False": False, "inf": "inf"}
 

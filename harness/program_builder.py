@@ -65,8 +65,9 @@ class Builder:
         self.shapes.append(np.shape(value))
         return len(self.nodes) - 1
 
-    def constant(self, value: Any, literal: str | None = None, integer: bool = False) -> int:
-        """A constant of the dtype (``integer``: a framework int32 array); an entry
+    def constant(self, value: Any, literal: str | None = None, integer: bool | str = False) -> int:
+        """A constant of the dtype (``integer``: a framework integer array, "int32" or
+        "int64"); an entry
         beyond the dtype's range is 0 (an aiming offset of a value near float64's overflow
         has no float32 counterpart)."""
         with np.errstate(over="ignore"):

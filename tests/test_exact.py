@@ -86,14 +86,16 @@ def test_a_constant_argument_counts_by_how_the_framework_receives_it() -> None:
     from hessdiff.harness.coverage_md import special_coverage
     from hessdiff.harness.exact import argument_kinds
 
-    assert argument_kinds("pow") == ("0:array", "0:float", "0:int", "1:array", "1:float", "1:int", "1:int32")
+    assert argument_kinds("pow") == ("0:array", "0:float", "0:int", "1:array", "1:float", "1:int", "1:int32",
+                                     "1:int64")
     assert argument_kinds("sin") == ()
     x = np.array([0.5, 2.0])
     seen = set()
-    for exponent in (const(3.0), const(3.0, "float"), const(3, "int"), const(3.0, integer=True)):
+    for exponent in (const(3.0), const(3.0, "float"), const(3, "int"), const(3.0, integer=True),
+                     const(3.0, integer="int64")):
         program = Program(2, (Node("input"), exponent, op("pow", 0, 1), op("sum", 2)))
         seen |= exercised(program, x, "float64").kinds
-    assert seen == {("pow", "1:array"), ("pow", "1:float"), ("pow", "1:int"), ("pow", "1:int32")}
+    assert seen == {("pow", "1:array"), ("pow", "1:float"), ("pow", "1:int"), ("pow", "1:int32"), ("pow", "1:int64")}
     traced_only = Program(2, (Node("input"), op("pow", 0, 0), op("sum", 1)))
     assert exercised(traced_only, x, "float64").kinds == frozenset()
     coverage = {"pow": {"jax:fwdrev": {"checks": 4, **{f"kind:{k}": 1 for _, k in seen}}}}

@@ -226,12 +226,17 @@ def test_python_number_constants_round_trip_and_print() -> None:
                             op("sum", 4)))
 
 
-def test_int32_array_constants_round_trip_print_and_go_only_where_an_op_takes_them() -> None:
+def test_integer_array_constants_round_trip_print_and_go_only_where_an_op_takes_them() -> None:
     p = Program(2, (op("input"), const([2.0, -1.0], integer=True), op("pow", 0, 1), op("sum", 2)))
     assert program_from_json(p.dumps()) == p
     assert p.to_json()["nodes"][1] == {"op": "const", "attrs": {"integer": "int32"}, "value": [2.0, -1.0]}
     assert "(a framework int32 array)" in p.pretty()
     assert p != Program(2, (op("input"), const([2.0, -1.0]), op("pow", 0, 1), op("sum", 2)))
+    wide = Program(2, (op("input"), const([2.0, -1.0], integer="int64"), op("pow", 0, 1), op("sum", 2)))
+    assert program_from_json(wide.dumps()) == wide != p
+    assert "(a framework int64 array)" in wide.pretty()
+    with pytest.raises(ProgramError, match="must be one of"):
+        Program(2, (op("input"), const([2.0], integer="int8"), op("pow", 0, 1), op("sum", 2)))
     with pytest.raises(ProgramError, match="cannot take an int32 array as argument 1"):
         Program(2, (op("input"), const([2.0, -1.0], integer=True), op("mul", 0, 1), op("sum", 2)))
     with pytest.raises(ProgramError, match="cannot take an int32 array as argument 0"):

@@ -89,7 +89,7 @@ def test_a_python_number_is_written_as_pretty_prints_it() -> None:
     ("sum(tanh)", "op 'tanh' needs its arguments: tanh(...) at column 5"),
     ("sum(-x)", "expected a number, found 'x' at column 6 (write neg(a) to negate a value)"),
     ("const 2 (a Python integer)",
-     "expected one of (a Python float), (a Python int), (a framework int32 array) at column 9"),
+     "expected one of (a Python float), (a Python int), (a framework int32 array), (a framework int64 array) at column 9"),
     ("tanh(x)", "the output (last node) must be a scalar, got shape (2,) at column 1 (end with a reduction"),
 ])
 def test_malformed_text_is_one_line_naming_the_position(text: str, message: str) -> None:

@@ -270,8 +270,8 @@ def test_a_constant_integer_exponent_lets_the_base_reach_zero_and_negative_value
                 assert exponent_node.kind == "const" and np.all(exponent == np.round(exponent))
                 bases[where].add(exponent_node.attr_dict.get("literal", exponent_node.attr_dict.get("integer", "array")))
     assert bases["negative"] and bases["zero"], bases
-    # every kind of integer exponent a user writes: float array, int32 array, Python int
-    assert {"array", "int32", "int"} <= bases["negative"] | bases["zero"], bases
+    # every kind of integer exponent a user writes: float array, int32 and int64 array, Python int
+    assert {"array", "int32", "int64", "int"} <= bases["negative"] | bases["zero"], bases
 
 
 def _constant_share(name: str, patterns: tuple[str, ...]) -> float:
