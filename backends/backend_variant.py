@@ -82,6 +82,17 @@ class BackendVariant:
     def value(self, program: Program, x: np.ndarray) -> np.ndarray:
         return self._run(program, x, lambda m, f: f)
 
+    def node_values(self, program: Program, x: np.ndarray) -> list[np.ndarray]:
+        """The framework's value of every node of ``program`` at ``x``, in one eager call
+        of the lowered program (no derivative): what blame holds against each op applied
+        exactly to the framework's own arguments (``hessdiff.harness.blame``)."""
+        dtype = _dtype_name(x)
+        self.backend.require()
+        with _warnings_shown_not_raised(), self.backend.precision(dtype), self._translate_errors():
+            values = self.backend.lower(program, dtype, every_node=True)(self.backend.asarray(x, dtype))
+            return [np.asarray(v if isinstance(v, (int, float)) else self.backend.to_numpy(v), dtype=np.float64)
+                    for v in values]
+
     def _run(self, program: Program, x: np.ndarray, transform: Callable[[Any, Any], Any]) -> np.ndarray:
         dtype = _dtype_name(x)
         self.backend.require()

@@ -370,8 +370,9 @@ class Backend(ABC):
         if not status.available:
             raise BackendUnavailable(status.reason)
 
-    def lower(self, program: Program, dtype: str) -> Callable[[Any], Any]:
-        """The program as a function of a framework array, built from the lowering table."""
+    def lower(self, program: Program, dtype: str, every_node: bool = False) -> Callable[[Any], Any]:
+        """The program as a function of a framework array, built from the lowering table;
+        ``every_node``: the function returns every node's value (a tuple), not the last."""
         self._check_lowerable(program)
         table = self.installed_lowerings()
         ns = self.namespace(dtype)
@@ -390,7 +391,7 @@ class Backend(ABC):
                 else:
                     args = [values[a] for a in node.args]
                     values.append(table[node.kind](ns, *args, **node.attr_dict))
-            return values[-1]
+            return tuple(values) if every_node else values[-1]
 
         return f
 

@@ -21,7 +21,7 @@ through.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -31,11 +31,15 @@ from hessdiff.harness.engine import check_case
 from hessdiff.harness.exact import node_region, pattern_of, rounded_values, traced_nodes
 from hessdiff.harness.ir import Node, Program, ProgramError, const, integer_dtype, literal_of, op
 from hessdiff.harness.outcomes import HarnessError
+from hessdiff.harness.findings import Kind
 from hessdiff.harness.verdicts import CaseResult, Verdict
 
-__all__ = ["Blame", "LocalFault", "blame", "local_case", "local_faults"]
+__all__ = ["Blame", "LocalFault", "blame", "local_case", "local_faults", "value_fault"]
 
 COMPOSITION = "composition"
+# The significant digits beyond its arguments' smallest magnitude at which
+# ``value_fault`` evaluates an op exactly (and at twice as many, to check).
+VALUE_DIGITS = 40
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,9 @@ class Blame:
     differentiate the isolated op, e.g. MLX's forward mode through a slice).
     ``region``: where the blamed node sat (``hessdiff.harness.exact.node_region``: "at 0",
     "tiny", "ordinary", ...); "" for a composition fault.
+    ``aspect``: "derivative" (the node's Hessian alone is wrong) or "value" (every node's
+    Hessian alone is right, but the framework computed this node's *value* beyond its
+    rounding: ``value_fault``).
     """
 
     node: int | None
@@ -62,13 +69,15 @@ class Blame:
     point: tuple[float, ...] = ()
     unchecked: tuple[int, ...] = ()
     region: str = ""
+    aspect: str = "derivative"
 
     @property
     def rule(self) -> str:
-        """One line for a report: ``pow(T, C)`` or ``composition``."""
+        """One line for a report: ``pow(T, C)``, ``elu(T) value`` or ``composition``."""
         if self.node is None:
             return COMPOSITION
-        return f"{self.op}({', '.join(self.pattern)})" if self.pattern else f"{self.op}(T)"
+        rule = f"{self.op}({', '.join(self.pattern)})" if self.pattern else f"{self.op}(T)"
+        return f"{rule} value" if self.aspect == "value" else rule
 
     @property
     def root_cause(self) -> str:
@@ -80,7 +89,7 @@ class Blame:
             "node": self.node, "op": self.op, "pattern": self.pattern, "kind": self.kind, "rule": self.rule,
             "explanation": self.explanation, "local": self.local.to_json() if self.local is not None else None,
             "point": list(self.point), "unchecked": list(self.unchecked), "region": self.region,
-            "root_cause": self.root_cause,
+            "root_cause": self.root_cause, "aspect": self.aspect,
         }
 
 
@@ -166,9 +175,86 @@ def blame(case: Case, variant: Any) -> Blame:
             verdict = failing[0]
             return Blame(index, rule[0], rule[1], verdict.kind.value, verdict.explanation, local.program,
                          tuple(float(v) for v in local.point), tuple(unchecked), rule[2])
+    found = value_fault(case, variant, values)
+    if found is not None:
+        return replace(found, unchecked=tuple(unchecked))
     return Blame(None, "", "", COMPOSITION,
                  f"each of the {checked} differentiated node(s) checked alone is right: "
                  "the fault is in how the rules compose", unchecked=tuple(unchecked))
+
+
+def value_fault(case: Case, variant: Any, values: Sequence[np.ndarray]) -> Blame | None:
+    """The first elementwise node whose value the framework computed beyond its rounding,
+    where every node's Hessian alone is right; None if there is none (or the framework's
+    values cannot be had).
+
+    A derivative rule can be right while the value it is applied to is not: MLX's elu is
+    ``exp(x) - 1``, which is 0 for x = -1e-30 in float32 (the truth is -1e-30), and a
+    norm downstream then sits on its kink, where its Hessian is another. Checked alone,
+    each node is right, so such faults came out as four "compositions" of four op sets
+    in one 5-minute campaign. Each node's framework value (``run_node_values``: one eager
+    call of the program, no derivative) is held against the op applied exactly to the
+    framework's own arguments, within the backend's tolerance of the correctly rounded
+    result (``Tolerance.naive_bound``). Elementwise ops only: a correct reduction errs
+    by its terms' size, not its result's (a sum that cancels). The blamed program has
+    been shrunk, so every node of it is needed for the fault, this one included.
+    """
+    from hessdiff.harness.oracle import node_values
+    from hessdiff.harness.ops import CATALOGUE
+    from hessdiff.harness.outcomes import Runner, run_node_values
+    from hessdiff.harness.tolerance import tolerance_for
+
+    program = case.program
+    if isinstance(variant, Runner):
+        framework = variant.node_values(program, case.point, case.dtype)
+    elif hasattr(variant, "node_values"):
+        framework = run_node_values(variant, program, case.point, case.dtype)
+    else:
+        return None
+    if framework is None or len(framework) != len(program.nodes):
+        return None
+    tol = tolerance_for(variant.name, case.dtype)
+    traced = traced_nodes(program)
+    for index, node in enumerate(program.nodes):
+        if node.kind in ("input", "const") or not traced[index] or not CATALOGUE[node.kind].elementwise:
+            continue
+        args = [np.asarray(framework[a], dtype=np.float64) for a in node.args]
+        if not all(np.all(np.isfinite(a)) for a in args):
+            continue
+        local = [Node("input"), *(const(a) for a in args), op(node.kind, *range(1, len(args) + 1), **node.attr_dict)]
+        digits = _value_digits(args)
+        try:  # two precisions that agree
+            exact, check = (np.asarray(node_values(1, local, np.zeros(1), case.dtype, digits=d)[-1], dtype=np.float64)
+                            for d in (digits, 2 * digits))
+        except (ArithmeticError, ValueError, ProgramError):
+            continue
+        with np.errstate(over="ignore", invalid="ignore"):
+            exact = exact.astype(case.dtype).astype(np.float64)
+            if not np.array_equal(exact, check.astype(case.dtype).astype(np.float64), equal_nan=True):
+                continue
+            got = np.broadcast_to(np.asarray(framework[index], dtype=np.float64), exact.shape)
+            wrong = np.isfinite(exact) & ~(np.abs(got - exact) <= tol.naive_bound(exact))
+        if not np.any(wrong):
+            continue
+        j = int(np.flatnonzero(wrong.reshape(-1))[0])
+        arg_text = ", ".join(f"{float(np.broadcast_to(a, exact.shape).reshape(-1)[j]):.17g}" for a in args)
+        return Blame(index, node.kind, pattern_of(node, traced), Kind.WRONG_VALUE.value,
+                     f"every node's Hessian checked alone is right, but the framework's value of "
+                     f"{node.kind} at ({arg_text}), its own arguments, is {got.reshape(-1)[j]:.17g} where the "
+                     f"correctly rounded value is {exact.reshape(-1)[j]:.17g} ({case.dtype}): the nodes after it "
+                     f"differentiate at another point",
+                     region=node_region(node, [values[a] for a in node.args], traced, case.dtype), aspect="value")
+    return None
+
+
+def _value_digits(args: Sequence[np.ndarray]) -> int:
+    """Digits enough for an op's exact value at ``args``: exp(x) - 1 at x = -1e-300
+    cancels to 0 unless the working precision reaches x's 300th digit, so ``VALUE_DIGITS``
+    beyond the smallest nonzero argument's decimal exponent (a node is held to its value
+    only where this precision and twice it round to the same number in the dtype)."""
+    magnitudes = np.abs(np.concatenate([np.asarray(a, dtype=np.float64).reshape(-1) for a in args]))
+    smallest = magnitudes[magnitudes > 0].min(initial=1.0)
+    return VALUE_DIGITS + max(0, int(np.ceil(-np.log10(smallest))))
 
 
 # A rule as the campaign tracks it: (op, traced/constant pattern, region).

@@ -48,8 +48,10 @@ def same_rule(rule: tuple[str, str, str], known: tuple[str, str, str]) -> bool:
 
 def blamed_rule(blame: Mapping[str, Any] | None) -> tuple[str, str, str] | None:
     """The rule (op, argument pattern, region) a finding's or record's blame names; None
-    where it names none (not blamed, or a composition)."""
-    if not blame or blame.get("node") is None:
+    where it names none (not blamed, or a composition) or blames a node's value, not its
+    derivative rule (a later hit that exercises the rule is not that fault: it is known by
+    its ops, as a composition is)."""
+    if not blame or blame.get("node") is None or blame.get("aspect") == "value":
         return None
     return blame.get("op", ""), blame.get("pattern", ""), blame.get("region", "")
 

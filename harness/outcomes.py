@@ -87,6 +87,10 @@ class Runner(ABC):
             raise HarnessError("collect() without submit()")
         return self.run(case)
 
+    def node_values(self, program: Program, point: np.ndarray, dtype: str) -> list[np.ndarray] | None:
+        """``run_node_values`` where the runner runs its variant (here: in this process)."""
+        return run_node_values(self.variant, program, point, dtype)
+
 
 def collect_all(runners: Sequence[R], collect: Callable[[R], T]) -> dict[str, T]:
     """``collect(runner)`` for every runner, by name, even when one raises ``HarnessError``
@@ -176,6 +180,17 @@ def run_variant(variant: BackendVariant, case: Case) -> Outcome:
     except (TypeError, ValueError) as exc:
         raise HarnessError(f"{variant.name} returned something that is not an array: {exc}") from exc
     return Outcome(variant.name, "ok", hessian, seconds=seconds)
+
+
+def run_node_values(variant: BackendVariant, program: Program, point: np.ndarray,
+                    dtype: str) -> list[np.ndarray] | None:
+    """Every node's value as ``variant``'s framework computes ``program`` at ``point``
+    (``BackendVariant.node_values``), or None where the framework cannot (an exception,
+    an unsupported op): blame then goes without them."""
+    try:
+        return variant.node_values(program, np.asarray(point).astype(dtype))
+    except Exception:  # noqa: BLE001 - a framework that cannot run the program has no values to give
+        return None
 
 
 def run_points(variant: BackendVariant, program: Program, points: Sequence[np.ndarray],

@@ -137,6 +137,16 @@ class IsolatedVariant(Runner):
         """The outcome of the last ``submit``."""
         return self._collect()
 
+    def node_values(self, program: Program, point: np.ndarray, dtype: str) -> list[np.ndarray] | None:
+        """``run_node_values`` in the child; None if it dies or hangs there (blame goes
+        without the values; the next call restarts the worker)."""
+        if self._pending is not None:
+            raise HarnessError(f"{self.name}: node values asked for before a submitted call was collected")
+        try:
+            return self.worker.request(("values", (self.variant, program, np.asarray(point), dtype)), self.timeout)
+        except _Gone:
+            return None
+
     def _submit(self, message: tuple[str, Any], count: int) -> None:
         """Send ``message`` (a call of ``count`` points, 0 for one case) unless the shared
         worker is busy, in which case it is sent when collected."""
@@ -468,8 +478,13 @@ def _serve() -> None:
 
                 variant, program, points, dtype = payload
                 reply = run_points(variant, program, points, dtype)
+            elif kind == "values":
+                from hessdiff.harness.outcomes import run_node_values
+
+                variant, program, point, dtype = payload
+                reply = run_node_values(variant, program, point, dtype)
             else:
-                raise HarnessError(f"worker request {kind!r} is not one of load, check, points.")
+                raise HarnessError(f"worker request {kind!r} is not one of load, check, points, values.")
         except HarnessError as exc:
             _write(replies, (serial, "harness_error", str(exc)))
             continue

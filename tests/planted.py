@@ -298,3 +298,15 @@ class OldJaxBackend(JaxBackend):
     name = "oldjax"
     variants = {"fwdrev": Variant("jax.hessian", lambda m, f: m.jax.hessian(f), batchable=True)}
     lowerings = {**JAX_LOWERINGS, "sin": lambda m, a: m.jax.nn.no_such_activation(a)}
+
+
+@final
+class CancellingEluBackend(JaxBackend):
+    """JAX whose elu is computed as ``exp(x) - 1`` for x <= 0 (MLX's formula), not with
+    expm1: its derivative rules are right, its value is 0 for tiny negative x, so a kink
+    downstream (``abs``, ``norm``) is met at another point. No single rule is wrong."""
+
+    name = "cancellingelu"
+    variants = {"fwdrev": Variant("jax.hessian", lambda m, f: m.jax.hessian(f), batchable=True)}
+    lowerings = {**JAX_LOWERINGS,
+                 "elu": lambda m, a, alpha: m.jnp.where(a > 0, a, alpha * (m.jnp.exp(a) - 1))}

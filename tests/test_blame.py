@@ -8,12 +8,12 @@ import pytest
 
 from hessdiff.backends import BackendVariant, get_variant
 from hessdiff.backends.registry import register, unregister
-from hessdiff.harness.blame import blame, local_case, local_faults
+from hessdiff.harness.blame import blame, local_case, local_faults, value_fault
 from hessdiff.harness.engine import check_case
 from hessdiff.harness.exact import rounded_values
 from hessdiff.harness.ir import Node, Program, const, op
 from hessdiff.harness.strategies import Case
-from planted import CompositionBackend, TwoFaultsBackend, WrongExpBackend
+from planted import CancellingEluBackend, CompositionBackend, TwoFaultsBackend, WrongExpBackend
 
 X = np.array([0.3, -0.7])
 # sum(sin(x) * exp(x) + x ** 2.0): six differentiated nodes, one Python-float constant.
@@ -23,7 +23,7 @@ PROGRAM = Program(2, (Node("input"), op("sin", 0), op("exp", 0), op("mul", 1, 2)
 
 @pytest.fixture(scope="module")
 def planted():
-    backends = [register(WrongExpBackend()), register(CompositionBackend())]
+    backends = [register(WrongExpBackend()), register(CompositionBackend()), register(CancellingEluBackend())]
     yield {b.name: BackendVariant(b, "fwdrev") for b in backends}
     for b in backends:
         unregister(b.name)
@@ -62,6 +62,43 @@ def test_a_fault_no_rule_shows_alone_is_blamed_on_the_composition(planted) -> No
     found = blame(case, variant)
     assert found.node is None and found.rule == "composition"
     assert "each of the 6 differentiated node(s)" in found.explanation
+
+
+# sum(|elu(x)|) at a tiny negative x: |.| turns at elu(x) = 0, which a cancelling elu
+# (exp(x) - 1) reaches while the truth, -1e-300, does not.
+ELU_ABS = Program(2, (Node("input"), op("elu", 0, alpha=1.0), op("abs", 1), op("sum", 2)))
+TINY = np.array([0.5, -1e-300])
+
+
+def test_a_wrong_value_with_every_rule_right_is_blamed_on_the_nodes_value(planted) -> None:
+    """Each node's Hessian alone is right, so the Hessian checks call it a composition;
+    the framework's value of elu is 0 where the truth is -1e-300, and that is what is
+    blamed: ``elu(T) value``, apart from any fault of elu's derivative rule."""
+    from hessdiff.harness.campaign_records import blamed_rule
+
+    case = Case(ELU_ABS, TINY, "float64")
+    variant = planted["cancellingelu"]
+    assert [v.kind.value for v in check_case(case, [variant]).verdicts] == ["wrong_value"]
+    found = blame(case, variant)
+    assert (found.node, found.rule, found.aspect, found.kind) == (1, "elu(T) value", "value", "wrong_value")
+    assert found.root_cause.startswith("elu(T) value @ ")
+    assert "is 0 where the correctly rounded value is -1e-300" in found.explanation
+    assert blamed_rule(found.to_json()) is None  # known by its ops, not by elu's rule
+    # the honest framework passes there, and its values hold node by node
+    assert not [v for v in check_case(case, [get_variant("jax:fwdrev")]).verdicts if v.kind.is_failure]
+    assert value_fault(case, get_variant("jax:fwdrev"), rounded_values(ELU_ABS, TINY, "float64")) is None
+
+
+def test_a_value_fault_is_found_in_the_worker_too(planted) -> None:
+    from hessdiff.harness.worker import isolate
+
+    runner = isolate([planted["cancellingelu"]])[0]
+    try:
+        values = runner.node_values(ELU_ABS, TINY, "float64")
+        assert values is not None and values[1].tolist() == [0.5, 0.0]
+        assert blame(Case(ELU_ABS, TINY, "float64"), runner).rule == "elu(T) value"
+    finally:
+        runner.close()
 
 
 def test_a_campaigns_new_failure_carries_its_blame_into_the_report(planted, tmp_path) -> None:
