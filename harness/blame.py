@@ -28,7 +28,7 @@ import numpy as np
 
 from hessdiff.harness.case import Case
 from hessdiff.harness.engine import check_case
-from hessdiff.harness.exact import node_region, pattern_of, rounded_values, traced_nodes
+from hessdiff.harness.exact import elements_region, node_region, pattern_of, rounded_values, traced_nodes
 from hessdiff.harness.ir import Node, Program, ProgramError, const, integer_dtype, literal_of, op
 from hessdiff.harness.outcomes import HarnessError
 from hessdiff.harness.findings import Kind
@@ -166,7 +166,7 @@ def blame(case: Case, variant: Any) -> Blame:
         return Blame(None, "", "", COMPOSITION, "an intermediate is not finite at this point: no node checked alone")
     unchecked: list[int] = []
     checked = 0
-    for index, rule, local, _, failing in _checked_alone(case, variant, values, lambda rule: False):
+    for index, rule, local, result, failing in _checked_alone(case, variant, values, lambda rule: False):
         if local is None:
             unchecked.append(index)
             continue
@@ -174,7 +174,8 @@ def blame(case: Case, variant: Any) -> Blame:
         if failing:
             verdict = failing[0]
             return Blame(index, rule[0], rule[1], verdict.kind.value, verdict.explanation, local.program,
-                         tuple(float(v) for v in local.point), tuple(unchecked), rule[2])
+                         tuple(float(v) for v in local.point), tuple(unchecked),
+                         _failing_region(case, index, values, result, verdict) or rule[2])
     found = value_fault(case, variant, values)
     if found is not None:
         return replace(found, unchecked=tuple(unchecked))
@@ -243,8 +244,45 @@ def value_fault(case: Case, variant: Any, values: Sequence[np.ndarray]) -> Blame
                      f"{node.kind} at ({arg_text}), its own arguments, is {got.reshape(-1)[j]:.17g} where the "
                      f"correctly rounded value is {exact.reshape(-1)[j]:.17g} ({case.dtype}): the nodes after it "
                      f"differentiate at another point",
-                     region=node_region(node, [values[a] for a in node.args], traced, case.dtype), aspect="value")
+                     region=elements_region(node, [values[a] for a in node.args], traced, case.dtype, [j]),
+                     aspect="value")
     return None
+
+
+def _failing_region(case: Case, index: int, values: Sequence[np.ndarray], result: CaseResult | None,
+                    verdict: Verdict) -> str | None:
+    """The region of the elements node ``index``'s local check fails at, for an
+    elementwise node (None where it cannot tell: the node's region stands).
+
+    The local program's input is the node's traced arguments, concatenated; an entry of
+    its Hessian that fails names the elements it involves. Where some diagonal entry
+    fails, its elements are the culprits (a NaN leaking along a row through 0 * NaN
+    reaches entries of elements that are right); otherwise every element of a failing
+    entry. The region is theirs (``elements_region``), not the whole node's: a node with
+    one element at 0 and the faulty one at 254 is at 254's region."""
+    bad = verdict.entries
+    if result is None or bad is None or bad.ndim != 2:
+        return None
+    program = case.program
+    node = program.nodes[index]
+    traced = traced_nodes(program)
+    diagonal = [i for i in range(bad.shape[0]) if bad[i, i]]
+    culprits = diagonal or sorted({int(i) for pair in np.argwhere(bad) for i in pair})
+    if not culprits:
+        return None
+    # local input index -> the node's output element: each traced source in turn
+    out_size = int(np.prod(program.shapes[index], dtype=np.int64))
+    elements: set[int] = set()
+    start = 0
+    for a in [a for a in dict.fromkeys(node.args) if traced[a]]:
+        size = int(np.prod(program.shapes[a], dtype=np.int64))
+        mine = [i - start for i in culprits if start <= i < start + size]
+        if mine and size == out_size:
+            elements.update(mine)
+        elif mine:
+            elements.update(range(out_size))  # a broadcast argument: every element it reaches
+        start += size
+    return elements_region(node, [values[a] for a in node.args], traced, case.dtype, sorted(elements))
 
 
 def _value_digits(args: Sequence[np.ndarray]) -> int:
@@ -297,9 +335,10 @@ def local_faults(case: Case, variant: Any, skip: Callable[[Rule], bool]) -> tupl
         if failing:
             # the node is the local program's own: the op before its readout (y, y*y, y +- y*y[, sum])
             y = len(local.program.nodes) - (3 if case.program.shapes[index] == () else 4)
+            region = _failing_region(case, index, values, result, failing[0]) or rule[2]
             found = Blame(y, rule[0], rule[1], failing[0].kind.value, failing[0].explanation, local.program,
-                          tuple(float(v) for v in local.point), (), rule[2])
-            faults.append(LocalFault(rule, local, result, failing[0], found))
+                          tuple(float(v) for v in local.point), (), region)
+            faults.append(LocalFault((*rule[:2], region), local, result, failing[0], found))
         else:
             held.append(rule)
     return faults, held

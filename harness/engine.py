@@ -163,7 +163,7 @@ def _judge_values(name: str, h: np.ndarray, expected: np.ndarray, judged: np.nda
             name, Kind.NONFINITE,
             f"{name} returns H[{i},{j}] = {float(h[i, j])} where the true value is finite "
             f"({float(expected[i, j])!r}, oracle: 50-digit multi-precision).",
-            float("inf"),
+            float("inf"), bad,
         )
     if bad.any():
         with np.errstate(over="ignore", divide="ignore", invalid="ignore"):  # a bound of 1e-306 and less
@@ -181,7 +181,7 @@ def _judge_values(name: str, h: np.ndarray, expected: np.ndarray, judged: np.nda
         if np.all(np.isfinite(gradient)) and np.allclose(np.diag(h), gradient, rtol=1e-5, atol=1e-12) \
                 and not np.allclose(np.diag(expected), gradient, rtol=1e-5, atol=1e-12):
             text += " The diagonal it returns equals the gradient: a first derivative, not the second."
-        return Verdict(name, Kind.WRONG_VALUE, text, float(err[bad].max()))
+        return Verdict(name, Kind.WRONG_VALUE, text, float(err[bad].max()), bad)
     # Entries a side of a nearby kink explains (``failing`` but not ``bad``) are that
     # side's value, not noise around the truth.
     noisy = judged & ~ill & ~failing & (err > NOISE_ULPS * tol.naive_bound(truth))

@@ -26,8 +26,8 @@ from hessdiff.harness.ir import (INTEGER_DTYPES, LITERALS, PYTHON_NUMBER_OPS, No
                                  literal_of, op)
 from hessdiff.harness.ops import CATALOGUE
 
-__all__ = ["REGIONS", "Exercised", "argument_kinds", "argument_patterns", "attainable", "carrying_nodes", "curved_after", "exercised",
-           "kind_of", "node_region", "pattern_of", "rounded_values", "traced_nodes"]
+__all__ = ["REGIONS", "Exercised", "argument_kinds", "argument_patterns", "attainable", "carrying_nodes", "curved_after",
+           "elements_region", "exercised", "kind_of", "node_region", "pattern_of", "rounded_values", "traced_nodes"]
 
 
 @dataclass(frozen=True)
@@ -267,6 +267,30 @@ def node_region(node: Node, args: Sequence[np.ndarray], traced: Sequence[bool], 
     if np.any(flat >= 1 / eps):
         return "huge"
     return "ordinary"
+
+
+def elements_region(node: Node, args: Sequence[np.ndarray], traced: Sequence[bool], dtype: str,
+                    elements: Sequence[int]) -> str:
+    """``node_region`` of an elementwise ``node`` over the output ``elements`` only (the
+    ones a blamed fault shows in); of the whole node for any other op, or no elements.
+
+    A node whose elements sit at 0 and at 254 has the region "at 0"; MLX's gelu_tanh NaN
+    at x = 254 (its rule at an ordinary argument) was blamed "at 0" for it, and one fault
+    came out as two root causes. A hit still counts a node by its whole region
+    (``Exercised.rules``): a known fault at one element must not explain a hit whose
+    other elements sit where no fault is known yet."""
+    flat = _flat_elements(args) if CATALOGUE[node.kind].elementwise else []
+    chosen = [k for k in elements if flat and 0 <= k < len(flat[0])]
+    if not chosen:
+        return node_region(node, args, traced, dtype)
+    return node_region(node, [f[chosen] for f in flat], traced, dtype)
+
+
+def _flat_elements(args: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """An elementwise op's arguments broadcast to its output's shape, flattened."""
+    arrays = [np.asarray(a, dtype=np.float64) for a in args]
+    shape = np.broadcast_shapes(*(a.shape for a in arrays))
+    return [np.broadcast_to(a, shape).reshape(-1) for a in arrays]
 
 
 def exercised(program: Program, point: np.ndarray, dtype: str) -> Exercised:

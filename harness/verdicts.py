@@ -26,6 +26,10 @@ class Verdict:
     kind: Kind
     explanation: str
     max_error: float = 0.0
+    # The Hessian entries that fail (a boolean (n, n) mask) for a wrong or non-finite
+    # value off the kinks; None where the judge did not single them out. Blame reads it
+    # to name the elements a fault is at (``hessdiff.harness.blame``).
+    entries: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass

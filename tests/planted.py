@@ -310,3 +310,19 @@ class CancellingEluBackend(JaxBackend):
     variants = {"fwdrev": Variant("jax.hessian", lambda m, f: m.jax.hessian(f), batchable=True)}
     lowerings = {**JAX_LOWERINGS,
                  "elu": lambda m, a, alpha: m.jnp.where(a > 0, a, alpha * (m.jnp.exp(a) - 1))}
+
+
+def _sin_wrong_beyond_ten(m, a):
+    """sin whose second derivative is off by 2% (of 1) where |a| > 10 only."""
+    a0 = m.jax.lax.stop_gradient(a)
+    d = a - a0
+    return m.jnp.sin(a) + m.jnp.where(m.jnp.abs(a0) > 10, 0.01, 0.0) * d * d
+
+
+@final
+class FarSinBackend(JaxBackend):
+    """JAX whose sin rule is wrong for |x| > 10 only: a fault of one region."""
+
+    name = "farsin"
+    variants = {"fwdrev": Variant("jax.hessian", lambda m, f: m.jax.hessian(f), batchable=True)}
+    lowerings = {**JAX_LOWERINGS, "sin": _sin_wrong_beyond_ten}

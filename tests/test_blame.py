@@ -13,7 +13,7 @@ from hessdiff.harness.engine import check_case
 from hessdiff.harness.exact import rounded_values
 from hessdiff.harness.ir import Node, Program, const, op
 from hessdiff.harness.strategies import Case
-from planted import CancellingEluBackend, CompositionBackend, TwoFaultsBackend, WrongExpBackend
+from planted import CancellingEluBackend, CompositionBackend, FarSinBackend, TwoFaultsBackend, WrongExpBackend
 
 X = np.array([0.3, -0.7])
 # sum(sin(x) * exp(x) + x ** 2.0): six differentiated nodes, one Python-float constant.
@@ -23,7 +23,8 @@ PROGRAM = Program(2, (Node("input"), op("sin", 0), op("exp", 0), op("mul", 1, 2)
 
 @pytest.fixture(scope="module")
 def planted():
-    backends = [register(WrongExpBackend()), register(CompositionBackend()), register(CancellingEluBackend())]
+    backends = [register(WrongExpBackend()), register(CompositionBackend()), register(CancellingEluBackend()),
+                register(FarSinBackend())]
     yield {b.name: BackendVariant(b, "fwdrev") for b in backends}
     for b in backends:
         unregister(b.name)
@@ -87,6 +88,18 @@ def test_a_wrong_value_with_every_rule_right_is_blamed_on_the_nodes_value(plante
     # the honest framework passes there, and its values hold node by node
     assert not [v for v in check_case(case, [get_variant("jax:fwdrev")]).verdicts if v.kind.is_failure]
     assert value_fault(case, get_variant("jax:fwdrev"), rounded_values(ELU_ABS, TINY, "float64")) is None
+
+
+def test_a_blame_names_the_region_of_the_elements_that_fail_not_the_whole_nodes(planted) -> None:
+    """sum(sin(x)) at (0, 20) with sin wrong beyond |x| = 10: the node sits at 0 as well
+    as at 20, and the fault is 20's ("ordinary")."""
+
+    program = Program(2, (Node("input"), op("sin", 0), op("sum", 1)))
+    point = np.array([0.0, 20.0])
+    found = blame(Case(program, point, "float64"), planted["farsin"])
+    assert (found.rule, found.region) == ("sin(T)", "ordinary")
+    faults, _ = local_faults(Case(program, point, "float64"), planted["farsin"], lambda rule: False)
+    assert [f.rule for f in faults] == [("sin", "T", "ordinary")]
 
 
 def test_a_value_fault_is_found_in_the_worker_too(planted) -> None:
