@@ -72,6 +72,10 @@ class CampaignStats:
             "hessian_entries_judged": sum(self.entries.values()),
             "hessian_entries_ill_conditioned": sum(self.ill_conditioned.values()),
             "unjudged_frac": round(self.unjudged_fraction(), 6),
+            # where the unjudged entries come from: a variant whose backend computes at
+            # another accuracy (MLX's float64) or whose programs saturate shows here
+            "unjudged_frac_by_variant": {name: round(self.ill_conditioned[name] / judged, 6)
+                                         for name, judged in sorted(self.entries.items()) if judged},
             "blame_seconds": round(self.blame_seconds, 3),
             "shrink_seconds": round(self.shrink_seconds, 3),
             "unmask_seconds": round(self.unmask_seconds, 3),
