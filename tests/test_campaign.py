@@ -517,3 +517,16 @@ def test_the_sweep_puts_a_probe_exactly_on_each_special_value_no_round_hit() -> 
     assert campaign.stats.coverage["pow"]["jax:fwdrev"].get("kind:1:float", 0)
     assert "log10@0" not in campaign._swept  # an edge: no exact probe
     assert max(campaign._swept.values()) <= 2
+
+
+def test_the_unjudged_fraction_is_reported_per_variant_as_well_as_overall() -> None:
+    """Where ill-conditioned entries come from: overall and by variant (a backend of
+    another accuracy, or programs that saturate, show up on their own)."""
+    from hessdiff.harness.campaign_stats import CampaignStats
+
+    stats = CampaignStats()
+    stats.entries.update({"jax:fwdrev": 100, "mlx:fwdrev": 50, "torch:func": 0})
+    stats.ill_conditioned.update({"jax:fwdrev": 1, "mlx:fwdrev": 14})
+    data = stats.to_json()
+    assert data["unjudged_frac"] == 0.1
+    assert data["unjudged_frac_by_variant"] == {"jax:fwdrev": 0.01, "mlx:fwdrev": 0.28}
