@@ -27,6 +27,7 @@ import numpy as np
 from hessdiff.harness.baseline import Baseline, BaselineEntry
 from hessdiff.harness.case import Case
 from hessdiff.harness.findings import Finding, finding_from_json
+from hessdiff.harness.outcomes import HarnessError
 
 __all__ = ["REPRO_KEYS", "Replay", "record_repros", "replay_baseline", "repro_of"]
 
@@ -45,6 +46,10 @@ class Replay:
     entry: BaselineEntry
     status: str  # REPRODUCES, FIXED or CANNOT_RUN
     detail: str
+    # For a fault that reproduces: whether the entry still knows it as blamed today (an
+    # entry naming a rule matches a finding by its blame, and a change to blame, or to the
+    # framework, can move the fault to another rule the entry does not name).
+    matched: bool = True
 
     def line(self) -> str:
         return f"{self.status.upper():<11} {self.entry.signature}: {self.detail}"
@@ -125,7 +130,21 @@ def _replay(entry: BaselineEntry, finding: Finding, runner: Any) -> Replay:
         return Replay(entry, CANNOT_RUN, f"{runner.name} {version}: the oracle cannot judge it ({result.status})")
     same = [v for v in result.verdicts if v.variant == runner.name and v.kind is finding.kind]
     if same:
-        return Replay(entry, REPRODUCES, f"{runner.name} {version}: {same[0].explanation}")
+        detail = f"{runner.name} {version}: {same[0].explanation}"
+        if len(entry.signature.split("|")) < 5:  # an entry of ops alone: no blame to match
+            return Replay(entry, REPRODUCES, detail)
+        from hessdiff.harness.blame import blame
+
+        try:
+            blamed = blame(case, runner).to_json()
+        except HarnessError as exc:
+            return Replay(entry, REPRODUCES, f"{detail} (not blamed: {exc})", matched=False)
+        now = replace(finding, blame=blamed)
+        if entry.matches(now.signature):
+            return Replay(entry, REPRODUCES, detail)
+        return Replay(entry, REPRODUCES, f"{detail} Blamed now as `{blamed['root_cause']}`, which this entry "
+                                         "does not name: a campaign would report it as new; rewrite the entry.",
+                      matched=False)
     outcome = result.outcomes.get(runner.name)
     now = [v.kind.value for v in result.verdicts if v.variant == runner.name and v.kind.is_failure]
     if now:
@@ -140,7 +159,9 @@ def print_replays(replays: Sequence[Replay], out: TextIO) -> int:
     for r in replays:
         print(r.line(), file=out)
     counts = {s: sum(r.status == s for r in replays) for s in (REPRODUCES, FIXED, CANNOT_RUN)}
-    print(f"{len(replays)} entries: {counts[REPRODUCES]} reproduce, {counts[FIXED]} fixed, "
-          f"{counts[CANNOT_RUN]} cannot run", file=out)
+    moved = sum(not r.matched for r in replays if r.status == REPRODUCES)
+    print(f"{len(replays)} entries: {counts[REPRODUCES]} reproduce"
+          + (f" ({moved} blamed on a rule the entry does not name)" if moved else "")
+          + f", {counts[FIXED]} fixed, {counts[CANNOT_RUN]} cannot run", file=out)
     return counts[FIXED]
 

@@ -70,6 +70,26 @@ def test_check_replays_every_entry_reproduces_fixed_or_cannot_run() -> None:
     assert "no repro recorded" in replays[2].detail and "nosuch" in replays[3].detail
 
 
+def test_check_says_when_a_fault_reproduces_but_is_blamed_on_a_rule_the_entry_does_not_name() -> None:
+    """An entry naming a rule knows a campaign's finding only by its blame: a fault that
+    reproduces but is blamed elsewhere today (a change to blame, or to the framework)
+    would come back as new, so the check says so."""
+    import io
+
+    from hessdiff.harness.baseline_replay import print_replays
+
+    repro = _repro(_finding("sum(softplus(x))", [21.0]))
+    baseline = Baseline((BaselineEntry("torch:*|wrong_value|float64|*|softplus(T) @ *", repro=repro),
+                         BaselineEntry("torch:*|wrong_value|float64|*|tanh(T) @ *", repro=repro)))
+    replays = replay_baseline(baseline)
+    assert [(r.status, r.matched) for r in replays] == [(REPRODUCES, True), (REPRODUCES, False)]
+    assert "Blamed now as `softplus(T) @ ordinary`" in replays[1].detail
+    out = io.StringIO()
+    print_replays(replays, out)
+    assert out.getvalue().splitlines()[-1] == (
+        "2 entries: 2 reproduce (1 blamed on a rule the entry does not name), 0 fixed, 0 cannot run")
+
+
 def test_the_command_says_fixed_with_exit_1_and_a_missing_baseline_is_a_usage_error(tmp_path, capsys) -> None:
     write_baseline(Baseline((BaselineEntry(TANH, repro=_repro(_finding("sum(tanh(x))", [0.5]))),)), tmp_path / "b.json")
     assert main(["baseline", "check", "--baseline", str(tmp_path / "b.json")]) == 1
