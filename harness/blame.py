@@ -7,9 +7,11 @@ and rounded in the dtype, ``hessdiff.harness.exact.rounded_values``), whose cons
 are the same constants (same kind: framework array, Python number, int32 or int64 array), read
 out as ``sum(y + y*y)`` (or ``y - y*y``, ``_readout``) so that a wrong first derivative
 shows in the Hessian as well as a wrong second one. The variant computes its Hessian,
-the oracle judges it. The first node (in program order) whose local check fails is blamed; when none fails, the fault
-lives in how the rules compose (0 * NaN through a zero cotangent, say), and the blame
-says so.
+the oracle judges it. The first node (in program order) whose local check fails is
+blamed, with the region of the elements it fails at. When none fails, a node whose
+*value* the framework computed beyond its rounding is blamed (``value_fault``: every
+rule is right, but applied at another point); else the fault lives in how the rules
+compose (0 * NaN through a zero cotangent, say), and the blame says so.
 
 A local check costs one framework call and one oracle run per differentiated node,
 on a shrunk program of a few nodes. Its readout uses mul, add and sum: were one of
@@ -29,9 +31,12 @@ import numpy as np
 from hessdiff.harness.case import Case
 from hessdiff.harness.engine import check_case
 from hessdiff.harness.exact import elements_region, node_region, pattern_of, rounded_values, traced_nodes
-from hessdiff.harness.ir import Node, Program, ProgramError, const, integer_dtype, literal_of, op
-from hessdiff.harness.outcomes import HarnessError
 from hessdiff.harness.findings import Kind
+from hessdiff.harness.ir import Node, Program, ProgramError, const, integer_dtype, literal_of, op
+from hessdiff.harness.ops import CATALOGUE
+from hessdiff.harness.oracle import node_values
+from hessdiff.harness.outcomes import HarnessError, Runner, run_node_values
+from hessdiff.harness.tolerance import tolerance_for
 from hessdiff.harness.verdicts import CaseResult, Verdict
 
 __all__ = ["Blame", "LocalFault", "blame", "local_case", "local_faults", "value_fault"]
@@ -200,11 +205,6 @@ def value_fault(case: Case, variant: Any, values: Sequence[np.ndarray]) -> Blame
     by its terms' size, not its result's (a sum that cancels). The blamed program has
     been shrunk, so every node of it is needed for the fault, this one included.
     """
-    from hessdiff.harness.oracle import node_values
-    from hessdiff.harness.ops import CATALOGUE
-    from hessdiff.harness.outcomes import Runner, run_node_values
-    from hessdiff.harness.tolerance import tolerance_for
-
     program = case.program
     if isinstance(variant, Runner):
         framework = variant.node_values(program, case.point, case.dtype)
