@@ -37,6 +37,7 @@ __all__ = [
     "BackendUnavailable",
     "DTYPES",
     "CAMPAIGN_RELATIONS",
+    "MODES",
     "PROBE_RELATIONS",
     "Unsupported",
 ]
@@ -88,6 +89,9 @@ PROBE_RELATIONS: tuple[str, ...] = (
 # transformed loss): such a probe may also run in the campaign beside the backend's
 # variants (``Variant.campaign``), judged against the oracle's H like any variant.
 CAMPAIGN_RELATIONS: tuple[str, ...] = ("hvp", "vmap", "custom_rules", "parameters", "compiled")
+# The compositions of differentiation modes a variant may declare (``Variant.modes``),
+# the outer transform first: jax.hessian is forward-over-reverse.
+MODES: tuple[str, ...] = ("fwd-over-rev", "rev-over-rev", "fwd-over-fwd", "rev-over-fwd")
 
 
 @dataclass(frozen=True)
@@ -111,6 +115,10 @@ class Variant:
             ``hessdiff run`` also runs it beside the backend's variants
             (``registry.campaign_variants``): a way of reaching H cheap enough to check on
             every generated program, such as a Hessian in a structured input.
+        modes: the differentiation modes it composes, outer over inner, one of ``MODES``
+            ("fwd-over-rev" for ``jax.hessian``); "" where not declared. A root cause that
+            shows in the forward-over-forward variant only is a forward-mode rule's, one in
+            every variant a rule both modes share: reports list the modes beside the variants.
     """
 
     description: str
@@ -121,16 +129,17 @@ class Variant:
     batchable: bool = False
     relation: str | None = None
     campaign: bool = False
+    modes: str = ""
 
     @classmethod
     def calling(cls, description: str, helper: Callable[..., Any], *more: Callable[..., Any],
                 compiled: bool = False, batchable: bool = False, relation: str | None = None,
-                campaign: bool = False) -> Variant:
+                campaign: bool = False, modes: str = "") -> Variant:
         """The variant whose Hessian function is ``helper(f)``: a module-level function
         the backend (and an emitted script) carries, with the helpers it calls in turn."""
         name = helper.__name__
         return cls(description, lambda m, f: getattr(m, name)(f), (*more, helper),
-                   compiled=compiled, batchable=batchable, relation=relation, campaign=campaign)
+                   compiled=compiled, batchable=batchable, relation=relation, campaign=campaign, modes=modes)
 
 
 class Backend(ABC):

@@ -44,12 +44,14 @@ class EquinoxBackend(Backend):
             "eqx.filter_hessian(f): filter_jacfwd(filter_jacrev(f)), eager",
             lambda m, f: m.eqx.filter_hessian(f),
             batchable=True,
+            modes="fwd-over-rev",
         ),
         "filter_jit": Variant(
             "eqx.filter_jit(eqx.filter_hessian(f)), compiled",
             lambda m, f: m.eqx.filter_jit(m.eqx.filter_hessian(f)),
             compiled=True,
             batchable=True,
+            modes="fwd-over-rev",
         ),
     }
     gradient = staticmethod(lambda m, f: m.eqx.filter_grad(f))

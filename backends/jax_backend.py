@@ -231,15 +231,15 @@ class JaxBackend(Backend):
     # jit of the whole program.
     variants = {
         "fwdrev": Variant("jax.hessian(f): jacfwd(jacrev(f)), eager", lambda m, f: m.jax.hessian(f),
-                          batchable=True),
+                          batchable=True, modes="fwd-over-rev"),
         "revrev": Variant("jacrev(jacrev(f)), eager", lambda m, f: m.jax.jacrev(m.jax.jacrev(f)),
-                          batchable=True),
+                          batchable=True, modes="rev-over-rev"),
         "fwdfwd": Variant("jacfwd(jacfwd(f)), eager", lambda m, f: m.jax.jacfwd(m.jax.jacfwd(f)),
-                          batchable=True),
+                          batchable=True, modes="fwd-over-fwd"),
         "revfwd": Variant("jacrev(jacfwd(f)), eager", lambda m, f: m.jax.jacrev(m.jax.jacfwd(f)),
-                          batchable=True),
+                          batchable=True, modes="rev-over-fwd"),
         "jit": Variant("jax.jit(jax.hessian(f)), compiled", lambda m, f: m.jax.jit(m.jax.hessian(f)),
-                       compiled=True, batchable=True),
+                       compiled=True, batchable=True, modes="fwd-over-rev"),
     }
     gradient = staticmethod(lambda m, f: m.jax.grad(f))
     lowerings = JAX_LOWERINGS

@@ -213,19 +213,20 @@ class MlxBackend(Backend):
     modules = ("mlx.core",)
     variants = {
         "fwdrev": Variant.calling("JVP of mx.grad(f) along each basis vector (Python loop), eager",
-                                  hessian_fwdrev),
+                                  hessian_fwdrev, modes="fwd-over-rev"),
         "fwdrev-vmap": Variant.calling("JVP of mx.grad(f) vmapped over the basis, eager",
-                                       hessian_fwdrev_vmap, batchable=True),
+                                       hessian_fwdrev_vmap, batchable=True, modes="fwd-over-rev"),
         "revrev": Variant.calling("VJP of mx.grad(f) with each basis cotangent (Python loop), eager",
-                                  hessian_revrev),
+                                  hessian_revrev, modes="rev-over-rev"),
         "revrev-vmap": Variant.calling("VJP of mx.grad(f) vmapped over the basis cotangents, eager",
-                                       hessian_revrev_vmap, batchable=True),
+                                       hessian_revrev_vmap, batchable=True, modes="rev-over-rev"),
         "compile": Variant(
             "mx.compile of the forward-over-reverse loop (fused CPU kernels)",
             lambda m, f: m.mx.compile(m.hessian_fwdrev(f)),
             (hessian_fwdrev,),
             compiled=True,
             batchable=True,
+            modes="fwd-over-rev",
         ),
         "compile-revrev": Variant(
             "mx.compile of the reverse-over-reverse loop (fused CPU kernels)",
@@ -233,6 +234,7 @@ class MlxBackend(Backend):
             (hessian_revrev,),
             compiled=True,
             batchable=True,
+            modes="rev-over-rev",
         ),
     }
     gradient = staticmethod(lambda m, f: m.mx.grad(f))

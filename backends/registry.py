@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hessdiff.backends.backend_variant import BackendVariant
-from hessdiff.backends.base import CAMPAIGN_RELATIONS, PROBE_RELATIONS, Backend, Variant
+from hessdiff.backends.base import CAMPAIGN_RELATIONS, MODES, PROBE_RELATIONS, Backend, Variant
 from hessdiff.backends.lowering import Absent, Spellings
 from hessdiff.harness.ops import CATALOGUE
 
@@ -42,6 +42,7 @@ __all__ = [
     "framework_of",
     "get_backend",
     "get_variant",
+    "variant_modes",
     "register",
 ]
 
@@ -156,6 +157,9 @@ def check_backend(backend: Backend) -> None:
                 if not isinstance(getattr(spec, flag), bool):
                     raise RegistryError(f"{where}: {kind} {variant!r} has {flag}={getattr(spec, flag)!r}, "
                                         "but it must be True or False.")
+            if spec.modes not in ("", *MODES):
+                raise RegistryError(f"{where}: {kind} {variant!r} has modes={spec.modes!r}, but it must be one "
+                                    f"of {MODES} (or '' where not declared).")
             if spec.batchable and type(backend).batched is Backend.batched:
                 raise RegistryError(f"{where}: {kind} {variant!r} is batchable, but the backend does not "
                                     "implement batched(m, hessian).")
@@ -309,6 +313,16 @@ def framework_of(variant: str) -> str:
     _load()
     backend = _BACKENDS.get(name)
     return (backend.framework or backend.name) if backend is not None else name
+
+
+def variant_modes(spec: str) -> str:
+    """The differentiation modes variant ``spec`` declares (``Variant.modes``); "" for a
+    variant that declares none or that this installation does not know (a report read
+    back where its backend is not registered)."""
+    try:
+        return get_variant(spec).spec.modes
+    except (KeyError, RegistryError):
+        return ""
 
 
 def get_variant(spec: str) -> BackendVariant:

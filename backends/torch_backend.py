@@ -234,26 +234,31 @@ class TorchBackend(Backend):
             "torch.func.hessian(f): jacfwd(jacrev(f)), functorch transforms",
             lambda m, f: m.torch.func.hessian(f),
             batchable=True,
+            modes="fwd-over-rev",
         ),
         "func-revrev": Variant(
             "torch.func.jacrev(torch.func.jacrev(f))",
             lambda m, f: m.torch.func.jacrev(m.torch.func.jacrev(f)),
             batchable=True,
+            modes="rev-over-rev",
         ),
         "func-fwdfwd": Variant(
             "torch.func.jacfwd(torch.func.jacfwd(f))",
             lambda m, f: m.torch.func.jacfwd(m.torch.func.jacfwd(f)),
             batchable=True,
+            modes="fwd-over-fwd",
         ),
         "autograd": Variant(
             "torch.autograd.functional.hessian(f, x): reverse-over-reverse on the tape",
             lambda m, f: m.autograd_hessian(f),
             helpers=(autograd_hessian,),
+            modes="rev-over-rev",
         ),
         "autograd-vec": Variant(
             "torch.autograd.functional.hessian(f, x, vectorize=True): rows batched by vmap",
             lambda m, f: m.autograd_hessian(f, vectorize=True),
             helpers=(autograd_hessian,),
+            modes="rev-over-rev",
         ),
     }
     gradient = staticmethod(lambda m, f: m.torch.func.grad(f))

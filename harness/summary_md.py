@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from hessdiff.backends.registry import variant_modes
 from hessdiff.harness.baseline import BaselineEntry
 from hessdiff.harness.coverage_md import coverage_section
 from hessdiff.harness.findings import Kind
@@ -69,7 +70,7 @@ def render_summary(
 
 def _root_causes(rows: list[Row]) -> list[str]:
     """One row per root cause (``Finding.root_cause`` without its dtype): the blamed rule
-    and region, the framework, the dtypes and variants it shows in, its hits, when it was
+    and region, the framework, the dtypes, variants and modes it shows in, its hits, when it was
     first and last seen, and its smallest program. A maintainer reads this table, not one
     line per variant and program that carried the same broken rule."""
     groups: dict[tuple[str, str, str], list[Row]] = {}
@@ -88,9 +89,9 @@ def _root_causes(rows: list[Row]) -> list[str]:
                 "a crash or hang of the whole call has no rule to blame)" if unblamed else "") + ".", ""]
     if not groups:
         return lines
-    lines += ["| status | framework | rule @ region | kind | dtypes | variants | hits | first seen | last seen "
-              "| smallest repro |",
-              "| --- | --- | --- | --- | --- | --- | ---: | --- | --- | --- |"]
+    lines += ["| status | framework | rule @ region | kind | dtypes | variants | modes | hits | first seen "
+              "| last seen | smallest repro |",
+              "| --- | --- | --- | --- | --- | --- | --- | ---: | --- | --- | --- |"]
     order = {"new": 0, "known": 1, "dismissed": 2}
     for (backend, cause, kind), group in sorted(groups.items(), key=lambda kv: (
             min(order[r.status] for r in kv[1]), kv[0])):
@@ -98,11 +99,13 @@ def _root_causes(rows: list[Row]) -> list[str]:
         smallest = min(group, key=lambda r: (r.finding.program.size, r.number))
         dtypes = ", ".join(sorted({r.finding.dtype for r in group}))
         variants = ", ".join(f"`{v.split(':', 1)[1]}`" for v in sorted({r.finding.variant for r in group}))
+        # which compositions of modes show it: forward-over-forward alone is a forward-mode rule's
+        modes = ", ".join(sorted({m for r in group if (m := variant_modes(r.finding.variant))})) or "—"
         first = min((r.finding.first_seen for r in group if r.finding.first_seen), default="")
         last = max((r.finding.last_seen for r in group if r.finding.last_seen), default="")
         lines.append(
             f"| {'**new**' if status == 'new' else status} | {backend} | `{md(cause)}` | {kind} | {dtypes} "
-            f"| {variants} | {sum(r.finding.count for r in group)} | {first} | {last} "
+            f"| {variants} | {modes} | {sum(r.finding.count for r in group)} | {first} | {last} "
             f"| [{Path(smallest.folder).name}]({smallest.folder}/repro.py) |")
     return lines + [""]
 

@@ -139,6 +139,28 @@ def test_a_campaigns_new_failure_carries_its_blame_into_the_report(planted, tmp_
     assert load_findings(str(tmp_path / "findings.json"))[0].blame["rule"] == "exp(T)"
 
 
+def test_a_root_cause_row_names_the_modes_of_the_variants_it_shows_in(tmp_path) -> None:
+    """torch's forward-over-forward cholesky and its reverse-mode cumprod at underflow are
+    told apart at a glance: the row lists the modes its variants compose."""
+    from dataclasses import replace
+
+    from hessdiff.harness.baseline import Baseline
+    from hessdiff.harness.findings import Finding, Kind
+    from hessdiff.harness.report import write_report
+
+    program = Program(2, (Node("input"), op("sin", 0), op("sum", 1)))
+    blamed = {"node": 1, "op": "sin", "pattern": "T", "rule": "sin(T)", "region": "ordinary",
+              "root_cause": "sin(T) @ ordinary"}
+    base = Finding(kind=Kind.WRONG_VALUE, variant="torch:func-fwdfwd", versions={}, dtype="float64",
+                   program=program, point=X, observed=np.zeros((2, 2)), expected=np.ones((2, 2)), blame=blamed)
+    findings = [base, replace(base, variant="torch:autograd", dtype="float32"),
+                replace(base, variant="torch:autograd-vec", dtype="float32")]
+    write_report(tmp_path, findings, baseline=Baseline(), run_info={})
+    rows = [ln for ln in (tmp_path / "summary.md").read_text().splitlines() if ln.startswith("| **new** | torch |")]
+    assert len(rows) == 1, rows
+    assert "| `autograd`, `autograd-vec`, `func-fwdfwd` | fwd-over-fwd, rev-over-rev | 3 |" in rows[0], rows[0]
+
+
 @pytest.fixture(scope="module")
 def twofaults():
     backend = register(TwoFaultsBackend())

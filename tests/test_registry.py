@@ -207,6 +207,11 @@ def _broken(planted: type[Backend], **overrides: Any) -> Backend:
             r"probe 'a,b' is not a valid name",
             id="probe-comma",
         ),
+        pytest.param(
+            {"variants": {"v": Variant("x", _IDENTITY, modes="forward")}},
+            r"variant 'v' has modes='forward', but it must be one of \('fwd-over-rev', ",
+            id="variant-modes-unknown",
+        ),
     ],
 )
 def test_bad_declaration_is_rejected(

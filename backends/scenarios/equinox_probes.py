@@ -289,7 +289,7 @@ PROBES = {
     "params-filter-hessian": Variant.calling("eqx.filter_hessian of an eqx.Module (nn.MLP / nn.Linear)",
                                              module_filter_hessian, ravel_leaves, fill_leaves,
                                              matrix_of_blocks, relation="parameters", batchable=True,
-                                             campaign=True),
+                                             campaign=True, modes="fwd-over-rev"),
     "ode-diffrax-euler": Variant("jax.hessian of diffrax.diffeqsolve: Euler, ConstantStepSize, "
                                  f"{ODE_STEPS} steps",
                                  _needs_diffrax(lambda m, f: m.diffrax_euler_hessian(f)),

@@ -263,5 +263,5 @@ PROBES = {
     "params-pytree": Variant.calling("jax.hessian in a dict/tuple pytree of parameters, blocks assembled",
                                      pytree_parameter_hessian, ravel_leaves, fill_leaves,
                                      matrix_of_blocks, relation="parameters", batchable=True,
-                                     campaign=True),
+                                     campaign=True, modes="fwd-over-rev"),
 }

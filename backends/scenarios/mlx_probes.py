@@ -200,7 +200,8 @@ PROBES = {
     "params-module": Variant.calling("mlx.nn.Module parameters via model.update, reverse-over-reverse",
                                      module_parameter_hessian, hessian_revrev, relation="parameters"),
     "params-tree": Variant.calling("mlx.nn.Module parameter tree: mx.grad over nn.value_and_grad",
-                                   module_tree_hessian, relation="parameters", batchable=True, campaign=True),
+                                   module_tree_hessian, relation="parameters", batchable=True, campaign=True,
+                                   modes="rev-over-rev"),
     "ode-euler": Variant.calling(f"reverse-over-reverse Hessian of a {ODE_STEPS}-step Euler Neural-ODE loss",
                                  hessian_ode_euler, hessian_revrev, relation="neural_ode"),
 }

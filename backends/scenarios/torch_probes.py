@@ -309,7 +309,7 @@ PROBES = {
                                               functional_call_parameter_hessian, relation="parameters"),
     "params-dict": Variant.calling("torch.func.hessian over a functional_call parameter dict of nn.Linear",
                                    parameter_dict_hessian, relation="parameters", batchable=True,
-                                   campaign=True),
+                                   campaign=True, modes="fwd-over-rev"),
     "ode-euler": Variant.calling(f"torch.func.hessian of a {ODE_STEPS}-step Euler Neural-ODE loss (Python loop)",
                                  func_hessian_ode_euler, relation="neural_ode"),
 }
