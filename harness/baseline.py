@@ -82,6 +82,11 @@ class BaselineEntry:
     def variant(self) -> str:
         return self.signature.split("|", 1)[0]
 
+    @property
+    def names_rule(self) -> bool:
+        """Whether the entry names a blamed rule and region (five parts), not ops alone."""
+        return len(self.signature.split("|", 4)) == 5
+
     def matches(self, signature: str) -> bool:
         """Whether a finding's signature is this entry (exactly, or by its patterns).
 
@@ -143,7 +148,7 @@ class Baseline:
         hit such an entry may know is blamed before it is looked up (unshrunk)."""
         for entry in self.entries:
             parts = entry.signature.split("|", 4)
-            if len(parts) == 5 and parts[1:3] == [kind, dtype] and fnmatch.fnmatchcase(variant, parts[0]):
+            if entry.names_rule and parts[1:3] == [kind, dtype] and fnmatch.fnmatchcase(variant, parts[0]):
                 return True
         return False
 

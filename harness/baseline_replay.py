@@ -131,7 +131,7 @@ def _replay(entry: BaselineEntry, finding: Finding, runner: Any) -> Replay:
     same = [v for v in result.verdicts if v.variant == runner.name and v.kind is finding.kind]
     if same:
         detail = f"{runner.name} {version}: {same[0].explanation}"
-        if len(entry.signature.split("|")) < 5:  # an entry of ops alone: no blame to match
+        if not entry.names_rule:  # an entry of ops alone: no blame to match
             return Replay(entry, REPRODUCES, detail)
         from hessdiff.harness.blame import blame
 

@@ -30,11 +30,10 @@ import numpy as np
 
 from hessdiff.harness.case import Case
 from hessdiff.harness.engine import check_case
-from hessdiff.harness.exact import elements_region, node_region, pattern_of, rounded_values, traced_nodes
+from hessdiff.harness.exact import elements_region, node_region, op_value, pattern_of, rounded_values, traced_nodes
 from hessdiff.harness.findings import Kind
 from hessdiff.harness.ir import Node, Program, ProgramError, const, integer_dtype, literal_of, op
 from hessdiff.harness.ops import CATALOGUE
-from hessdiff.harness.oracle import node_values
 from hessdiff.harness.outcomes import HarnessError, Runner, run_node_values
 from hessdiff.harness.tolerance import tolerance_for
 from hessdiff.harness.verdicts import CaseResult, Verdict
@@ -180,7 +179,7 @@ def blame(case: Case, variant: Any) -> Blame:
             verdict = failing[0]
             return Blame(index, rule[0], rule[1], verdict.kind.value, verdict.explanation, local.program,
                          tuple(float(v) for v in local.point), tuple(unchecked),
-                         _failing_region(case, index, values, result, verdict) or rule[2])
+                         _failing_region(case, index, values, verdict) or rule[2])
     found = value_fault(case, variant, values)
     if found is not None:
         return replace(found, unchecked=tuple(unchecked))
@@ -222,11 +221,9 @@ def value_fault(case: Case, variant: Any, values: Sequence[np.ndarray]) -> Blame
         args = [np.asarray(framework[a], dtype=np.float64) for a in node.args]
         if not all(np.all(np.isfinite(a)) for a in args):
             continue
-        local = [Node("input"), *(const(a) for a in args), op(node.kind, *range(1, len(args) + 1), **node.attr_dict)]
         digits = _value_digits(args)
         try:  # two precisions that agree
-            exact, check = (np.asarray(node_values(1, local, np.zeros(1), case.dtype, digits=d)[-1], dtype=np.float64)
-                            for d in (digits, 2 * digits))
+            exact, check = (op_value(node, args, case.dtype, d) for d in (digits, 2 * digits))
         except (ArithmeticError, ValueError, ProgramError):
             continue
         with np.errstate(over="ignore", invalid="ignore"):
@@ -249,8 +246,7 @@ def value_fault(case: Case, variant: Any, values: Sequence[np.ndarray]) -> Blame
     return None
 
 
-def _failing_region(case: Case, index: int, values: Sequence[np.ndarray], result: CaseResult | None,
-                    verdict: Verdict) -> str | None:
+def _failing_region(case: Case, index: int, values: Sequence[np.ndarray], verdict: Verdict) -> str | None:
     """The region of the elements node ``index``'s local check fails at, for an
     elementwise node (None where it cannot tell: the node's region stands).
 
@@ -261,7 +257,7 @@ def _failing_region(case: Case, index: int, values: Sequence[np.ndarray], result
     entry. The region is theirs (``elements_region``), not the whole node's: a node with
     one element at 0 and the faulty one at 254 is at 254's region."""
     bad = verdict.entries
-    if result is None or bad is None or bad.ndim != 2:
+    if bad is None or bad.ndim != 2:
         return None
     program = case.program
     node = program.nodes[index]
@@ -335,7 +331,7 @@ def local_faults(case: Case, variant: Any, skip: Callable[[Rule], bool]) -> tupl
         if failing:
             # the node is the local program's own: the op before its readout (y, y*y, y +- y*y[, sum])
             y = len(local.program.nodes) - (3 if case.program.shapes[index] == () else 4)
-            region = _failing_region(case, index, values, result, failing[0]) or rule[2]
+            region = _failing_region(case, index, values, failing[0]) or rule[2]
             found = Blame(y, rule[0], rule[1], failing[0].kind.value, failing[0].explanation, local.program,
                           tuple(float(v) for v in local.point), (), region)
             faults.append(LocalFault((*rule[:2], region), local, result, failing[0], found))

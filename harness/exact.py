@@ -27,7 +27,8 @@ from hessdiff.harness.ir import (INTEGER_DTYPES, LITERALS, PYTHON_NUMBER_OPS, No
 from hessdiff.harness.ops import CATALOGUE
 
 __all__ = ["REGIONS", "Exercised", "argument_kinds", "argument_patterns", "attainable", "carrying_nodes", "curved_after",
-           "elements_region", "exercised", "kind_of", "node_region", "pattern_of", "rounded_values", "traced_nodes"]
+           "elements_region", "exercised", "kind_of", "node_region", "op_value", "pattern_of", "rounded_values",
+           "traced_nodes"]
 
 
 @dataclass(frozen=True)
@@ -181,11 +182,20 @@ def kind_of(node: Node) -> str:
     return integer_dtype(node) or literal_of(node) or "array"
 
 
+def op_value(node: Node, args: Sequence[np.ndarray], dtype: str, digits: int) -> np.ndarray:
+    """``node``'s op applied to the argument values ``args`` at ``digits`` decimal digits
+    (not rounded to ``dtype``): one op alone, its arguments as constants, so that what
+    it is fed is given, not computed (the oracle's errors: ``ArithmeticError``,
+    ``ValueError``, ``ProgramError``)."""
+    from hessdiff.harness.oracle import node_values
+
+    local = [Node("input"), *(const(a) for a in args), op(node.kind, *range(1, len(args) + 1), **node.attr_dict)]
+    return np.asarray(node_values(1, local, np.zeros(1), dtype, digits=digits)[-1], dtype=np.float64)
+
+
 def rounded_values(program: Program, point: np.ndarray, dtype: str) -> list[np.ndarray] | None:
     """Every node's value at ``point``, each op evaluated on its arguments' values and
     rounded to ``dtype`` in turn; None if an intermediate is not finite."""
-    from hessdiff.harness.oracle import node_values
-
     values: list[np.ndarray] = []
     for node in program.nodes:
         if node.kind == "input":
@@ -196,8 +206,7 @@ def rounded_values(program: Program, point: np.ndarray, dtype: str) -> list[np.n
             args = [values[a] for a in node.args]
             if any(not np.all(np.isfinite(a)) for a in args):
                 return None
-            sub = [Node("input"), *(const(a) for a in args), op(node.kind, *range(1, len(args) + 1), **node.attr_dict)]
-            value = node_values(1, sub, np.zeros(1), dtype, digits=20)[-1]
+            value = op_value(node, args, dtype, digits=20)
         with np.errstate(over="ignore", invalid="ignore"):
             values.append(np.asarray(value, dtype=np.float64).astype(dtype).astype(np.float64))
     return values
