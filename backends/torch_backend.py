@@ -115,7 +115,8 @@ TORCH_LOWERINGS: dict[str, Lowering | Absent] = {
     "xlogy": lambda m, a, b: m.torch.xlogy(a, b),
     "remainder": lambda m, a, b: m.torch.remainder(a, b),
     "copysign": lambda m, a, b: m.torch.copysign(a, b),
-    "ldexp": lambda m, a, k: m.torch.ldexp(a, m.torch.tensor(k)),
+    # torch.ldexp takes its shift only as a tensor: a Python int becomes one as a user makes it.
+    "ldexp": lambda m, a, k: m.torch.ldexp(a, m.torch.as_tensor(k)),
     # Reductions. torch.prod and torch.logsumexp take one dim: a whole-array reduction
     # flattens first (and reshapes to all-ones dims for keepdims).
     "prod": lambda m, a, axis, keepdims: (

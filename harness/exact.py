@@ -114,7 +114,8 @@ def argument_patterns(name: str) -> tuple[str, ...]:
     spec = CATALOGUE[name]
     if spec.arity < 2 or not spec.elementwise:
         return ()
-    return tuple(p for p in ("".join(t) for t in itertools.product("TC", repeat=spec.arity)) if "T" in p)
+    return tuple(p for p in ("".join(t) for t in itertools.product("TC", repeat=spec.arity))
+                 if "T" in p and not any(p[q] == "T" for q in spec.integer_typed_args))
 
 
 def argument_kinds(name: str) -> tuple[str, ...]:
@@ -122,12 +123,21 @@ def argument_kinds(name: str) -> tuple[str, ...]:
     (position, kind), for an elementwise op of two or more arguments: a framework
     array of the dtype ("array"), a Python float and int (the ops that take a Python
     number), a framework int32 and int64 array (its ``integer_args``). Each takes its own
-    path in the frameworks' derivative rules (JAX's pow has one for an integer exponent)."""
+    path in the frameworks' derivative rules (JAX's pow has one for an integer exponent).
+    An ``integer_typed_args`` argument takes only the integer kinds, a Python int among
+    them (ldexp's shift); an argument that is never constant beside a traced one (ldexp's
+    first, beside its constant shift) has none."""
     spec = CATALOGUE[name]
     if spec.arity < 2 or not spec.elementwise:
         return ()
+    patterns = argument_patterns(name)
     kinds = []
     for p in range(spec.arity):
+        if p in spec.integer_typed_args:
+            kinds += [f"{p}:int", *(f"{p}:{width}" for width in INTEGER_DTYPES)]
+            continue
+        if not any(pattern[p] == "C" for pattern in patterns):
+            continue
         kinds.append(f"{p}:array")
         if name in PYTHON_NUMBER_OPS:
             kinds += [f"{p}:{literal}" for literal in LITERALS]

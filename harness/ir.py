@@ -225,7 +225,27 @@ def program_from_json(data: Mapping[str, Any] | str) -> Program:
     n = data["n"]
     if not isinstance(n, int) or isinstance(n, bool):
         raise ProgramError(f"program n={n!r}, but it must be an integer.")
-    return Program(n, tuple(nodes))
+    return Program(n, _upgraded(nodes))
+
+
+def _upgraded(nodes: list[Node]) -> tuple[Node, ...]:
+    """Nodes written before ldexp took its shift as an argument (``ldexp(a, k=-1)``, in
+    findings and baselines of older runs), with the shift a Python-int constant before
+    the op (``ldexp(a, c)``, c = -1): the program the old one ran, so it replays."""
+    out: list[Node] = []
+    index: dict[int, int] = {}
+    for i, node in enumerate(nodes):
+        args = tuple(index.get(a, a) if isinstance(a, int) else a for a in node.args)
+        attrs = node.attr_dict
+        if node.kind == "ldexp" and len(args) == 1 and isinstance(attrs.get("k"), int):
+            out.append(const(float(attrs["k"]), "int"))
+            args, attrs = (args[0], len(out) - 1), {k: v for k, v in attrs.items() if k != "k"}
+            node = Node(node.kind, args, tuple(sorted(attrs.items())))
+        elif args != node.args:
+            node = Node(node.kind, args, node.attrs, node.value)
+        index[i] = len(out)
+        out.append(node)
+    return tuple(out)
 
 
 def _check_literal(i: int, node: Node, value: np.ndarray) -> None:
@@ -275,16 +295,18 @@ def _validate(n: int, nodes: tuple[Node, ...]) -> tuple[tuple[Node, ...], tuple[
             shapes.append(value.shape)
             normalised.append(node)
             continue
-        literal_args = [a for a in node.args if 0 <= a < i and literal_of(nodes[a])]
+        try:
+            spec = get_op(node.kind)
+        except KeyError as exc:
+            raise ProgramError(f"node {i}: {exc.args[0]}") from None
+        # (a Python number where an op takes only an integer type is checked below)
+        literal_args = [a for p, a in enumerate(node.args)
+                        if 0 <= a < i and literal_of(nodes[a]) and p not in spec.integer_typed_args]
         if literal_args and (node.kind not in PYTHON_NUMBER_OPS or len(literal_args) == len(node.args)):
             raise ProgramError(
                 f"node {i}: {node.kind} cannot take a Python number here: only "
                 f"{', '.join(sorted(PYTHON_NUMBER_OPS))} can, beside a framework array."
             )
-        try:
-            spec = get_op(node.kind)
-        except KeyError as exc:
-            raise ProgramError(f"node {i}: {exc.args[0]}") from None
         if len(node.args) != spec.arity:
             raise ProgramError(f"node {i}: {node.kind} takes {spec.arity} args, got {len(node.args)}.")
         for p, a in enumerate(node.args):
@@ -293,6 +315,10 @@ def _validate(n: int, nodes: tuple[Node, ...]) -> tuple[tuple[Node, ...], tuple[
             if integer_array(nodes[a]) and p not in spec.integer_args:
                 raise ProgramError(f"node {i}: {node.kind} cannot take an {integer_dtype(nodes[a])} array "
                                    f"as argument {p}.")
+            if p in spec.integer_typed_args and not (integer_array(nodes[a]) or literal_of(nodes[a]) == "int"):
+                raise ProgramError(f"node {i}: {node.kind}'s argument {p} must be a constant Python int or "
+                                   f"framework {'/'.join(INTEGER_DTYPES)} array (the frameworks take no float "
+                                   f"there), not node {a} ({nodes[a].kind}).")
         try:
             attrs = spec.check_attrs(node.attr_dict)
             shapes.append(tuple(spec.shape(tuple(shapes[a] for a in node.args), attrs)))

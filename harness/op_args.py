@@ -132,8 +132,6 @@ def _read_out(b: Builder) -> None:
 def _attrs(ch: Chooser, b: Builder, name: str) -> dict[str, Any]:
     if name == "powi":
         return {"p": ch.integer(2, 4)}
-    if name == "ldexp":
-        return {"k": ch.integer(-8, 8)}
     if name == "leaky_relu":
         return {"alpha": ch.choice((0.01, 0.1, 0.2, 0.5, 1.5))}
     if name in ("elu", "celu"):
@@ -155,7 +153,7 @@ def _source(ch: Chooser, b: Builder, shapes: Sequence[tuple[int, ...]] | None = 
 def _elementwise_args(ch: Chooser, b: Builder, spec: Any, aim: int | None) -> list[int] | None:
     """Arguments of an elementwise op: each a traced input, an intermediate or a constant."""
     k = spec.arity
-    sources = [_source(ch, b) for _ in range(k)]
+    sources = ["const" if p in spec.integer_typed_args else _source(ch, b) for p in range(k)]
     wanted = b.patterns.get(spec.name, ())
     # The all-traced pattern is what the generator draws unsteered (most arguments are
     # traced): steering spends its draws on the patterns with a constant, the only ones
@@ -193,9 +191,11 @@ def _elementwise_args(ch: Chooser, b: Builder, spec: Any, aim: int | None) -> li
     domains = spec.arg_domains or (None,) * k
     constant = [a is None for a in args]
     for p in range(k):  # constants before guards: a constant integer exponent widens the base's domain
-        if args[p] is None:
+        as_kind = wanted_kind[1] if wanted_kind is not None and wanted_kind[0] == p else None
+        if args[p] is None and p in spec.integer_typed_args:
+            args[p] = _typed_integer(ch, b, shape, as_kind)
+        elif args[p] is None:
             lo, hi = UNRESTRICTED_CONSTANTS if domains[p] is None else DOMAINS[domains[p]].constants
-            as_kind = wanted_kind[1] if wanted_kind is not None and wanted_kind[0] == p else None
             literal = _literal(ch, spec.name, args) if as_kind is None else \
                 (as_kind if as_kind in LITERALS else None)
             const_shape = shape if (literal is None and shape is not None and ch.boolean()) else ()
@@ -233,6 +233,24 @@ def _elementwise_args(ch: Chooser, b: Builder, spec: Any, aim: int | None) -> li
             args[target] = aim_at(ch, b, args[target], specials[aim],
                                 inside=lambda value: spec.arg_in_domain(target, value, domains))
     return [int(a) for a in args]
+
+
+# The integers an ``integer_typed_args`` argument is drawn from: ldexp's shift, a few
+# binades either way, keeps a * 2**k within the dtype's range at ordinary a.
+_TYPED_INTEGERS = (-8, 8)
+
+
+def _typed_integer(ch: Chooser, b: Builder, shape: tuple[int, ...] | None, kind: str | None) -> int:
+    """A constant integer as the frameworks take it where they take no float (ldexp's
+    shift): a Python int, or a framework int32 or int64 array (a scalar, or one integer
+    per entry of ``shape``); ``kind`` chooses which, or the draw does."""
+    kind = kind or ch.choice(("int", *INTEGER_DTYPES))
+    if kind == "int":
+        return b.constant(float(ch.integer(*_TYPED_INTEGERS)), "int")
+    const_shape = shape if shape is not None and ch.boolean() else ()
+    size = int(np.prod(const_shape, dtype=np.int64))
+    values = np.reshape([float(ch.integer(*_TYPED_INTEGERS)) for _ in range(size)], const_shape)
+    return b.constant(values, None, kind)
 
 
 def _wanted_kind(b: Builder, spec: Any) -> tuple[int, str] | None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 
 import numpy as np
@@ -243,6 +244,24 @@ def test_integer_array_constants_round_trip_print_and_go_only_where_an_op_takes_
         Program(2, (op("input"), const([2.0, -1.0], integer=True), op("pow", 1, 0), op("sum", 2)))
     with pytest.raises(ProgramError, match="needs integer values"):
         Program(2, (op("input"), const([2.5, -1.0], integer=True), op("pow", 0, 1), op("sum", 2)))
+
+
+def test_ldexp_takes_its_shift_as_a_constant_integer_of_an_integer_type() -> None:
+    """A Python int or a framework int32/int64 array (a float or traced shift is no
+    program: the frameworks refuse it); a program written before the shift was an
+    argument (``ldexp(a, k=-1)``, in older findings and baselines) loads as the same
+    computation with the shift a Python int."""
+    for shift in (const(-1, "int"), const([1.0, -2.0], integer="int32"), const(3.0, integer="int64")):
+        p = Program(2, (op("input"), shift, op("ldexp", 0, 1), op("sum", 2)))
+        assert program_from_json(p.dumps()) == p
+    for bad, what in ((const(1.0), "node 1 (const)"), (const(1.0, "float"), "node 1 (const)"), (op("sin", 0), "node 1 (sin)")):
+        with pytest.raises(ProgramError, match=rf"ldexp's argument 1 must be a constant Python int or framework "
+                                               rf"int32/int64 array .* not {re.escape(what)}"):
+            Program(2, (op("input"), bad, op("ldexp", 0, 1), op("sum", 2)))
+    old = {"n": 1, "nodes": [{"op": "input"}, {"op": "mul", "args": [0, 0]},
+                             {"op": "ldexp", "args": [1], "attrs": {"k": -1}}, {"op": "sum", "args": [2]}]}
+    assert program_from_json(old) == Program(1, (op("input"), op("mul", 0, 0), const(-1, "int"), op("ldexp", 1, 2),
+                                                 op("sum", 3)))
 
 
 def test_json_layout() -> None:

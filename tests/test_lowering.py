@@ -232,3 +232,25 @@ def test_python_number_constants_are_written_into_the_source(name: str) -> None:
     consts, body = backend.function_source(program, "float64")
     assert consts == []
     assert body[0] == "v2 = x * 0.5" and "(3, v2)" in body[1], body
+
+
+@pytest.mark.parametrize(("name", "python_int", "int32_array"), [
+    ("jax", "v2 = jnp.ldexp(x, 2)", "v2 = jnp.ldexp(x, c1)"),
+    ("equinox", "v2 = jnp.ldexp(x, 2)", "v2 = jnp.ldexp(x, c1)"),
+    ("torch", "v2 = torch.ldexp(x, torch.as_tensor(2))", "v2 = torch.ldexp(x, torch.as_tensor(c1))"),
+])
+def test_ldexp_s_shift_is_written_as_its_user_writes_it(name: str, python_int: str, int32_array: str) -> None:
+    """A Python int shift goes into the call itself (torch takes only a tensor, which
+    ``torch.as_tensor`` makes of it); an int32 array is a constant of that dtype."""
+    from hessdiff.harness.ir import const
+
+    backend = registry.get_backend(name)
+    if not backend.availability().available:
+        pytest.skip(backend.availability().reason)
+    program = Program(2, (op("input"), const(2, "int"), op("ldexp", 0, 1), op("sum", 2)))
+    consts, body = backend.function_source(program, "float64")
+    assert consts == [] and body[0] == python_int, body
+    program = Program(2, (op("input"), const([1.0, -2.0], integer="int32"), op("ldexp", 0, 1), op("sum", 2)))
+    consts, body = backend.function_source(program, "float64")
+    assert len(consts) == 1 and "int32" in consts[0] and "[1.0, -2.0]" in consts[0] and body[0] == int32_array, \
+        (consts, body)

@@ -33,6 +33,8 @@ KNOWN_FAULTS: dict[tuple[str, str], str] = {
     ("lgamma", "torch"): "torch's trigamma (lgamma'') errs by ~1e-10 relative in float64 (pytorch/pytorch#4399)",
     ("digamma", "torch"): "torch's trigamma (digamma') errs by ~1e-10 relative in float64 (pytorch/pytorch#4399)",
     ("logaddexp", "torch"): "torch.logaddexp's second derivative is NaN in float32 once |a - b| > ~100",
+    ("ldexp", "torch"): "torch.ldexp's backward computes 2**other in integer arithmetic: a negative shift's "
+                        "factor is 0 (pytorch/pytorch#187460; the sweep's shift array holds one)",
 }
 
 
@@ -193,6 +195,24 @@ def test_an_integer_exponent_array_lowers_and_differentiates_on_every_backend(dt
     result = check_case(Case(program, np.array([-1.5]), dtype), _default_variants())
     assert {name for name, o in result.outcomes.items() if o.status == "ok"} == {v.name for v in _default_variants()}
     assert not [v for v in result.verdicts if v.kind.is_failure], result.verdicts
+
+
+@pytest.mark.parametrize("shift", [const(2, "int"), const([1.0, 3.0], integer="int32"),
+                                   const([3.0, 0.0], integer="int64"), const(1.0, integer="int64")],
+                         ids=["python-int", "int32-array", "int64-array", "int64-scalar"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_ldexp_takes_its_shift_as_every_integer_kind_on_every_backend(dtype: str, shift: Node) -> None:
+    """ldexp's shift as a user passes it: a Python int (``jnp.ldexp(x, 2)``; torch takes
+    only a tensor, ``torch.as_tensor(2)``) or a framework int32/int64 array, one shift per
+    entry or one for all. Every backend with an ldexp lowers it and agrees with the oracle
+    (MLX has none: unsupported, not a failure). Non-negative shifts: a negative one meets
+    torch's integer-power backward (the baselined pytorch#187460)."""
+    program = Program(2, (Node("input"), op("mul", 0, 0), shift, op("ldexp", 1, 2), op("sum", 3)))
+    result = check_case(Case(program, np.array([1.5, -0.75]), dtype), _default_variants())
+    lowered = {v.name for v in _default_variants() if not v.name.startswith("mlx:")}
+    assert {name for name, o in result.outcomes.items() if o.status == "ok"} == lowered
+    assert not [v for v in result.verdicts if v.kind.is_failure], result.verdicts
+    assert result.oracle is not None and np.isfinite(result.oracle.hessian.astype(float)).all()
 
 
 @pytest.fixture()

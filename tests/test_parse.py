@@ -44,6 +44,19 @@ def test_every_attr_kind_and_constant_kind_round_trips() -> None:
     assert parse_program(program.pretty(), 3) == program
 
 
+def test_ldexp_s_shift_reads_as_each_integer_kind() -> None:
+    """The shift as pretty prints it and as a person writes it: a Python int or a
+    framework int32/int64 array; a float shift is a one-line error."""
+    for text, shift in (("const 3 (a Python int)", const(3, "int")),
+                        ("const [1, -2, 0] (a framework int32 array)", const([1.0, -2.0, 0.0], integer="int32")),
+                        ("const -1 (a framework int64 array)", const(-1.0, integer="int64"))):
+        program = parse_program(f"sum(ldexp(x, {text}))", 3)
+        assert program == Program(3, (op("input"), shift, op("ldexp", 0, 1), op("sum", 2)))
+        assert parse_program(program.pretty(), 3) == program
+    with pytest.raises(ProgramError, match=r"^ldexp at column 5: ldexp's argument 1 must be a constant Python int"):
+        parse_program("sum(ldexp(x, 2.0))", 3)
+
+
 # --- the forms a person writes -----------------------------------------------------------
 
 

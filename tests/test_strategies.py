@@ -43,7 +43,9 @@ def test_every_traced_constant_combination_of_every_elementwise_op() -> None:
     for name, spec in CATALOGUE.items():
         if not spec.elementwise:
             continue
-        wanted = set(itertools.product((True, False), repeat=spec.arity))
+        # an argument the frameworks take only as an integer type (ldexp's shift) is never traced
+        wanted = {c for c in itertools.product((True, False), repeat=spec.arity)
+                  if not any(c[q] for q in spec.integer_typed_args)}
         seen: set[tuple[bool, ...]] = set()
         kinds: set[str] = set()
         for _, program in _programs(name, range(120)):
@@ -272,6 +274,27 @@ def test_a_constant_integer_exponent_lets_the_base_reach_zero_and_negative_value
     assert bases["negative"] and bases["zero"], bases
     # every kind of integer exponent a user writes: float array, int32 and int64 array, Python int
     assert {"array", "int32", "int64", "int"} <= bases["negative"] | bases["zero"], bases
+
+
+def test_ldexp_draws_its_shift_as_every_integer_kind_a_user_passes() -> None:
+    """ldexp's shift is a Python int, or a framework int32 or int64 array: a scalar or one
+    shift per entry (``jnp.ldexp(x, jnp.array([1, -2], dtype=jnp.int32))``), never a float
+    or a traced value; asked for a kind (coverage's steering), the probe takes it."""
+    from hessdiff.harness.exact import kind_of
+
+    kinds, per_entry = set(), False
+    for _, program in _programs("ldexp", range(40)):
+        for node in program.nodes:
+            if node.kind == "ldexp":
+                shift = program.nodes[node.args[1]]
+                assert shift.kind == "const" and not _traced(program, node.args[1])
+                kinds.add(kind_of(shift))
+                per_entry |= len(set(np.ravel(program.constant(node.args[1])))) > 1
+    assert kinds == {"int", "int32", "int64"} and per_entry, kinds
+    for kind in ("1:int", "1:int32", "1:int64"):
+        program = probe_program("ldexp", 3, X, "float32", seed=0, kind=kind)
+        node = next(n for n in program.nodes if n.kind == "ldexp")
+        assert kind_of(program.nodes[node.args[1]]) == kind[2:] and _traced(program, node.args[0])
 
 
 def _constant_share(name: str, patterns: tuple[str, ...]) -> float:

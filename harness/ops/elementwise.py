@@ -149,12 +149,8 @@ register_op(OpSpec("xlogy", 2, "binary", Elementwise(lambda sp, a, b: a * sp.log
                    special=lambda attrs: (0.0,), doc="a log(b), b > 0"))
 
 
-def _ldexp_shape(shapes: tuple[Shape, ...], attrs: Attrs) -> Shape:
-    if not -8 <= attrs["k"] <= 8:
-        raise ValueError(f"ldexp takes a small integer exponent -8..8, got k={attrs['k']}.")
-    return broadcast_shape(shapes, attrs)
-
-
-register_op(OpSpec("ldexp", 1, "unary", Elementwise(lambda sp, a, k: a * sp.Integer(2) ** k),
-                   attrs=(AttrSpec("k", "int"),), doc="a * 2**k for an integer k (-8..8)", shape=_ldexp_shape))
-
+# a * 2**k: the shift k is an integer as the frameworks take it, a Python int or an int32
+# or int64 array (elementwise, broadcast like any binary op's); never traced, never a float.
+register_op(OpSpec("ldexp", 2, "binary", Elementwise(lambda sp, a, k: a * sp.Integer(2) ** k),
+                   integer_args=(1,), integer_typed_args=(1,),
+                   doc="a * 2**k for a constant integer k (a Python int or an int32/int64 array)"))

@@ -123,6 +123,10 @@ class OpSpec:
             non-integer b only for a > 0). The oracle differentiates the op with such a
             constant substituted exactly (a polynomial or a reciprocal power), and
             ``domains_at`` gives each argument's domain for the values and pattern at hand.
+        integer_typed_args: the ``integer_args`` the frameworks take only as an integer
+            type, never a float: a constant Python int or framework int32/int64 array
+            (``jnp.ldexp(x, 1.0)`` is a TypeError). The IR refuses anything else there, and
+            the generator draws nothing else.
         formula_peak: for an op every framework computes through a larger intermediate,
             ``formula_peak(sp, *args)`` is that intermediate's magnitude: past the dtype's
             range the framework's value and derivatives are inf or NaN though the op's own
@@ -151,6 +155,7 @@ class OpSpec:
     special_arg: int = 0
     arg_domains: tuple[str | None, ...] = ()
     integer_args: tuple[int, ...] = ()
+    integer_typed_args: tuple[int, ...] = ()
     formula_peak: Callable[..., Any] | None = None
     recipe: Callable[[Any, str, int | None], None] | None = None
 
@@ -236,6 +241,9 @@ def register_op(spec: OpSpec) -> OpSpec:
         raise CatalogueError(f"op {spec.name!r} is already in the catalogue ({CATALOGUE[spec.name].doc!r}).")
     if spec.arity < 1:
         raise CatalogueError(f"op {spec.name!r}: arity must be >= 1, got {spec.arity}.")
+    if not set(spec.integer_typed_args) <= set(spec.integer_args):
+        raise CatalogueError(f"op {spec.name!r}: integer_typed_args {spec.integer_typed_args} must be among its "
+                             f"integer_args {spec.integer_args}.")
     for d in spec.arg_domains:
         if d is not None and d not in DOMAINS:
             raise CatalogueError(f"op {spec.name!r}: arg domain {d!r} is not one of {sorted(DOMAINS)}.")
