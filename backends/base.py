@@ -25,10 +25,10 @@ import numpy as np
 
 from hessdiff.backends.api_probe import api_roots, helper_chains, lacking, lowering_chains
 from hessdiff.backends.lowering import (
-    Absent, Lowering, Namespace, SourceNamespace, Spellings, Src, array_literal, expression_text, render,
+    Absent, Lowering, Namespace, SourceNamespace, Spellings, Src, array_literal, expression_text, flags, render,
     unparenthesized,
 )
-from hessdiff.harness.ir import Program, integer_array, integer_dtype, literal_of, python_number
+from hessdiff.harness.ir import Program, boolean_array, integer_array, integer_dtype, literal_of, python_number
 
 __all__ = [
     "Availability",
@@ -386,7 +386,7 @@ class Backend(ABC):
         table = self.installed_lowerings()
         ns = self.namespace(dtype)
         consts = {
-            i: python_number(node) if literal_of(node) else self._const(ns, program.constant(i), node)
+            i: python_number(node) if literal_of(node) else self._const(ns, program.constant(i), node, program.constant(i))
             for i, node in enumerate(program.nodes)
             if node.kind == "const"
         }
@@ -399,7 +399,7 @@ class Backend(ABC):
                     values.append(consts[i])
                 else:
                     args = [values[a] for a in node.args]
-                    values.append(table[node.kind](ns, *args, **node.attr_dict))
+                    values.append(table[node.kind](ns, *args, **_call_attrs(program, node)))
             return tuple(values) if every_node else values[-1]
 
         return f
@@ -421,20 +421,25 @@ class Backend(ABC):
             elif literal_of(node):  # a Python number, written into the expression itself
                 names.append(Src(render(python_number(node))))
             elif node.kind == "const":
-                expr = self._const(ns, Src(array_literal(program.constant(i))), node)
+                expr = self._const(ns, Src(array_literal(program.constant(i))), node, program.constant(i))
                 consts.append(f"c{i} = {unparenthesized(expr.text)}")
                 names.append(Src(f"c{i}"))
             else:
                 args = [names[a] for a in node.args]
-                expr = self.installed_lowerings()[node.kind](ns, *args, **node.attr_dict)
+                expr = self.installed_lowerings()[node.kind](ns, *args, **_call_attrs(program, node))
                 body.append(f"v{i} = {unparenthesized(expression_text(expr))}")
                 names.append(Src(f"v{i}"))
         body.append(f"return {names[-1].text}")
         return consts, body
 
-    def _const(self, ns: Any, value: Any, node: Any) -> Any:
+    def _const(self, ns: Any, value: Any, node: Any, entries: np.ndarray) -> Any:
         """A constant through the table's ``const`` lowering; an integer array one
-        (``hessdiff.harness.ir.integer_dtype``) with ``integer="int32"`` or ``"int64"``."""
+        (``hessdiff.harness.ir.integer_dtype``) with ``integer="int32"`` or ``"int64"``; a
+        bool array (``hessdiff.harness.ir.boolean_array``) through the ``mask`` lowering,
+        given ``entries`` as the Python bools a user writes (``[True, False]``), in the
+        code that runs and in the repro alike."""
+        if boolean_array(node):
+            return self.installed_lowerings()["mask"](ns, flags(entries))
         const = self.installed_lowerings()["const"]
         integer = integer_dtype(node)
         return const(ns, value, integer=integer) if integer else const(ns, value)
@@ -443,12 +448,24 @@ class Backend(ABC):
         table = self.installed_lowerings()
         if any(integer_array(node) for node in program.nodes) and not _takes_integer(table["const"]):
             raise Unsupported(f"{self.name}'s const lowering takes no integer=...: no integer arrays")
+        if any(boolean_array(node) for node in program.nodes) and "mask" not in table:
+            raise Unsupported(f"{self.name} has no mask lowering: no bool arrays")
         for kind in sorted(program.op_names):
             lowering = table.get(kind)
             if lowering is None:
                 raise Unsupported(f"{self.name} has no lowering for op {kind!r}")
             if isinstance(lowering, Absent):
                 raise Unsupported(f"{self.name} has no {kind}: {lowering.reason}")
+
+
+def _call_attrs(program: Program, node: Any) -> dict[str, Any]:
+    """The keywords a node's lowering is called with: its attrs, and ``mask=True`` where
+    an argument is a framework bool array (where's condition), which the lowering uses
+    as it is (``where(mask, a, b)``) rather than as a float compared with 0."""
+    attrs = node.attr_dict
+    if any(boolean_array(program.nodes[a]) for a in node.args):
+        attrs["mask"] = True
+    return attrs
 
 
 def _takes_integer(lowering: Any) -> bool:

@@ -13,7 +13,7 @@ from typing import Any, final
 import numpy as np
 
 from hessdiff.backends.base import Backend, Variant
-from hessdiff.backends.lowering import Absent, Lowering, Namespace
+from hessdiff.backends.lowering import Absent, Lowering, Namespace, flags
 from hessdiff.backends.registry import register
 
 __all__ = ["JAX_LOWERINGS", "JaxBackend", "jax_precision"]
@@ -22,6 +22,8 @@ __all__ = ["JAX_LOWERINGS", "JaxBackend", "jax_precision"]
 JAX_LOWERINGS: dict[str, Lowering | Absent] = {
     "const": lambda m, value, integer=False: m.jnp.asarray(
         value, dtype=(m.jnp.int64 if integer == "int64" else m.jnp.int32) if integer else m.dtype),
+    # a bool mask from the Python bools a user writes: jnp.asarray([True, False])
+    "mask": lambda m, flags: m.jnp.asarray(flags),
     "neg": lambda m, a: -a,
     "square": lambda m, a: m.jnp.square(a),
     "powi": lambda m, a, p: a**p,
@@ -42,7 +44,8 @@ JAX_LOWERINGS: dict[str, Lowering | Absent] = {
     "clip": lambda m, a, lo, hi: m.jnp.clip(a, lo, hi),
     "maximum": lambda m, a, b: m.jnp.maximum(a, b),
     "minimum": lambda m, a, b: m.jnp.minimum(a, b),
-    "where": lambda m, c, a, b: m.jnp.where(c > 0, a, b),
+    # a float condition is c > 0; a bool mask (``mask``: a framework bool array) as it is
+    "where": lambda m, c, a, b, mask=False: m.jnp.where(c if mask else c > 0, a, b),
     # sum and mean print as before unless given an axis or keepdims.
     "sum": lambda m, a, axis=None, keepdims=False: (
         m.jnp.sum(a) if axis is None and not keepdims else m.jnp.sum(a, axis=axis, keepdims=keepdims)
@@ -116,10 +119,10 @@ JAX_LOWERINGS: dict[str, Lowering | Absent] = {
     "min": lambda m, a, axis, keepdims: m.jnp.min(a, axis=axis, keepdims=keepdims),
     "sort": lambda m, a: m.jnp.sort(a, axis=-1),
     "sum_where": lambda m, a, mask, axis=None, keepdims=False: m.jnp.sum(
-        a, axis=axis, keepdims=keepdims, where=(m.jnp.asarray(mask) > 0).reshape(a.shape)
+        a, axis=axis, keepdims=keepdims, where=m.jnp.asarray(flags(mask)).reshape(a.shape)
     ),
     "mean_where": lambda m, a, mask, axis=None, keepdims=False: m.jnp.mean(
-        a, axis=axis, keepdims=keepdims, where=(m.jnp.asarray(mask) > 0).reshape(a.shape)
+        a, axis=axis, keepdims=keepdims, where=m.jnp.asarray(flags(mask)).reshape(a.shape)
     ),
     "cumsum": lambda m, a, axis: m.jnp.cumsum(a, axis=axis),
     "cumprod": lambda m, a, axis: m.jnp.cumprod(a, axis=axis),

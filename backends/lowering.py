@@ -16,7 +16,7 @@ import numbers
 
 import numpy as np
 
-__all__ = ["Absent", "Lowering", "Namespace", "SourceNamespace", "Spellings", "Src", "render"]
+__all__ = ["Absent", "Lowering", "Namespace", "SourceNamespace", "Spellings", "Src", "flags", "render"]
 
 Lowering = Callable[..., Any]
 
@@ -200,6 +200,13 @@ def _render_index(key: Any) -> str:
     if key is Ellipsis:
         return "..."
     return render(key)
+
+
+def flags(values: Any) -> Any:
+    """Positive entries as True, the rest False, as Python bools nested like ``values``:
+    what a user writes in a mask literal (``jnp.asarray([True, False])``), and what a
+    lowering given it prints the same way it runs."""
+    return (np.asarray(values) > 0).tolist()
 
 
 def array_literal(values: np.ndarray) -> str:

@@ -57,6 +57,8 @@ def _reversed_along(axis: int) -> tuple[slice | type[Ellipsis], ...]:
 MLX_LOWERINGS: dict[str, Lowering | Spellings | Absent] = {
     "const": lambda m, value, integer=False: m.mx.array(
         value, dtype=(m.mx.int64 if integer == "int64" else m.mx.int32) if integer else m.dtype),
+    # a bool mask from the Python bools a user writes: mx.array([True, False])
+    "mask": lambda m, flags: m.mx.array(flags),
     "neg": lambda m, a: -a,
     "square": lambda m, a: m.mx.square(a),
     "powi": lambda m, a, p: a**p,
@@ -77,7 +79,8 @@ MLX_LOWERINGS: dict[str, Lowering | Spellings | Absent] = {
     "clip": lambda m, a, lo, hi: m.mx.clip(a, lo, hi),
     "maximum": lambda m, a, b: m.mx.maximum(a, b),
     "minimum": lambda m, a, b: m.mx.minimum(a, b),
-    "where": lambda m, c, a, b: m.mx.where(c > 0, a, b),
+    # a float condition is c > 0; a bool mask (``mask``: a framework bool array) as it is
+    "where": lambda m, c, a, b, mask=False: m.mx.where(c if mask else c > 0, a, b),
     # sum and mean print as before unless given an axis or keepdims.
     "sum": lambda m, a, axis=None, keepdims=False: (
         m.mx.sum(a) if axis is None and not keepdims else m.mx.sum(a, axis=axis, keepdims=keepdims)

@@ -188,7 +188,9 @@ def check_backend(backend: Backend) -> None:
             f"{where}: no lowering or Absent(reason) for ops {missing_ops}; every catalogue op "
             "needs one."
         )
-    unknown = sorted(set(backend.lowerings) - set(CATALOGUE) - {"const"})
+    # besides the ops: how constants are made ("const"; "mask", a bool array, optional:
+    # without it a program with a mask is Unsupported on the backend)
+    unknown = sorted(set(backend.lowerings) - set(CATALOGUE) - {"const", "mask"})
     if unknown:
         raise RegistryError(f"{where}: lowerings for ops not in the catalogue: {unknown}.")
     for op_name, lowering in backend.lowerings.items():

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, final
 import numpy as np
 
 from hessdiff.backends.base import Backend, Variant
-from hessdiff.backends.lowering import Absent, Lowering, Namespace
+from hessdiff.backends.lowering import Absent, Lowering, Namespace, flags
 from hessdiff.backends.registry import register
 
 if TYPE_CHECKING:
@@ -32,6 +32,8 @@ __all__ = ["TORCH_LOWERINGS", "TorchBackend", "autograd_hessian"]
 TORCH_LOWERINGS: dict[str, Lowering | Absent] = {
     "const": lambda m, value, integer=False: m.torch.as_tensor(
         value, dtype=(m.torch.int64 if integer == "int64" else m.torch.int32) if integer else m.dtype),
+    # a bool mask from the Python bools a user writes: torch.tensor([True, False])
+    "mask": lambda m, flags: m.torch.tensor(flags),
     "neg": lambda m, a: -a,
     "square": lambda m, a: m.torch.square(a),
     "powi": lambda m, a, p: a**p,
@@ -53,7 +55,8 @@ TORCH_LOWERINGS: dict[str, Lowering | Absent] = {
     "clip": lambda m, a, lo, hi: m.torch.clamp(a, lo, hi),
     "maximum": lambda m, a, b: m.torch.maximum(a, b),
     "minimum": lambda m, a, b: m.torch.minimum(a, b),
-    "where": lambda m, c, a, b: m.torch.where(c > 0, a, b),
+    # a float condition is c > 0; a bool mask (``mask``: a framework bool array) as it is
+    "where": lambda m, c, a, b, mask=False: m.torch.where(c if mask else c > 0, a, b),
     # sum and mean print as before unless given an axis or keepdims.
     "sum": lambda m, a, axis=None, keepdims=False: (
         m.torch.sum(a) if axis is None and not keepdims else m.torch.sum(a, dim=axis, keepdim=keepdims)
@@ -140,10 +143,10 @@ TORCH_LOWERINGS: dict[str, Lowering | Absent] = {
     "sort": lambda m, a: m.torch.sort(a, dim=-1).values,
     # torch.masked's reductions take the mask (prototype API, torch >= 1.12).
     "sum_where": lambda m, a, mask, axis=None, keepdims=False: m.torch.masked.sum(
-        a, axis, keepdim=keepdims, mask=(m.torch.as_tensor(mask) > 0).reshape(a.shape)
+        a, axis, keepdim=keepdims, mask=m.torch.tensor(flags(mask)).reshape(a.shape)
     ),
     "mean_where": lambda m, a, mask, axis=None, keepdims=False: m.torch.masked.mean(
-        a, axis, keepdim=keepdims, mask=(m.torch.as_tensor(mask) > 0).reshape(a.shape)
+        a, axis, keepdim=keepdims, mask=m.torch.tensor(flags(mask)).reshape(a.shape)
     ),
     "cumsum": lambda m, a, axis: m.torch.cumsum(a, dim=axis),
     "cumprod": lambda m, a, axis: m.torch.cumprod(a, dim=axis),

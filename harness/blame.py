@@ -32,7 +32,7 @@ from hessdiff.harness.case import Case
 from hessdiff.harness.engine import check_case
 from hessdiff.harness.exact import elements_region, node_region, op_value, pattern_of, rounded_values, traced_nodes
 from hessdiff.harness.findings import Kind
-from hessdiff.harness.ir import Node, Program, ProgramError, const, integer_dtype, literal_of, op
+from hessdiff.harness.ir import Node, Program, ProgramError, boolean_array, const, integer_dtype, literal_of, op
 from hessdiff.harness.ops import CATALOGUE
 from hessdiff.harness.outcomes import HarnessError, Runner, run_node_values
 from hessdiff.harness.tolerance import tolerance_for
@@ -145,7 +145,7 @@ def local_case(program: Program, index: int, values: Sequence[np.ndarray], dtype
             continue
         source = program.nodes[a]
         literal = literal_of(source)
-        nodes.append(const(np.asarray(values[a]), literal, integer_dtype(source) or False))
+        nodes.append(const(np.asarray(values[a]), literal, integer_dtype(source) or False, boolean_array(source)))
         args.append(len(nodes) - 1)
     nodes.append(Node(node.kind, tuple(args), node.attrs))
     y = len(nodes) - 1

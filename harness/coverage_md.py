@@ -126,6 +126,6 @@ def special_coverage(coverage: Mapping[str, Mapping[str, Mapping[str, int]]]) ->
         f"{patterns}; never: {', '.join(unpatterned) if unpatterned else 'none'}",
         "",
         f"**Argument kinds differentiated** (a constant argument as a framework array, a Python float "
-        f"or int, an int32 or int64 array): {kinds - len(unkinded)} of {kinds}; "
+        f"or int, an int32 or int64 array, a bool mask): {kinds - len(unkinded)} of {kinds}; "
         f"never: {', '.join(unkinded) if unkinded else 'none'}",
     ]

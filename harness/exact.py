@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import mpmath
 import numpy as np
 
-from hessdiff.harness.ir import (INTEGER_DTYPES, LITERALS, PYTHON_NUMBER_OPS, Node, Program, const, integer_dtype,
-                                 literal_of, op)
+from hessdiff.harness.ir import (INTEGER_DTYPES, LITERALS, PYTHON_NUMBER_OPS, Node, Program, boolean_array, const,
+                                 integer_dtype, literal_of, op)
 from hessdiff.harness.ops import CATALOGUE
 
 __all__ = ["REGIONS", "Exercised", "argument_kinds", "argument_patterns", "attainable", "carrying_nodes", "curved_after",
@@ -125,7 +125,8 @@ def argument_kinds(name: str) -> tuple[str, ...]:
     number), a framework int32 and int64 array (its ``integer_args``). Each takes its own
     path in the frameworks' derivative rules (JAX's pow has one for an integer exponent).
     An ``integer_typed_args`` argument takes only the integer kinds, a Python int among
-    them (ldexp's shift); an argument that is never constant beside a traced one (ldexp's
+    them (ldexp's shift); a ``mask_args`` one a framework bool array too ("bool": where's
+    condition as a mask, not a float compared with 0); an argument that is never constant beside a traced one (ldexp's
     first, beside its constant shift) has none."""
     spec = CATALOGUE[name]
     if spec.arity < 2 or not spec.elementwise:
@@ -139,6 +140,8 @@ def argument_kinds(name: str) -> tuple[str, ...]:
         if not any(pattern[p] == "C" for pattern in patterns):
             continue
         kinds.append(f"{p}:array")
+        if p in spec.mask_args:
+            kinds.append(f"{p}:bool")
         if name in PYTHON_NUMBER_OPS:
             kinds += [f"{p}:{literal}" for literal in LITERALS]
         if p in spec.integer_args:
@@ -189,7 +192,7 @@ def attainable(name: str, index: int, dtypes: tuple[str, ...] = ("float64", "flo
 
 def kind_of(node: Node) -> str:
     """How a constant argument node reaches the framework (see ``argument_kinds``)."""
-    return integer_dtype(node) or literal_of(node) or "array"
+    return integer_dtype(node) or literal_of(node) or ("bool" if boolean_array(node) else "array")
 
 
 def op_value(node: Node, args: Sequence[np.ndarray], dtype: str, digits: int) -> np.ndarray:

@@ -21,7 +21,8 @@ import numpy as np
 
 from hessdiff.harness.ops import Shape, get_op
 
-__all__ = ["INTEGER_DTYPES", "LITERALS", "Node", "PYTHON_NUMBER_OPS", "Program", "ProgramError", "const", "integer_array", "literal_of", "op",
+__all__ = ["INTEGER_DTYPES", "LITERALS", "Node", "PYTHON_NUMBER_OPS", "Program", "ProgramError", "boolean_array", "const",
+           "integer_array", "integer_dtype", "literal_of", "op",
            "program_from_json", "python_number"]
 
 MAX_INPUTS = 64
@@ -55,7 +56,7 @@ def op(kind: str, *args: int, **attrs: Any) -> Node:
     return Node(kind, tuple(args), tuple(sorted(attrs.items())))
 
 
-def const(value: Any, literal: str | None = None, integer: bool | str = False) -> Node:
+def const(value: Any, literal: str | None = None, integer: bool | str = False, boolean: bool = False) -> Node:
     """Build a constant node from a float or nested sequence of floats.
 
     By default a constant is a framework array of the program's dtype. With ``literal``
@@ -65,17 +66,31 @@ def const(value: Any, literal: str | None = None, integer: bool | str = False) -
     framework array. With ``integer`` ("int32" or "int64"; True is "int32") it is a
     framework integer array (``x ** jnp.array(3)``), which the frameworks promote inside
     the op, and whose derivative rules branch on its dtype (JAX's pow takes an integer
-    exponent as its own case); only an op's ``integer_args`` may take one.
+    exponent as its own case); only an op's ``integer_args`` may take one. With
+    ``boolean`` it is a framework bool array (``where(mask, a, b)``), True where
+    ``value`` is positive; only an op's ``mask_args`` may take one. It holds 1.0 for True
+    and -1.0 for False: where reads a float condition as ``c > 0``, so everything that
+    computes with the values (the oracle, the screen) selects the same branch, and a
+    False lies on no switch's zero.
     """
     attrs: tuple[tuple[str, Any], ...] = (("literal", literal),) if literal is not None else ()
     if integer:
         attrs += (("integer", "int32" if integer is True else integer),)
-    return Node("const", attrs=attrs, value=_freeze(np.asarray(value, dtype=np.float64).tolist()))
+    values = np.asarray(value, dtype=np.float64)
+    if boolean:
+        attrs += (("boolean", True),)
+        values = np.where(values > 0, 1.0, -1.0)
+    return Node("const", attrs=attrs, value=_freeze(values.tolist()))
 
 
 def integer_array(node: Node) -> bool:
     """Whether ``node`` is a framework integer-array constant."""
     return integer_dtype(node) is not None
+
+
+def boolean_array(node: Node) -> bool:
+    """Whether ``node`` is a framework bool-array constant (a mask)."""
+    return node.kind == "const" and node.attr_dict.get("boolean") is True
 
 
 def integer_dtype(node: Node) -> str | None:
@@ -179,6 +194,8 @@ class Program:
                     rhs += f" (a Python {literal_of(node)})"
                 elif integer_array(node):
                     rhs += f" (a framework {integer_dtype(node)} array)"
+                elif boolean_array(node):
+                    rhs += " (a framework bool array)"
             else:
                 parts = [f"v{a}" for a in node.args] + [f"{k}={v!r}" for k, v in node.attrs]
                 rhs = f"{node.kind}({', '.join(parts)})"
@@ -251,6 +268,12 @@ def _upgraded(nodes: list[Node]) -> tuple[Node, ...]:
 def _check_literal(i: int, node: Node, value: np.ndarray) -> None:
     literal = literal_of(node)
     kind = node.attr_dict.get("integer")
+    if "boolean" in node.attr_dict:
+        if node.attr_dict["boolean"] is not True or literal is not None or kind is not None:
+            raise ProgramError(f"node {i}: const boolean={node.attr_dict['boolean']!r}, but it must be true, "
+                               "without a literal or an integer dtype.")
+        if not np.all(np.abs(value) == 1):
+            raise ProgramError(f"node {i}: a bool const holds 1.0 (True) or -1.0 (False), not {value.tolist()!r}.")
     if kind is not None:
         if kind not in INTEGER_DTYPES or literal is not None:
             raise ProgramError(f"node {i}: const integer={kind!r}, but it must be one of {INTEGER_DTYPES}, "
@@ -283,8 +306,9 @@ def _validate(n: int, nodes: tuple[Node, ...]) -> tuple[tuple[Node, ...], tuple[
         if node.kind == "input":
             raise ProgramError(f"node {i}: only node 0 may be the input.")
         if node.kind == "const":
-            if node.args or any(k not in ("literal", "integer") for k, _ in node.attrs):
-                raise ProgramError(f"node {i}: a const takes no args and no attrs but 'literal' or 'integer'.")
+            if node.args or any(k not in ("literal", "integer", "boolean") for k, _ in node.attrs):
+                raise ProgramError(f"node {i}: a const takes no args and no attrs but 'literal', 'integer' or "
+                                   "'boolean'.")
             try:
                 value = np.asarray(node.value, dtype=np.float64)
             except (TypeError, ValueError):
@@ -315,6 +339,8 @@ def _validate(n: int, nodes: tuple[Node, ...]) -> tuple[tuple[Node, ...], tuple[
             if integer_array(nodes[a]) and p not in spec.integer_args:
                 raise ProgramError(f"node {i}: {node.kind} cannot take an {integer_dtype(nodes[a])} array "
                                    f"as argument {p}.")
+            if boolean_array(nodes[a]) and p not in spec.mask_args:
+                raise ProgramError(f"node {i}: {node.kind} cannot take a framework bool array as argument {p}.")
             if p in spec.integer_typed_args and not (integer_array(nodes[a]) or literal_of(nodes[a]) == "int"):
                 raise ProgramError(f"node {i}: {node.kind}'s argument {p} must be a constant Python int or "
                                    f"framework {'/'.join(INTEGER_DTYPES)} array (the frameworks take no float "

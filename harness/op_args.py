@@ -213,7 +213,10 @@ def _elementwise_args(ch: Chooser, b: Builder, spec: Any, aim: int | None) -> li
                     integer = as_kind
                 elif literal is None and ch.boolean():
                     integer = INTEGER_DTYPES[ch.integer(0, len(INTEGER_DTYPES) - 1)]
-            args[p] = b.constant(values, literal, integer)
+            # a constant condition may be a framework bool mask, True where positive
+            # (where(jnp.array([True, False]), a, b)); the choice is drawn only here
+            boolean = as_kind == "bool" or (as_kind is None and p in spec.mask_args and ch.boolean())
+            args[p] = b.constant(values, literal, integer, boolean)
     domains = spec.domains_at(tuple(_one_value(b, a) for a in args), tuple(not c for c in constant))
     for p in range(k):
         if not constant[p] and domains[p] is not None:

@@ -10,13 +10,16 @@ comment::
     expression := OP '(' [expression, ...] [NAME '=' attr, ...] ')'   # attrs as keywords
                 | NAME                                              # x, or an earlier statement
                 | value                                             # a framework array constant
-                | 'const' value ['(a Python float)' | '(a Python int)' | '(a framework int32 array)' | '(a framework int64 array)']
+                | 'const' value ['(a Python float)' | '(a Python int)' | '(a framework int32 array)'
+                                | '(a framework int64 array)' | '(a framework bool array)']
     value      := number | '[' value, ... ']'
     attr       := number | 'inf' | None | True | False | '(' attr, ... ')' | '[' attr, ... ']'
 
-``x`` is the input (its length is the point's); the program's value is the last
-statement's, which must be the last node computed. Bad text raises ``ProgramError`` with
-one line naming the position (``unknown op 'tanhh' at column 5``).
+A bool array holds 1 for True and -1 for False, as ``pretty`` prints it (where's
+condition is read as c > 0). ``x`` is the input (its length is the point's); the
+program's value is the last statement's, which must be the last node computed. Bad text
+raises ``ProgramError`` with one line naming the position (``unknown op 'tanhh' at
+column 5``).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ _ANNOTATIONS = {
     "a Python int": {"literal": "int"},
     "a framework int32 array": {"integer": "int32"},
     "a framework int64 array": {"integer": "int64"},
+    "a framework bool array": {"boolean": True},
 }
 _ATTR_NAMES = {"None": None, "True": True, "False": False, "inf": "inf"}
 

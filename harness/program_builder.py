@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 
-from hessdiff.harness.ir import Node, Program, const, integer_array, literal_of, op
+from hessdiff.harness.ir import Node, Program, boolean_array, const, integer_array, literal_of, op
 from hessdiff.harness.oracle import node_values
 from hessdiff.harness.ops import CATALOGUE
 
@@ -65,14 +65,15 @@ class Builder:
         self.shapes.append(np.shape(value))
         return len(self.nodes) - 1
 
-    def constant(self, value: Any, literal: str | None = None, integer: bool | str = False) -> int:
+    def constant(self, value: Any, literal: str | None = None, integer: bool | str = False,
+                 boolean: bool = False) -> int:
         """A constant of the dtype (``integer``: a framework integer array, "int32" or
-        "int64"); an entry
+        "int64"; ``boolean``: a framework bool array, True where positive); an entry
         beyond the dtype's range is 0 (an aiming offset of a value near float64's overflow
         has no float32 counterpart)."""
         with np.errstate(over="ignore"):
             rounded = np.asarray(value, dtype=self.dtype).astype(np.float64)
-        return self.add(const(np.where(np.isfinite(rounded), rounded, 0.0), literal, integer))
+        return self.add(const(np.where(np.isfinite(rounded), rounded, 0.0), literal, integer, boolean))
 
     def pick(self, ch: Chooser, shapes: Sequence[tuple[int, ...]] | None = None) -> int:
         """An existing node (recent ones first), optionally of one of ``shapes``; never a
@@ -80,7 +81,7 @@ class Builder:
         candidates = [
             i for i in range(len(self.nodes))
             if (shapes is None or self.shapes[i] in shapes) and not literal_of(self.nodes[i])
-            and not integer_array(self.nodes[i])
+            and not integer_array(self.nodes[i]) and not boolean_array(self.nodes[i])
         ]
         if not candidates:
             return -1

@@ -101,6 +101,10 @@ def test_a_constant_argument_counts_by_how_the_framework_receives_it() -> None:
     # constant beside a traced shift, has no kinds
     assert argument_kinds("ldexp") == ("1:int", "1:int32", "1:int64")
     assert argument_patterns("ldexp") == ("TC",)
+    # where's condition as a framework bool mask too
+    assert argument_kinds("where") == ("0:array", "0:bool", "1:array", "2:array")
+    masked = Program(2, (Node("input"), const([True, False], boolean=True), op("where", 1, 0, 0), op("sum", 2)))
+    assert exercised(masked, np.array([0.5, 2.0]), "float64").kinds == {("where", "0:bool")}
     x = np.array([0.5, 2.0])
     seen = set()
     for exponent in (const(3.0), const(3.0, "float"), const(3, "int"), const(3.0, integer=True),

@@ -264,6 +264,28 @@ def test_ldexp_takes_its_shift_as_a_constant_integer_of_an_integer_type() -> Non
                                                  op("sum", 3)))
 
 
+def test_a_bool_mask_is_where_s_condition_alone_and_holds_plus_or_minus_one() -> None:
+    """A framework bool array, True where the value given is positive, stored as 1/-1 so
+    that where's c > 0 reads it the same way; it round-trips and prints as what it is."""
+    mask = const([True, False, 0.5, 0.0], boolean=True)
+    assert mask.value == (1.0, -1.0, 1.0, -1.0)
+    p = Program(4, (op("input"), mask, op("sin", 0), op("where", 1, 2, 0), op("sum", 3)))
+    assert program_from_json(p.dumps()) == p
+    assert p.to_json()["nodes"][1] == {"op": "const", "attrs": {"boolean": True}, "value": [1.0, -1.0, 1.0, -1.0]}
+    assert "v1 = const [1.0, -1.0, 1.0, -1.0] (a framework bool array)" in p.pretty()
+    with pytest.raises(ProgramError, match="where cannot take a framework bool array as argument 1"):
+        Program(4, (op("input"), mask, op("where", 0, 1, 0), op("sum", 2)))
+    with pytest.raises(ProgramError, match="mul cannot take a framework bool array as argument 0"):
+        Program(4, (op("input"), mask, op("mul", 1, 0), op("sum", 2)))
+    with pytest.raises(ProgramError, match=r"a bool const holds 1.0 \(True\) or -1.0 \(False\), not \[1.0, 0.0\]"):
+        program_from_json({"n": 2, "nodes": [{"op": "input"}, {"op": "const", "attrs": {"boolean": True},
+                                                                 "value": [1.0, 0.0]},
+                                             {"op": "where", "args": [1, 0, 0]}, {"op": "sum", "args": [2]}]})
+    with pytest.raises(ProgramError, match="without a literal or an integer dtype"):
+        Program(1, (op("input"), Node("const", attrs=(("boolean", True), ("integer", "int32")), value=1.0),
+                    op("where", 1, 0, 0), op("sum", 2)))
+
+
 def test_json_layout() -> None:
     assert mixed().to_json()["nodes"][3] == {"op": "clip", "args": [2], "attrs": {"hi": 1.0, "lo": -1.0}}
     assert mixed().to_json()["nodes"][1] == {"op": "const", "value": [[1.0, 2.0], [3.0, 4.0]]}

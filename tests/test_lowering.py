@@ -254,3 +254,26 @@ def test_ldexp_s_shift_is_written_as_its_user_writes_it(name: str, python_int: s
     consts, body = backend.function_source(program, "float64")
     assert len(consts) == 1 and "int32" in consts[0] and "[1.0, -2.0]" in consts[0] and body[0] == int32_array, \
         (consts, body)
+
+
+@pytest.mark.parametrize(("name", "mask"), [
+    ("jax", "c1 = jnp.asarray([True, False])"), ("equinox", "c1 = jnp.asarray([True, False])"),
+    ("torch", "c1 = torch.tensor([True, False])"), ("mlx", "c1 = mx.array([True, False])"),
+])
+def test_a_bool_mask_is_written_as_its_user_writes_it(name: str, mask: str) -> None:
+    """where's bool mask is a literal of Python bools, used as it is: ``where(c1, a, b)``,
+    not ``where(c1 > 0, a, b)``; a masked reduction's 0/1 mask attr is written the same way."""
+    from hessdiff.harness.ir import const
+
+    backend = registry.get_backend(name)
+    if not backend.availability().available:
+        pytest.skip(backend.availability().reason)
+    program = Program(2, (op("input"), const([True, False], boolean=True), op("sin", 0), op("where", 1, 2, 0),
+                          op("sum", 3)))
+    consts, body = backend.function_source(program, "float32")
+    module = mask.split(" = ")[1].split(".")[0]
+    assert consts == [mask] and body[1] == f"v3 = {module}.where(c1, v2, x)", (consts, body)
+    if name != "mlx":  # MLX has no masked reduction
+        reduced = Program(3, (op("input"), op("sum_where", 0, mask=(1, 0, 1))))
+        _, body = backend.function_source(reduced, "float32")
+        assert "[True, False, True]" in body[0] and "> 0" not in body[0], body

@@ -215,6 +215,22 @@ def test_ldexp_takes_its_shift_as_every_integer_kind_on_every_backend(dtype: str
     assert result.oracle is not None and np.isfinite(result.oracle.hessian.astype(float)).all()
 
 
+@pytest.mark.parametrize("mask", [[True, False], [False], True], ids=["per-entry", "one-entry", "scalar"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_where_takes_a_bool_mask_on_every_backend(dtype: str, mask: object) -> None:
+    """where's condition as a framework bool array (``where(jnp.asarray([True, False]),
+    a, b)``): every backend selects by it, and the derivative flows through the selected
+    branch alone, as the oracle's constant condition says."""
+    program = Program(2, (Node("input"), const(mask, boolean=True), op("sin", 0), op("square", 0),
+                          op("where", 1, 2, 3), op("sum", 4)))
+    result = check_case(Case(program, np.array([0.5, -1.25]), dtype), _default_variants())
+    assert {name for name, o in result.outcomes.items() if o.status == "ok"} == {v.name for v in _default_variants()}
+    assert not [v for v in result.verdicts if v.kind.is_failure], result.verdicts
+    chosen = np.broadcast_to(np.asarray(mask), (2,))
+    expected = np.diag(np.where(chosen, -np.sin([0.5, -1.25]), 2.0))
+    np.testing.assert_allclose(result.oracle.hessian.astype(float), expected, rtol=1e-6)
+
+
 @pytest.fixture()
 def cube_op():
     """A new op added the documented way: one catalogue entry, one lowering per backend."""

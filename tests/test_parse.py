@@ -57,6 +57,13 @@ def test_ldexp_s_shift_reads_as_each_integer_kind() -> None:
         parse_program("sum(ldexp(x, 2.0))", 3)
 
 
+def test_where_s_bool_mask_reads_as_pretty_prints_it() -> None:
+    program = parse_program("sum(where(const [1, -1, 1] (a framework bool array), sin(x), x))", 3)
+    assert program == Program(3, (op("input"), const([True, False, True], boolean=True), op("sin", 0),
+                                  op("where", 1, 2, 0), op("sum", 3)))
+    assert parse_program(program.pretty(), 3) == program
+
+
 # --- the forms a person writes -----------------------------------------------------------
 
 
@@ -102,7 +109,8 @@ def test_a_python_number_is_written_as_pretty_prints_it() -> None:
     ("sum(tanh)", "op 'tanh' needs its arguments: tanh(...) at column 5"),
     ("sum(-x)", "expected a number, found 'x' at column 6 (write neg(a) to negate a value)"),
     ("const 2 (a Python integer)",
-     "expected one of (a Python float), (a Python int), (a framework int32 array), (a framework int64 array) at column 9"),
+     "expected one of (a Python float), (a Python int), (a framework int32 array), (a framework int64 array), "
+     "(a framework bool array) at column 9"),
     ("tanh(x)", "the output (last node) must be a scalar, got shape (2,) at column 1 (end with a reduction"),
 ])
 def test_malformed_text_is_one_line_naming_the_position(text: str, message: str) -> None:

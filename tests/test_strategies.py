@@ -297,6 +297,23 @@ def test_ldexp_draws_its_shift_as_every_integer_kind_a_user_passes() -> None:
         assert kind_of(program.nodes[node.args[1]]) == kind[2:] and _traced(program, node.args[0])
 
 
+def test_where_draws_its_condition_as_a_bool_mask_too() -> None:
+    """A constant condition of where is sometimes a framework bool mask (True where the
+    drawn value is positive), unsteered; asked for the kind, the probe takes it."""
+    from hessdiff.harness.exact import kind_of
+
+    kinds = set()
+    for _, program in _programs("where", range(60)):
+        for node in program.nodes:
+            if node.kind == "where" and not _traced(program, node.args[0]):
+                kinds.add(kind_of(program.nodes[node.args[0]]))
+    assert {"array", "bool"} <= kinds, kinds
+    program = probe_program("where", 3, X, "float64", seed=0, kind="0:bool")
+    node = next(n for n in program.nodes if n.kind == "where")
+    assert kind_of(program.nodes[node.args[0]]) == "bool" and _traced(program, node.args[1])
+    evaluate(program, X)
+
+
 def _constant_share(name: str, patterns: tuple[str, ...]) -> float:
     """The share of ``name``'s nodes, over seeded probe programs, with a constant argument."""
     nodes = constant = 0

@@ -56,7 +56,8 @@ register_op(
     OpSpec(
         "where", 3, "select",
         Piecewise(lambda sp, c, a, b: [c], lambda sp, s, c, a, b: a if s[0] > 0 else b),
-        special=lambda attrs: (0.0,), doc="a where c > 0 else b",
+        special=lambda attrs: (0.0,), doc="a where c > 0 else b (c a float, or a constant bool mask)",
+        mask_args=(0,),
     )
 )
 

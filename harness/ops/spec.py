@@ -127,6 +127,9 @@ class OpSpec:
             type, never a float: a constant Python int or framework int32/int64 array
             (``jnp.ldexp(x, 1.0)`` is a TypeError). The IR refuses anything else there, and
             the generator draws nothing else.
+        mask_args: the arguments a framework bool array may take (where's condition):
+            a constant a user writes as ``jnp.array([True, False])``, lowered as it is
+            (``where(mask, a, b)``, not ``where(c > 0, a, b)``).
         formula_peak: for an op every framework computes through a larger intermediate,
             ``formula_peak(sp, *args)`` is that intermediate's magnitude: past the dtype's
             range the framework's value and derivatives are inf or NaN though the op's own
@@ -156,6 +159,7 @@ class OpSpec:
     arg_domains: tuple[str | None, ...] = ()
     integer_args: tuple[int, ...] = ()
     integer_typed_args: tuple[int, ...] = ()
+    mask_args: tuple[int, ...] = ()
     formula_peak: Callable[..., Any] | None = None
     recipe: Callable[[Any, str, int | None], None] | None = None
 
