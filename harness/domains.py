@@ -43,9 +43,8 @@ NOTES: dict[str, DomainNote] = {
         reason="a = 0 beside a constant non-integer b >= 2 is not generated: the third derivative in the "
                "oracle's error terms, b (b-1) (b-2) a**(b-3), is infinite there for 2 < b < 3"),
     "arctan2": DomainNote(
-        math="every (a, b) but the branch cut a = 0, b <= 0, where the value jumps by 2 pi",
-        reason="b <= 0 is not generated: near the cut a rounding of a flips the value by 2 pi, and the "
-               "oracle has no switch that models it (arctan2 is a smooth op in the catalogue)"),
+        catalogue="every (a, b) but a = b = 0 (on the branch cut a = 0, b < 0 the value jumps by 2 pi: "
+                  "undefined within rounding of it, as at floor's jumps)"),
     "hypot": DomainNote(catalogue="every (a, b) but a = b = 0 (a cone)"),
     "std": DomainNote(
         math="entries not all equal", catalogue="a spread of more than 1e-3 of the largest magnitude",

@@ -223,6 +223,11 @@ def _elementwise_args(ch: Chooser, b: Builder, spec: Any, aim: int | None) -> li
             args[p] = guard(ch, b, args[p], domains[p])
     if aim is not None:
         specials = spec.special(b.attrs)
+        if spec.name == "arctan2" and ch.boolean():
+            # a at 0 is on the branch cut only where b < 0: half the aims put b there,
+            # -(b**2 + c) with c drawn as a "pos" guard draws it
+            lift = b.constant(ch.real(b.dtype, *DOMAINS["pos"].constants))
+            args[1] = b.add(op("neg", b.add(op("add", b.add(op("square", args[1])), lift))))
         if spec.name in ("maximum", "minimum"):
             if ch.boolean():
                 args[1] = args[0]  # an exact tie everywhere

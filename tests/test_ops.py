@@ -231,6 +231,20 @@ def test_where_takes_a_bool_mask_on_every_backend(dtype: str, mask: object) -> N
     np.testing.assert_allclose(result.oracle.hessian.astype(float), expected, rtol=1e-6)
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_arctan2_agrees_on_every_backend_beside_a_negative_b_and_across_quadrants(dtype: str) -> None:
+    """arctan2 where b < 0 (generated since the branch cut is modelled as a jump): every
+    backend agrees with the oracle in each quadrant, a value near the cut included, the
+    result read out curved (so the value, pi or -pi near the cut, reaches the Hessian)."""
+    program = Program(4, (Node("input"), const([-1.0, -0.5, 2.0, -3.0]), op("arctan2", 0, 1), op("square", 2),
+                          op("arctan2", 1, 0), op("mul", 3, 4), op("sum", 5)))
+    x = np.array([0.7, -1e-3, -2.5, 1.5])
+    result = check_case(Case(program, x, dtype), _default_variants())
+    assert {name for name, o in result.outcomes.items() if o.status == "ok"} == {v.name for v in _default_variants()}
+    assert not [v for v in result.verdicts if v.kind.is_failure], result.verdicts
+    assert np.isfinite(result.oracle.hessian.astype(float)).all()
+
+
 @pytest.fixture()
 def cube_op():
     """A new op added the documented way: one catalogue entry, one lowering per backend."""

@@ -532,3 +532,23 @@ def test_within_rounding_of_a_pole_only_the_value_is_computed() -> None:
     h = result.hessian_float()
     assert np.isnan(h).all()
     assert mpmath.isfinite(result.value)
+
+
+def test_arctan2_is_smooth_off_its_branch_cut_a_jump_on_it_and_undefined_at_the_origin() -> None:
+    """atan2(a, c) with c = -1 (b < 0, once outside the generated domain): off the cut its
+    value and a-derivatives are the closed forms; on the cut (a = 0) the value jumps from
+    pi to -pi with a's sign, so it and what is differentiated across it are undefined, as
+    at floor's jumps; at the origin the op is undefined."""
+    program = _program(1, const(-1.0), op("arctan2", 0, 1), op("square", 2), op("sum", 3))
+    a = 0.3
+    result = evaluate(program, np.array([a]))
+    theta, d1, d2 = mpmath.atan2(a, -1), -1 / (a * a + 1), 2 * a / (a * a + 1) ** 2
+    assert abs(result.value / theta**2 - 1) < 1e-14
+    assert abs(result.hessian[0, 0] / (2 * d1 * d1 + 2 * theta * d2) - 1) < 1e-14
+    linear = _program(1, const(-1.0), op("arctan2", 0, 1), op("sum", 2))
+    above, below = (evaluate(linear, np.array([v])).value for v in (a, -a))
+    assert abs(above - below - (2 * mpmath.pi - 2 * mpmath.atan(a))) < 1e-14  # across the cut
+    on_cut = evaluate(program, np.array([0.0]))
+    assert mpmath.isnan(on_cut.hessian[0, 0]) and on_cut.kinks
+    with pytest.raises(OutOfDomain, match="arctan2"):
+        evaluate(_program(1, op("arctan2", 0, 0), op("sum", 1)), np.array([0.0]))

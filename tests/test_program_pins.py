@@ -241,8 +241,8 @@ PROBES = 332
 DIGESTS = {
     "drawn_programs": "01a48c7bb2c19a6b217f4268ca9f5597",
     "drawn": "08f078cbbb860291bcc6dcf2d1b23ad4",
-    "probe_programs": "ff5a87147c021cf1769887c8f23f304a",
-    "probes": "8c82004250ebd6dd7429ee3b18fa0a57",
+    "probe_programs": "644c40b1348f757f6fa8f77a3c543bb6",
+    "probes": "acb628c9fbc577ab27a838d42d1ce1e4",
 }
 
 FIXED_DIGESTS = {

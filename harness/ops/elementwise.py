@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hessdiff.harness.ops.kinds import Elementwise, RuleScale
+from hessdiff.harness.ops.kinds import Elementwise, Piecewise, RuleScale
 from hessdiff.harness.ops.shapes import Attrs, Shape, broadcast_shape
 from hessdiff.harness.ops.spec import AttrSpec, OpSpec, register_op, smooth_op, unary_op
 
@@ -126,8 +126,21 @@ unary_op("i1", lambda sp, a: sp.besseli(1, a), "modified Bessel function I1", (0
 register_op(OpSpec("pow", 2, "binary", Elementwise(lambda sp, a, b: a**b), arg_domains=("pos", None),
                    integer_args=(1,), special=lambda attrs: (0.0, 1.0),
                    doc="a**b: a > 0, or any a for a constant integer b (a != 0 if b < 0); special: a at 0 and 1"))
-register_op(OpSpec("arctan2", 2, "binary", Elementwise(lambda sp, a, b: sp.atan2(a, b)), arg_domains=(None, "pos"),
-                   special=lambda attrs: (0.0,), doc="atan2(a, b), b > 0 here (the branch cut is b < 0, a = 0)"))
+# atan2(a, b) on every (a, b) but the origin. Off the branch cut {a = 0, b < 0} it is
+# smooth; on the cut its value jumps from pi (a = +0) to -pi (a = -0) while every
+# derivative (b / (a**2 + b**2), -a / (a**2 + b**2), ...) is continuous. One switch, a
+# where b < 0 and 1 elsewhere, is 0 on the cut alone. Each piece is the value continued
+# smoothly across the cut from its side, so that a point a rounding puts on the other
+# side gets its own side's value: pi/2 - atan2(b, a) from a > 0 (atan2 itself wherever
+# a > 0 or b >= 0: the piece every point off the cut takes) and atan2(b, -a) - pi/2 from
+# a < 0 (atan2 where a < 0). On the cut (a within rounding of 0: a framework's +0 or -0
+# decides) the pieces differ by 2 pi: the value is undefined there, and with it what is
+# differentiated across the cut, as at floor's jumps.
+register_op(OpSpec("arctan2", 2, "binary",
+                   Piecewise(lambda sp, a, b: [sp.Piecewise((a, b < 0), (1, True))],
+                             lambda sp, s, a, b: sp.pi / 2 - sp.atan2(b, a) if s[0] > 0 else sp.atan2(b, -a) - sp.pi / 2),
+                   domain=lambda args: args[0] != 0 or args[1] != 0, special=lambda attrs: (0.0,),
+                   doc="atan2(a, b) away from a = b = 0 (special: a = 0, on the branch cut where b < 0)"))
 # PyTorch differentiates hypot through its output, a / result: differentiated again,
 # 1/h - a**2/h**3 cancels terms of size 1/h to b**2/h**3 (3e-11 relative at (-287, 0.4)).
 register_op(OpSpec("hypot", 2, "binary", Elementwise(lambda sp, a, b: sp.sqrt(a**2 + b**2)),

@@ -152,9 +152,11 @@ def _pieces(ev: _Evaluator, node: int, spec: OpSpec, int_key: tuple[tuple[str, A
     if any(on_kink):
         ev.kinks.append(Kink(node, spec.name, idx))
     combos = list(itertools.product(*choices))
-    results = [_apply_rule(_piece_rule(spec.name, int_key, signs), point, bargs, idx, derivs, ev.framework,
-                           0.0, ev.limits, node, ev.second_order)
-               for signs in combos]
+    rules = [_piece_rule(spec.name, int_key, signs) for signs in combos]
+    results = [_apply_rule(rule, point, bargs, idx, derivs, ev.framework, 0.0, ev.limits, node, ev.second_order)
+               for rule in rules]
+    for rule in rules:  # a piece dividing by a**2 + b**2 (arctan2's) underflows as a smooth rule does
+        _squares_underflow(ev, rule, point[:len(bargs)], bargs, idx)
     own = tuple(1 if s > 0 else -1 for s in switches)
     if len(results) > 1 and all(s != 0 for s in switches) and not any(undefined) and own in combos:
         # Only near kinks (the fuzz), no switch on one: the point lies on a side of each,
