@@ -386,7 +386,8 @@ class Backend(ABC):
         table = self.installed_lowerings()
         ns = self.namespace(dtype)
         consts = {
-            i: python_number(node) if literal_of(node) else self._const(ns, program.constant(i), node, program.constant(i))
+            i: python_number(node) if literal_of(node)
+            else self._const(ns, program.constant(i), node, program.constant(i))
             for i, node in enumerate(program.nodes)
             if node.kind == "const"
         }

@@ -21,9 +21,8 @@ import numpy as np
 
 from hessdiff.harness.ops import Shape, get_op
 
-__all__ = ["INTEGER_DTYPES", "LITERALS", "Node", "PYTHON_NUMBER_OPS", "Program", "ProgramError", "boolean_array", "const",
-           "integer_array", "integer_dtype", "literal_of", "op",
-           "program_from_json", "python_number"]
+__all__ = ["INTEGER_DTYPES", "LITERALS", "Node", "PYTHON_NUMBER_OPS", "Program", "ProgramError", "boolean_array",
+           "const", "integer_array", "integer_dtype", "literal_of", "op", "program_from_json", "python_number"]
 
 MAX_INPUTS = 64
 

@@ -254,7 +254,8 @@ def test_ldexp_takes_its_shift_as_a_constant_integer_of_an_integer_type() -> Non
     for shift in (const(-1, "int"), const([1.0, -2.0], integer="int32"), const(3.0, integer="int64")):
         p = Program(2, (op("input"), shift, op("ldexp", 0, 1), op("sum", 2)))
         assert program_from_json(p.dumps()) == p
-    for bad, what in ((const(1.0), "node 1 (const)"), (const(1.0, "float"), "node 1 (const)"), (op("sin", 0), "node 1 (sin)")):
+    for bad, what in ((const(1.0), "node 1 (const)"), (const(1.0, "float"), "node 1 (const)"),
+                      (op("sin", 0), "node 1 (sin)")):
         with pytest.raises(ProgramError, match=rf"ldexp's argument 1 must be a constant Python int or framework "
                                                rf"int32/int64 array .* not {re.escape(what)}"):
             Program(2, (op("input"), bad, op("ldexp", 0, 1), op("sum", 2)))

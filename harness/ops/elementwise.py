@@ -138,7 +138,8 @@ register_op(OpSpec("pow", 2, "binary", Elementwise(lambda sp, a, b: a**b), arg_d
 # differentiated across the cut, as at floor's jumps.
 register_op(OpSpec("arctan2", 2, "binary",
                    Piecewise(lambda sp, a, b: [sp.Piecewise((a, b < 0), (1, True))],
-                             lambda sp, s, a, b: sp.pi / 2 - sp.atan2(b, a) if s[0] > 0 else sp.atan2(b, -a) - sp.pi / 2),
+                             lambda sp, s, a, b: (sp.pi / 2 - sp.atan2(b, a) if s[0] > 0
+                                                  else sp.atan2(b, -a) - sp.pi / 2)),
                    domain=lambda args: args[0] != 0 or args[1] != 0, special=lambda attrs: (0.0,),
                    doc="atan2(a, b) away from a = b = 0 (special: a = 0, on the branch cut where b < 0)"))
 # PyTorch differentiates hypot through its output, a / result: differentiated again,
