@@ -10,6 +10,8 @@ round and the coverage so far, so a resumed campaign steers as the uninterrupted
 
 from __future__ import annotations
 
+import itertools
+
 import math
 import random
 from collections.abc import Mapping, Sequence
@@ -154,17 +156,24 @@ class Steering:
         (key, op, ``probe_case`` arguments): each attainable special value no check hit
         exactly, then each traced/constant argument pattern and each constant argument
         kind no check differentiated (``Campaign._sweep_wanted``)."""
-        out: list[tuple[str, str, dict[str, object]]] = []
+        specials: list[tuple[str, str, dict[str, object]]] = []
         for name, indices in self.missing().items():
-            out += [(f"{name}@{index}", name, {"aims": (index,)}) for index in indices if attainable(name, index)]
+            specials += [(f"{name}@{index}", name, {"aims": (index,)}) for index in indices if attainable(name, index)]
+        patterns: list[tuple[str, str, dict[str, object]]] = []
+        kinds: list[tuple[str, str, dict[str, object]]] = []
         for name in self.ops:
             if not self.lowering[name]:
                 continue
             cells = list(self.coverage[name].values()) if name in self.coverage else []
-            out += [(f"{name}/{pattern}", name, {"pattern": pattern}) for pattern in self._missing_patterns(name)]
-            out += [(f"{name}:{kind}", name, {"kind": kind}) for kind in argument_kinds(name)
-                    if not any(int(c.get(f"kind:{kind}", 0)) for c in cells)]
-        return out
+            patterns += [(f"{name}/{pattern}", name, {"pattern": pattern}) for pattern in self._missing_patterns(name)]
+            kinds += [(f"{name}:{kind}", name, {"kind": kind}) for kind in argument_kinds(name)
+                      if not any(int(c.get(f"kind:{kind}", 0)) for c in cells)]
+        # Interleaved, so that each round's few probes serve every axis: in that order
+        # (specials, then patterns, then kinds) a 5-minute campaign (seed 1) of 17 rounds
+        # never got to 11 of 55 argument kinds (pow's and div's Python numbers, ldexp's
+        # integer arrays) once arctan2's cut and the new kinds lengthened the list.
+        lists = (specials, patterns, kinds)
+        return [want for group in itertools.zip_longest(*lists) for want in group if want is not None]
 
     def _scarce_patterns(self, name: str) -> tuple[str, ...]:
         patterns = argument_patterns(name)
