@@ -251,6 +251,23 @@ class WrongExpBackend(JaxBackend):
     lowerings = {**JAX_LOWERINGS, "exp": _exp_wrong_second_order}
 
 
+def _cos_first_derivative_halved_when_tiny(m, a):
+    """cos with its value and second derivative right and its first derivative halved
+    where |a| < 1e-20 (-sin(a) / 2, itself ~a): cos(a) + sin(a0) (a - a0) / 2 there."""
+    a0 = m.jax.lax.stop_gradient(a)
+    return m.jnp.cos(a) + m.jnp.where(m.jnp.abs(a0) < 1e-20, 0.5 * m.jnp.sin(a0), 0.0) * (a - a0)
+
+
+@final
+class TinyCosBackend(JaxBackend):
+    """JAX whose cos' is wrong only at tiny arguments, where cos'' ~ -1 dwarfs it (as
+    JAX's i0' = i1(e) ~ e / 2 beside i0'' ~ 1/2)."""
+
+    name = "tinycos"
+    variants = {"fwdrev": Variant("jax.hessian", lambda m, f: m.jax.hessian(f), batchable=True)}
+    lowerings = {**JAX_LOWERINGS, "cos": _cos_first_derivative_halved_when_tiny}
+
+
 def hessian_wrong_where_sin_meets_exp(f):
     """Doubles the Hessian of a program whose trace holds both sin and exp: every rule is
     right alone, the fault is in their composition."""

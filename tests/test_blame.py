@@ -13,7 +13,8 @@ from hessdiff.harness.engine import check_case
 from hessdiff.harness.exact import rounded_values
 from hessdiff.harness.ir import Node, Program, const, op
 from hessdiff.harness.strategies import Case
-from planted import CancellingEluBackend, CompositionBackend, FarSinBackend, TwoFaultsBackend, WrongExpBackend
+from planted import (CancellingEluBackend, CompositionBackend, FarSinBackend, TinyCosBackend, TwoFaultsBackend,
+                     WrongExpBackend)
 
 X = np.array([0.3, -0.7])
 # sum(sin(x) * exp(x) + x ** 2.0): six differentiated nodes, one Python-float constant.
@@ -24,7 +25,7 @@ PROGRAM = Program(2, (Node("input"), op("sin", 0), op("exp", 0), op("mul", 1, 2)
 @pytest.fixture(scope="module")
 def planted():
     backends = [register(WrongExpBackend()), register(CompositionBackend()), register(CancellingEluBackend()),
-                register(FarSinBackend())]
+                register(FarSinBackend()), register(TinyCosBackend())]
     yield {b.name: BackendVariant(b, "fwdrev") for b in backends}
     for b in backends:
         unregister(b.name)
@@ -54,6 +55,25 @@ def test_the_one_wrong_rule_is_blamed_with_its_pattern(planted) -> None:
                           op("mul", 3, 4), op("sum", 5)))
     found = blame(Case(at_zero, np.array([0.0, 0.5]), "float64"), get_variant("jax:fwdrev"))
     assert (found.rule, found.kind) == ("pow(T, C)", "nonfinite")
+
+
+def test_a_wrong_first_derivative_dwarfed_by_the_second_is_blamed_on_its_rule(planted) -> None:
+    """cos(erfc(x + 10)): cos sits at e ~ 1e-46, where its first derivative (~e, planted
+    halved) is invisible in y + y*y beside cos'' ~ -1, but not in the program, whose H
+    is cos'' e'**2 + cos' e'' with both terms ~e**2. The first-derivative readout
+    sum(a * cos(a)) (a cos'' + 2 cos') shows it: blamed on cos, not the composition
+    (JAX's i0 at a tiny erfc was blamed as four compositions in one campaign)."""
+    program = Program(1, (Node("input"), const([10.0]), op("add", 0, 1), op("erfc", 2), op("cos", 3),
+                          op("sum", 4)))
+    case = Case(program, np.array([0.12]), "float64")
+    variant = planted["tinycos"]
+    assert any(v.kind.is_failure for v in check_case(case, [variant]).verdicts)
+    found = blame(case, variant)
+    assert (found.rule, found.region) == ("cos(T)", "tiny"), found.explanation
+    assert "mul" in found.local.op_names and "add" not in found.local.op_names  # sum(a * cos(a))
+    faults, _ = local_faults(case, variant, lambda rule: False)
+    assert [f.rule for f in faults] == [("cos", "T", "tiny")]
+    assert faults[0].blame.node == 1 and faults[0].case.program.nodes[1].kind == "cos"
 
 
 def test_a_fault_no_rule_shows_alone_is_blamed_on_the_composition(planted) -> None:
