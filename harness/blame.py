@@ -9,8 +9,9 @@ out as ``sum(y + y*y)`` (or ``y - y*y``, ``_readout``) so that a wrong first der
 shows in the Hessian as well as a wrong second one; where that check holds, an
 elementwise op is checked again read out as ``sum(a * y)``, which shows a first
 derivative that ``y*y`` squares into nothing beside a large second one (i0' ~ e / 2 at
-a tiny e). The variant computes its Hessian, the oracle judges it. The first node (in program order) whose local check fails is
-blamed, with the region of the elements it fails at. When none fails, a node whose
+a tiny e). The variant computes its Hessian, the oracle judges it. The first node (in
+program order) whose local check fails is blamed, with the region of the elements it
+fails at. When none fails, a node whose
 *value* the framework computed beyond its rounding is blamed (``value_fault``: every
 rule is right, but applied at another point); else the fault lives in how the rules
 compose (0 * NaN through a zero cotangent, say), and the blame says so.
