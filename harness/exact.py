@@ -126,8 +126,8 @@ def argument_kinds(name: str) -> tuple[str, ...]:
     path in the frameworks' derivative rules (JAX's pow has one for an integer exponent).
     An ``integer_typed_args`` argument takes only the integer kinds, a Python int among
     them (ldexp's shift); a ``mask_args`` one a framework bool array too ("bool": where's
-    condition as a mask, not a float compared with 0); an argument that is never constant beside a traced one (ldexp's
-    first, beside its constant shift) has none."""
+    condition as a mask, not a float compared with 0); an argument that is never
+    constant beside a traced one (ldexp's first, beside its constant shift) has none."""
     spec = CATALOGUE[name]
     if spec.arity < 2 or not spec.elementwise:
         return ()
