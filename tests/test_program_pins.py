@@ -240,7 +240,7 @@ TEXTS: dict[str, Callable[[], dict[str, str]]] = {
 PROBES = 332
 DIGESTS = {
     "drawn_programs": "01a48c7bb2c19a6b217f4268ca9f5597",
-    "drawn": "08f078cbbb860291bcc6dcf2d1b23ad4",
+    "drawn": "61cb09280961e99cbec1e1330f275fe4",
     "probe_programs": "644c40b1348f757f6fa8f77a3c543bb6",
     "probes": "acb628c9fbc577ab27a838d42d1ce1e4",
 }
@@ -255,7 +255,7 @@ FIXED_DIGESTS = {
     "prod-cumprod-torch": "452a03ad1426bf26ab6f69f8b3b17597",
     "max-tie-norm-sort": "d865349ba182882376288cbb686cf57b",
     "expm1-rule-scale": "cc49499e83b8cc694d406eeea476e0ae",
-    "hypot-underflow": "9f9aeb8354b871e5f0d56087652427fb",
+    "hypot-underflow": "ebdb0b77d89818d4d6ff93d99cf2f837",
     "log-near-edge": "3ccc47f36af93c643b359bac9d50bd0d",
     "std-cholesky": "c2f8736e4ad358b1dc1cb7e5016c2720",
     "solve-inv": "473023f1afb1477cfd80ef09668f3596",

@@ -384,6 +384,35 @@ def test_nan_where_an_unrelated_element_underflows_fails() -> None:
     _honest(program, x, "float64", known=("mlx:fwdrev",))
 
 
+ARCTAN2_OF_A_TINY_CONSTANT = Program(1, (_I, const(-5.78e-243), op("arctan2", 0, 1), op("sum", 2)))
+
+
+def test_a_product_of_arguments_below_tiny_is_lost_only_where_the_framework_flushes() -> None:
+    """arctan2's second derivative in a is -2ab / (a**2 + b**2)**2: at a = 1.7e-73 and the
+    constant b = -5.8e-243 in float64 it is 2.4e-24, but 2ab = 1.9e-315 is subnormal, and
+    XLA on CPU flushes it: JAX's jit returns 0 (the mutation run's one false alarm). The
+    entry is ill-conditioned for JAX and Equinox, which flush; PyTorch keeps subnormals,
+    so its 0 there still fails, as does a value beyond the lost term. (MLX's float64
+    keeps float32's range, where b is 0 anyway.)"""
+    x = [1.6868e-73]
+    oracle = evaluate(ARCTAN2_OF_A_TINY_CONSTANT, np.array(x), "float64")
+    truth = oracle.hessian_float()
+    assert oracle.flushed_products and truth[0, 0] > 1e-24
+    _honest(ARCTAN2_OF_A_TINY_CONSTANT, x, "float64", also=("jax:jit",))
+    zero = np.zeros((1, 1))
+    result, _ = _judged(ARCTAN2_OF_A_TINY_CONSTANT, x, "float64",
+                        {"jax:jit": zero, "equinox:filter_hessian": zero, "torch:func": zero})
+    assert _kinds(result) == {"torch:func": Kind.WRONG_VALUE}, result.verdicts
+    assert result.entries["jax:jit"] == (1, 1)
+    result, _ = _judged(ARCTAN2_OF_A_TINY_CONSTANT, x, "float64", {"jax:jit": -3 * truth})
+    assert _kinds(result) == {"jax:jit": Kind.WRONG_VALUE}
+    # Where 2ab is normal, nothing is lost: JAX's 0 fails.
+    x = [1.6868e-60]
+    result, oracle = _judged(ARCTAN2_OF_A_TINY_CONSTANT, x, "float64", {"jax:jit": zero})
+    assert not oracle.flushed_products
+    assert _kinds(result) == {"jax:jit": Kind.WRONG_VALUE}
+
+
 STD_AT_RELU6 = Program(3, (_I, op("std", 0, axis=0, keepdims=True), const([0.0, -1.0000000031710769e-30, 0.0]),
                            op("sub", 0, 2), op("relu6", 3), op("sum", 1), op("sum", 4), op("add", 5, 6)))
 

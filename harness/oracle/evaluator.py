@@ -21,6 +21,7 @@ from hessdiff.harness.oracle.kinds import kind_of
 from hessdiff.harness.oracle.resolutions import Resolution, resolutions
 from hessdiff.harness.oracle.result import (DIGITS, ORACLE_SECONDS, Kink, OracleResult, OutOfDomain, _time_limit,
                                             _to_float)
+from hessdiff.harness.oracle.rules import FLUSHES_SUBNORMALS
 from hessdiff.harness.ops import get_op
 
 __all__ = ["conventions", "evaluate", "node_values", "piecewise_linear"]
@@ -79,7 +80,7 @@ class _Evaluator:
             with np.errstate(over="ignore"):
                 product = float(np.float64(self.max_derivative) * np.float64(factor))
             return dataclasses.replace(result, max_magnitude=max(result.max_magnitude, state.LOCAL_PEAK[0]),
-                                       product_peak=product)
+                                       product_peak=product, flushed_products=state.FLUSHED_PRODUCTS[0])
 
     def _column_gradients(self) -> list[np.ndarray | None] | None:
         """Every node's gradient under the forward-mode rules' convention
@@ -249,7 +250,8 @@ def _with_framework_scales(program: Program, x: np.ndarray, dtype: str, kink_fuz
     memo: dict[tuple[int, tuple[Any, ...]], Any] = {} if state.MEMO is None else state.MEMO
     with state.memo(memo):
         result = _Evaluator(program, x, dtype, kink_fuzz, resolution, range_tiny=range_tiny).run()
-    names = tuple(_specific_frameworks(program, dtype))
+    names = tuple(sorted({*_specific_frameworks(program, dtype),
+                          *(FLUSHES_SUBNORMALS if result.flushed_products else ())}))
     if not names:
         return result
 

@@ -111,6 +111,9 @@ class OracleResult:
             made of 0/0 there reaches every entry of their rows and columns (0 * NaN).
         framework_scales: every framework with a rule scale of its own in this program,
             whose ``scale_for`` differs from ``hessian_scale``.
+        flushed_products: whether a product of arguments in an op's derivative formula
+            lies below the smallest normal (``rules._flushed_products``): the frameworks
+            that flush subnormals lose it, and their ``scale_for`` says so.
         sides: ``(key, choices)`` for every choice a kink leaves open (``Resolution``):
             a piecewise op's ``k``-th switch at 0, key ``(op, k)`` (within the fuzz of
             one, ``(op, k, node, element)``), with 2 choices, its two sides; or a
@@ -135,6 +138,7 @@ class OracleResult:
     underflow: bool = False
     underflow_vars: tuple[int, ...] = ()
     product_peak: float = 0.0
+    flushed_products: bool = False
     # Evaluates a framework's scale when first asked (``scale_for``), and keeps it.
     _rescale: Callable[[str], np.ndarray] | None = dataclasses.field(default=None, compare=False, repr=False)
     _scales: dict[str, np.ndarray] = dataclasses.field(default_factory=dict, compare=False, repr=False)

@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["BUSY", "LOCAL_PEAK", "MEMO", "UNDERFLOWS", "busy_seconds", "clocked", "evaluation", "memo"]
+__all__ = ["BUSY", "FLUSHED_PRODUCTS", "LOCAL_PEAK", "MEMO", "UNDERFLOWS", "busy_seconds", "clocked", "evaluation", "memo"]
 
 # The nodes whose whole-array formula underflowed an intermediate, in the evaluation under way.
 UNDERFLOWS: list[int] | None = None
@@ -22,21 +22,28 @@ UNDERFLOWS: list[int] | None = None
 # the dtype's range is inf there even where the chained entry (divided by a mean's n) is
 # not (torch.func's H of mean(i0(x)) in float32 at x5 = 89.5: NaN at H[5, 0]).
 LOCAL_PEAK: list[float] = [0.0]
+# Whether a product of arguments in an elementwise rule's derivative formula lies below
+# the dtype's smallest normal, in the evaluation under way (``rules._flushed_products``):
+# a framework that flushes subnormals loses it.
+FLUSHED_PRODUCTS: list[bool] = [False]
 
 
 @contextlib.contextmanager
 def evaluation() -> Iterator[None]:
-    """A fresh ``UNDERFLOWS`` and ``LOCAL_PEAK`` for one evaluation, the outer ones back
-    after it: an evaluation may run another inside (the forward-mode gradients of a
-    mixed-mode convention), whose underflows and peaks are not the outer one's."""
+    """A fresh ``UNDERFLOWS``, ``LOCAL_PEAK`` and ``FLUSHED_PRODUCTS`` for one evaluation,
+    the outer ones back after it: an evaluation may run another inside (the forward-mode
+    gradients of a mixed-mode convention), whose underflows and peaks are not the outer
+    one's."""
     global UNDERFLOWS
     outer, UNDERFLOWS = UNDERFLOWS, []
     outer_peak, LOCAL_PEAK[0] = LOCAL_PEAK[0], 0.0
+    outer_flushed, FLUSHED_PRODUCTS[0] = FLUSHED_PRODUCTS[0], False
     try:
         yield
     finally:
         UNDERFLOWS = outer
         LOCAL_PEAK[0] = outer_peak
+        FLUSHED_PRODUCTS[0] = outer_flushed
 
 
 # The values of derivative rules at points (``rules._stable``), shared by the evaluations
