@@ -36,7 +36,7 @@ from hessdiff.harness.engine import check_case
 from hessdiff.harness.exact import elements_region, node_region, op_value, pattern_of, rounded_values, traced_nodes
 from hessdiff.harness.findings import Kind
 from hessdiff.harness.ir import Node, Program, ProgramError, boolean_array, const, integer_dtype, literal_of, op
-from hessdiff.harness.ops import CATALOGUE
+from hessdiff.harness.ops import CATALOGUE, Vector
 from hessdiff.harness.outcomes import HarnessError, Runner, run_node_values
 from hessdiff.harness.tolerance import tolerance_for
 from hessdiff.harness.verdicts import CaseResult, Verdict
@@ -150,6 +150,8 @@ def local_case(program: Program, index: int, values: Sequence[np.ndarray], dtype
         elif shape != (size,):
             nodes.append(op("reshape", ref, shape=shape))
             ref = len(nodes) - 1
+        if isinstance(CATALOGUE[node.kind].math, Vector) and CATALOGUE[node.kind].math.symmetric:
+            ref = _symmetrized(nodes, ref)
         where[a] = ref
         start += size
     args = []
@@ -172,6 +174,17 @@ def local_case(program: Program, index: int, values: Sequence[np.ndarray], dtype
     except ProgramError:
         return None
     return Case(local, point, dtype)
+
+
+def _symmetrized(nodes: list[Node], ref: int) -> int:
+    """(X + X^T) * 0.5 of the matrix at ``ref``, appended to ``nodes``: an op defined on
+    symmetric matrices only (``Vector.symmetric``) is checked along them. At the
+    symmetric point it is X exactly."""
+    nodes.append(op("transpose", ref))
+    nodes.append(op("add", ref, len(nodes) - 1))
+    nodes.append(const(np.float64(0.5)))
+    nodes.append(op("mul", len(nodes) - 2, len(nodes) - 1))
+    return len(nodes) - 1
 
 
 def blame(case: Case, variant: Any) -> Blame:

@@ -43,6 +43,25 @@ def test_a_node_alone_reads_its_arguments_as_the_framework_saw_them() -> None:
     assert local_case(PROGRAM, 4, values, "float64") is None  # a constant: nothing to differentiate
 
 
+GRAM_CHOLESKY = Program(4, (Node("input"), op("reshape", 0, shape=(2, 2)), op("transpose", 1), op("matmul", 1, 2),
+                           const(np.eye(2)), op("add", 3, 4), op("cholesky", 5), op("sum", 6)))
+
+
+def test_an_op_on_symmetric_matrices_is_checked_alone_along_them() -> None:
+    """cholesky alone reads its matrix as (X + X^T) / 2, which is X at the point: a
+    reshape alone would vary it off the symmetric matrices, out of its domain, and leave
+    a cholesky fault blamed on the composition. Every framework's variant that has
+    cholesky passes it there (PyTorch's forward-over-forward included)."""
+    x = np.array([0.6, -1.3, 0.4, 0.9])
+    values = rounded_values(GRAM_CHOLESKY, x, "float64")
+    local = local_case(GRAM_CHOLESKY, 6, values, "float64")
+    assert "transpose" in local.program.op_names and local.point.tolist() == values[5].reshape(-1).tolist()
+    variants = [get_variant(name) for name in ("jax:jit", "torch:func", "torch:func-fwdfwd")]
+    result = check_case(local, [v for v in variants if v.backend.availability().available])
+    assert result.status == "judged", result
+    assert not [v for v in result.verdicts if v.kind.is_failure], result.verdicts
+
+
 def test_the_one_wrong_rule_is_blamed_with_its_pattern(planted) -> None:
     case = Case(PROGRAM, X, "float64")
     variant = planted["wrongexp"]

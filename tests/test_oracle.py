@@ -365,6 +365,22 @@ def test_cholesky_of_a_gram_matrix_against_a_closed_form() -> None:
                           op("cholesky", 2), op("sum", 3)), np.array([2.0, 0.5]))
 
 
+def test_cholesky_of_a_matrix_that_varies_off_the_symmetric_ones_is_out_of_domain() -> None:
+    """cholesky(reshape(x)) at a symmetric x: the value is defined, but a derivative in
+    x1 alone breaks the symmetry, and there the frameworks disagree among themselves
+    (PyTorch's forward and reverse modes too): no truth to judge against. The same matrix
+    symmetrized, (X + X^T) / 2, varies along symmetric matrices and is judged."""
+    x = np.array([2.0, 0.3, 0.3, 1.5])
+    plain = [op("reshape", 0, shape=(2, 2))]
+    with pytest.raises(OutOfDomain, match="varies off the symmetric matrices"):
+        evaluate(_program(4, *plain, op("cholesky", 1), op("sum", 2)), x)
+    symmetric = _program(4, *plain, op("transpose", 1), op("add", 1, 2), const(0.5), op("mul", 3, 4),
+                         op("cholesky", 5), op("sum", 6))
+    r = evaluate(symmetric, x)
+    h = r.hessian_float()
+    np.testing.assert_array_equal(h[1], h[2])  # x1 and x2 enter as one symmetric entry
+
+
 def test_values_beyond_exact_arithmetic_are_out_of_domain_not_a_crash() -> None:
     """exp(exp(exp(1e300))) has more digits than Python's integers allow."""
     from hessdiff.harness.oracle import OutOfDomain, evaluate

@@ -93,6 +93,13 @@ class Vector:
     the truth's H[0, 0] is 7.5e153): the point is unjudged, as where a node's own value
     overflows. Not for ops the frameworks rescale (logsumexp and softmax shift by the
     max).
+
+    ``symmetric``: defined on symmetric matrices only (cholesky), so an argument that
+    varies off them, whose derivatives are not symmetric, leaves the domain: a derivative
+    in a direction that breaks the symmetry has no value the frameworks agree on
+    (measured on cholesky(reshape(x)) at a symmetric point: JAX symmetrizes the input,
+    PyTorch's reverse rule symmetrizes the cotangent, its forward rule neither, and the
+    lower triangle LAPACK reads gives a fourth).
     """
 
     expr: Callable[..., Any]
@@ -100,6 +107,7 @@ class Vector:
     products: bool = False
     divides_output: tuple[str, ...] = ()
     formula_range: bool = False
+    symmetric: bool = False
 
 
 @dataclass(frozen=True)

@@ -225,7 +225,7 @@ def _cholesky_recipe(kit: Any, name: str, aim: int | None) -> None:
 register_op(OpSpec("solve", 2, "linalg", Vector(_solve), shape=_solve_shape, domain=_well_conditioned,
                    doc="x with A x = b, A a well-conditioned square matrix (1x1..3x3), b a vector",
                    recipe=_solve_recipe))
-register_op(OpSpec("cholesky", 1, "linalg", Vector(_cholesky), shape=_square_shape("cholesky", 3),
+register_op(OpSpec("cholesky", 1, "linalg", Vector(_cholesky, symmetric=True), shape=_square_shape("cholesky", 3),
                    domain=_positive_definite,
                    doc="lower Cholesky factor of a symmetric positive definite matrix (1x1..3x3)",
                    recipe=_cholesky_recipe))

@@ -127,12 +127,29 @@ def _divided_output(Ja: np.ndarray, Ka: np.ndarray, outputs: np.ndarray, entries
     return np.nan_to_num(Ja, nan=0.0, posinf=big), np.nan_to_num(Ka, nan=0.0, posinf=big)
 
 
+def _varies_symmetrically(arg: _Jet) -> bool:
+    """Whether the matrix ``arg``'s gradient and Hessian are symmetric in its two axes
+    (to 10 digits short of the working precision): it varies along symmetric matrices."""
+    if arg.g is None:
+        return True
+    tolerance = mpmath.mpf(10) ** (10 - mpmath.mp.dps)
+    for part in (arg.g, arg.h):
+        swapped = np.swapaxes(part, 0, 1)
+        for a, b in zip(part.reshape(-1), swapped.reshape(-1)):
+            if a != b and abs(a - b) > tolerance * max(abs(a), abs(b)):
+                return False
+    return True
+
+
 def _vector(node: int, spec: OpSpec, attrs: dict[str, Any], args: list[_Jet], n: int,
             ties: _Ties | None = None, dtype: str = "float64", framework: str | None = None) -> _Jet:
     """y = F(args) for a smooth map of whole arrays: chain rule with its Jacobian and Hessians."""
     values = [a.v for a in args]
     if spec.domain is not None and not spec.domain(tuple(values)):
         raise OutOfDomain(f"node {node} ({spec.name}) is outside its domain at {_to_float(values[0]).tolist()}")
+    if isinstance(spec.math, Vector) and spec.math.symmetric and not _varies_symmetrically(args[0]):
+        raise OutOfDomain(f"node {node} ({spec.name}) takes a symmetric matrix, but its argument varies "
+                          "off the symmetric matrices (its derivatives are not symmetric)")
     vm_in = np.concatenate([np.reshape(a.vm, -1) for a in args])
     # The argument's own error (eps * vm, per entry): frameworks compute such ops by
     # algorithms that mix the entries (LU with pivoting, a shift by the max, a mean
