@@ -306,8 +306,9 @@ class Campaign:
     def _sweep_wanted(self) -> int:
         """Check probe cases of what coverage lacks and one op's probe reaches by
         construction (``Steering.unswept``): a special value hit *exactly*, a
-        traced/constant argument pattern, a constant argument kind. One want a case, at
-        most ``SWEEP_OPS`` cases after each round, each want tried
+        traced/constant argument pattern, a constant argument kind. One want a case,
+        ``SWEEP_OPS`` cases after each round and more while these cases have taken less
+        than ``WANTED_SHARE`` of the campaign's time so far, each want tried
         ``CampaignConfig.sweep`` times in all; return how many were checked.
 
         A derivative rule's special case tests an exact value (``x == 0``), and the
@@ -321,9 +322,10 @@ class Campaign:
         5-minute campaign differentiated 30 of the 50 (no Python int beside add, sub,
         mul, div or pow), each of which takes its own path in the frameworks' rules."""
         checked = 0
-        for key, name, wanted in [w for w in self.steering.unswept()
-                                  if self._swept.get(w[0], 0) < self.config.sweep][:SWEEP_OPS]:
-            if time.monotonic() >= self._deadline:
+        for key, name, wanted in [w for w in self.steering.unswept() if self._swept.get(w[0], 0) < self.config.sweep]:
+            now = time.monotonic()
+            if now >= self._deadline or checked >= SWEEP_OPS and \
+                    self.stats.wanted_seconds >= WANTED_SHARE * (now - self.stats.started):
                 break
             self._swept[key] = self._swept.get(key, 0) + 1
             seed = (self.config.seed * 1_000_003 + zlib.crc32(key.encode("utf-8"))) * 8 + self._swept[key]
@@ -331,7 +333,9 @@ class Campaign:
             if case is None:
                 continue
             checked += 1
+            start = time.perf_counter()
             self._check_probe(case)
+            self.stats.wanted_seconds += time.perf_counter() - start
         return checked
 
     def _check_probe(self, case: Case) -> None:
@@ -682,6 +686,11 @@ UNMASK_SHARE = 0.1
 # a case reached 46 of the ops left (JAX 0.4.26) and three a case left 12 unreached
 # (JAX 0.7.1, 27 cases after 2 rounds).
 SWEEP_OPS = 5
+# The most of a campaign's time so far that probe cases of what coverage lacks may take
+# beyond ``SWEEP_OPS`` a round (``Campaign._sweep_wanted``). Five a round left 36 of 83
+# special values unhit exactly in a 5-minute campaign, and two argument kinds undrawn
+# (12 rounds, 60 wants of about 185).
+WANTED_SHARE = 0.25
 
 # The most of a time-budgeted campaign's time so far that shrinking may take
 # (``Campaign._shrink_spent``): at least half goes to drawing new programs.

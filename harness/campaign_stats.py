@@ -48,6 +48,7 @@ class CampaignStats:
     unmasked: int = 0
     replayed: int = 0  # cases earlier runs saved, checked before the first round
     swept: int = 0  # probe cases of ops no round had reached (``Campaign._sweep``)
+    wanted_seconds: float = 0.0  # probe cases of what coverage lacks (``Campaign._sweep_wanted``)
 
     def checks_per_variant(self) -> dict[str, int]:
         out: Counter[str] = Counter()
@@ -83,6 +84,7 @@ class CampaignStats:
             "unmasked": self.unmasked,
             "replayed": self.replayed,
             "swept": self.swept,
+            "wanted_seconds": round(self.wanted_seconds, 3),
         }
 
     def unjudged_fraction(self) -> float:
