@@ -61,9 +61,11 @@ NOTES: dict[str, DomainNote] = {
         reason="as for inv"),
     "cholesky": DomainNote(
         math="a symmetric positive definite matrix",
-        catalogue="exactly symmetric, every leading minor above 1e-6 of its diagonal scale",
-        reason="exact symmetry makes the derivative of the lower triangle alone every framework's; "
-               "minors near rounding make the factor's derivatives ill-conditioned"),
+        catalogue="exactly symmetric and varying along symmetric matrices, every leading minor above 1e-6 of "
+                  "its diagonal scale",
+        reason="off the symmetric matrices the frameworks' derivatives disagree (JAX symmetrizes the input, "
+               "PyTorch's reverse rule the cotangent, its forward rule neither); minors near rounding make "
+               "the factor's derivatives ill-conditioned"),
 }
 
 
