@@ -59,8 +59,9 @@ class BaselineEntry:
     """One known issue.
 
     Arguments:
-        signature: ``variant|kind|dtype|ops``, or ``variant|kind|dtype|ops|rule @ region``
-            for a blamed fault (``Finding.signature``); the variant, ops and rule parts
+        signature: ``variant|kind|dtype|ops``, or ``variant|kind|dtype|op|rule @ region``
+            for a fault blamed on one node (``Finding.signature``: ``op`` is the blamed
+            node's, ``ops`` a composition's program's); the variant, ops and rule parts
             may hold fnmatch wildcards.
         upstream: the URL of the upstream issue ("" if not filed yet).
         note: a line for humans.

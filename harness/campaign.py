@@ -644,7 +644,15 @@ class Campaign:
             else:
                 finding.blame = record.blame  # a baselined node found alone still names its rule
             existing = self.findings.get(finding.signature)
-            if existing is not None:
+            if existing is not None and finding.program.size < existing.program.size:
+                # One root cause in a smaller program (blamed on the same rule): it shows
+                # the fault with less around it, and keeps the older one's count.
+                finding.count += existing.count
+                finding.first_seen = existing.first_seen or finding.first_seen
+                finding.supersedes = _union(existing.supersedes, record.provisional - {finding.signature})
+                self.findings[finding.signature] = finding
+                self.on_finding(finding)
+            elif existing is not None:
                 existing.count += record.count
                 existing.last_seen = record.last_seen
                 existing.supersedes = _union(existing.supersedes, record.provisional - {existing.signature})

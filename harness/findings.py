@@ -3,7 +3,8 @@
 A finding is one fault of one backend variant, found on one (minimal) program at one
 point in one dtype, with every backend's Hessian and the oracle's beside it. The same
 fault found a thousand times is one finding with a count: its ``signature`` (variant,
-kind, dtype, the ops of the minimal program) is what deduplicates, baselines and merges.
+kind, dtype, and the blamed rule and region, or for a fault no one node shows the ops of
+the minimal program) is what deduplicates, baselines and merges.
 """
 
 from __future__ import annotations
@@ -148,12 +149,15 @@ class Finding:
 
     @property
     def signature(self) -> str:
-        """Stable identity: variant, kind, dtype and the ops of the minimal program, and,
-        once blamed, the rule and region (``variant|kind|dtype|ops|exp(T) @ tiny``): two
-        faults a shrink leaves on the same ops are two findings, not one."""
-        ops = "+".join(sorted(self.program.op_names))
-        base = f"{self.variant}|{self.kind.value}|{self.dtype}|{ops}"
+        """Stable identity: variant, kind, dtype, and once blamed on one node its op, rule
+        and region (``variant|kind|dtype|exp|exp(T) @ tiny``): one fault in two programs
+        is one finding, and two faults a shrink leaves on the same ops are two. Where no
+        single node is blamed (a composition, or not blamed yet), the ops of the minimal
+        program stand in for the op (``variant|kind|dtype|add+exp+sum|composition``)."""
         cause = self._cause()
+        node_op = self.blame.get("op") if self.blame and self.blame.get("node") is not None else None
+        ops = node_op or "+".join(sorted(self.program.op_names))
+        base = f"{self.variant}|{self.kind.value}|{self.dtype}|{ops}"
         return f"{base}|{cause}" if cause else base
 
     def _cause(self) -> str | None:
