@@ -128,12 +128,16 @@ def _judge_values(name: str, h: np.ndarray, expected: np.ndarray, judged: np.nda
     # beyond the bound is still wrong; within it, the entry is not counted as checked.
     # An exact 0 has no size to exceed: it is ill-conditioned where its bound exceeds
     # sqrt(eps) times the largest entry (beyond that, a value of a size that matters can
-    # no longer be told from it). The bound's absolute floor at the dtype's smallest
-    # normal (where a framework may flush) does not count.
+    # no longer be told from it), and where every entry is 0, where its bound exceeds
+    # tiny/eps (below it an entry cannot be told from 0 in a framework that flushes:
+    # ``underflow_floors``; prod + prod**2 with five zero entries in float32 has a bound
+    # of 7e-34 at each exact 0, and was all unjudged). The bound's absolute floor at the
+    # dtype's smallest normal (where a framework may flush) does not count.
     with np.errstate(invalid="ignore", over="ignore"):
         relative = tol.factor * tol.eps * scale
         largest = float(np.max(np.abs(truth[judged]), initial=0.0))
-        floor = np.where(truth != 0, np.abs(truth), np.sqrt(tol.eps) * largest)
+        zero_floor = np.sqrt(tol.eps) * largest if largest > 0 else tol.tiny / tol.eps
+        floor = np.where(truth != 0, np.abs(truth), zero_floor)
         ill = judged & ~(relative <= np.maximum(floor, tol.factor * tol.tiny))
         flushed, rows = underflow_floors(np.abs(truth), oracle, tol)
         flushed &= judged

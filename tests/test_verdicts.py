@@ -487,6 +487,27 @@ def test_a_subnormal_partial_product_times_later_factors_is_modelled(x: list[flo
     assert _kinds(result) == {"torch:func": Kind.WRONG_VALUE}
 
 
+PROD8 = Program(8, (_I, op("prod", 0, axis=None, keepdims=True), op("square", 1), op("add", 1, 2), op("sum", 3)))
+
+
+def test_the_exact_zeros_of_a_product_with_zero_entries_are_judged() -> None:
+    """prod(x) + prod(x)**2 with five entries exactly 0 (a 5-minute campaign, float32): its
+    Hessian is exactly 0, every product the frameworks form is exact or 0, and no rule
+    divides by a 0 entry; the subnormal-product model bounded each entry by the other
+    entries' product (254.7) and left all 64 unjudged. A value of a size that matters
+    fails; a product that can underflow keeps its wider bound (the test above)."""
+    x = [0.0, 0.0, 0.0, 0.0, 0.0, -0.762, -254.733, 0.0]
+    _honest(PROD8, x, "float32")
+    truth = evaluate(PROD8, np.array(x), "float32").hessian_float()
+    assert not truth.any()
+    result, _ = _judged(PROD8, x, "float32", {"torch:func": truth})
+    assert result.entries["torch:func"] == (64, 0)
+    h = truth.copy()
+    h[0, 6] = h[6, 0] = 1e-3
+    result, _ = _judged(PROD8, x, "float32", {"torch:func": h})
+    assert _kinds(result) == {"torch:func": Kind.WRONG_VALUE}
+
+
 STD_SQUARED = Program(8, (_I, op("square", 0), op("std", 1, axis=0, keepdims=False), op("square", 2)))
 
 

@@ -83,7 +83,12 @@ def _subnormal_products(Ja: np.ndarray, Ka: np.ndarray, entries: np.ndarray, axi
     ``tiny * eps``, times the factors multiplied in after it, over them (measured:
     torch.func's H[0, 1] of prod(207, 1e-30, 1.2e-38, 4.5e-247) errs by 32 spacings over
     x0 x1, the partial product 1e-30 * 1.2e-38 * 4.5e-247 being subnormal).
-    The entries along ``axis`` go together (``_factors``).
+    The entries along ``axis`` go together (``_factors``). Only where some partial
+    product can lie below ``tiny`` and above 0 (the nonzero entries below 1 multiply to
+    less than ``tiny``): elsewhere every partial product is normal or exactly 0, and the
+    frameworks' rules take an exact path around an entry that is 0 (PyTorch's
+    prod_safe_zeros_backward multiplies the others, dividing by none); a bound of
+    ``after`` at the zeros of prod(0, 0, 0, 5)'s Hessian, exactly 0, left them unjudged.
     """
     tiny, eps = float(finfo.tiny), float(finfo.eps)
     products = _factors(entries, axis, Ja.shape[0])
@@ -92,14 +97,19 @@ def _subnormal_products(Ja: np.ndarray, Ka: np.ndarray, entries: np.ndarray, axi
     Ja, Ka = Ja.copy(), Ka.copy()
     with np.errstate(over="ignore", divide="ignore"):
         for p, factors in products:
+            group = flat[factors]
+            small = group[(group != 0) & (group < 1)]
+            if not small.size or float(np.sum(np.log(small))) >= math.log(tiny):
+                continue  # no partial product is subnormal
             after = float(np.prod(big[factors]))
             for i in factors:
                 rest = [k for k in factors if k != i]
-                Ja[p, i] += tiny * float(np.prod(big[rest])) / eps + tiny * after / max(flat[i], tiny)
+                divided = 0.0 if flat[i] == 0 else tiny * after / max(flat[i], tiny)
+                Ja[p, i] += tiny * float(np.prod(big[rest])) / eps + divided
                 for j in rest:
                     others = [k for k in rest if k != j]
-                    Ka[p, i, j] += tiny * float(np.prod(big[others])) / eps \
-                        + tiny * after / max(flat[i] * flat[j], tiny)
+                    divided = 0.0 if flat[i] * flat[j] == 0 else tiny * after / max(flat[i] * flat[j], tiny)
+                    Ka[p, i, j] += tiny * float(np.prod(big[others])) / eps + divided
     return Ja, Ka
 
 
