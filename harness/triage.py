@@ -183,6 +183,9 @@ def render_draft(item: TriageItem, also: Sequence[TriageItem] = ()) -> str:
     if f.root_cause is not None:
         lines += [f"Root cause (hessdiff's blame): the derivative rule `{f.blame.get('root_cause')}` "
                   f"checked alone is wrong ({f.blame.get('kind', f.kind.value)}).", ""]
+        modes = _modes_shown([f.variant, *(o.finding.variant for o in also)])
+        if modes:
+            lines += [f"Differentiation modes it shows in: {modes}.", ""]
     lines += [
         f"## {t.description}",
         "",
@@ -240,6 +243,19 @@ def render_draft(item: TriageItem, also: Sequence[TriageItem] = ()) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _modes_shown(variants: Sequence[str]) -> str:
+    """The modes the ``variants`` compose (``Variant.modes``), each with its variants:
+    a rule wrong only in fwd-over-fwd is the forward-mode (JVP) rule, one wrong in every
+    mode the primitive's derivative itself."""
+    from hessdiff.backends.registry import variant_modes
+
+    by_mode: dict[str, set[str]] = {}
+    for variant in variants:
+        for mode in filter(None, (m.strip() for m in variant_modes(variant).split(","))):
+            by_mode.setdefault(mode, set()).add(variant)
+    return "; ".join(f"{mode} ({', '.join(f'`{v}`' for v in sorted(names))})" for mode, names in sorted(by_mode.items()))
 
 
 def triage(report_dir: str | Path, out: str | Path | None = None) -> tuple[Path, list[TriageItem]]:

@@ -111,3 +111,18 @@ def test_one_draft_stands_for_every_variant_and_dtype_of_one_broken_rule(copy: P
     draft = render_draft(replace(item, finding=f64), [replace(item, finding=f32)])
     assert "the derivative rule `exp(T) @ tiny` checked alone is wrong" in draft
     assert "## The same rule elsewhere" in draft and "`planted:other` float32" in draft
+
+
+def test_a_draft_names_the_modes_its_root_cause_shows_in(copy: Path) -> None:
+    """One draft per broken rule lists the differentiation modes of every variant that
+    shows it: a rule wrong only forward-over-forward points the maintainer at its JVP."""
+    from dataclasses import replace
+
+    item = load_items(copy)[0]
+    blame = {"node": 1, "op": "exp", "pattern": "T", "rule": "exp(T)", "region": "tiny", "root_cause": "exp(T) @ tiny",
+             "kind": "wrong_value"}
+    fwdfwd = replace(item.finding, blame=blame, variant="torch:func-fwdfwd")
+    revrev = replace(item.finding, blame=blame, variant="torch:autograd")
+    draft = render_draft(replace(item, finding=fwdfwd), [replace(item, finding=revrev)])
+    assert ("Differentiation modes it shows in: fwd-over-fwd (`torch:func-fwdfwd`); "
+            "rev-over-rev (`torch:autograd`).") in draft, draft
