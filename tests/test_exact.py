@@ -212,3 +212,18 @@ def test_a_special_value_read_out_linearly_is_hit_but_not_curved() -> None:
         assert ("maximum", 0) in did.exact and did.exact_curved == frozenset()
     for seen in (curved, crossed):
         assert exercised(seen, x, "float64").exact_curved == {("maximum", 0)}
+
+
+def test_a_constant_integer_shift_of_a_large_value_has_a_value() -> None:
+    """ldexp(x**2, k) with x = 573.8 and an int64 k = -7: the op's value alone (what
+    blame reads every node's arguments from) took 2**k for an exponential of an
+    argument beyond 1e5 and was NaN, so blame gave up on the program and called
+    PyTorch's and JAX's known ldexp faults compositions (a 5-minute campaign)."""
+    from hessdiff.harness.exact import op_value, rounded_values
+
+    program = Program(2, (Node("input"), op("square", 0), const([-7.0, 3.0], None, "int64"), op("ldexp", 1, 2),
+                          op("sum", 3)))
+    values = rounded_values(program, np.array([573.7924220829186, 2.0]), "float64")
+    assert values is not None
+    np.testing.assert_allclose(values[3], [573.7924220829186**2 / 128, 32.0], rtol=1e-15)
+    assert op_value(program.nodes[3], [np.array([1e300]), np.array([-7.0])], "float64", 20)[0] == 1e300 / 128

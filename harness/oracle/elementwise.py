@@ -234,7 +234,11 @@ def elementwise_value(spec: OpSpec, attrs: dict[str, Any], args: list[np.ndarray
             if not spec.in_domain(vals):
                 return _NAN
             if not piecewise:
-                rule = _smooth_rule(spec.name, int_key)
+                # Every argument is given here: a constant integer is substituted, as the
+                # evaluation does (``_fixed_integers``), so ldexp(329237.9, -7) is a
+                # product, not 2**k guarded as an exponential (it was NaN, and blame's
+                # rounded values of a program holding it gave up).
+                rule = _smooth_rule(spec.name, int_key, _fixed_integers(spec, vals, (False,) * len(vals)))
             else:
                 switches = [s(*vals, *fvals) for s in _switch_rules(spec.name, int_key)]
                 rule = _piece_rule(spec.name, int_key, tuple(1 if s >= 0 else -1 for s in switches))
