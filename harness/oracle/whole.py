@@ -137,6 +137,20 @@ def _divided_output(Ja: np.ndarray, Ka: np.ndarray, outputs: np.ndarray, entries
     return np.nan_to_num(Ja, nan=0.0, posinf=big), np.nan_to_num(Ka, nan=0.0, posinf=big)
 
 
+def _subnormals_flushed(values: list[np.ndarray], dtype: str) -> tuple[np.ndarray, ...]:
+    """``values`` with every entry below the dtype's smallest normal set to 0, as XLA on
+    CPU reads them: the inf-norm of (-1e-323, 0) in float64 is JAX's norm at 0, outside
+    norm's domain, where JAX's tie rule (amax with initial=0) gives H = 2 g g^T with
+    g = (1/4, 1/4), no convention of the exact point's (a 5-minute campaign)."""
+    tiny = float(np.finfo(dtype).tiny)
+    out = []
+    for v in values:
+        arr = np.asarray(v, dtype=object)
+        out.append(np.vectorize(lambda e: 0 if e != 0 and abs(e) < tiny else e, otypes=[object])(arr)
+                   if arr.size else arr)
+    return tuple(out)
+
+
 def _varies_symmetrically(arg: _Jet) -> bool:
     """Whether the matrix ``arg``'s gradient and Hessian are symmetric in its two axes
     (to 10 digits short of the working precision): it varies along symmetric matrices."""
@@ -157,6 +171,9 @@ def _vector(node: int, spec: OpSpec, attrs: dict[str, Any], args: list[_Jet], n:
     values = [a.v for a in args]
     if spec.domain is not None and not spec.domain(tuple(values)):
         raise OutOfDomain(f"node {node} ({spec.name}) is outside its domain at {_to_float(values[0]).tolist()}")
+    if spec.domain is not None and not spec.domain(_subnormals_flushed(values, dtype)):
+        raise OutOfDomain(f"node {node} ({spec.name}) is within a subnormal of its domain's edge: a framework "
+                          "that flushes subnormals to 0 (XLA) evaluates it outside its domain")
     if isinstance(spec.math, Vector) and spec.math.symmetric and not _varies_symmetrically(args[0]):
         raise OutOfDomain(f"node {node} ({spec.name}) takes a symmetric matrix, but its argument varies "
                           "off the symmetric matrices (its derivatives are not symmetric)")
