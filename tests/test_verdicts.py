@@ -508,6 +508,26 @@ def test_the_exact_zeros_of_a_product_with_zero_entries_are_judged() -> None:
     assert _kinds(result) == {"torch:func": Kind.WRONG_VALUE}
 
 
+CUMPROD3 = Program(3, (_I, op("cumprod", 0, axis=-1), op("sum", 1)))
+
+
+def test_a_subnormal_partial_product_beside_a_zero_entry_is_divided_by_the_others() -> None:
+    """PyTorch's H[0, 2] of sum(cumprod(x)) at (0, 2.7e-22, 2.2e-308) is (x1 x2) / x2, and
+    x1 x2 is below the smallest subnormal: 0 where the truth is x1 = 2.7e-22 (the
+    mutation run's false alarm after the zero entries stopped dividing). The entry is
+    unjudged there; a value of a size that matters still fails."""
+    x = [0.0, 2.669584844298945e-22, 2.2250738585072014e-308]
+    _honest(CUMPROD3, x, "float64")
+    truth = evaluate(CUMPROD3, np.array(x), "float64").hessian_float()
+    h = truth.copy()
+    h[0, 2] = h[2, 0] = 0.0
+    result, _ = _judged(CUMPROD3, x, "float64", {"torch:func": h})
+    assert not _failures(result) and result.entries["torch:func"][1] >= 2
+    h[0, 2] = h[2, 0] = 1e-3
+    result, _ = _judged(CUMPROD3, x, "float64", {"torch:func": h})
+    assert _kinds(result) == {"torch:func": Kind.WRONG_VALUE}
+
+
 STD_SQUARED = Program(8, (_I, op("square", 0), op("std", 1, axis=0, keepdims=False), op("square", 2)))
 
 

@@ -89,6 +89,9 @@ def _subnormal_products(Ja: np.ndarray, Ka: np.ndarray, entries: np.ndarray, axi
     frameworks' rules take an exact path around an entry that is 0 (PyTorch's
     prod_safe_zeros_backward multiplies the others, dividing by none); a bound of
     ``after`` at the zeros of prod(0, 0, 0, 5)'s Hessian, exactly 0, left them unjudged.
+    There the division is by the nonzero entries alone: PyTorch's H[0, 2] of
+    sum(cumprod(x)) at (0, 2.7e-22, 2.2e-308) is (x1 x2) / x2 with x1 x2 below the
+    smallest subnormal, 0 where the truth is 2.7e-22.
     """
     tiny, eps = float(finfo.tiny), float(finfo.eps)
     products = _factors(entries, axis, Ja.shape[0])
@@ -108,7 +111,8 @@ def _subnormal_products(Ja: np.ndarray, Ka: np.ndarray, entries: np.ndarray, axi
                 Ja[p, i] += tiny * float(np.prod(big[rest])) / eps + divided
                 for j in rest:
                     others = [k for k in rest if k != j]
-                    divided = 0.0 if flat[i] * flat[j] == 0 else tiny * after / max(flat[i] * flat[j], tiny)
+                    divisors = [flat[k] for k in (i, j) if flat[k] != 0]
+                    divided = tiny * after / max(float(np.prod(divisors)), tiny) if divisors else 0.0
                     Ka[p, i, j] += tiny * float(np.prod(big[others])) / eps + divided
     return Ja, Ka
 
