@@ -197,16 +197,16 @@ def blame(case: Case, variant: Any) -> Blame:
         return Blame(None, "", "", COMPOSITION, "an intermediate is not finite at this point: no node checked alone")
     unchecked: list[int] = []
     checked = 0
-    for index, rule, local, result, failing, _ in _checked_alone(case, variant, values, lambda rule: False):
-        if local is None:
-            unchecked.append(index)
+    for node in _checked_alone(case, variant, values, lambda rule: False):
+        if node.local is None:
+            unchecked.append(node.index)
             continue
         checked += 1
-        if failing:
-            verdict = failing[0]
-            return Blame(index, rule[0], rule[1], verdict.kind.value, verdict.explanation, local.program,
-                         tuple(float(v) for v in local.point), tuple(unchecked),
-                         _failing_region(case, index, values, verdict) or rule[2])
+        if node.failing:
+            verdict = node.failing[0]
+            return Blame(node.index, node.rule[0], node.rule[1], verdict.kind.value, verdict.explanation,
+                         node.local.program, tuple(float(v) for v in node.local.point), tuple(unchecked),
+                         _failing_region(case, node.index, values, verdict) or node.rule[2])
     found = value_fault(case, variant, values)
     if found is not None:
         return replace(found, unchecked=tuple(unchecked))
@@ -352,29 +352,49 @@ def local_faults(case: Case, variant: Any, skip: Callable[[Rule], bool]) -> tupl
     def known(rule: Rule) -> bool:
         return skip(rule) or rule in held or any(f.rule == rule for f in faults)
 
-    for index, rule, local, result, failing, first in _checked_alone(case, variant, values, known):
-        if local is None or result is None:
+    for node in _checked_alone(case, variant, values, known):
+        if node.local is None or node.result is None:
             continue
-        if failing:
-            y = _local_op(local, first, case.program.shapes[index] == ())
-            region = _failing_region(case, index, values, failing[0]) or rule[2]
-            found = Blame(y, rule[0], rule[1], failing[0].kind.value, failing[0].explanation, local.program,
-                          tuple(float(v) for v in local.point), (), region)
-            faults.append(LocalFault((*rule[:2], region), local, result, failing[0], found))
+        if node.failing:
+            verdict = node.failing[0]
+            y = _local_op(node.local, node.first, case.program.shapes[node.index] == ())
+            region = _failing_region(case, node.index, values, verdict) or node.rule[2]
+            found = Blame(y, node.rule[0], node.rule[1], verdict.kind.value, verdict.explanation,
+                          node.local.program, tuple(float(v) for v in node.local.point), (), region)
+            faults.append(LocalFault((*node.rule[:2], region), node.local, node.result, verdict, found))
         else:
-            held.append(rule)
+            held.append(node.rule)
     return faults, held
 
 
+@dataclass(frozen=True)
+class CheckedAlone:
+    """One node checked alone (``_checked_alone``).
+
+    Arguments:
+        index: the node's index in the program.
+        rule: its (op, argument pattern, region).
+        local: the one-op case, or None where the node has no local program.
+        result: its result, or None where it cannot be checked alone (no local program,
+            a harness error, the variant unsupported or the point unjudged there).
+        failing: the variant's failing verdicts on it.
+        first: whether the first-derivative readout (``local_case``'s ``first``) is the
+            one checked, the curved one having held.
+    """
+
+    index: int
+    rule: Rule
+    local: Case | None
+    result: CaseResult | None
+    failing: list[Verdict]
+    first: bool
+
+
 def _checked_alone(case: Case, variant: Any, values: Sequence[np.ndarray],
-                   skip: Callable[[Rule], bool]
-                   ) -> Iterator[tuple[int, Rule, Case | None, CaseResult | None, list[Verdict], bool]]:
+                   skip: Callable[[Rule], bool]) -> Iterator[CheckedAlone]:
     """Each differentiated node of ``case`` whose rule ``skip`` (asked as the walk gets
-    there) does not rule out, checked alone with ``variant``: its index, its rule, the
-    one-op case and its result (both None where it cannot be checked alone: no local
-    program, a harness error, the variant unsupported or the point unjudged there) and
-    the variant's failing verdicts on it. ``blame`` stops at the first failing node;
-    ``local_faults`` walks them all."""
+    there) does not rule out, checked alone with ``variant``. ``blame`` stops at the
+    first failing node; ``local_faults`` walks them all."""
     program = case.program
     traced = traced_nodes(program)
     for index, node in enumerate(program.nodes):
@@ -393,9 +413,9 @@ def _checked_alone(case: Case, variant: Any, values: Sequence[np.ndarray],
             if exposed[1] is not None:
                 (local, result), first = exposed, True
         if result is None:
-            yield index, rule, None, None, [], False
+            yield CheckedAlone(index, rule, None, None, [], False)
             continue
-        yield index, rule, local, result, _failing(result, variant), first
+        yield CheckedAlone(index, rule, local, result, _failing(result, variant), first)
 
 
 def _check_alone(local: Case | None, variant: Any) -> tuple[Case | None, CaseResult | None]:
