@@ -49,6 +49,7 @@ from hessdiff.backends import get_variant
 from hessdiff.harness.batch import check_program
 from hessdiff.harness.engine import check_case
 from hessdiff.harness.ir import Program, program_from_json
+from hessdiff.harness.judge_pool import JudgePool, default_judges
 from hessdiff.harness.strategies import DEFAULT_OPS, Case, cases
 from hessdiff.harness.worker import isolate
 
@@ -86,11 +87,14 @@ def workload(programs: int, points: int, seed: int = SEED,
     return out
 
 
-def fast(load: list[tuple[Program, list[np.ndarray]]], variants: list) -> dict:
+def fast(load: list[tuple[Program, list[np.ndarray]]], variants: list, judges: int) -> dict:
     workers = isolate(variants, timeout=300)
+    pool = JudgePool(judges) if judges > 1 else None
     start = time.perf_counter()
     for w in workers:  # start every worker (imports the framework) before the clock
         w.run_points(load[0][0], load[0][1][:2], "float64")
+    if pool is not None:  # and the judge processes (importing the harness)
+        pool.judge_all([(Case(load[0][0], load[0][1][0], "float64"), {})] * judges)
     startup = time.perf_counter() - start
     totals: Counter[str] = Counter()
     backend: Counter[str] = Counter()
@@ -100,7 +104,7 @@ def fast(load: list[tuple[Program, list[np.ndarray]]], variants: list) -> dict:
     wall = time.perf_counter()
     for index, (program, points) in enumerate(load):
         started = time.perf_counter()
-        result = check_program(program, points, "float64", workers)
+        result = check_program(program, points, "float64", workers, pool)
         per_program.append((time.perf_counter() - started, result.oracle_seconds, index))
         totals["checked"] += result.checked
         totals["screened"] += result.screened
@@ -108,6 +112,7 @@ def fast(load: list[tuple[Program, list[np.ndarray]]], variants: list) -> dict:
         totals["out_of_domain"] += result.out_of_domain
         totals["oracle_s"] += result.oracle_seconds
         totals["wait_s"] += result.wait_seconds
+        totals["pool_s"] += result.pool_seconds
         backend.update(result.backend_seconds)
         for r in result.judged:
             for v in r.verdicts:
@@ -115,9 +120,12 @@ def fast(load: list[tuple[Program, list[np.ndarray]]], variants: list) -> dict:
                 if v.kind.is_failure:
                     failing.add((index, v.variant, v.kind.value))
     wall = time.perf_counter() - wall
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 + sum(w.peak_rss_mib() for w in workers)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 + sum(w.peak_rss_mib() for w in workers) \
+        + (pool.peak_rss_mib() if pool is not None else 0.0)
     for w in workers:
         w.close()
+    if pool is not None:
+        pool.close()
     return {"wall": wall, "startup": startup, "totals": totals, "backend": backend, "verdicts": verdicts,
             "failing": failing, "rss": rss, "per_program": sorted(per_program, reverse=True)}
 
@@ -152,6 +160,8 @@ def main() -> int:
     parser.add_argument("--workload", metavar="FILE",
                         help="check this saved workload instead of drawing one (--programs, --points, --seed, "
                              "--without are then ignored)")
+    parser.add_argument("--judges", type=int, default=default_judges(), metavar="N",
+                        help="judge processes (harness.judge_pool); 1: judge in this process, as before")
     parser.add_argument("--slowest", type=int, default=0, metavar="K",
                         help="list the K programs the fast path spent longest on, with their oracle time "
                              "(one program stuck at the oracle's timeout shows up here first)")
@@ -187,7 +197,7 @@ def main() -> int:
           f"generated in {time.perf_counter() - t:.1f} s")
     variants = [get_variant(name) for name in VARIANTS]
 
-    f = fast(load, variants)
+    f = fast(load, variants, args.judges)
     tot = f["totals"]
     pairs = len(load) * args.points
     programs_per_s = len(load) / f["wall"]
@@ -195,14 +205,18 @@ def main() -> int:
           f"out of domain): {programs_per_s:.2f} programs/s, {pairs / f['wall']:.0f} pairs/s; "
           f"worker start-up {f['startup']:.1f} s (not timed)")
     print(f"  oracle judged {tot['judged']} points, screening vouched for {tot['screened']}")
-    busy = sum(f["backend"].values()) + tot["oracle_s"]
+    oracle_busy = tot["oracle_s"] + tot["pool_s"]  # this process's (its wait for the pool included) + the pool's
+    busy = sum(f["backend"].values()) + oracle_busy
     share = ", ".join(f"{k} {v:.1f} s ({v / busy:.0%})" for k, v in sorted(f["backend"].items()))
-    print(f"  time: {share}, oracle+screen {tot['oracle_s']:.1f} s ({tot['oracle_s'] / busy:.0%}) "
+    print(f"  time: {share}, oracle+screen {oracle_busy:.1f} s ({oracle_busy / busy:.0%}) "
           "[shares of busy time; backends run in parallel]")
+    if args.judges > 1:
+        print(f"  judge pool ({args.judges} processes) busy {tot['pool_s']:.1f} s; this process in the oracle "
+              f"or waiting for the pool {tot['oracle_s']:.1f} s")
     overhead = max(f["wall"] - tot["oracle_s"] - tot["wait_s"], 0.0) / f["wall"]
     print(f"  waiting for frameworks {tot['wait_s']:.1f} s; harness overhead {overhead:.1%} of wall")
     print(f"  verdicts: {dict(f['verdicts'])}")
-    print(f"  peak RSS (this process + workers): {f['rss']:.0f} MiB")
+    print(f"  peak RSS (this process + workers + judges): {f['rss']:.0f} MiB")
     for seconds, oracle_seconds, index in f["per_program"][:args.slowest]:
         print(f"  slow: program {index}, {seconds:.1f} s ({oracle_seconds:.1f} s oracle): "
               f"{' '.join(load[index][0].pretty().splitlines()[1:])[:300]}")

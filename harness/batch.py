@@ -24,6 +24,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,7 +33,8 @@ from hessdiff.backends import BackendVariant
 from hessdiff.harness.case import Case
 from hessdiff.harness.engine import judge
 from hessdiff.harness.ir import Program
-from hessdiff.harness.oracle import OutOfDomain, busy_seconds, evaluate
+from hessdiff.harness.judge_pool import JudgePool
+from hessdiff.harness.oracle import OracleResult, OutOfDomain, busy_seconds, evaluate
 from hessdiff.harness.outcomes import Outcome, Runner, collect_all, run_points, run_variant
 from hessdiff.harness.screen import NEAR, agree, screen
 from hessdiff.harness.verdicts import CaseResult
@@ -50,6 +52,8 @@ class BatchResult:
     out_of_domain: int = 0
     backend_seconds: Counter[str] = field(default_factory=Counter)
     oracle_seconds: float = 0.0  # the screen and the oracle, the judge's evaluations included
+    # (with a judge pool: this process's own, and its wait for the pool's)
+    pool_seconds: float = 0.0  # the judge pool's processes busy on this program's points
     wait_seconds: float = 0.0  # blocked on the frameworks (batches and confirmations)
 
     @property
@@ -59,8 +63,9 @@ class BatchResult:
 
 
 def check_program(program: Program, points: Sequence[np.ndarray], dtype: str,
-                  variants: Sequence[BackendVariant | Runner]) -> BatchResult:
-    """Check ``program`` at every point with every variant; judge what needs judging."""
+                  variants: Sequence[BackendVariant | Runner], judges: JudgePool | None = None) -> BatchResult:
+    """Check ``program`` at every point with every variant; judge what needs judging
+    (with ``judges``, the points after the first in its processes, in parallel)."""
     points = [np.asarray(p, dtype=np.float64) for p in points]
     result = BatchResult()
     isolated = [v for v in variants if isinstance(v, IsolatedVariant)]
@@ -85,21 +90,46 @@ def check_program(program: Program, points: Sequence[np.ndarray], dtype: str,
     for v in variants:
         result.backend_seconds[v.name] += sum(o.seconds for o in outcomes[v.name])
     by_name = {v.name: v for v in variants}
-    for j, point in enumerate(points):
+    wanted = [j for j, point in enumerate(points)
+              if j == 0 or not _vouched({name: outs[j] for name, outs in outcomes.items()}, program.n, dtype,
+                                        distance[j])]
+    result.screened = len(points) - len(wanted)
+    # Points after the first go to the judge pool while this process judges the first.
+    pooled = {j: judges.submit(Case(program, points[j], dtype), {name: outs[j] for name, outs in outcomes.items()})
+              for j in wanted if j > 0} if judges is not None else {}
+    try:
+        _judge_wanted(program, points, dtype, wanted, outcomes, first, pooled, by_name, result)
+    finally:  # a raise (the oracle's timeout, hessdiff's own error) leaves no task behind
+        for future in pooled.values():
+            future.cancel()
+    result.oracle_seconds += busy_seconds() - oracle_clock
+    return result
+
+
+def _judge_wanted(program: Program, points: Sequence[np.ndarray], dtype: str, wanted: list[int],
+                  outcomes: dict[str, list[Outcome]], first: OracleResult | None,
+                  pooled: dict[int, Future[tuple[CaseResult, float]]],
+                  by_name: dict[str, BackendVariant | Runner], result: BatchResult) -> None:
+    """Judge the ``wanted`` points in order (those in ``pooled`` judged by the pool);
+    confirm a failing verdict on a batched result by that variant alone."""
+    for j in wanted:
+        case = Case(program, points[j], dtype)
         at = {name: outs[j] for name, outs in outcomes.items()}
-        if j > 0 and _vouched(at, program.n, dtype, distance[j]):
-            result.screened += 1
-            continue
-        case = Case(program, point, dtype)
-        try:
-            oracle = first if j == 0 else evaluate(program, point, dtype)
-        except OutOfDomain:
-            oracle = None
-        if oracle is None:
+        if j in pooled:
+            start = time.perf_counter()
+            judged, seconds = pooled[j].result()
+            result.oracle_seconds += time.perf_counter() - start
+            result.pool_seconds += seconds
+        else:
+            try:
+                oracle = first if j == 0 else evaluate(program, points[j], dtype)
+            except OutOfDomain:
+                oracle = None
+            judged = CaseResult(case, None, "out_of_domain", {}) if oracle is None else judge(case, oracle, at)
+        if judged.oracle is None:
             result.out_of_domain += 1
-            result.judged.append(CaseResult(case, None, "out_of_domain", {}))
+            result.judged.append(judged)
             continue
-        judged = judge(case, oracle, at)
         failing = {v.variant for v in judged.verdicts if v.kind.is_failure and at[v.variant].status == "ok"}
         if failing:  # confirm a batched result one point at a time
             for name in failing:
@@ -108,10 +138,8 @@ def check_program(program: Program, points: Sequence[np.ndarray], dtype: str,
                 at[name] = runner.run(case) if isinstance(runner, Runner) else run_variant(runner, case)
                 result.wait_seconds += time.perf_counter() - start
                 result.backend_seconds[name] += at[name].seconds
-            judged = judge(case, oracle, at)
+            judged = judge(case, judged.oracle, at)
         result.judged.append(judged)
-    result.oracle_seconds += busy_seconds() - oracle_clock
-    return result
 
 
 def _vouched(at: dict[str, Outcome], n: int, dtype: str, distance: float) -> bool:

@@ -44,6 +44,7 @@ from hessdiff.harness.case import Case
 from hessdiff.harness.engine import check_case
 from hessdiff.harness.exact import exercised
 from hessdiff.harness.findings import Finding, Kind
+from hessdiff.harness.judge_pool import JudgePool
 from hessdiff.harness.minimize import minimize
 from hessdiff.harness.outcomes import HarnessError, Runner
 from hessdiff.harness.remembered import SavedCases
@@ -71,6 +72,9 @@ class CampaignConfig:
     # Points checked per generated program: the generated one (aimed at kinks) plus
     # seeded perturbations of it, in one batched call per backend (``hessdiff.harness.batch``).
     points_per_case: int = 1
+    # Processes that judge a program's points in parallel (``hessdiff.harness.judge_pool``);
+    # 1: judged in this process. Verdicts do not depend on it.
+    judges: int = 1
     # Ops per round: each round draws its programs from a window of this many ops, the
     # windows a seeded shuffle of ``ops`` that changes every cycle, so a short campaign
     # still reaches every op and its special values (Hypothesis, left to choose among a
@@ -186,6 +190,7 @@ class Campaign:
         self._swept: dict[str, int] = {}  # probes the sweep made, per op and per want (Steering.unswept)
         self._versions = {v.backend.name: v.backend.version() for v in self.variants}
         self._deadline = 0.0
+        self._judges: JudgePool | None = None  # while ``run`` runs, with ``config.judges`` > 1
         self.on_round = on_round or (lambda rounds: None)
         self.stats.rounds = start_round
         self.baseline = baseline or Baseline()
@@ -208,6 +213,8 @@ class Campaign:
         """
         self._deadline = time.monotonic() + self.config.budget_seconds
         restore = self._sticky_interrupt()
+        if self.config.judges > 1 and self.config.points_per_case > 1:
+            self._judges = JudgePool(self.config.judges)
         try:
             if self.saved is not None and self.stats.rounds == 0:  # first, unless resumed
                 # Hypothesis draws nothing here: the rounds draw what the seed decides.
@@ -228,7 +235,12 @@ class Campaign:
             raise
         finally:
             restore()
-            self._collect()
+            try:
+                self._collect()
+            finally:
+                if self._judges is not None:
+                    self._judges.close()
+                    self._judges = None
         return self.result()
 
     def _sticky_interrupt(self) -> Callable[[], None]:
@@ -450,7 +462,7 @@ class Campaign:
             v for v in self.variants if v.name in {key[0] for key in self._raised}]
         if self.config.points_per_case > 1:
             batch = check_program(case.program, _points(case, self.config.points_per_case), case.dtype,
-                                  variants)
+                                  variants, self._judges)
             results = batch.judged
             self.stats.checked += batch.checked
             self.stats.screened += batch.screened

@@ -151,6 +151,9 @@ def _build_parser() -> _Parser:
                      help="per-call limit for one backend's Hessian; a hang is a timeout finding (default 120s)")
     run.add_argument("--points", type=int, default=16,
                      help="points checked per generated program, batched in one call per backend (default 16)")
+    run.add_argument("--judges", type=int, default=None, metavar="N",
+                     help="processes judging a program's points in parallel (default: one per core, "
+                          "at most 4; 1 judges in the campaign's own process)")
     run.add_argument("--database", default=os.environ.get("HESSDIFF_DATABASE"), metavar="DIR",
                      help="replay the failing cases saved in DIR first; save this run's (default $HESSDIFF_DATABASE)")
     run.add_argument("--no-isolate", action="store_true",
@@ -281,6 +284,7 @@ def _cmd_run(args: argparse.Namespace, out: TextIO) -> int:
             out=target, baseline_path=Path(args.baseline), ops=ops, max_ops=args.max_ops, stdout=out,
             isolate=not args.no_isolate, timeout=timeout, resume=bool(args.resume), points=args.points,
             database=Path(args.database) if args.database else None, rounds=args.rounds,
+            judges=_judges(args.judges),
         )
     except UsageError as exc:
         raise _UsageError(f"hessdiff run: error: {exc}") from None
@@ -529,6 +533,18 @@ def _cmd_triage(args: argparse.Namespace, out: TextIO) -> int:
     print(f"hessdiff triage: {len(items)} draft(s) for {', '.join(frameworks) or 'no framework'}: {index}",
           file=out)
     return EXIT_OK
+
+
+def _judges(given: int | None) -> int:
+    """``--judges``: as given (at least 1), or one per core."""
+    from hessdiff.harness.judge_pool import default_judges
+    from hessdiff.harness.run import UsageError
+
+    if given is None:
+        return default_judges()
+    if given < 1:
+        raise UsageError(f"--judges={given}, but it must be at least 1.")
+    return given
 
 
 def _check_writable(command: str, what: str, folder: Path) -> None:

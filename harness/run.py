@@ -144,6 +144,7 @@ def run(
     points: int = 1,
     database: Path | None = None,
     rounds: int | None = None,
+    judges: int = 1,
 ) -> int:
     """Run a campaign, write its report, return the exit code.
 
@@ -156,6 +157,7 @@ def run(
     checked first, and this run's are saved there. With ``rounds`` the campaign stops after
     that many rounds (or at the budget, whichever comes first) and neither sweeps nor cuts
     shrinking short, so what it finds does not depend on the machine's speed or load.
+    ``judges`` processes judge a program's points in parallel (1: in this process).
     """
     known: list[Finding] = []
     start_round = 0
@@ -185,7 +187,7 @@ def run(
     saved = None if database is None else _saved_cases(database, variants, stderr)
     out.mkdir(parents=True, exist_ok=True)
     config = CampaignConfig(budget_seconds=budget, seed=seed, dtypes=tuple(dtypes), ops=tuple(ops),
-                            max_ops=max_ops, points_per_case=points, max_rounds=rounds)
+                            max_ops=max_ops, points_per_case=points, max_rounds=rounds, judges=judges)
     state = {"seed": seed, "dtypes": list(dtypes), "ops": list(ops), "max_ops": max_ops, "points": points,
              "variants": [v.name for v in variants], "rounds_done": start_round, "rounds": rounds}
     _save_state(out, state)

@@ -255,12 +255,33 @@ def _with_framework_scales(program: Program, x: np.ndarray, dtype: str, kink_fuz
     if not names:
         return result
 
-    def rescale(framework: str) -> np.ndarray:
-        with state.clocked(), mpmath.workdps(DIGITS), np.errstate(over="ignore", invalid="ignore"), \
-                _time_limit(ORACLE_SECONDS, "an error scale"), state.memo(memo):
-            return _Evaluator(program, x, dtype, kink_fuzz, resolution, framework, range_tiny).run().hessian_scale
+    return dataclasses.replace(result, framework_scales=names,
+                               _rescale=_Rescale(program, x, dtype, kink_fuzz, resolution, range_tiny, memo))
 
-    return dataclasses.replace(result, framework_scales=names, _rescale=rescale)
+
+@dataclasses.dataclass
+class _Rescale:
+    """A framework's error scales of one evaluation, computed when first asked
+    (``OracleResult.scale_for``). A plain object, not a closure, so that an
+    ``OracleResult`` judged in another process (``judge_pool``) travels back with it;
+    the memo of rule values stays behind (it only saves time)."""
+
+    program: Program
+    x: np.ndarray
+    dtype: str
+    kink_fuzz: float
+    resolution: Resolution | None
+    range_tiny: float
+    memo: dict[tuple[int, tuple[Any, ...]], Any]
+
+    def __call__(self, framework: str) -> np.ndarray:
+        with state.clocked(), mpmath.workdps(DIGITS), np.errstate(over="ignore", invalid="ignore"), \
+                _time_limit(ORACLE_SECONDS, "an error scale"), state.memo(self.memo):
+            return _Evaluator(self.program, self.x, self.dtype, self.kink_fuzz, self.resolution, framework,
+                              self.range_tiny).run().hessian_scale
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "memo": {}}
 
 
 def conventions(program: Program, x: np.ndarray, dtype: str, sides: Sequence[tuple[tuple[Any, ...], int]],
