@@ -29,6 +29,7 @@ from hessdiff.harness.engine import judge
 from hessdiff.harness.oracle import OracleResult, OutOfDomain, evaluate
 from hessdiff.harness.outcomes import Outcome
 from hessdiff.harness.verdicts import CaseResult
+from hessdiff.harness.worker import peak_rss_mib
 
 __all__ = ["JudgePool", "default_judges", "judge_point"]
 
@@ -49,17 +50,6 @@ def judge_point(case: Case, outcomes: dict[str, Outcome],
         except OutOfDomain:
             return CaseResult(case, None, "out_of_domain", {}), time.perf_counter() - start
     return judge(case, oracle, outcomes), time.perf_counter() - start
-
-
-def _peak_rss_mib(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0.0
 
 
 def _ignore_interrupts() -> None:
@@ -92,7 +82,7 @@ class JudgePool:
     def peak_rss_mib(self) -> float:
         """The children's peak resident memory so far, summed (0 before the first task)."""
         processes = getattr(self._executor, "_processes", None) or {}
-        return sum(_peak_rss_mib(pid) for pid in list(processes))
+        return sum(peak_rss_mib(pid) for pid in list(processes))
 
     def close(self) -> None:
         """Stop the children (pending tasks are cancelled)."""

@@ -55,6 +55,18 @@ _POLL = 0.05
 _HEADER = struct.Struct("!Q")
 
 
+def peak_rss_mib(pid: int) -> float:
+    """Process ``pid``'s peak resident memory (VmHWM), 0 where it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0.0
+
+
 class _Gone(Exception):
     """The child is gone (killed or dead); ``status`` is "crash" or "timeout"."""
 
@@ -298,16 +310,7 @@ class _Worker:
 
     def peak_rss_mib(self) -> float:
         """The child's peak resident memory so far (0 if it is not running)."""
-        if self._proc is None:
-            return 0.0
-        try:
-            with open(f"/proc/{self._proc.pid}/status", encoding="ascii") as fh:
-                for line in fh:
-                    if line.startswith("VmHWM:"):
-                        return int(line.split()[1]) / 1024
-        except (OSError, ValueError, IndexError):
-            pass
-        return 0.0
+        return 0.0 if self._proc is None else peak_rss_mib(self._proc.pid)
 
     def _read(self, timeout: float) -> tuple[int, str, Any]:
         proc = self._proc
