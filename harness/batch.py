@@ -33,7 +33,7 @@ from hessdiff.backends import BackendVariant
 from hessdiff.harness.case import Case
 from hessdiff.harness.engine import judge
 from hessdiff.harness.ir import Program
-from hessdiff.harness.judge_pool import JudgePool
+from hessdiff.harness.judge_pool import JudgePool, judge_point
 from hessdiff.harness.oracle import OracleResult, OutOfDomain, busy_seconds, evaluate
 from hessdiff.harness.outcomes import Outcome, Runner, collect_all, run_points, run_variant
 from hessdiff.harness.screen import NEAR, agree, screen
@@ -90,15 +90,15 @@ def check_program(program: Program, points: Sequence[np.ndarray], dtype: str,
     for v in variants:
         result.backend_seconds[v.name] += sum(o.seconds for o in outcomes[v.name])
     by_name = {v.name: v for v in variants}
-    wanted = [j for j, point in enumerate(points)
-              if j == 0 or not _vouched({name: outs[j] for name, outs in outcomes.items()}, program.n, dtype,
-                                        distance[j])]
+    at_each = [{name: outs[j] for name, outs in outcomes.items()} for j in range(len(points))]
+    wanted = [j for j in range(len(points))
+              if j == 0 or not _vouched(at_each[j], program.n, dtype, distance[j])]
     result.screened = len(points) - len(wanted)
     # Points after the first go to the judge pool while this process judges the first.
-    pooled = {j: judges.submit(Case(program, points[j], dtype), {name: outs[j] for name, outs in outcomes.items()})
+    pooled = {j: judges.submit(Case(program, points[j], dtype), at_each[j])
               for j in wanted if j > 0} if judges is not None else {}
     try:
-        _judge_wanted(program, points, dtype, wanted, outcomes, first, pooled, by_name, result)
+        _judge_wanted(program, points, dtype, wanted, at_each, first, pooled, by_name, result)
     finally:  # a raise (the oracle's timeout, hessdiff's own error) leaves no task behind
         for future in pooled.values():
             future.cancel()
@@ -107,25 +107,24 @@ def check_program(program: Program, points: Sequence[np.ndarray], dtype: str,
 
 
 def _judge_wanted(program: Program, points: Sequence[np.ndarray], dtype: str, wanted: list[int],
-                  outcomes: dict[str, list[Outcome]], first: OracleResult | None,
+                  at_each: list[dict[str, Outcome]], first: OracleResult | None,
                   pooled: dict[int, Future[tuple[CaseResult, float]]],
                   by_name: dict[str, BackendVariant | Runner], result: BatchResult) -> None:
-    """Judge the ``wanted`` points in order (those in ``pooled`` judged by the pool);
-    confirm a failing verdict on a batched result by that variant alone."""
+    """Judge the ``wanted`` points in order (those in ``pooled`` judged by the pool; the
+    first with ``first``, its oracle, None outside the domain); confirm a failing verdict
+    on a batched result by that variant alone."""
     for j in wanted:
         case = Case(program, points[j], dtype)
-        at = {name: outs[j] for name, outs in outcomes.items()}
+        at = dict(at_each[j])
         if j in pooled:
             start = time.perf_counter()
             judged, seconds = pooled[j].result()
             result.oracle_seconds += time.perf_counter() - start
             result.pool_seconds += seconds
+        elif j == 0 and first is None:
+            judged = CaseResult(case, None, "out_of_domain", {})
         else:
-            try:
-                oracle = first if j == 0 else evaluate(program, points[j], dtype)
-            except OutOfDomain:
-                oracle = None
-            judged = CaseResult(case, None, "out_of_domain", {}) if oracle is None else judge(case, oracle, at)
+            judged, _ = judge_point(case, at, first if j == 0 else None)
         if judged.oracle is None:
             result.out_of_domain += 1
             result.judged.append(judged)

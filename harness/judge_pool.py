@@ -66,13 +66,12 @@ class JudgePool:
         self.processes = processes
         self._executor: ProcessPoolExecutor | None = None
 
-    def submit(self, case: Case, outcomes: dict[str, Outcome],
-               oracle: OracleResult | None = None) -> Future[tuple[CaseResult, float]]:
+    def submit(self, case: Case, outcomes: dict[str, Outcome]) -> Future[tuple[CaseResult, float]]:
         """Judge one point in a child (``judge_point``)."""
         if self._executor is None:
             self._executor = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
                                                  initializer=_ignore_interrupts)
-        return self._executor.submit(judge_point, case, outcomes, oracle)
+        return self._executor.submit(judge_point, case, outcomes)
 
     def judge_all(self, tasks: Sequence[tuple[Case, dict[str, Outcome]]]) -> list[tuple[CaseResult, float]]:
         """Every task judged, in order."""

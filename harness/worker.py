@@ -45,7 +45,7 @@ from hessdiff.harness.case import Case
 from hessdiff.harness.ir import Program
 from hessdiff.harness.outcomes import HarnessError, Outcome, Runner, run_variant
 
-__all__ = ["DEFAULT_MEMORY_MIB", "DEFAULT_TIMEOUT", "IsolatedVariant", "isolate"]
+__all__ = ["DEFAULT_MEMORY_MIB", "DEFAULT_TIMEOUT", "IsolatedVariant", "isolate", "peak_rss_mib"]
 
 DEFAULT_TIMEOUT = 120.0
 STARTUP_TIMEOUT = 300.0
