@@ -10,8 +10,8 @@ exactly as ``engine.judge`` does in-process, so a verdict never depends on where
 was made (``tests/test_judge_pool.py`` pins that).
 
 The children start with ``spawn`` (never ``fork``: the parent may hold a framework's
-threads), import only the harness, and ignore SIGINT: Ctrl-C reaches the campaign,
-which saves what it found and closes the pool.
+threads), import only the harness, ignore SIGINT (Ctrl-C reaches the campaign, which
+saves what it found and closes the pool), and end when their parent dies.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -32,6 +33,8 @@ from hessdiff.harness.verdicts import CaseResult
 from hessdiff.harness.worker import peak_rss_mib
 
 __all__ = ["JudgePool", "default_judges", "judge_point"]
+
+_PARENT_POLL = 0.5  # seconds between a judge process's checks that its parent lives
 
 
 def default_judges() -> int:
@@ -52,8 +55,20 @@ def judge_point(case: Case, outcomes: dict[str, Outcome],
     return judge(case, oracle, outcomes), time.perf_counter() - start
 
 
-def _ignore_interrupts() -> None:
+def _start_child() -> None:
+    """A judge process ignores Ctrl-C (the campaign handles it and closes the pool) and
+    ends when its parent does: a pool's child holds both ends of its task queue, so a
+    parent killed with SIGKILL would leave it waiting forever, holding the parent's
+    stdout and stderr open (``tests/test_judge_pool.py``)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(_PARENT_POLL)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="hessdiff-parent-watch", daemon=True).start()
 
 
 @final
@@ -70,7 +85,7 @@ class JudgePool:
         """Judge one point in a child (``judge_point``)."""
         if self._executor is None:
             self._executor = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
-                                                 initializer=_ignore_interrupts)
+                                                 initializer=_start_child)
         return self._executor.submit(judge_point, case, outcomes)
 
     def judge_all(self, tasks: Sequence[tuple[Case, dict[str, Outcome]]]) -> list[tuple[CaseResult, float]]:

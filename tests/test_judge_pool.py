@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import pickle
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -75,3 +80,31 @@ def test_a_point_outside_the_domain_is_out_of_domain_in_the_pool(pool) -> None:
 def test_a_pool_needs_a_process() -> None:
     with pytest.raises(ValueError, match="at least one"):
         JudgePool(0)
+
+
+def test_judge_processes_end_when_their_parent_is_killed(tmp_path) -> None:
+    """A campaign killed with SIGKILL leaves no judge process behind (holding its stdout
+    open, which made a caller reading that pipe wait forever)."""
+    script = (
+        "import os, sys, numpy as np; from hessdiff.harness.judge_pool import JudgePool; "
+        "from hessdiff.harness.strategies import Case; from test_judge_pool import LOG; "
+        "pool = JudgePool(2); pool.judge_all([(Case(LOG, np.array([0.5, 2.0]), 'float64'), {})] * 2); "
+        "print(*pool._executor._processes, flush=True); os.kill(os.getpid(), 9)"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == -9, proc.stderr
+    children = [int(pid) for pid in proc.stdout.split()]
+    assert children
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(pid) for pid in children)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as fh:
+            return not any(line.startswith("State:") and "Z" in line for line in fh)
+    except OSError:
+        return False
