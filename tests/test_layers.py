@@ -68,6 +68,7 @@ LAYERS: Mapping[str, str] = {
     "hessdiff.harness.screen": "checking",
     "hessdiff.harness.worker": "checking",
     "hessdiff.harness.batch": "checking",
+    "hessdiff.harness.judge_pool": "checking",
     "hessdiff.harness.relations": "checking",
     "hessdiff.harness.relation_findings": "checking",  # a relation's result, attributed by the oracle
     "hessdiff.harness.probe_relations": "checking",  # a probe's matrix against the oracle's target
