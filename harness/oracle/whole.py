@@ -141,18 +141,19 @@ def _divided_output(Ja: np.ndarray, Ka: np.ndarray, outputs: np.ndarray, entries
     return np.nan_to_num(Ja, nan=0.0, posinf=big), np.nan_to_num(Ka, nan=0.0, posinf=big)
 
 
-def _subnormals_flushed(values: list[np.ndarray], dtype: str) -> tuple[np.ndarray, ...]:
+def _subnormals_flushed(values: list[np.ndarray], dtype: str) -> tuple[np.ndarray, ...] | None:
     """``values`` with every entry below the dtype's smallest normal set to 0, as XLA on
     CPU reads them: the inf-norm of (-1e-323, 0) in float64 is JAX's norm at 0, outside
     norm's domain, where JAX's tie rule (amax with initial=0) gives H = 2 g g^T with
-    g = (1/4, 1/4), no convention of the exact point's (a 5-minute campaign)."""
+    g = (1/4, 1/4), no convention of the exact point's (a 5-minute campaign). None where
+    no entry is subnormal: the domain, already checked on ``values``, need not be checked
+    again (for cholesky, inv and solve that check is an exact determinant or minors)."""
     tiny = float(np.finfo(dtype).tiny)
-    out = []
-    for v in values:
-        arr = np.asarray(v, dtype=object)
-        out.append(np.vectorize(lambda e: 0 if e != 0 and abs(e) < tiny else e, otypes=[object])(arr)
-                   if arr.size else arr)
-    return tuple(out)
+    arrays = [np.asarray(v, dtype=object) for v in values]
+    if not any(e != 0 and abs(e) < tiny for arr in arrays for e in arr.reshape(-1)):
+        return None
+    return tuple(np.vectorize(lambda e: 0 if e != 0 and abs(e) < tiny else e, otypes=[object])(arr)
+                 if arr.size else arr for arr in arrays)
 
 
 def _varies_symmetrically(arg: _Jet) -> bool:
@@ -175,7 +176,8 @@ def _vector(node: int, spec: OpSpec, attrs: dict[str, Any], args: list[_Jet], n:
     values = [a.v for a in args]
     if spec.domain is not None and not spec.domain(tuple(values)):
         raise OutOfDomain(f"node {node} ({spec.name}) is outside its domain at {_to_float(values[0]).tolist()}")
-    if spec.domain is not None and not spec.domain(_subnormals_flushed(values, dtype)):
+    flushed = _subnormals_flushed(values, dtype) if spec.domain is not None else None
+    if flushed is not None and not spec.domain(flushed):
         raise OutOfDomain(f"node {node} ({spec.name}) is within a subnormal of its domain's edge: a framework "
                           "that flushes subnormals to 0 (XLA) evaluates it outside its domain")
     if isinstance(spec.math, Vector) and spec.math.symmetric and not _varies_symmetrically(args[0]):
