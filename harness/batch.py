@@ -24,7 +24,6 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,7 +32,7 @@ from hessdiff.backends import BackendVariant
 from hessdiff.harness.case import Case
 from hessdiff.harness.engine import judge
 from hessdiff.harness.ir import Program
-from hessdiff.harness.judge_pool import JudgePool, judge_point
+from hessdiff.harness.judge_pool import JudgePool, Judgement, judge_point
 from hessdiff.harness.oracle import OracleResult, OutOfDomain, busy_seconds, evaluate
 from hessdiff.harness.outcomes import Outcome, Runner, collect_all, run_points, run_variant
 from hessdiff.harness.screen import NEAR, agree, screen
@@ -108,7 +107,7 @@ def check_program(program: Program, points: Sequence[np.ndarray], dtype: str,
 
 def _judge_wanted(program: Program, points: Sequence[np.ndarray], dtype: str, wanted: list[int],
                   at_each: list[dict[str, Outcome]], first: OracleResult | None,
-                  pooled: dict[int, Future[tuple[CaseResult, float]]],
+                  pooled: dict[int, Judgement],
                   by_name: dict[str, BackendVariant | Runner], result: BatchResult) -> None:
     """Judge the ``wanted`` points in order (those in ``pooled`` judged by the pool; the
     first with ``first``, its oracle, None outside the domain); confirm a failing verdict

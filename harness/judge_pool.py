@@ -11,11 +11,14 @@ was made (``tests/test_judge_pool.py`` pins that).
 
 The children start with ``spawn`` (never ``fork``: the parent may hold a framework's
 threads), import only the harness, ignore SIGINT (Ctrl-C reaches the campaign, which
-saves what it found and closes the pool), and end when their parent dies.
+saves what it found and closes the pool), and end when their parent dies. A child that
+dies (killed, out of memory) costs nothing found: the points it held are judged in the
+campaign's own process and the next point starts a fresh pool (``Judgement.result``).
 """
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import signal
@@ -23,6 +26,7 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import final
 
 from hessdiff.harness.case import Case
@@ -32,7 +36,9 @@ from hessdiff.harness.outcomes import Outcome
 from hessdiff.harness.verdicts import CaseResult
 from hessdiff.harness.worker import peak_rss_mib
 
-__all__ = ["JudgePool", "default_judges", "judge_point"]
+__all__ = ["JudgePool", "Judgement", "default_judges", "judge_point"]
+
+_log = logging.getLogger(__name__)
 
 _PARENT_POLL = 0.5  # seconds between a judge process's checks that its parent lives
 
@@ -72,6 +78,33 @@ def _start_child() -> None:
 
 
 @final
+class Judgement:
+    """One point handed to a ``JudgePool``: its verdict when ``result`` is called."""
+
+    def __init__(self, pool: JudgePool, executor: ProcessPoolExecutor, future: Future[tuple[CaseResult, float]],
+                 case: Case, outcomes: dict[str, Outcome]) -> None:
+        self._pool = pool
+        self._executor = executor
+        self._future = future
+        self._case = case
+        self._outcomes = outcomes
+
+    def result(self) -> tuple[CaseResult, float]:
+        """The verdict (``judge_point``'s). If the pool broke (a child killed, out of
+        memory) the point is judged here instead and the pool restarts at its next
+        point: a dead judge is hessdiff's own trouble, and must neither end the campaign
+        nor lose a verdict."""
+        try:
+            return self._future.result()
+        except BrokenProcessPool as exc:
+            self._pool.discard(self._executor, exc)
+            return judge_point(self._case, self._outcomes)
+
+    def cancel(self) -> bool:
+        return self._future.cancel()
+
+
+@final
 class JudgePool:
     """``processes`` judge processes, started on first use and kept until ``close``."""
 
@@ -79,19 +112,37 @@ class JudgePool:
         if processes < 1:
             raise ValueError(f"processes={processes}, but a pool needs at least one")
         self.processes = processes
+        self.restarts = 0  # pools discarded because a child died
         self._executor: ProcessPoolExecutor | None = None
 
-    def submit(self, case: Case, outcomes: dict[str, Outcome]) -> Future[tuple[CaseResult, float]]:
+    def submit(self, case: Case, outcomes: dict[str, Outcome]) -> Judgement:
         """Judge one point in a child (``judge_point``)."""
         if self._executor is None:
             self._executor = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
                                                  initializer=_start_child)
-        return self._executor.submit(judge_point, case, outcomes)
+        executor = self._executor
+        try:
+            future = executor.submit(judge_point, case, outcomes)
+        except BrokenProcessPool as exc:  # broken since the last point: a fresh pool
+            self.discard(executor, exc)
+            return self.submit(case, outcomes)
+        return Judgement(self, executor, future, case, outcomes)
+
+    def discard(self, executor: ProcessPoolExecutor, cause: BaseException) -> None:
+        """Drop ``executor`` if it is still the pool's (a broken pool: its surviving
+        children are stopped); the next ``submit`` starts a new one."""
+        if executor is not self._executor:
+            return  # already replaced: another of its points saw it break first
+        self._executor = None
+        self.restarts += 1
+        _log.warning("hessdiff: a judge process died (%s); its points are judged in this process and the "
+                     "judge pool restarts", cause)
+        executor.shutdown(wait=False, cancel_futures=True)
 
     def judge_all(self, tasks: Sequence[tuple[Case, dict[str, Outcome]]]) -> list[tuple[CaseResult, float]]:
         """Every task judged, in order."""
-        futures = [self.submit(case, outcomes) for case, outcomes in tasks]
-        return [f.result() for f in futures]
+        judgements = [self.submit(case, outcomes) for case, outcomes in tasks]
+        return [j.result() for j in judgements]
 
     def peak_rss_mib(self) -> float:
         """The children's peak resident memory so far, summed (0 before the first task)."""

@@ -108,3 +108,23 @@ def _alive(pid: int) -> bool:
             return not any(line.startswith("State:") and "Z" in line for line in fh)
     except OSError:
         return False
+
+
+def test_a_judge_process_that_dies_loses_no_verdict_and_the_pool_restarts(planted, caplog) -> None:
+    """A child killed while it holds a point (out of memory, a stray signal) leaves that
+    point to be judged in this process, with the verdict it would have had, and the next
+    points go to a fresh pool: never an internal error that ends the campaign."""
+    variants = [BackendVariant(planted, "no_cross"), get_variant("torch:func")]
+    alone = check_program(KINKED, POINTS, "float64", variants)
+    with JudgePool(2) as judges:
+        case = Case(KINKED, POINTS[1], "float64")
+        judges.judge_all([(case, {})])  # the children started
+        for pid in list(judges._executor._processes):
+            os.kill(pid, 9)
+        time.sleep(0.5)
+        with caplog.at_level("WARNING", logger="hessdiff.harness.judge_pool"):
+            pooled = check_program(KINKED, POINTS, "float64", variants, judges)
+        assert judges.restarts == 1 and "judge process died" in caplog.text
+        assert _verdicts(pooled) == _verdicts(alone)
+        again = check_program(KINKED, POINTS, "float64", variants, judges)
+        assert _verdicts(again) == _verdicts(alone) and judges.restarts == 1 and again.pool_seconds > 0
