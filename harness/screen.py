@@ -168,11 +168,13 @@ def _bilinear(spec: Any, attrs: Mapping[str, Any], args: list[np.ndarray], shape
 
 
 class _FloatNamespace:
-    """What a ``Vector`` expression calls (``ns.exp``, ``ns.log``, ``ns.sqrt``), on floats."""
+    """What a ``Vector`` expression calls (``ns.exp``, ``ns.log``, ``ns.sqrt``,
+    ``ns.largest``), on floats."""
 
     exp = staticmethod(np.exp)
     log = staticmethod(np.log)
     sqrt = staticmethod(np.sqrt)
+    largest = staticmethod(max)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(np, name)

@@ -508,6 +508,53 @@ def test_the_exact_zeros_of_a_product_with_zero_entries_are_judged() -> None:
     assert _kinds(result) == {"torch:func": Kind.WRONG_VALUE}
 
 
+# mean(softmax(x)) is 1/5 whatever x is: its Hessian is exactly 0, summed from terms of
+# size 1 that cancel; exp(x1) gives the one entry that is not 0.
+SOFTMAX_MEAN = Program(5, (_I, op("softmax", 0, axis=-1), op("mean", 1), op("gather", 0, idx=(1,)), op("exp", 3),
+                           op("sum", 4), op("add", 2, 5)))
+
+
+def test_the_oracles_own_cancellation_residue_is_an_exact_zero_and_judged() -> None:
+    """At 50 digits the cancelling terms of mean(softmax(x)) leave entries of 1e-53; held
+    to their own size, 17 of a program's 25 entries were ill-conditioned (a 5-minute
+    campaign, float32). They are 0, judged as exact zeros: the frameworks' rounding
+    (1e-9) passes, a value of a size that matters fails."""
+    x = [0.3, 1.2, -0.7, 2.1, 0.5]
+    oracle = evaluate(SOFTMAX_MEAN, np.array(x), "float32")
+    truth = oracle.hessian_float()
+    assert np.count_nonzero(truth) == 1 and truth[1, 1] == pytest.approx(np.exp(np.float32(1.2)), rel=1e-6)
+    _honest(SOFTMAX_MEAN, x, "float32")
+    _honest(SOFTMAX_MEAN, x, "float64")
+    h = truth.copy()
+    h[0, 2] = h[2, 0] = 1e-9
+    result, _ = _judged(SOFTMAX_MEAN, x, "float32", {"torch:func": h})
+    assert result.entries["torch:func"] == (25, 0) and not _failures(result)
+    h[0, 2] = h[2, 0] = 1e-2
+    result, _ = _judged(SOFTMAX_MEAN, x, "float32", {"torch:func": h})
+    assert _kinds(result) == {"torch:func": Kind.WRONG_VALUE}
+
+
+SOFTMAX_SQUARED = Program(5, (_I, op("softmax", 0, axis=0), op("square", 1), op("mean", 2)))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_saturated_softmax_is_judged_with_the_frameworks_shift_by_the_max(dtype: str) -> None:
+    """The frameworks compute softmax as exp(x - max) / sum: unshifted, the oracle's
+    rounding model formed exp(880) = 1e382 and the error scale came out inf in float32
+    (1e90 in float64), so no value at all could fail there. Shifted, the scale is
+    finite: the honest frameworks pass, and a value of size 1 fails. (The entries
+    themselves, of size e**-180, stay ill-conditioned: no framework computes them to
+    their own size.)"""
+    x = [880.0, 3.3, 0.004, 12.0, 700.0]
+    oracle = evaluate(SOFTMAX_SQUARED, np.array(x), dtype)
+    assert np.all(np.isfinite(oracle.hessian_scale)) and oracle.hessian_scale.max() < 1e5
+    _honest(SOFTMAX_SQUARED, x, dtype)
+    h = oracle.hessian_float()
+    h[1, 3] = h[3, 1] = 1.0
+    result, _ = _judged(SOFTMAX_SQUARED, x, dtype, {"torch:func": h})
+    assert _kinds(result) == {"torch:func": Kind.WRONG_VALUE}
+
+
 CUMPROD3 = Program(3, (_I, op("cumprod", 0, axis=-1), op("sum", 1)))
 
 

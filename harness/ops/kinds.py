@@ -68,7 +68,8 @@ class Vector:
 
     ``expr(ns, A, **attrs)`` takes a NumPy object array ``A`` shaped like the argument and
     returns an object array shaped like the output, using only arithmetic and ``ns.exp``,
-    ``ns.log``, ``ns.sqrt``. The oracle runs it on multi-precision second-order jets (so
+    ``ns.log``, ``ns.sqrt`` (and ``ns.largest``, a constant shift, where ``ns`` has it:
+    ``reductions._shift``). The oracle runs it on multi-precision second-order jets (so
     it gets every first and second partial derivative exactly, with no symbolic step) and
     on plain multi-precision numbers for values. ``domain`` receives the whole argument.
 

@@ -222,7 +222,13 @@ def _rounding(dtype: str) -> Iterator[None]:
 
 
 class _JetFunctions:
-    """``exp``/``log``/``sqrt`` for ``Vector`` expressions, on jets or on plain mpf."""
+    """``exp``/``log``/``sqrt``/``largest`` for ``Vector`` expressions, on jets or on plain mpf."""
+
+    @staticmethod
+    def largest(entries: list[Any]) -> Any:
+        """The largest entry's value, as a constant (no derivative): the shift the
+        frameworks subtract before ``exp`` (``reductions._shift``)."""
+        return max(e.v if isinstance(e, _LocalJet) else e for e in entries)
 
     @staticmethod
     def exp(a: Any) -> Any:
