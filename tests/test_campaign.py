@@ -532,19 +532,21 @@ def test_the_unjudged_fraction_is_reported_per_variant_as_well_as_overall() -> N
     assert data["unjudged_frac_by_variant"] == {"jax:fwdrev": 0.01, "mlx:fwdrev": 0.28}
 
 
-def test_three_perturbations_in_four_move_a_huge_element_to_an_ordinary_value() -> None:
+def test_all_perturbations_but_one_move_a_huge_element_to_an_ordinary_value() -> None:
     """An element the generator drew huge (saturating tanh) stays huge under a relative
-    perturbation; three perturbations in four redraw it from [-2, 2], so the program's
-    ordinary region is checked too. The other elements, and every point of a case
-    without a huge element, are the relative perturbations as before."""
-    from hessdiff.harness.campaign import ORDINARY_MAGNITUDE, _points
+    perturbation; every perturbation after the first ``HUGE_COPIES`` redraws it from
+    [-2, 2], so the program's ordinary region is checked too. The other elements, and
+    every point of a case without a huge element, are the relative perturbations as
+    before."""
+    from hessdiff.harness.campaign import HUGE_COPIES, ORDINARY_MAGNITUDE, _points
 
     program = Program(3, (Node("input"), op("tanh", 0), op("sum", 1)))
     huge = _points(Case(program, np.array([0.5, -655.0, 1e-30]), "float64"), 16)
     assert len(huge) == 16 and huge[0].tolist() == [0.5, -655.0, 1e-30]
     kept = [p for p in huge[1:] if abs(p[1]) > ORDINARY_MAGNITUDE]
     moved = [p for p in huge[1:] if abs(p[1]) <= 2.0]
-    assert len(kept) == 4 and len(moved) == 11
+    assert HUGE_COPIES == 1 and len(kept) == 1 and len(moved) == 14
+    assert abs(huge[1][1] + 655.0) < 200.0  # the copy kept is a relative perturbation
     assert all(abs(p[0] - 0.5) < 1.0 and abs(p[2]) < 1.0 for p in huge[1:])  # the others: relative
     plain = _points(Case(program, np.array([0.5, -6.5, 1e-30]), "float64"), 16)
     assert all(abs(p[1]) > 2.0 for p in plain[1:])  # a relative perturbation of -6.5, never redrawn
