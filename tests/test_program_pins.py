@@ -240,9 +240,9 @@ TEXTS: dict[str, Callable[[], dict[str, str]]] = {
 PROBES = 332
 DIGESTS = {
     "drawn_programs": "01a48c7bb2c19a6b217f4268ca9f5597",
-    "drawn": "61cb09280961e99cbec1e1330f275fe4",
+    "drawn": "13ecdda4425fd022314a201fe06f2af4",
     "probe_programs": "644c40b1348f757f6fa8f77a3c543bb6",
-    "probes": "acb628c9fbc577ab27a838d42d1ce1e4",
+    "probes": "246c7d937678636a4ec1163694b95bd4",
 }
 
 FIXED_DIGESTS = {
@@ -251,7 +251,7 @@ FIXED_DIGESTS = {
     "relu-at-kink": "8df43d59f5d931b738f12fc638023613",
     "leaky-clip-maximum": "1f46f1690db18fe725ecfa1969fdc4eb",
     "matmul-dot": "ecab34011bb637629ae1bbbc20b0fa8c",
-    "logsumexp-softmax-det": "3295648a87703846b9f02f7fe38c6977",
+    "logsumexp-softmax-det": "18cd319c469575c1cf83f61c7a99d2c4",
     "prod-cumprod-torch": "452a03ad1426bf26ab6f69f8b3b17597",
     "max-tie-norm-sort": "d865349ba182882376288cbb686cf57b",
     "expm1-rule-scale": "cc49499e83b8cc694d406eeea476e0ae",
