@@ -295,6 +295,7 @@ class Campaign:
         """
         if not self.config.sweep or not self.config.steer or self.config.max_rounds is not None:
             return
+        start = time.perf_counter()
         checked = 0
         due = [name for name in self.steering.unreached(self.config.ops)
                if self._swept.get(name, 0) < self.config.sweep]
@@ -321,6 +322,7 @@ class Campaign:
                     chunks.append((name,))
         if self.stats.rounds:  # after a round: the special values, patterns and kinds it left
             checked += self._sweep_wanted()
+        self.stats.sweep_seconds += time.perf_counter() - start
         if checked:
             self.stats.swept += checked
             self._collect()
@@ -654,7 +656,15 @@ class Campaign:
                 return
 
     def _collect(self, reduce: bool = True) -> None:
-        """Turn this round's records into findings (merging by signature)."""
+        """Turn this round's records into findings (merging by signature), timed into
+        ``stats.finish_seconds``."""
+        start = time.perf_counter()
+        try:
+            self._collect_records(reduce)
+        finally:
+            self.stats.finish_seconds += time.perf_counter() - start
+
+    def _collect_records(self, reduce: bool) -> None:
         for key, record in list(self._records.items()):
             if reduce and key[1].is_failure and key[1] is not Kind.TIMEOUT and not record.baselined:
                 self._reduce(key, record)

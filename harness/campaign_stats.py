@@ -49,6 +49,12 @@ class CampaignStats:
     replayed: int = 0  # cases earlier runs saved, checked before the first round
     swept: int = 0  # probe cases of ops no round had reached (``Campaign._sweep``)
     wanted_seconds: float = 0.0  # probe cases of what coverage lacks (``Campaign._sweep_wanted``)
+    # Where the rest of the wall time went, so a campaign says what its minutes bought:
+    # checking the sweeps' probe cases (``Campaign._sweep``, the wanted ones included) and
+    # turning records into findings (``Campaign._collect``: the op-by-op reduction, every
+    # variant on the minimal case, blame). The search rounds had the remainder.
+    sweep_seconds: float = 0.0
+    finish_seconds: float = 0.0
 
     def checks_per_variant(self) -> dict[str, int]:
         out: Counter[str] = Counter()
@@ -85,6 +91,8 @@ class CampaignStats:
             "replayed": self.replayed,
             "swept": self.swept,
             "wanted_seconds": round(self.wanted_seconds, 3),
+            "sweep_seconds": round(self.sweep_seconds, 3),
+            "finish_seconds": round(self.finish_seconds, 3),
         }
 
     def unjudged_fraction(self) -> float:

@@ -449,6 +449,58 @@ def test_the_sweep_reaches_every_op_a_round_left_unreached() -> None:
     assert rounds_when_reached and rounds_when_reached[0] == 1, (rounds_when_reached, campaign.stats.rounds)
 
 
+def test_a_campaign_says_where_its_time_went_sweeps_and_finishing_apart(monkeypatch) -> None:
+    """The sweeps' probe checks and the turning of records into findings are timed apart
+    (a 10-minute all-variant campaign spent 245 s sweeping and 25 s finishing, which no
+    report showed): a probe check of 0.3 s counts in ``sweep_seconds`` (with the drawing
+    of the probe case, timed here), and the sweep's own collection of its findings (1 s
+    here) in ``finish_seconds`` only."""
+    from hessdiff.backends import get_variant
+    from hessdiff.harness import campaign as campaign_module
+
+    ops = ("sin", "arctan", "log10")
+    config = CampaignConfig(seed=4, ops=ops, focus=1, round_examples=1, dtypes=("float64",),
+                            budget_seconds=2.0, sweep=2, max_ops=1)
+    campaign = Campaign([get_variant("jax:fwdrev")], config)
+    probes: list[Case] = []
+    collects: list[bool] = []
+    collect = campaign._collect_records
+
+    def slow_probe(case: Case) -> None:
+        probes.append(case)
+        time.sleep(0.3)
+
+    def slow_collect(reduce: bool) -> None:
+        collects.append(reduce)
+        time.sleep(1.0)
+        collect(reduce)
+
+    drawing = [0.0]  # the probe cases' drawing, timed: it is the sweep's own work too
+    draw = campaign_module.probe_case
+
+    def timed_draw(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return draw(*args, **kwargs)
+        finally:
+            drawing[0] += time.perf_counter() - start
+
+    monkeypatch.setattr(campaign_module, "probe_case", timed_draw)
+    monkeypatch.setattr(campaign, "_check_probe", slow_probe)
+    monkeypatch.setattr(campaign, "_collect_records", slow_collect)
+    started = time.monotonic()
+    campaign.run()
+    wall = time.monotonic() - started
+    stats = campaign.stats
+    assert probes and collects
+    # A collection inside the sweep (1 s) counted there too would pass the 0.5 s allowed.
+    assert 0.3 * len(probes) <= stats.sweep_seconds < 0.3 * len(probes) + drawing[0] + 0.5, (
+        stats.to_json(), len(probes), drawing)
+    assert stats.finish_seconds >= 1.0 * len(collects)
+    assert stats.sweep_seconds + stats.finish_seconds <= wall
+    assert {"sweep_seconds", "finish_seconds"} <= set(stats.to_json())  # in findings.json and summary.md
+
+
 def test_hessdiffs_own_error_on_a_probe_is_noted_and_the_campaign_goes_on(monkeypatch) -> None:
     """An internal error on one sweep case used to end the whole campaign (exit 70 after
     211 s of a 5-minute run on MLX 0.21.1): it is counted, and the search goes on."""
