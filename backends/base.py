@@ -119,6 +119,12 @@ class Variant:
             ("fwd-over-rev" for ``jax.hessian``); "" where not declared. A root cause that
             shows in the forward-over-forward variant only is a forward-mode rule's, one in
             every variant a rule both modes share: reports list the modes beside the variants.
+        machinery: what else its Hessian goes through that a variant of the same modes
+            does not, as short words: "vmap" (the basis rows batched by the framework's
+            vmap, where a sibling loops), "tape" (torch.autograd's graph, where a sibling
+            uses torch.func's transforms). With "compiled" and a probe's relation it makes
+            the variant's route (``registry.variant_route``), which signs its findings:
+            two variants of one route are one code path, and one fault in it is one finding.
     """
 
     description: str
@@ -130,16 +136,18 @@ class Variant:
     relation: str | None = None
     campaign: bool = False
     modes: str = ""
+    machinery: tuple[str, ...] = ()
 
     @classmethod
     def calling(cls, description: str, helper: Callable[..., Any], *more: Callable[..., Any],
                 compiled: bool = False, batchable: bool = False, relation: str | None = None,
-                campaign: bool = False, modes: str = "") -> Variant:
+                campaign: bool = False, modes: str = "", machinery: tuple[str, ...] = ()) -> Variant:
         """The variant whose Hessian function is ``helper(f)``: a module-level function
         the backend (and an emitted script) carries, with the helpers it calls in turn."""
         name = helper.__name__
         return cls(description, lambda m, f: getattr(m, name)(f), (*more, helper),
-                   compiled=compiled, batchable=batchable, relation=relation, campaign=campaign, modes=modes)
+                   compiled=compiled, batchable=batchable, relation=relation, campaign=campaign, modes=modes,
+                   machinery=machinery)
 
 
 class Backend(ABC):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import re
 import inspect
 from dataclasses import dataclass
 from typing import Any
@@ -43,10 +44,13 @@ __all__ = [
     "get_backend",
     "get_variant",
     "variant_modes",
+    "variant_route",
     "register",
 ]
 
 _BACKENDS: dict[str, Backend] = {}
+# A word of a variant's machinery (``Variant.machinery``): it goes into signatures.
+_ROUTE_WORD = re.compile(r"[a-z][a-z0-9-]*")
 # Backend name -> the plugin it came from (built-ins and backends registered by hand have none).
 _SOURCES: dict[str, PluginSource] = {}
 # Entry point name -> why that plugin is not registered.
@@ -160,6 +164,10 @@ def check_backend(backend: Backend) -> None:
             if spec.modes not in ("", *MODES):
                 raise RegistryError(f"{where}: {kind} {variant!r} has modes={spec.modes!r}, but it must be one "
                                     f"of {MODES} (or '' where not declared).")
+            if not isinstance(spec.machinery, tuple) or not all(
+                    isinstance(w, str) and _ROUTE_WORD.fullmatch(w) for w in spec.machinery):
+                raise RegistryError(f"{where}: {kind} {variant!r} has machinery={spec.machinery!r}, but it must "
+                                    "be a tuple of short lower-case words ('vmap', 'tape').")
             if spec.batchable and type(backend).batched is Backend.batched:
                 raise RegistryError(f"{where}: {kind} {variant!r} is batchable, but the backend does not "
                                     "implement batched(m, hessian).")
@@ -325,6 +333,30 @@ def variant_modes(spec: str) -> str:
         return get_variant(spec).spec.modes
     except (KeyError, RegistryError):
         return ""
+
+
+def variant_route(spec: str) -> str:
+    """The code path variant ``spec`` ("torch:autograd-vec") takes to a Hessian, as its
+    findings are signed: its modes, then its machinery, "compiled" and a probe's relation,
+    joined by "+" ("rev-over-rev+tape+vmap", "fwd-over-rev+compiled",
+    "rev-over-rev+parameters"). A variant that declares no modes (a probe) goes by its
+    name alone. Two
+    variants of one route are one path through the framework's rules, so a fault met in
+    both is one finding; every qualifier keeps apart a path with rules of its own (a
+    batching rule, the tape, the compiler, the flattening of a structured input).
+    A variant this installation does not know goes by its name."""
+    try:
+        found = get_variant(spec).spec
+    except (KeyError, RegistryError):
+        return spec.partition(":")[2] or spec
+    if not found.modes:
+        return spec.partition(":")[2] or spec
+    words = [found.modes, *found.machinery]
+    if found.compiled:
+        words.append("compiled")
+    if found.relation is not None:
+        words.append(found.relation)
+    return "+".join(words)
 
 
 def get_variant(spec: str) -> BackendVariant:

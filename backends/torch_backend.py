@@ -257,12 +257,14 @@ class TorchBackend(Backend):
             lambda m, f: m.autograd_hessian(f),
             helpers=(autograd_hessian,),
             modes="rev-over-rev",
+            machinery=("tape",),
         ),
         "autograd-vec": Variant(
             "torch.autograd.functional.hessian(f, x, vectorize=True): rows batched by vmap",
             lambda m, f: m.autograd_hessian(f, vectorize=True),
             helpers=(autograd_hessian,),
             modes="rev-over-rev",
+            machinery=("tape", "vmap"),
         ),
     }
     gradient = staticmethod(lambda m, f: m.torch.func.grad(f))

@@ -3,19 +3,22 @@
 ``reports/baseline.json`` lists signatures (``Finding.signature``) with the upstream
 issue and a note::
 
-    {"entries": [{"signature": "equinox:filter_hessian|wrong_value|float64|relu+sum",
+    {"entries": [{"signature": "equinox|fwd-over-rev|wrong_value|float64|relu|relu(T) @ at 0",
                   "upstream": "https://github.com/patrick-kidger/equinox/issues/801",
                   "note": "filter_hessian of relu is 1 instead of 0"}]}
 
-The variant name and the ops part of a signature may hold fnmatch wildcards, so one
-entry covers a family: ``equinox:*|wrong_value|float64|*relu*``. A blamed finding's
-signature has a fifth part, its rule and region (``pow(T, C) @ zero``); an entry with a
-fifth part matches only findings blamed on that rule, one without speaks of ops alone. The ops are matched
-with a ``+`` on each side as well, so ``*+max+*`` is a program with the op ``max`` (and
-not ``maximum``). A run's
-findings split into *new* (not in the baseline: these fail CI), *known* (baselined) and
-the baseline entries the run did not hit (not replayed: a campaign that did not meet a
-fault has not shown it fixed).
+A signature is ``framework|route|kind|dtype|op|rule @ region`` for a fault blamed on one
+node's derivative rule, ``framework|route|kind|dtype|ops|composition`` for one no single
+node shows. The route (``registry.variant_route``: modes and machinery, "rev-over-rev+tape")
+may be a comma-separated list of fnmatch patterns, ``*`` for every variant of the
+framework; the op(s) and the rule part may hold patterns too, so one entry covers a
+family: ``mlx|*|nonfinite|float32|tanh|tanh(T) @ *``. The ops of a composition are matched
+with a ``+`` on each side as well, so ``*+max+*`` is a program with the op ``max`` (and not
+``maximum``). An entry in the older form ``variant|kind|dtype|ops[|rule]`` is refused with
+the command that rewrites it (``hessdiff baseline upgrade``). A run's findings split into
+*new* (not in the baseline: these fail CI), *known* (baselined) and the baseline entries
+the run did not hit (not replayed: a campaign that did not meet a fault has not shown it
+fixed).
 
 A baseline for pinned framework versions (``regression/baseline-eqx0114.json``) holds only
 what differs there and names the main one it builds on::
@@ -43,11 +46,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hessdiff.backends.registry import variant_route
 from hessdiff.harness.findings import Finding, FindingError, Kind, finding_from_json
 
 __all__ = ["Baseline", "BaselineEntry", "BaselineError", "load_baseline", "write_baseline"]
 
 _WILDCARDS = frozenset("*?[")
+
+
+def _route_matches(route: str, patterns: str) -> bool:
+    """Whether a variant's route is one of an entry's comma-separated route patterns."""
+    return any(fnmatch.fnmatchcase(route, p) for p in patterns.split(","))
 
 
 class BaselineError(ValueError):
@@ -59,10 +68,11 @@ class BaselineEntry:
     """One known issue.
 
     Arguments:
-        signature: ``variant|kind|dtype|ops``, or ``variant|kind|dtype|op|rule @ region``
-            for a fault blamed on one node (``Finding.signature``: ``op`` is the blamed
-            node's, ``ops`` a composition's program's); the variant, ops and rule parts
-            may hold fnmatch wildcards.
+        signature: ``framework|route|kind|dtype|op|rule @ region`` for a fault blamed on
+            one node (``Finding.signature``: ``op`` is the blamed node's), or
+            ``framework|route|kind|dtype|ops|composition`` and ``...|ops`` (any finding on
+            those ops); the route (comma-separated patterns), ops and rule parts may hold
+            fnmatch wildcards.
         upstream: the URL of the upstream issue ("" if not filed yet).
         note: a line for humans.
         repro: the minimal finding that shows the fault (``baseline_replay.REPRO_KEYS``:
@@ -77,40 +87,52 @@ class BaselineEntry:
 
     @property
     def is_pattern(self) -> bool:
-        return any(ch in _WILDCARDS for ch in self.signature)
+        return any(ch in _WILDCARDS for ch in self.signature) or "," in self.route
 
     @property
-    def variant(self) -> str:
+    def backend(self) -> str:
         return self.signature.split("|", 1)[0]
 
     @property
+    def route(self) -> str:
+        """The route part: comma-separated patterns over ``registry.variant_route``."""
+        return self.signature.split("|", 2)[1]
+
+    @property
+    def where(self) -> str:
+        """Framework and route, for messages (``torch|rev-over-rev+tape``)."""
+        return f"{self.backend}|{self.route}"
+
+    @property
     def names_rule(self) -> bool:
-        """Whether the entry names a blamed rule and region (five parts), not ops alone."""
-        return len(self.signature.split("|", 4)) == 5
+        """Whether the entry names a blamed rule and region (six parts), not ops alone."""
+        return len(self.signature.split("|", 5)) == 6
 
     def matches(self, signature: str) -> bool:
         """Whether a finding's signature is this entry (exactly, or by its patterns).
 
-        An entry of four parts (``variant|kind|dtype|ops``) speaks of the ops alone and
-        matches a blamed finding's signature whatever its rule; one of five names the
-        rule and region as well (``...|exp(T) @ tiny``, wildcards allowed) and matches
+        An entry of five parts (``framework|route|kind|dtype|ops``) speaks of the ops
+        alone and matches a blamed finding's signature whatever its rule; one of six names
+        the rule and region as well (``...|exp(T) @ tiny``, wildcards allowed) and matches
         only a finding blamed on it."""
-        mine = self.signature.split("|", 4)
-        theirs = signature.split("|", 4)
-        if len(theirs) < 4 or (len(mine) == 5 and len(theirs) != 5):
+        mine = self.signature.split("|", 5)
+        theirs = signature.split("|", 5)
+        if len(theirs) < 5 or (len(mine) == 6 and len(theirs) != 6):
             return False
         if not self.is_pattern:
             return theirs[:len(mine)] == mine
         return (
-            fnmatch.fnmatchcase(theirs[0], mine[0])
-            and theirs[1:3] == mine[1:3]
-            and (fnmatch.fnmatchcase(theirs[3], mine[3]) or fnmatch.fnmatchcase(f"+{theirs[3]}+", mine[3]))
-            and (len(mine) == 4 or fnmatch.fnmatchcase(theirs[4], mine[4]))
+            theirs[0] == mine[0]
+            and _route_matches(theirs[1], mine[1])
+            and theirs[2:4] == mine[2:4]
+            and (fnmatch.fnmatchcase(theirs[4], mine[4]) or fnmatch.fnmatchcase(f"+{theirs[4]}+", mine[4]))
+            and (len(mine) == 5 or fnmatch.fnmatchcase(theirs[5], mine[5]))
         )
 
     def covers_variant(self, variant: str) -> bool:
-        """Whether this entry speaks of ``variant`` (its variant part may be ``jax:*``)."""
-        return fnmatch.fnmatchcase(variant, self.variant)
+        """Whether this entry speaks of ``variant`` ("torch:autograd"): its framework,
+        and a route its route part matches."""
+        return variant.partition(":")[0] == self.backend and _route_matches(variant_route(variant), self.route)
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"signature": self.signature, "upstream": self.upstream, "note": self.note}
@@ -148,8 +170,8 @@ class Baseline:
         ``variant``, ``kind`` and ``dtype``: only a blamed finding can match one, so a
         hit such an entry may know is blamed before it is looked up (unshrunk)."""
         for entry in self.entries:
-            parts = entry.signature.split("|", 4)
-            if entry.names_rule and parts[1:3] == [kind, dtype] and fnmatch.fnmatchcase(variant, parts[0]):
+            parts = entry.signature.split("|", 5)
+            if entry.names_rule and parts[2:4] == [kind, dtype] and entry.covers_variant(variant):
                 return True
         return False
 
@@ -269,20 +291,23 @@ def _entry(path: Path, i: int, raw: Any) -> BaselineEntry:
         if not isinstance(value, str):
             raise BaselineError(f"{where}: {name}={value!r}, but it must be a string.")
     parts = signature.split("|")
+    if len(parts) in (4, 5) and ":" in parts[0]:
+        raise BaselineError(
+            f"{where}: signature={signature!r} is in the older form 'variant|kind|dtype|ops'; "
+            f"`hessdiff baseline upgrade {path}` rewrites it as 'framework|route|kind|dtype|ops'."
+        )
     # Every part but the ops may not be empty: a program whose output is a constant has none.
-    if len(parts) not in (4, 5) or not all(parts[:3] + parts[4:]):
+    if len(parts) not in (5, 6) or not all(parts[:4] + parts[5:]):
         raise BaselineError(
-            f"{where}: signature={signature!r}, but it must be 'variant|kind|dtype|ops' or "
-            "'variant|kind|dtype|ops|rule @ region' (copy it from findings.json)."
+            f"{where}: signature={signature!r}, but it must be 'framework|route|kind|dtype|ops' or "
+            "'framework|route|kind|dtype|op|rule @ region' (copy it from findings.json)."
         )
-    variant, kind, dtype = parts[:3]
-    if any(ch in _WILDCARDS for ch in variant.split(":", 1)[0] + kind + dtype):
+    backend, _, kind, dtype = parts[:4]
+    if any(ch in _WILDCARDS for ch in backend + kind + dtype) or ":" in backend:
         raise BaselineError(
-            f"{where}: signature={signature!r}; wildcards are allowed only in the variant name "
-            "(jax:*) and the ops part."
+            f"{where}: signature={signature!r}; the framework, kind and dtype are plain names "
+            "(patterns go in the route, ops and rule parts)."
         )
-    if ":" not in variant:
-        raise BaselineError(f"{where}: variant {variant!r} must be 'backend:variant'.")
     if kind not in {k.value for k in Kind}:
         raise BaselineError(
             f"{where}: kind {kind!r}, but it must be one of {sorted(k.value for k in Kind)}."

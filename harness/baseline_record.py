@@ -55,8 +55,8 @@ def entry_named(baseline: Baseline, signature: str) -> BaselineEntry:
 
 
 def entry_kind(entry: BaselineEntry) -> tuple[Kind, str]:
-    """The kind and dtype an entry speaks of (its second and third parts)."""
-    _, kind, dtype = entry.signature.split("|", 3)[:3]
+    """The kind and dtype an entry speaks of (its third and fourth parts)."""
+    kind, dtype = entry.signature.split("|", 4)[2:4]
     return Kind(kind), dtype
 
 
@@ -72,7 +72,7 @@ def hand_finding(entry: BaselineEntry, case: Case, variant: Any) -> Finding:
     kind, dtype = entry_kind(entry)
     name = variant.name
     if not entry.covers_variant(name):
-        raise InputError(f"{name} is not a variant the entry covers ({entry.variant})")
+        raise InputError(f"{name} is not a variant the entry covers ({entry.where})")
     if case.dtype != dtype:
         raise InputError(f"the entry speaks of {dtype}, not {case.dtype}")
     result = check_case(case, [variant])
@@ -119,7 +119,7 @@ def record_entry(baseline: Baseline, signature: str, program: str, x: Any,
         installed = [v.name for v in select_variants(None, err=io.StringIO())]
         variant = default_variant(entry, installed)
         if variant is None:
-            raise InputError(f"no installed variant is one the entry covers ({entry.variant}); name one with --variant")
+            raise InputError(f"no installed variant is one the entry covers ({entry.where}); name one with --variant")
     try:
         chosen = select_variants(variant, err=io.StringIO())
     except UsageError as exc:

@@ -33,7 +33,7 @@ __all__ = ["REPRO_KEYS", "Replay", "record_repros", "replay_baseline", "repro_of
 
 # What an entry's repro holds: enough to run it again (program, point, dtype, variant,
 # kind) and to say what changed (observed, expected, the versions it was seen with).
-REPRO_KEYS = ("signature", "kind", "variant", "dtype", "program", "program_text", "point",
+REPRO_KEYS = ("signature", "kind", "variant", "route", "dtype", "program", "program_text", "point",
               "observed", "expected", "versions")
 
 REPRODUCES, FIXED, CANNOT_RUN = "reproduces", "fixed", "cannot run"

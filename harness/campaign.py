@@ -158,7 +158,7 @@ class Campaign:
         known: findings already reported (by the campaign being resumed): a hit they
             explain bumps their count instead of being reported again.
         baseline: the known-issues baseline. A fault it already covers (a pattern entry
-            such as ``mlx:*|nonfinite|float32|*tanh*`` matching the hit's program) is
+            such as ``mlx|*|nonfinite|float32|*|tanh(T) @ *`` matching the hit's blame) is
             recorded but not shrunk: shrinking re-runs every variant dozens of times, and
             spent on known faults it starves the search of new programs.
         saved: failing cases earlier runs saved (``hessdiff.harness.remembered``), checked

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from hessdiff.backends.registry import variant_route
 from hessdiff.harness.findings import Finding, Kind
 from hessdiff.harness.case import Case
 from hessdiff.harness.verdicts import CaseResult, Verdict
@@ -27,16 +28,22 @@ class NewFinding(Exception):
     """Raised inside the Hypothesis test for a fault not yet explained; one class per key."""
 
 
-_EXCEPTION_CLASSES: dict[RecordKey, type[NewFinding]] = {}
+_EXCEPTION_CLASSES: dict[tuple[str, str, Kind, str, frozenset[str]], type[NewFinding]] = {}
 
 
 def exception_for(key: RecordKey) -> type[NewFinding]:
-    if key not in _EXCEPTION_CLASSES:
-        variant, kind, dtype, ops = key
-        text = f"{variant}_{kind.value}_{dtype}_{'_'.join(sorted(ops))}"
+    """The class a record's fault raises: one per framework, route, kind and dtype (as its
+    finding is signed) and first case's ops, which a shrink of it keeps within
+    (``Record.admits``). Hypothesis shrinks each class as a bug of its own; two variants
+    of one route share a class, as they share a finding."""
+    variant, kind, dtype, ops = key
+    backend, route = variant.partition(":")[0], variant_route(variant)
+    signed = (backend, route, kind, dtype, ops)
+    if signed not in _EXCEPTION_CLASSES:
+        text = f"{backend}_{route}_{kind.value}_{dtype}_{'_'.join(sorted(ops))}"
         name = "Finding_" + "".join(ch if ch.isalnum() else "_" for ch in text)
-        _EXCEPTION_CLASSES[key] = type(name, (NewFinding,), {})
-    return _EXCEPTION_CLASSES[key]
+        _EXCEPTION_CLASSES[signed] = type(name, (NewFinding,), {})
+    return _EXCEPTION_CLASSES[signed]
 
 
 def same_rule(rule: tuple[str, str, str], known: tuple[str, str, str]) -> bool:
@@ -125,15 +132,18 @@ def explaining(findings: Iterable[Finding], key: Key, case: Case,
                rules: frozenset[tuple[str, str, str]]) -> Finding | None:
     """The finding already made that explains this hit, if one does.
 
-    A blamed finding explains a hit that exercised its blamed rule, with the same
+    A finding speaks for its framework and route (``Finding.signature``): a hit of
+    another variant of the same route, kind and dtype is its fault too. A blamed finding explains a hit that exercised its blamed rule, with the same
     argument pattern, in the same region (``rules``: the hit's, ``Exercised.rules``);
     an unblamed one (a composition fault, a dismissed kind, a baselined or older
     finding) one whose program holds all its ops. Judged by op set alone, a finding
     on ``tanh + sum`` took every later fault of its variant, kind and dtype in a
     program with a tanh and a sum for itself, and a new fault there was never seen."""
     ops = case.program.op_names
+    variant, kind, dtype = key
+    where = (variant.partition(":")[0], variant_route(variant), kind, dtype)
     for finding in findings:
-        if (finding.variant, finding.kind, finding.dtype) != key:
+        if (finding.backend, finding.route, finding.kind, finding.dtype) != where:
             continue
         known = blamed_rule(finding.blame)
         if known is not None:

@@ -8,7 +8,8 @@ Only ``main`` turns outcomes into exit codes; nothing else here or in the librar
   ``bisect``: the table is printed and some release reproduces (1: none does);
   ``merge``: no new failing finding in the merged report (1: there are).
   ``report``: the HTML pages were written again.
-  ``baseline check``: every entry that could run reproduces; ``baseline record``: written.
+  ``baseline check``: every entry that could run reproduces; ``baseline record``,
+  ``baseline upgrade``: written.
 - 1: ``run`` found failures not in the baseline; ``replay``: a finding still reproduces;
   ``check``: some variant is judged wrong; ``baseline check``: some entry is fixed;
   ``baseline record --entry``: the case does not show the entry's fault (one line says
@@ -236,7 +237,9 @@ def _build_parser() -> _Parser:
     brecord.add_argument("--at", metavar="X", help="with --entry: the point, comma-separated (--at=-1,2)")
     brecord.add_argument("--variant", metavar="VARIANT",
                          help="with --entry: the variant to run (default: the first installed one the entry covers)")
-    for sub in (bcheck, brecord):
+    bupgrade = actions.add_parser("upgrade", help="rewrite entries in the older 'variant|kind|dtype|ops' form "
+                                  "as 'framework|route|kind|dtype|ops', covering the same variants")
+    for sub in (bcheck, brecord, bupgrade):
         sub.add_argument("--baseline", default="reports/baseline.json", metavar="FILE",
                          help="known-issues baseline (default reports/baseline.json)")
     baseline.set_defaults(run=_cmd_baseline)
@@ -296,8 +299,17 @@ def _cmd_baseline(args: argparse.Namespace, out: TextIO) -> int:
     from hessdiff.harness.findings import load_findings
 
     command = f"hessdiff baseline {args.action}"
-    if args.action == "check" and not Path(args.baseline).is_file():
+    if args.action in ("check", "upgrade") and not Path(args.baseline).is_file():
         raise _UsageError(f"{command}: error: --baseline {args.baseline} is not a file.")
+    if args.action == "upgrade":
+        from hessdiff.harness.baseline_upgrade import upgrade_baseline_file
+
+        try:
+            changed = upgrade_baseline_file(args.baseline)
+        except BaselineError as exc:
+            raise _UsageError(f"{command}: error: {_one_line(str(exc))}") from None
+        print(f"{args.baseline}: {changed} entries rewritten", file=out)
+        return EXIT_OK
     try:
         baseline = load_baseline(Path(args.baseline))
         if args.action == "check":
@@ -383,7 +395,7 @@ def _cmd_check(args: argparse.Namespace, out: TextIO) -> int:
 
 def _cmd_backends(args: argparse.Namespace, out: TextIO) -> int:
     from hessdiff.backends import all_backends, campaign_variants
-    from hessdiff.backends.registry import broken_plugins
+    from hessdiff.backends.registry import broken_plugins, variant_route
 
     rows = []
     for backend in all_backends():
@@ -394,12 +406,13 @@ def _cmd_backends(args: argparse.Namespace, out: TextIO) -> int:
             state = f"unavailable: {status.reason}"
         # The variants, then the probes ``hessdiff run`` checks beside them (campaign=True).
         for variant in campaign_variants([backend.name]):
-            rows.append([backend.name, variant.variant, variant.description, status.version or "-", state])
+            rows.append([backend.name, variant.variant, variant_route(variant.name), variant.description,
+                         status.version or "-", state])
     for broken in broken_plugins():  # listed, not fatal: the other backends still work
         source = broken.source
         where = f"plugin from {source.distribution} ({source.value})" if source.distribution else f"plugin ({source.value})"
-        rows.append([source.name, "-", where, source.version or "-", f"broken: {broken.problem}"])
-    out.write(_table(["backend", "variant", "description", "version", "status"], rows))
+        rows.append([source.name, "-", "-", where, source.version or "-", f"broken: {broken.problem}"])
+    out.write(_table(["backend", "variant", "route", "description", "version", "status"], rows))
     return EXIT_OK
 
 

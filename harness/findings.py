@@ -2,9 +2,9 @@
 
 A finding is one fault of one backend variant, found on one (minimal) program at one
 point in one dtype, with every backend's Hessian and the oracle's beside it. The same
-fault found a thousand times is one finding with a count: its ``signature`` (variant,
-kind, dtype, and the blamed rule and region, or for a fault no one node shows the ops of
-the minimal program) is what deduplicates, baselines and merges.
+fault found a thousand times is one finding with a count: its ``signature`` (framework,
+route, kind, dtype, and the blamed rule and region, or for a fault no one node shows the
+ops of the minimal program) is what deduplicates, baselines and merges.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from hessdiff.backends.registry import variant_route
 from hessdiff.harness.ir import Program, program_from_json
 
 __all__ = ["Finding", "FindingError", "Kind", "SEVERITY", "finding_from_json", "latest_findings", "load_findings"]
@@ -116,6 +117,10 @@ class Finding:
         blame: the derivative rule the fault is blamed on (``hessdiff.harness.blame.Blame.to_json``:
             its "rule", the node, the one-op program that shows it), or None when not
             blamed (a dismissed or baselined finding, an older file).
+        route: the variant's code path, its modes and machinery
+            (``registry.variant_route``: "rev-over-rev+tape"); filled in from the
+            registry when not given, and kept in the file, so a finding read back where
+            its backend is not installed keeps its signature.
     """
 
     kind: Kind
@@ -138,6 +143,11 @@ class Finding:
     supersedes: tuple[str, ...] = ()
     bound: np.ndarray | None = None
     blame: dict[str, Any] | None = None
+    route: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.route:
+            self.route = variant_route(self.variant)
 
     @property
     def severity(self) -> str:
@@ -149,15 +159,17 @@ class Finding:
 
     @property
     def signature(self) -> str:
-        """Stable identity: variant, kind, dtype, and once blamed on one node its op, rule
-        and region (``variant|kind|dtype|exp|exp(T) @ tiny``): one fault in two programs
-        is one finding, and two faults a shrink leaves on the same ops are two. Where no
-        single node is blamed (a composition, or not blamed yet), the ops of the minimal
-        program stand in for the op (``variant|kind|dtype|add+exp+sum|composition``)."""
+        """Stable identity: framework, route (the modes and machinery of the variant:
+        ``registry.variant_route``), kind, dtype, and once blamed on one node its op, rule
+        and region (``mlx|fwd-over-rev|nonfinite|float32|exp|exp(T) @ tiny``): one fault
+        in two programs, or in two variants of one route, is one finding, and two faults
+        a shrink leaves on the same ops are two. Where no single node is blamed (a
+        composition, or not blamed yet), the ops of the minimal program stand in for the
+        op (``mlx|fwd-over-rev|nonfinite|float32|add+exp+sum|composition``)."""
         cause = self._cause()
         node_op = self.blame.get("op") if self.blame and self.blame.get("node") is not None else None
         ops = node_op or "+".join(sorted(self.program.op_names))
-        base = f"{self.variant}|{self.kind.value}|{self.dtype}|{ops}"
+        base = f"{self.backend}|{self.route}|{self.kind.value}|{self.dtype}|{ops}"
         return f"{base}|{cause}" if cause else base
 
     def _cause(self) -> str | None:
@@ -183,6 +195,7 @@ class Finding:
             "kind": self.kind.value,
             "severity": self.severity,
             "variant": self.variant,
+            "route": self.route,
             "versions": dict(self.versions),
             "dtype": self.dtype,
             "program": self.program.to_json(),
@@ -232,6 +245,7 @@ def finding_from_json(data: Mapping[str, Any]) -> Finding:
             supersedes=tuple(str(s) for s in data.get("supersedes", ())),
             bound=_array_from_json(data.get("bound")),
             blame=dict(data["blame"]) if isinstance(data.get("blame"), Mapping) else None,
+            route=str(data.get("route", "")),
         )
     except FindingError:
         raise

@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 
+from hessdiff.backends.registry import variant_route
 from hessdiff.harness.blame import blame
 from hessdiff.harness.engine import check_case
 from hessdiff.harness.outcomes import HarnessError
@@ -19,8 +20,9 @@ from _params import backend_params, variants_of
 
 
 def _signature(case: Case, variant: str, kind) -> str:
+    """The signature of an unblamed finding of ``variant`` on ``case`` (``Finding.signature``)."""
     ops = "+".join(sorted(case.program.op_names))
-    return f"{variant}|{kind.value}|{case.dtype}|{ops}"
+    return f"{variant.partition(':')[0]}|{variant_route(variant)}|{kind.value}|{case.dtype}|{ops}"
 
 
 def _known(baseline, case: Case, verdict, variants: list) -> bool:

@@ -36,7 +36,7 @@ def _write(tmp_path: Path, data: Any) -> Path:
 
 
 def test_signature_shape() -> None:
-    assert RELU.signature == "equinox:filter_hessian|wrong_value|float64|relu+sum"
+    assert RELU.signature == "equinox|fwd-over-rev|wrong_value|float64|relu+sum"
 
 
 def test_a_blamed_findings_signature_names_its_rule_and_a_baseline_entry_may_too() -> None:
@@ -46,17 +46,17 @@ def test_a_blamed_findings_signature_names_its_rule_and_a_baseline_entry_may_too
                                   "root_cause": "relu(T) @ zero"})
     # The blamed node's op stands for the program's ops: one fault in two programs is
     # one signature.
-    assert blamed.signature == "equinox:filter_hessian|wrong_value|float64|relu|relu(T) @ zero"
+    assert blamed.signature == "equinox|fwd-over-rev|wrong_value|float64|relu|relu(T) @ zero"
     assert replace(blamed, program=Program(2, (Node("input"), op("relu", 0), op("square", 1), op("sum", 2)))
                    ).signature == blamed.signature
     assert blamed.root_cause == "equinox|relu(T) @ zero|wrong_value|float64"
-    ops_only = BaselineEntry("equinox:filter_hessian|wrong_value|float64|*relu*")
+    ops_only = BaselineEntry("equinox|fwd-over-rev|wrong_value|float64|*relu*")
     assert ops_only.matches(blamed.signature) and ops_only.matches(RELU.signature)  # ops alone: either
-    by_rule = BaselineEntry("equinox:*|wrong_value|float64|*|relu(T) @ *")
+    by_rule = BaselineEntry("equinox|*|wrong_value|float64|*|relu(T) @ *")
     assert by_rule.matches(blamed.signature)
     assert not by_rule.matches(RELU.signature)  # not blamed: not known to be this rule
-    assert not BaselineEntry("equinox:*|wrong_value|float64|*|relu(T) @ tiny").matches(blamed.signature)
-    assert not BaselineEntry("equinox:filter_hessian|wrong_value|float64|relu+sum|tanh(T) @ zero").matches(
+    assert not BaselineEntry("equinox|*|wrong_value|float64|*|relu(T) @ tiny").matches(blamed.signature)
+    assert not BaselineEntry("equinox|fwd-over-rev|wrong_value|float64|relu+sum|tanh(T) @ zero").matches(
         blamed.signature)
 
 
@@ -69,14 +69,14 @@ def test_exact_signature_splits() -> None:
 
 
 def test_wildcard_in_ops_covers_a_family() -> None:
-    entry = BaselineEntry("equinox:filter_hessian|wrong_value|float64|*relu*", "https://example.org/1")
+    entry = BaselineEntry("equinox|fwd-over-rev|wrong_value|float64|*relu*", "https://example.org/1")
     new, known, _ = Baseline((entry,)).split([RELU, RELU_TANH, RELU_F32, SIN])
     assert known == [RELU, RELU_TANH]
     assert new == [RELU_F32, SIN]  # the dtype part is exact
 
 
 def test_exact_entry_wins_over_a_pattern() -> None:
-    pattern = BaselineEntry("equinox:filter_hessian|wrong_value|float64|*", "https://example.org/p")
+    pattern = BaselineEntry("equinox|fwd-over-rev|wrong_value|float64|*", "https://example.org/p")
     exact = BaselineEntry(RELU.signature, "https://example.org/e")
     baseline = Baseline((pattern, exact))
     assert baseline.entry_for(RELU) == exact
@@ -85,8 +85,8 @@ def test_exact_entry_wins_over_a_pattern() -> None:
 
 
 def test_entries_that_did_not_reproduce_are_fixed() -> None:
-    gone = BaselineEntry("jax:revrev|wrong_value|float64|abs+sum", "https://example.org/2", "abs")
-    elsewhere = BaselineEntry("torch:func|crash|float32|sin+sum", "https://example.org/3")
+    gone = BaselineEntry("jax|rev-over-rev|wrong_value|float64|abs+sum", "https://example.org/2", "abs")
+    elsewhere = BaselineEntry("torch|fwd-over-rev|crash|float32|sin+sum", "https://example.org/3")
     baseline = Baseline((BaselineEntry(RELU.signature), gone, elsewhere))
     _, known, fixed = baseline.split([RELU])
     assert known == [RELU]
@@ -111,12 +111,12 @@ def test_load_round_trips(tmp_path: Path) -> None:
     data = {"entries": [
         {"signature": RELU.signature, "upstream": "https://github.com/patrick-kidger/equinox/issues/801",
          "note": "relu"},
-        {"signature": "jax:fwdrev|crash|float64|*sin*", "upstream": ""},
+        {"signature": "jax|fwd-over-rev|crash|float64|*sin*", "upstream": ""},
     ]}
     baseline = load_baseline(_write(tmp_path, data))
-    assert [e.signature for e in baseline.entries] == [RELU.signature, "jax:fwdrev|crash|float64|*sin*"]
+    assert [e.signature for e in baseline.entries] == [RELU.signature, "jax|fwd-over-rev|crash|float64|*sin*"]
     assert baseline.entries[0].upstream.endswith("/801")
-    assert baseline.to_json()["entries"][1] == {"signature": "jax:fwdrev|crash|float64|*sin*",
+    assert baseline.to_json()["entries"][1] == {"signature": "jax|fwd-over-rev|crash|float64|*sin*",
                                                "upstream": "", "note": ""}
     assert baseline.entry_for(SIN) == baseline.entries[1]
 
@@ -127,18 +127,21 @@ def test_load_round_trips(tmp_path: Path) -> None:
     ({"entries": {}}, '{"entries": [...]}'),
     ({"entries": ["x"]}, "entry 0 must be an object"),
     ({"entries": [{"signature": 3}]}, "signature=3"),
-    ({"entries": [{"signature": "jax:fwdrev|wrong_value|float64"}]}, "variant|kind|dtype|ops"),
-    ({"entries": [{"signature": "jax:fwdrev||float64|relu"}]}, "variant|kind|dtype|ops"),
-    ({"entries": [{"signature": "*:fwdrev|wrong_value|float64|relu"}]}, "only in the variant name"),
-    ({"entries": [{"signature": "jax:fwdrev|wrong_*|float64|relu"}]}, "only in the variant name"),
-    ({"entries": [{"signature": "jax:fwdrev|wrong|float64|relu"}]}, "kind 'wrong'"),
-    ({"entries": [{"signature": "jax:fwdrev|crash|float16|relu"}]}, "dtype 'float16'"),
-    ({"entries": [{"signature": "jax|crash|float64|relu"}]}, "backend:variant"),
-    ({"entries": [{"signature": "jax:fwdrev|crash|float64|relu", "upstream": "github.com/x"}]},
+    ({"entries": [{"signature": "jax|fwd-over-rev|wrong_value|float64"}]}, "framework|route|kind|dtype|ops"),
+    ({"entries": [{"signature": "jax|fwd-over-rev||float64|relu"}]}, "framework|route|kind|dtype|ops"),
+    ({"entries": [{"signature": "jax|wrong_value|float64|relu"}]}, "framework|route|kind|dtype|ops"),
+    ({"entries": [{"signature": "*|fwd-over-rev|wrong_value|float64|relu"}]}, "patterns go in the route"),
+    ({"entries": [{"signature": "jax|fwd-over-rev|wrong_*|float64|relu"}]}, "patterns go in the route"),
+    ({"entries": [{"signature": "jax|fwd-over-rev|wrong|float64|relu"}]}, "kind 'wrong'"),
+    ({"entries": [{"signature": "jax:fwdrev|wrong_value|float64|relu"}]}, "hessdiff baseline upgrade"),
+    ({"entries": [{"signature": "jax:*|wrong_value|float64|*|relu(T) @ *"}]}, "older form"),
+    ({"entries": [{"signature": "jax|fwd-over-rev|crash|float16|relu"}]}, "dtype 'float16'"),
+    ({"entries": [{"signature": "jax:fwdrev|fwd-over-rev|crash|float64|relu|relu(T) @ *"}]}, "plain names"),
+    ({"entries": [{"signature": "jax|fwd-over-rev|crash|float64|relu", "upstream": "github.com/x"}]},
      "http(s) URL"),
-    ({"entries": [{"signature": "jax:fwdrev|crash|float64|relu", "url": "https://x"}]}, "unknown keys"),
-    ({"entries": [{"signature": "jax:fwdrev|crash|float64|relu"},
-                  {"signature": "jax:fwdrev|crash|float64|relu"}]}, "entries 0 and 1"),
+    ({"entries": [{"signature": "jax|fwd-over-rev|crash|float64|relu", "url": "https://x"}]}, "unknown keys"),
+    ({"entries": [{"signature": "jax|fwd-over-rev|crash|float64|relu"},
+                  {"signature": "jax|fwd-over-rev|crash|float64|relu"}]}, "entries 0 and 1"),
 ])
 def test_malformed_baseline_is_one_clear_line(tmp_path: Path, data: Any, message: str) -> None:
     path = _write(tmp_path, data)
@@ -152,17 +155,17 @@ def test_malformed_baseline_is_one_clear_line(tmp_path: Path, data: Any, message
 
 def test_a_program_without_ops_has_an_empty_ops_part_and_an_entry_may_name_it(tmp_path: Path) -> None:
     """f(x) = 0.0 has no op: its finding's signature is ``variant|crash|float32||composition``."""
-    path = _write(tmp_path, {"entries": [{"signature": "equinox:*|crash|float32||composition"}]})
+    path = _write(tmp_path, {"entries": [{"signature": "equinox|*|crash|float32||composition"}]})
     baseline = load_baseline(path)
-    assert baseline.entry_for("equinox:filter_hessian|crash|float32||composition") is not None
-    assert baseline.entry_for("equinox:filter_hessian|crash|float32|sum|composition") is None
+    assert baseline.entry_for("equinox|fwd-over-rev|crash|float32||composition") is not None
+    assert baseline.entry_for("equinox|fwd-over-rev|crash|float32|sum|composition") is None
 
 
 def test_a_variant_pattern_covers_every_variant_of_a_backend() -> None:
-    entry = BaselineEntry("jax:*|wrong_value|float64|*tanh*", "https://example.org/1", "tanh'' near 0")
-    assert entry.matches("jax:revrev|wrong_value|float64|sum+tanh")
-    assert not entry.matches("torch:func|wrong_value|float64|sum+tanh")
-    assert not entry.matches("jax:revrev|wrong_value|float32|sum+tanh")
+    entry = BaselineEntry("jax|*|wrong_value|float64|*tanh*", "https://example.org/1", "tanh'' near 0")
+    assert entry.matches("jax|rev-over-rev|wrong_value|float64|sum+tanh")
+    assert not entry.matches("torch|fwd-over-rev|wrong_value|float64|sum+tanh")
+    assert not entry.matches("jax|rev-over-rev|wrong_value|float32|sum+tanh")
     assert entry.covers_variant("jax:jit") and not entry.covers_variant("equinox:filter_hessian")
 
 
@@ -170,11 +173,11 @@ def test_an_ops_pattern_can_name_one_op_exactly() -> None:
     """``*+max+*``: a program with max, wherever it sorts, and not one with maximum."""
     from hessdiff.harness.baseline import BaselineEntry
 
-    entry = BaselineEntry("mlx:fwdrev*|wrong_value|float32|*+max+*")
-    assert entry.matches("mlx:fwdrev|wrong_value|float32|max")
-    assert entry.matches("mlx:fwdrev-vmap|wrong_value|float32|erf+max+square")
-    assert not entry.matches("mlx:fwdrev|wrong_value|float32|maximum+square")
-    assert not entry.matches("mlx:revrev|wrong_value|float32|max")
+    entry = BaselineEntry("mlx|fwd-over-rev,fwd-over-rev+vmap|wrong_value|float32|*+max+*")
+    assert entry.matches("mlx|fwd-over-rev|wrong_value|float32|max")
+    assert entry.matches("mlx|fwd-over-rev+vmap|wrong_value|float32|erf+max+square")
+    assert not entry.matches("mlx|fwd-over-rev|wrong_value|float32|maximum+square")
+    assert not entry.matches("mlx|rev-over-rev|wrong_value|float32|max")
 
 
 def test_a_baselines_repr_is_one_short_line() -> None:
@@ -265,20 +268,82 @@ def test_committed_entries_name_the_broken_rule_never_the_ops_around_it(path: Pa
     a fault of the Hessian helper itself covers every program (``...|*``)."""
     for entry in load_baseline(path).entries:
         parts = entry.signature.split("|")
-        if len(parts) == 4:
-            assert parts[3] == "*", entry.signature  # the whole variant
+        if len(parts) == 5:
+            assert parts[4] == "*", entry.signature  # the whole route
         else:
-            assert len(parts) == 5, entry.signature
-            assert parts[3] == "*" or parts[4].startswith("composition"), entry.signature
+            assert len(parts) == 6, entry.signature
+            assert parts[4] == "*" or parts[5].startswith("composition"), entry.signature
 
 
 def test_a_rule_named_entry_covers_the_rule_in_any_program_and_nothing_else() -> None:
-    entry = BaselineEntry("mlx:*|nonfinite|float32|*|tanh(T) @ *")
-    assert entry.matches("mlx:fwdrev|nonfinite|float32|add+sum+tanh|tanh(T) @ huge")
-    assert entry.matches("mlx:revrev|nonfinite|float32|arctanh+sum+tanh|tanh(T) @ ordinary")
-    assert not entry.matches("mlx:revrev|nonfinite|float32|arctanh+sum+tanh|arctanh(T) @ ordinary")
-    assert not entry.matches("mlx:revrev|nonfinite|float32|gelu_tanh+sum")  # not blamed: unknown
+    entry = BaselineEntry("mlx|*|nonfinite|float32|*|tanh(T) @ *")
+    assert entry.matches("mlx|fwd-over-rev|nonfinite|float32|add+sum+tanh|tanh(T) @ huge")
+    assert entry.matches("mlx|rev-over-rev|nonfinite|float32|arctanh+sum+tanh|tanh(T) @ ordinary")
+    assert not entry.matches("mlx|rev-over-rev|nonfinite|float32|arctanh+sum+tanh|arctanh(T) @ ordinary")
+    assert not entry.matches("mlx|rev-over-rev|nonfinite|float32|gelu_tanh+sum")  # not blamed: unknown
     baseline = Baseline((entry,))
     assert baseline.names_rules("mlx:fwdrev", "nonfinite", "float32")
     assert not baseline.names_rules("mlx:fwdrev", "nonfinite", "float64")
     assert not baseline.names_rules("jax:fwdrev", "nonfinite", "float32")
+
+
+OLD_FORM = [
+    "torch:*|wrong_value|float64|*|softplus(T) @ *",
+    "torch:autograd*|nonfinite|float32|prod*|composition",
+    "torch:func-fwdfwd|wrong_value|float32|*|det(T) @ *",
+    "mlx:revrev-vmap|wrong_value|float32|*|slice(*) @ *",
+    "equinox:params-filter-hessian|crash|float64|*",
+    "mlx:fwdrev*|wrong_value|float32|*+max+*",
+]
+
+
+@pytest.mark.parametrize("old", OLD_FORM)
+def test_upgrade_rewrites_an_older_entry_to_cover_exactly_the_variants_it_did(old: str) -> None:
+    """An older entry's variant pattern becomes the routes of the variants it matched:
+    ``torch:autograd*`` covers autograd and autograd-vec and not func-revrev, though all
+    three are reverse over reverse; ``mlx:revrev-vmap`` not mlx:revrev."""
+    import fnmatch
+
+    from hessdiff.backends import registry
+    from hessdiff.harness.baseline_upgrade import upgraded_signature
+
+    new = BaselineEntry(upgraded_signature(old))
+    assert ":" not in new.signature.split("|")[0]
+    pattern = old.split("|", 1)[0]
+    for variant in registry.campaign_variants():
+        assert new.covers_variant(variant.name) == fnmatch.fnmatchcase(variant.name, pattern), variant.name
+    assert upgraded_signature(new.signature) == new.signature  # the new form is left alone
+
+
+def test_upgrade_command_rewrites_the_file_and_it_loads(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from hessdiff.harness.cli import main
+
+    path = _write(tmp_path, {"entries": [{"signature": s, "upstream": "", "note": ""} for s in OLD_FORM]})
+    with pytest.raises(BaselineError, match=r"older form .*hessdiff baseline upgrade"):
+        load_baseline(path)
+    assert main(["baseline", "upgrade", "--baseline", str(path)]) == 0
+    assert capsys.readouterr().out == f"{path}: {len(OLD_FORM)} entries rewritten\n"
+    entries = load_baseline(path).entries
+    assert [e.signature.split("|")[0] for e in entries] == ["torch", "torch", "torch", "mlx", "equinox", "mlx"]
+    assert main(["baseline", "upgrade", "--baseline", str(path)]) == 0  # again: nothing left to do
+    assert capsys.readouterr().out == f"{path}: 0 entries rewritten\n"
+
+
+def test_upgrade_of_an_entry_it_cannot_place_is_one_line_and_writes_nothing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from hessdiff.harness.cli import main
+
+    data = {"entries": [{"signature": "torch:nosuch*|crash|float64|*"}]}
+    path = _write(tmp_path, data)
+    assert main(["baseline", "upgrade", "--baseline", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "matches none of torch's variants" in err
+    assert json.loads(path.read_text(encoding="utf-8")) == data
+
+
+def test_a_finding_read_back_keeps_its_route_where_its_backend_is_not_installed() -> None:
+    from hessdiff.harness.findings import finding_from_json
+
+    data = RELU.to_json()
+    data["variant"], data["route"] = "gone:fwdrev", "fwd-over-rev+vmap"
+    assert finding_from_json(data).signature == "gone|fwd-over-rev+vmap|wrong_value|float64|relu+sum"

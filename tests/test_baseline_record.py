@@ -16,8 +16,8 @@ from hessdiff.harness.cli import main
 pytest.importorskip("torch")
 
 # torch's softplus is the identity past 20: its second derivative is 0 at 21, the truth 7.6e-10.
-SOFTPLUS = "torch:*|wrong_value|float64|*softplus*"
-OTHER = "torch:*|wrong_value|float64|*tanh*"
+SOFTPLUS = "torch|*|wrong_value|float64|*softplus*"
+OTHER = "torch|*|wrong_value|float64|*tanh*"
 
 
 def _baseline() -> Baseline:
@@ -42,8 +42,8 @@ def test_a_case_that_shows_the_fault_becomes_the_entrys_repro_and_replays() -> N
 @pytest.mark.parametrize(("signature", "x", "says"), [
     (SOFTPLUS, 2.0, "torch:func passes: returns [[0.104994]], the oracle [[0.104994]]; "
                     "not wrong_value"),
-    ("torch:*|nonfinite|float64|*softplus*", 21.0, "torch:func is judged wrong_value: "),
-    (OTHER, 21.0, "torch:func fails as wrong_value, but its finding 'torch:func|wrong_value|float64|softplus|"),
+    ("torch|*|nonfinite|float64|*softplus*", 21.0, "torch:func is judged wrong_value: "),
+    (OTHER, 21.0, "torch:func fails as wrong_value, but its finding 'torch|fwd-over-rev|wrong_value|float64|softplus|"),
 ])
 def test_a_case_that_does_not_show_the_entrys_fault_says_what_the_variant_did(signature: str, x: float,
                                                                               says: str) -> None:
@@ -56,17 +56,17 @@ def test_a_case_that_does_not_show_the_entrys_fault_says_what_the_variant_did(si
 def test_an_unknown_entry_or_a_variant_it_does_not_cover_is_bad_input() -> None:
     case = case_of("sum(softplus(x))", [21.0])
     with pytest.raises(InputError, match="no entry 'torch:func|wrong_value"):
-        record_by_hand(_baseline(), "torch:func|wrong_value|float64|*softplus*", case, get_variant("torch:func"))
-    entry = "torch:autograd*|wrong_value|float64|*softplus*"
-    with pytest.raises(InputError, match=r"torch:func is not a variant the entry covers \(torch:autograd\*\)"):
+        record_by_hand(_baseline(), "torch|fwd-over-rev|wrong_value|float64|*softplus*", case, get_variant("torch:func"))
+    entry = "torch|rev-over-rev+tape,rev-over-rev+tape+vmap|wrong_value|float64|*softplus*"
+    with pytest.raises(InputError, match=r"torch:func is not a variant the entry covers \(torch\|rev-over-rev\+tape,"):
         record_by_hand(Baseline((BaselineEntry(entry),)), entry, case, get_variant("torch:func"))
 
 
 def test_the_default_variant_is_the_first_the_entry_covers() -> None:
     names = ["jax:fwdrev", "torch:func", "torch:func-revrev", "torch:autograd", "torch:autograd-vec"]
     assert default_variant(BaselineEntry(SOFTPLUS), names) == "torch:func"
-    assert default_variant(BaselineEntry("torch:autograd*|nonfinite|float32|prod*"), names) == "torch:autograd"
-    assert default_variant(BaselineEntry("mlx:*|nonfinite|float32|*tanh*"), names) is None
+    assert default_variant(BaselineEntry("torch|rev-over-rev+tape,rev-over-rev+tape+vmap|nonfinite|float32|prod*"), names) == "torch:autograd"
+    assert default_variant(BaselineEntry("mlx|*|nonfinite|float32|*tanh*"), names) is None
 
 
 def test_the_command_writes_the_repro_or_exits_1_with_one_line_and_writes_nothing(tmp_path, capsys) -> None:
@@ -79,7 +79,7 @@ def test_the_command_writes_the_repro_or_exits_1_with_one_line_and_writes_nothin
     assert out.startswith("not recorded: torch:func passes: returns [[0.104994]]") and out.count("\n") == 1
     assert path.read_text() == before
     assert main([*args, "--at", "21", "--variant", "torch:func-revrev"]) == 0
-    assert capsys.readouterr().out.startswith("recorded: torch:func-revrev|wrong_value|float64|softplus|softplus(T)")
+    assert capsys.readouterr().out.startswith("recorded: torch|rev-over-rev|wrong_value|float64|softplus|softplus(T)")
     assert load_baseline(path).entries[0].repro["variant"] == "torch:func-revrev"
     assert json.loads(path.read_text())["entries"][1] == {"signature": OTHER, "upstream": "", "note": ""}
 

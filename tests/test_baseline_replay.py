@@ -15,8 +15,8 @@ from hessdiff.harness.parse import parse_program
 
 pytest.importorskip("torch")
 
-SOFTPLUS = "torch:*|wrong_value|float64|*softplus*"  # torch's softplus is the identity past 20
-TANH = "torch:*|wrong_value|float64|*tanh*"  # no such fault
+SOFTPLUS = "torch|*|wrong_value|float64|*softplus*"  # torch's softplus is the identity past 20
+TANH = "torch|*|wrong_value|float64|*tanh*"  # no such fault
 
 
 def _finding(text: str, point: list[float], variant: str = "torch:func") -> Finding:
@@ -28,7 +28,7 @@ def _finding(text: str, point: list[float], variant: str = "torch:func") -> Find
 def test_record_gives_each_entry_the_smallest_finding_it_matches_and_keeps_a_recorded_one() -> None:
     kept = _finding("sum(tanh(x))", [0.5])
     baseline = Baseline((BaselineEntry(SOFTPLUS), BaselineEntry(TANH, repro=_repro(kept)),
-                         BaselineEntry("mlx:*|nonfinite|float32|*cumprod*")))
+                         BaselineEntry("mlx|*|nonfinite|float32|*cumprod*")))
     big = _finding("v1 = softplus(x); v2 = mul(v1, v1); v3 = sum(v2)", [21.0])
     small = _finding("sum(softplus(x))", [21.0])
     recorded, filled = record_repros(baseline, [big, small, _finding("sum(tanh(x))", [2.0])])
@@ -36,7 +36,7 @@ def test_record_gives_each_entry_the_smallest_finding_it_matches_and_keeps_a_rec
     entries = {e.signature: e for e in recorded.entries}
     assert entries[SOFTPLUS].repro["program_text"] == small.program.pretty()
     assert entries[TANH].repro["point"] == [0.5]
-    assert entries["mlx:*|nonfinite|float32|*cumprod*"].repro is None
+    assert entries["mlx|*|nonfinite|float32|*cumprod*"].repro is None
 
 
 def _repro(finding: Finding) -> dict:
@@ -61,7 +61,7 @@ def test_check_replays_every_entry_reproduces_fixed_or_cannot_run() -> None:
     baseline = Baseline((
         BaselineEntry(SOFTPLUS, repro=_repro(_finding("sum(softplus(x))", [21.0]))),
         BaselineEntry(TANH, repro=_repro(_finding("sum(tanh(x))", [0.5]))),
-        BaselineEntry("mlx:*|nonfinite|float32|*cumprod*"),
+        BaselineEntry("mlx|*|nonfinite|float32|*cumprod*"),
         BaselineEntry("nosuch:*|wrong_value|float64|*exp*", repro=_repro(_finding("sum(exp(x))", [1.0], "nosuch:x"))),
     ))
     replays = replay_baseline(baseline)
@@ -79,8 +79,8 @@ def test_check_says_when_a_fault_reproduces_but_is_blamed_on_a_rule_the_entry_do
     from hessdiff.harness.baseline_replay import print_replays
 
     repro = _repro(_finding("sum(softplus(x))", [21.0]))
-    baseline = Baseline((BaselineEntry("torch:*|wrong_value|float64|*|softplus(T) @ *", repro=repro),
-                         BaselineEntry("torch:*|wrong_value|float64|*|tanh(T) @ *", repro=repro)))
+    baseline = Baseline((BaselineEntry("torch|*|wrong_value|float64|*|softplus(T) @ *", repro=repro),
+                         BaselineEntry("torch|*|wrong_value|float64|*|tanh(T) @ *", repro=repro)))
     replays = replay_baseline(baseline)
     assert [(r.status, r.matched) for r in replays] == [(REPRODUCES, True), (REPRODUCES, False)]
     assert "Blamed now as `softplus(T) @ ordinary`" in replays[1].detail

@@ -230,7 +230,7 @@ def test_a_new_fault_beside_a_baselined_one_is_reported_and_shrunk_to_its_own_ru
     from hessdiff.harness.baseline import Baseline, BaselineEntry
     from hessdiff.harness.campaign import Campaign
 
-    baseline = Baseline((BaselineEntry("twofaults:*|wrong_value|float64|*exp*", "", "exp is known"),))
+    baseline = Baseline((BaselineEntry("twofaults|*|wrong_value|float64|*exp*", "", "exp is known"),))
     campaign = Campaign([twofaults], _config(), baseline=baseline)
     findings = campaign.replay([Case(PROGRAM, X, "float64")])
     new = [f for f in findings if f.kind.is_failure and baseline.entry_for(f) is None]
@@ -252,7 +252,7 @@ def test_an_entry_naming_the_rule_knows_its_fault_unshrunk_and_only_it(twofaults
     # two replays of one case each: no time to speak of for the 10% share of node checks
     monkeypatch.setattr(campaign_module, "UNMASK_SHARE", 1.0)
 
-    baseline = Baseline((BaselineEntry("twofaults:*|wrong_value|float64|*|exp(T) @ *", "", "exp is known"),))
+    baseline = Baseline((BaselineEntry("twofaults|*|wrong_value|float64|*|exp(T) @ *", "", "exp is known"),))
     exp_only = Program(2, (Node("input"), op("exp", 0), op("mul", 1, 1), op("sum", 2)))
     campaign = Campaign([twofaults], _config(), baseline=baseline)
     known = campaign.replay([Case(exp_only, X, "float64")])

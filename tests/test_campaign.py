@@ -89,7 +89,7 @@ def test_a_fault_is_logged_at_its_first_hit_and_superseded_once_minimised(found,
 
 def test_a_fault_the_baseline_covers_is_recorded_but_not_shrunk(planted) -> None:
     backend, _ = planted
-    baseline = Baseline((BaselineEntry("planted:pl_gradient|wrong_value|float64|*"),))
+    baseline = Baseline((BaselineEntry("planted|pl_gradient|wrong_value|float64|*"),))
     config = CampaignConfig(budget_seconds=600, seed=1, max_rounds=1, round_examples=15, dtypes=("float64",),
                             max_ops=4, ops=OPS, mlps=True, max_n=3)
     campaign = Campaign([BackendVariant(backend, "pl_gradient")], config, baseline=baseline)
@@ -345,7 +345,7 @@ def test_a_baselined_first_hit_does_not_absorb_a_new_fault_of_the_same_key(monke
     counted with the first. (Its nodes checked alone would each fail with this backend,
     wrong everywhere: that is ``tests/test_blame.py``'s, switched off here.)"""
     monkeypatch.setattr("hessdiff.harness.campaign.UNMASK_SHARE", -1.0)
-    baseline = Baseline((BaselineEntry("jax:wrong|wrong_value|float64|*arctan*"),))
+    baseline = Baseline((BaselineEntry("jax|wrong|wrong_value|float64|*arctan*"),))
     known = _case(op("arctan", 0), op("square", 1), op("sum", 2))
     known_again = _case(op("arctan", 0), op("exp", 1), op("sum", 2))
     new = _case(op("sin", 0), op("sum", 1))
@@ -602,3 +602,37 @@ def test_all_perturbations_but_one_move_a_huge_element_to_an_ordinary_value() ->
     assert all(abs(p[0] - 0.5) < 1.0 and abs(p[2]) < 1.0 for p in huge[1:])  # the others: relative
     plain = _points(Case(program, np.array([0.5, -6.5, 1e-30]), "float64"), 16)
     assert all(abs(p[1]) > 2.0 for p in plain[1:])  # a relative perturbation of -6.5, never redrawn
+
+
+class _SevensAgain(_Sevens):
+    """The same wrong Hessian from a second variant."""
+
+    name = "jax:wrong-again"
+
+
+@pytest.mark.parametrize("one_route", [True, False])
+def test_a_fault_of_two_variants_of_one_route_is_one_finding(one_route: bool, monkeypatch) -> None:
+    """Findings are signed by framework and route (``Finding.signature``), not by variant:
+    two variants on one code path that fail alike are one finding with their hits added,
+    and a later hit of either is known; on two routes they are two findings."""
+    monkeypatch.setattr("hessdiff.harness.campaign.UNMASK_SHARE", -1.0)
+    routes = {"jax:wrong": "fwd-over-rev", "jax:wrong-again": "fwd-over-rev" if one_route else "rev-over-rev"}
+    for module in ("campaign_records", "findings"):
+        monkeypatch.setattr(f"hessdiff.harness.{module}.variant_route", routes.__getitem__)
+    case = _case(op("arctan", 0), op("square", 1), op("sum", 2))
+    campaign = Campaign([_Sevens(), _SevensAgain()], CampaignConfig(seed=1, ops=("arctan",), dtypes=("float64",)))
+    campaign._deadline = time.monotonic() + 60.0
+    with pytest.raises(NewFinding):
+        campaign._check(case)
+    campaign._collect(reduce=False)
+    signatures = sorted(campaign.findings)
+    if one_route:
+        assert signatures == ["jax|fwd-over-rev|wrong_value|float64|arctan+square+sum"]
+        [finding] = campaign.findings.values()
+        assert finding.count == 2
+        campaign._raised.clear()  # a new round: every variant runs again
+        campaign._check(case)  # known now, from either variant: nothing raised
+        assert finding.count == 4
+    else:
+        assert signatures == ["jax|fwd-over-rev|wrong_value|float64|arctan+square+sum",
+                              "jax|rev-over-rev|wrong_value|float64|arctan+square+sum"]

@@ -35,12 +35,12 @@ def test_backends_table(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(capsys, "backends")
     assert (code, err) == (0, "")
     lines = out.splitlines()
-    assert lines[0].split() == ["backend", "variant", "description", "version", "status"]
+    assert lines[0].split() == ["backend", "variant", "route", "description", "version", "status"]
     assert set(lines[1]) <= {"-", " "}
     variants = registry.campaign_variants()  # what ``hessdiff run`` checks, probes included
     assert len(lines) == 2 + len(variants)
     for line, variant in zip(lines[2:], variants):
-        assert line.split()[:2] == [variant.backend.name, variant.variant]
+        assert line.split()[:3] == [variant.backend.name, variant.variant, registry.variant_route(variant.name)]
         assert variant.description in line
         status = variant.backend.availability()
         assert line.endswith("available" if status.available else status.reason)

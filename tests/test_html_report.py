@@ -48,7 +48,7 @@ FINDINGS = [
     _finding(Kind.CRASH, "jax:revrev", SIN, None, error="RuntimeError: boom <script>"),
     _finding(Kind.WRONG_SHAPE, "equinox:filter_hessian", RELU, np.array([1.0, 2.0])),
 ]
-BASELINE = Baseline((BaselineEntry("jax:jit|nonfinite|float64|*", "https://example.org/issues/7", "known NaN"),))
+BASELINE = Baseline((BaselineEntry("jax|fwd-over-rev+compiled|nonfinite|float64|*", "https://example.org/issues/7", "known NaN"),))
 RUN_INFO = {"name": "html-test", "seed": 7, "budget_seconds": 60.0, "examples": 12, "checked_pairs": 190,
             "versions": {"jax": "0.test"}, "checks_per_variant": {"jax:fwdrev": 10, "jax:jit": 10}}
 COVERAGE = {"relu": {"jax:fwdrev": {"checks": 40, "special": 5, "findings": 1, "special:0": 5}},

@@ -110,6 +110,7 @@ LAYERS: Mapping[str, str] = {
     "hessdiff.harness.run": "front door",  # ``hessdiff run``/``replay``: campaign, then report
     "hessdiff.harness.baseline_replay": "front door",  # ``hessdiff baseline check``: every entry replayed
     "hessdiff.harness.baseline_record": "front door",  # an entry's repro from one case, by hand
+    "hessdiff.harness.baseline_upgrade": "front door",  # ``hessdiff baseline upgrade``: older entries rewritten
     # --- cli: argument parsing and exit codes.
     "hessdiff.harness.cli": "cli",
     "hessdiff.harness.__main__": "cli",

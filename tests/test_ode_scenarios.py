@@ -282,7 +282,7 @@ def test_a_planted_ode_fault_is_caught(plantedode, relation: str, dtype: str, pr
     assert [f.kind for f in result.findings] == [Kind.WRONG_VALUE], [f.explanation for f in result.findings]
     finding = result.findings[0]
     assert finding.explanation.startswith("Relation violated:"), finding.explanation
-    assert finding.signature.startswith(f"plantedode:{probe}|wrong_value|{dtype}|")
+    assert finding.signature.startswith(f"plantedode|{probe}|wrong_value|{dtype}|")
 
 
 @needs_diffrax

@@ -212,6 +212,11 @@ def _broken(planted: type[Backend], **overrides: Any) -> Backend:
             r"variant 'v' has modes='forward', but it must be one of \('fwd-over-rev', ",
             id="variant-modes-unknown",
         ),
+        pytest.param(
+            {"variants": {"v": Variant("x", _IDENTITY, modes="rev-over-rev", machinery=("Tape|x",))}},
+            r"variant 'v' has machinery=\('Tape\|x',\), but it must be a tuple of short lower-case words",
+            id="variant-machinery-not-a-word",
+        ),
     ],
 )
 def test_bad_declaration_is_rejected(
@@ -468,3 +473,34 @@ def test_an_api_missing_from_a_probe_helper_is_the_release_lacking_it() -> None:
     except AttributeError as exc:
         reason = get_backend("jax").missing_api(exc)
     assert reason == f"jax {importlib.metadata.version('jax')} has no jax.nn.no_such_activation"
+
+
+@pytest.mark.parametrize(("variant", "route"), [
+    ("jax:fwdrev", "fwd-over-rev"),
+    ("jax:jit", "fwd-over-rev+compiled"),
+    ("equinox:params-filter-hessian", "fwd-over-rev+parameters"),
+    ("mlx:revrev", "rev-over-rev"),
+    ("mlx:revrev-vmap", "rev-over-rev+vmap"),
+    ("mlx:compile-revrev", "rev-over-rev+compiled"),
+    ("torch:func-revrev", "rev-over-rev"),
+    ("torch:autograd", "rev-over-rev+tape"),
+    ("torch:autograd-vec", "rev-over-rev+tape+vmap"),
+    ("torch:jit-compile", "jit-compile"),  # a probe that declares no modes: its name
+    ("nosuch:thing", "thing"),  # not installed here (a report read back): its name
+])
+def test_a_variants_route_is_its_modes_then_what_else_it_goes_through(variant: str, route: str) -> None:
+    """Findings are signed by route, not by variant: two variants of one route share a
+    finding. So every path with rules of its own (the tape against torch.func, a vmap
+    batching rule against a loop, the compiler, a structured input's flattening) must
+    show in the route, or a fault of one would pass for the other's."""
+    assert registry.variant_route(variant) == route
+
+
+def test_no_two_campaign_variants_of_a_backend_share_a_route_today() -> None:
+    """Each campaign variant is a code path of its own now: the routes tell them all
+    apart, so signing by route merges no two variants' faults by accident. A variant
+    added on an existing route (another spelling of ``jax.hessian``) is meant to share
+    its findings; then this pin is the place to say so."""
+    for backend in registry.all_backends():
+        routes = [registry.variant_route(v.name) for v in registry.campaign_variants([backend.name])]
+        assert len(routes) == len(set(routes)), (backend.name, routes)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from hessdiff.backends import CAMPAIGN_RELATIONS, PROBE_RELATIONS, all_backends, get_backend, get_variant, register
+from hessdiff.backends.registry import variant_route
 from hessdiff.harness.findings import Kind
 from hessdiff.harness.ir import Program, const, op
 from hessdiff.harness import probe_relations
@@ -89,7 +90,7 @@ def test_each_relation_catches_its_planted_fault(plantedrel, relation, dtype, cu
     finding = _only(result.findings, culprit)
     assert finding.kind is Kind.WRONG_VALUE, finding.explanation
     assert finding.explanation.startswith("Relation violated:"), finding.explanation
-    assert finding.signature.startswith(f"{culprit}|wrong_value|{dtype}|")
+    assert finding.signature.startswith(f"{culprit.split(':')[0]}|{variant_route(culprit)}|wrong_value|{dtype}|")
 
 
 def test_the_honest_reference_is_never_blamed(plantedrel) -> None:

@@ -42,8 +42,8 @@ NEW_CRASH = _finding(Kind.CRASH, "jax:jit", SIN, error="\x1b[31mRuntimeError\x1b
 FINDINGS = [CONVENTION, KNOWN_VALUE, NEW_CRASH, NEW_VALUE]
 
 BASELINE = Baseline((
-    BaselineEntry("jax:revrev|wrong_value|float64|*relu*", "https://example.org/issues/1", "known"),
-    BaselineEntry("jax:fwdfwd|nonfinite|float32|log+sum", "https://example.org/issues/2", "gone"),
+    BaselineEntry("jax|rev-over-rev|wrong_value|float64|*relu*", "https://example.org/issues/1", "known"),
+    BaselineEntry("jax|fwd-over-fwd|nonfinite|float32|log+sum", "https://example.org/issues/2", "gone"),
 ))
 RUN_INFO = {
     "seed": 1234,
@@ -89,7 +89,7 @@ def test_findings_json_loads_back(report: Path) -> None:
     assert sorted(data["baseline"]["new"]) == sorted(
         f.signature for f in (NEW_VALUE, NEW_CRASH, CONVENTION))
     assert data["baseline"]["known"] == [KNOWN_VALUE.signature]
-    assert data["baseline"]["fixed"] == ["jax:fwdfwd|nonfinite|float32|log+sum"]
+    assert data["baseline"]["fixed"] == ["jax|fwd-over-fwd|nonfinite|float32|log+sum"]
     first = data["findings"][0]
     assert first["folder"] == "findings/001-jax-fwdrev-wrong_value-float64-relu-sum"
     assert first["status"] == "new"
@@ -129,7 +129,7 @@ def test_summary_reads_in_ten_seconds(report: Path) -> None:
     assert "| `jax:fwdfwd` | 80 | · |" in text
     assert "(findings/001-jax-fwdrev-wrong_value-float64-relu-sum/)" in text
     assert "Not hit by this run** (not replayed" in text
-    assert "`jax:fwdfwd|nonfinite|float32|log+sum` → https://example.org/issues/2" in text
+    assert "`jax|fwd-over-fwd|nonfinite|float32|log+sum` → https://example.org/issues/2" in text
     assert "| seed | 1234 |" in text and "| examples | 321 |" in text
     assert "jax 0.test" in text
     assert "| op | `jax:fwdrev` | `jax:jit` | `jax:revrev` |" in text

@@ -207,7 +207,7 @@ def test_docstring_is_an_issue() -> None:
     assert "jax:revrev: differs from the expected Hessian" in doc
     assert "mlx:fwdrev: no Hessian" in doc
     assert PROGRAM.pretty().splitlines()[1] in doc
-    assert "jax:fwdrev|wrong_value|float64|relu+square+sum" in doc
+    assert "jax|fwd-over-rev|wrong_value|float64|relu+square+sum" in doc
 
 
 def test_point_is_exact_in_float32() -> None:

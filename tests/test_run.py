@@ -66,7 +66,7 @@ def test_without_the_report_extra_the_rest_is_written(planted, tmp_path: Path, m
 def test_a_baselined_fault_does_not_fail(planted, tmp_path: Path) -> None:
     baseline = tmp_path / "baseline.json"
     baseline.write_text(json.dumps({"entries": [{
-        "signature": "planted:pl_gradient|wrong_value|float64|*",
+        "signature": "planted|pl_gradient|wrong_value|float64|*",
         "upstream": "https://example.org/planted", "note": "planted on purpose",
     }]}))
     code, text = _run(tmp_path / "run", baseline)
