@@ -20,13 +20,17 @@ from __future__ import annotations
 
 import datetime as _dt
 import functools
+import os
 import signal
+import sys
 import threading
 import time
+import traceback
 import zlib
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -420,11 +424,21 @@ class Campaign:
         self._collect()
 
     def _harness_error(self, exc: BaseException) -> None:
+        """Keep one line per distinct internal error, with where it was raised (the
+        innermost frame): the campaign goes on, so there is no traceback to read after
+        it, and "TypeError: '>=' not supported" alone named no line to fix.
+        ``HESSDIFF_DEBUG=1`` prints the whole traceback to stderr as well."""
         if isinstance(exc, BaseExceptionGroup):  # name the leaves, not the group
             for leaf in exc.exceptions:
                 self._harness_error(leaf)
             return
         text = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+        frames = traceback.extract_tb(exc.__traceback__)
+        if frames:
+            last = frames[-1]
+            text += f" (at {Path(last.filename).name}:{last.lineno} in {last.name})"
+        if os.environ.get("HESSDIFF_DEBUG"):
+            traceback.print_exception(exc, file=sys.stderr)
         if text not in self.stats.harness_errors:
             self.stats.harness_errors.append(text)
 
