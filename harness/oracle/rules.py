@@ -13,7 +13,7 @@ from typing import Any
 import mpmath
 import numpy as np
 
-from hessdiff.harness.oracle import state
+from hessdiff.harness.oracle import arb, state
 from hessdiff.harness.oracle.jets import (ERROR_FACTOR, _ZERO, _abs_float, _add_outer, _add_scaled, _err_abs, _fabs, _Jet,
                                           _support, _times, _with_error, _zeros_obj, column)
 from hessdiff.harness.oracle.result import OutOfDomain
@@ -81,7 +81,9 @@ def _compile(expr_builder: Callable[..., Any], arity: int, int_attrs: dict[str, 
 
 
 def _lambdify(sp: Any, params: Sequence[Any], expr: Any) -> Callable[..., Any]:
-    return sp.lambdify(params, expr, modules="mpmath")
+    """``expr`` as an mpmath function of ``params``; the functions ``arb.FUNCTIONS`` names
+    (polygamma) through Arb, which gives the same digits many times faster."""
+    return sp.lambdify(params, expr, modules=[arb.FUNCTIONS, "mpmath"])
 
 
 def _rule_from_expr(sp: Any, args: Sequence[Any], params: Sequence[Any], expr: Any) -> _Rule:
