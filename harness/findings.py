@@ -117,10 +117,9 @@ class Finding:
         blame: the derivative rule the fault is blamed on (``hessdiff.harness.blame.Blame.to_json``:
             its "rule", the node, the one-op program that shows it), or None when not
             blamed (a dismissed or baselined finding, an older file).
-        route: the variant's code path, its modes and machinery
-            (``registry.variant_route``: "rev-over-rev+tape"); filled in from the
-            registry when not given, and kept in the file, so a finding read back where
-            its backend is not installed keeps its signature.
+        recorded_route: the variant's code path as a findings file recorded it ("" for
+            a finding made here: ``route`` asks the registry, so a copy with another
+            variant, ``dataclasses.replace(f, variant=...)``, never keeps a stale one).
     """
 
     kind: Kind
@@ -143,11 +142,14 @@ class Finding:
     supersedes: tuple[str, ...] = ()
     bound: np.ndarray | None = None
     blame: dict[str, Any] | None = None
-    route: str = ""
+    recorded_route: str = ""
 
-    def __post_init__(self) -> None:
-        if not self.route:
-            self.route = variant_route(self.variant)
+    @property
+    def route(self) -> str:
+        """The variant's code path, its modes and machinery (``registry.variant_route``:
+        "rev-over-rev+tape"), as the finding's file recorded it if it was read from one:
+        a report read back where its backend is not installed keeps its signatures."""
+        return self.recorded_route or variant_route(self.variant)
 
     @property
     def severity(self) -> str:
@@ -245,7 +247,7 @@ def finding_from_json(data: Mapping[str, Any]) -> Finding:
             supersedes=tuple(str(s) for s in data.get("supersedes", ())),
             bound=_array_from_json(data.get("bound")),
             blame=dict(data["blame"]) if isinstance(data.get("blame"), Mapping) else None,
-            route=str(data.get("route", "")),
+            recorded_route=str(data.get("route", "")),
         )
     except FindingError:
         raise

@@ -347,3 +347,11 @@ def test_a_finding_read_back_keeps_its_route_where_its_backend_is_not_installed(
     data = RELU.to_json()
     data["variant"], data["route"] = "gone:fwdrev", "fwd-over-rev+vmap"
     assert finding_from_json(data).signature == "gone|fwd-over-rev+vmap|wrong_value|float64|relu+sum"
+
+
+def test_a_copy_of_a_finding_for_another_variant_is_signed_by_that_variants_route() -> None:
+    from dataclasses import replace
+
+    assert RELU.route == "fwd-over-rev"
+    copy = replace(RELU, variant="equinox:filter_jit")
+    assert copy.signature == "equinox|fwd-over-rev+compiled|wrong_value|float64|relu+sum"
