@@ -339,17 +339,16 @@ def variant_route(spec: str) -> str:
     """The code path variant ``spec`` ("torch:autograd-vec") takes to a Hessian, as its
     findings are signed: its modes, then its machinery, "compiled" and a probe's relation,
     joined by "+" ("rev-over-rev+tape+vmap", "fwd-over-rev+compiled",
-    "rev-over-rev+parameters"). A variant that declares no modes (a probe) goes by its
-    name alone. Two
-    variants of one route are one path through the framework's rules, so a fault met in
-    both is one finding; every qualifier keeps apart a path with rules of its own (a
-    batching rule, the tape, the compiler, the flattening of a structured input).
-    A variant this installation does not know goes by its name."""
+    "rev-over-rev+parameters"). Two variants of one route are one path through the
+    framework's rules, so a fault met in both is one finding; every qualifier keeps apart
+    a path with rules of its own (a batching rule, the tape, the compiler, the flattening
+    of a structured input). A variant that declares no modes (a probe), or that this
+    installation does not know, goes by its name."""
     try:
         found = get_variant(spec).spec
     except (KeyError, RegistryError):
-        return spec.partition(":")[2] or spec
-    if not found.modes:
+        found = None
+    if found is None or not found.modes:
         return spec.partition(":")[2] or spec
     words = [found.modes, *found.machinery]
     if found.compiled:
