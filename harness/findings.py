@@ -143,13 +143,20 @@ class Finding:
     bound: np.ndarray | None = None
     blame: dict[str, Any] | None = None
     recorded_route: str = ""
+    # (variant, its route) as last asked of the registry: ``route`` is read for every
+    # finding on every verdict (``campaign_records.explaining``) and in every signature.
+    _route_asked: tuple[str, str] = field(default=("", ""), init=False, repr=False, compare=False)
 
     @property
     def route(self) -> str:
         """The variant's code path, its modes and machinery (``registry.variant_route``:
         "rev-over-rev+tape"), as the finding's file recorded it if it was read from one:
         a report read back where its backend is not installed keeps its signatures."""
-        return self.recorded_route or variant_route(self.variant)
+        if self.recorded_route:
+            return self.recorded_route
+        if self._route_asked[0] != self.variant:  # keyed by the variant: never stale
+            self._route_asked = (self.variant, variant_route(self.variant))
+        return self._route_asked[1]
 
     @property
     def severity(self) -> str:
