@@ -1,4 +1,5 @@
-"""Equinox: ``eqx.filter_hessian`` eager and under ``eqx.filter_jit``.
+"""Equinox: ``eqx.filter_hessian`` (screened compiled, a failure re-run eagerly) and under
+``eqx.filter_jit``.
 
 Equinox lowers to the same JAX primitives as the ``jax`` backend, so it reuses that
 module's lowering table, namespace and float64 context; what it adds is its own filtered
@@ -41,7 +42,8 @@ class EquinoxBackend(Backend):
     modules = ("jax", "equinox")
     variants = {
         "filter_hessian": Variant(
-            "eqx.filter_hessian(f): filter_jacfwd(filter_jacrev(f)), eager",
+            "eqx.filter_hessian(f): filter_jacfwd(filter_jacrev(f)), "
+            "screened under jit(filter_vmap), a failure re-run eagerly",
             lambda m, f: m.eqx.filter_hessian(f),
             batchable=True,
             modes="fwd-over-rev",
